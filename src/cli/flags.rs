@@ -1,0 +1,168 @@
+//! Flag groups shared by several commands, named as skopeo names them.
+
+use crate::auth::{AuthOptions, Credentials};
+use crate::registry::{RegistryOptions, RetryOptions, TlsOptions};
+use crate::transport::OpenOptions;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Parse a Go-style duration (`1s`, `500ms`, `1m30s`, a bare number of seconds is refused as in Go).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?} (examples: 500ms, 2s, 1m30s)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        if num_end == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// `--retry-times`, `--retry-delay`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RetryFlags {
+    /// the number of times to possibly retry
+    #[arg(long = "retry-times", value_name = "N", default_value_t = 0)]
+    pub retry_times: u32,
+    /// Fixed delay between retries (e.g. 2s); exponential from 1s when unset
+    #[arg(long = "retry-delay", value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_delay: Option<Duration>,
+}
+
+impl RetryFlags {
+    /// As engine options.
+    pub fn options(&self) -> RetryOptions {
+        RetryOptions { times: self.retry_times, delay: self.retry_delay }
+    }
+}
+
+/// Build credentials from `--creds`, `--username/--password`, `--registry-token`.
+fn explicit_creds(creds: &Option<String>, user: &Option<String>, pass: &Option<String>, token: &Option<String>, side: &str) -> Result<Option<Credentials>, String> {
+    let n = [creds.is_some(), user.is_some() || pass.is_some(), token.is_some()].iter().filter(|x| **x).count();
+    if n > 1 {
+        return Err(format!("{side}: only one of --creds, --username/--password and --registry-token may be given"));
+    }
+    if let Some(c) = creds {
+        if c.is_empty() {
+            return Err(format!("{side}: --creds must not be empty"));
+        }
+        return Ok(Some(Credentials::from_creds_flag(c)));
+    }
+    match (user, pass) {
+        (Some(u), Some(p)) => return Ok(Some(Credentials::Basic { username: u.clone(), password: p.clone() })),
+        (Some(_), None) | (None, Some(_)) => return Err(format!("{side}: --username and --password must be given together")),
+        _ => {}
+    }
+    Ok(token.clone().map(Credentials::Bearer))
+}
+
+macro_rules! image_flags {
+    ($name:ident, $prefix:literal, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Args, Debug, Clone, Default)]
+        pub struct $name {
+            /// path of the authentication file for this side (overrides --authfile)
+            #[arg(long = concat!($prefix, "authfile"), value_name = "PATH")]
+            pub authfile: Option<PathBuf>,
+            /// use certificates at PATH (*.crt, *.cert, *.key) to connect to the registry
+            #[arg(long = concat!($prefix, "cert-dir"), value_name = "PATH")]
+            pub cert_dir: Option<PathBuf>,
+            /// use USERNAME[:PASSWORD] for accessing the registry
+            #[arg(long = concat!($prefix, "creds"), value_name = "USERNAME[:PASSWORD]")]
+            pub creds: Option<String>,
+            /// use USERNAME for accessing the registry
+            #[arg(long = concat!($prefix, "username"), value_name = "USERNAME")]
+            pub username: Option<String>,
+            /// use PASSWORD for accessing the registry
+            #[arg(long = concat!($prefix, "password"), value_name = "PASSWORD")]
+            pub password: Option<String>,
+            /// bearer token for accessing the registry
+            #[arg(long = concat!($prefix, "registry-token"), value_name = "TOKEN")]
+            pub registry_token: Option<String>,
+            /// access the registry anonymously
+            #[arg(long = concat!($prefix, "no-creds"))]
+            pub no_creds: bool,
+            /// require HTTPS and verify certificates when talking to the container registry or daemon
+            #[arg(long = concat!($prefix, "tls-verify"), value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+            pub tls_verify: Option<bool>,
+            /// use docker daemon host at HOST (docker-daemon: only)
+            #[arg(long = concat!($prefix, "daemon-host"), value_name = "HOST")]
+            pub daemon_host: Option<String>,
+            /// directory to use to share blobs across OCI repositories
+            #[arg(long = concat!($prefix, "shared-blob-dir"), value_name = "DIRECTORY")]
+            pub shared_blob_dir: Option<PathBuf>,
+        }
+
+        impl $name {
+            /// Engine options for this side; `authfile` is the shared `--authfile`.
+            pub fn open_options(&self, authfile: &Option<PathBuf>, retry: RetryOptions) -> Result<OpenOptions, String> {
+                let side = concat!("--", $prefix);
+                let explicit = explicit_creds(&self.creds, &self.username, &self.password, &self.registry_token, side.trim_end_matches('-'))?;
+                if self.no_creds && explicit.is_some() {
+                    return Err(format!("{}: --no-creds cannot be combined with credentials", side.trim_end_matches('-')));
+                }
+                Ok(OpenOptions {
+                    registry: RegistryOptions {
+                        auth: AuthOptions { authfile: self.authfile.clone().or_else(|| authfile.clone()), explicit, no_creds: self.no_creds },
+                        tls: TlsOptions { verify: self.tls_verify, cert_dir: self.cert_dir.clone() },
+                        retry,
+                    },
+                    shared_blob_dir: self.shared_blob_dir.clone(),
+                })
+            }
+        }
+    };
+}
+
+image_flags!(SrcFlags, "src-", "Source-side flags of `copy`.");
+image_flags!(DestFlags, "dest-", "Destination-side flags of `copy`.");
+image_flags!(ImageFlags, "", "Flags of commands that read or change one image.");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("3x").is_err());
+    }
+
+    #[test]
+    fn credential_flags_conflict() {
+        let f = ImageFlags { creds: Some("a:b".into()), registry_token: Some("t".into()), ..Default::default() };
+        assert!(f.open_options(&None, RetryOptions::default()).is_err());
+        let f = ImageFlags { username: Some("a".into()), ..Default::default() };
+        assert!(f.open_options(&None, RetryOptions::default()).is_err());
+        let f = ImageFlags { creds: Some("a:b:c".into()), ..Default::default() };
+        let o = f.open_options(&None, RetryOptions::default()).unwrap();
+        assert_eq!(o.registry.auth.explicit, Some(Credentials::Basic { username: "a".into(), password: "b:c".into() }));
+    }
+}

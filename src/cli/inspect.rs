@@ -1,0 +1,197 @@
+//! `kopeo inspect`.
+
+use super::flags::{ImageFlags, RetryFlags};
+use super::template::Template;
+use super::{CliError, Global, parse_image};
+use crate::digest::Digest;
+use crate::manifest::{self, Manifest, is_list_type};
+use crate::reference::ImageReference;
+use crate::transport::{self, BlobInfo, ImageSource, TransportError};
+use clap::Args;
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+const CONFIG_LIMIT: usize = 16 << 20;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// IMAGE-NAME
+    image: String,
+    /// path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json
+    #[arg(long, value_name = "PATH", env = "REGISTRY_AUTH_FILE", hide_env = true)]
+    authfile: Option<PathBuf>,
+    #[command(flatten)]
+    flags: ImageFlags,
+    #[command(flatten)]
+    retry: RetryFlags,
+    /// output raw manifest or configuration
+    #[arg(long)]
+    raw: bool,
+    /// output configuration
+    #[arg(long)]
+    config: bool,
+    /// Format the output to a Go template
+    #[arg(short = 'f', long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Do not list the available tags from the repository in the output
+    #[arg(short = 'n', long = "no-tags")]
+    no_tags: bool,
+}
+
+/// One layer in `LayersData`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct LayerData {
+    #[serde(rename = "MIMEType")]
+    mime_type: String,
+    digest: Digest,
+    size: i64,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// skopeo's inspect output, field for field.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Output {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    digest: Digest,
+    repo_tags: Vec<String>,
+    created: Option<String>,
+    docker_version: String,
+    labels: Option<Value>,
+    architecture: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    variant: String,
+    os: String,
+    layers: Vec<Digest>,
+    layers_data: Vec<LayerData>,
+    env: Option<Value>,
+}
+
+/// Serialise like Go's json.MarshalIndent with four spaces (HTML-escaped, as Go does).
+pub fn print_json<T: Serialize>(v: &T) -> Result<String, CliError> {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    v.serialize(&mut ser).map_err(|e| CliError::new(format!("encoding JSON: {e}")))?;
+    let s = String::from_utf8_lossy(&buf).into_owned();
+    Ok(s.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"))
+}
+
+async fn read_blob(src: &dyn ImageSource, info: &BlobInfo) -> Result<Vec<u8>, TransportError> {
+    let mut stream = src.blob(info).await?;
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > CONFIG_LIMIT {
+            return Err(TransportError::Invalid(format!("config blob {} is larger than {CONFIG_LIMIT} bytes", info.digest)));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if !info.digest.matches(&buf) {
+        return Err(TransportError::Invalid(format!("config blob {} does not match its digest", info.digest)));
+    }
+    Ok(buf)
+}
+
+fn wrap(image: &ImageReference) -> impl Fn(TransportError) -> CliError + '_ {
+    move |e| {
+        let msg = format!("inspecting {image}: {e}");
+        if e.is_image_not_found() { CliError::not_found(msg) } else { CliError::new(msg) }
+    }
+}
+
+/// Print what skopeo inspect prints.
+pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
+    let image = parse_image(&args.image)?;
+    let opts = args.flags.open_options(&args.authfile, args.retry.options())?;
+    let template = args.format.as_deref().map(|f| Template::parse(&f.replace("\\n", "\n").replace("\\t", "\t"))).transpose().map_err(|e| CliError::new(e.to_string()))?;
+    let w = wrap(&image);
+    let src = transport::open_source(&image, &opts).await.map_err(&w)?;
+    let (raw, mime) = src.manifest(None).await.map_err(&w)?;
+    let mut out = std::io::stdout().lock();
+    if args.raw && !args.config {
+        return out.write_all(&raw).map_err(|e| CliError::new(e.to_string()));
+    }
+    let (img_bytes, img_mime) = if is_list_type(&mime) {
+        let Manifest::Index(index) = Manifest::parse(&raw, &mime).map_err(|e| w(e.into()))? else {
+            return Err(CliError::new("manifest list did not parse as a list"));
+        };
+        let want = global.platform.clone().unwrap_or_else(manifest::host_platform);
+        let chosen = manifest::choose_instance(&index, &want).map_err(|e| w(e.into()))?;
+        src.manifest(Some(&chosen.digest)).await.map_err(&w)?
+    } else {
+        (raw.clone(), mime.clone())
+    };
+    let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))? else {
+        return Err(CliError::new("nested manifest list"));
+    };
+    let config_info = BlobInfo { digest: m.config.digest.clone(), size: u64::try_from(m.config.size).ok(), media_type: m.config.media_type.clone() };
+    let config_bytes = read_blob(src.as_ref(), &config_info).await.map_err(&w)?;
+    if args.config {
+        if args.raw {
+            return out.write_all(&config_bytes).map_err(|e| CliError::new(e.to_string()));
+        }
+        let v: Value = serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
+        return writeln!(out, "{}", print_json(&v)?).map_err(|e| CliError::new(e.to_string()));
+    }
+    let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
+    let inner = config.get("config").cloned().unwrap_or(Value::Null);
+    let (name, repo_tags) = match &image {
+        ImageReference::Docker(r) => {
+            let tags = if args.no_tags {
+                vec![]
+            } else {
+                match src.repo_tags().await {
+                    Ok(t) => t,
+                    Err(TransportError::Registry(e @ crate::registry::RegistryError::Unauthorized { .. })) => {
+                        tracing::warn!(error = %e, "Registry disallows tag list retrieval; skipping");
+                        vec![]
+                    }
+                    Err(TransportError::Registry(crate::registry::RegistryError::Status { status: 403, .. })) => {
+                        tracing::warn!("Registry disallows tag list retrieval; skipping");
+                        vec![]
+                    }
+                    Err(e) => return Err(CliError::new(format!("Error determining repository tags: {e}"))),
+                }
+            };
+            (Some(r.name()), tags)
+        }
+        _ => (None, vec![]),
+    };
+    let s = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let output = Output {
+        name,
+        digest: Digest::sha256_of(&raw),
+        repo_tags,
+        created: config.get("created").and_then(Value::as_str).map(str::to_string),
+        docker_version: s("docker_version"),
+        labels: inner.get("Labels").cloned().filter(|v| !v.is_null()),
+        architecture: s("architecture"),
+        variant: s("variant"),
+        os: s("os"),
+        layers: m.layers.iter().map(|l| l.digest.clone()).collect(),
+        layers_data: m
+            .layers
+            .iter()
+            .map(|l| LayerData { mime_type: l.media_type.clone(), digest: l.digest.clone(), size: l.size, annotations: l.annotations.clone() })
+            .collect(),
+        env: inner.get("Env").cloned().filter(|v| !v.is_null()),
+    };
+    let text = match template {
+        Some(t) => {
+            let v = serde_json::to_value(&output).map_err(|e| CliError::new(e.to_string()))?;
+            let mut s = t.render(&v).map_err(|e| CliError::new(e.to_string()))?;
+            if !s.ends_with('\n') {
+                s.push('\n');
+            }
+            s
+        }
+        None => format!("{}\n", print_json(&output)?),
+    };
+    out.write_all(text.as_bytes()).map_err(|e| CliError::new(e.to_string()))
+}

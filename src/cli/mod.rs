@@ -1,0 +1,202 @@
+//! The skopeo-compatible command line: flags, output and exit codes follow
+//! upstream skopeo so scripts move over unchanged.
+
+mod copy;
+mod flags;
+mod inspect;
+mod login;
+mod progress;
+mod repo;
+pub mod template;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+/// Command-line failure: the message to print and whether skopeo would exit 2.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    not_found: bool,
+}
+
+impl CliError {
+    /// A failure with exit code 1.
+    pub fn new(message: impl Into<String>) -> Self {
+        CliError { message: message.into(), not_found: false }
+    }
+    /// A failure with exit code 2 (image or repository not found).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        CliError { message: message.into(), not_found: true }
+    }
+}
+
+impl From<String> for CliError {
+    fn from(s: String) -> Self {
+        CliError::new(s)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "kopeo", version, about = "Various operations with container images and container image registries", disable_help_subcommand = false)]
+struct Cli {
+    /// enable debug output
+    #[arg(long, global = true)]
+    debug: bool,
+    /// run the tool without any policy check
+    #[arg(long = "insecure-policy", global = true)]
+    insecure_policy: bool,
+    /// Path to a trust policy file (signature policies are not enforced yet)
+    #[arg(long, global = true, value_name = "PATH")]
+    policy: Option<std::path::PathBuf>,
+    /// use registry configuration files in DIR (e.g. for container signature storage)
+    #[arg(long = "registries.d", global = true, value_name = "DIR")]
+    registries_d: Option<std::path::PathBuf>,
+    /// use ARCH instead of the architecture of the machine for choosing images
+    #[arg(long = "override-arch", global = true, value_name = "ARCH")]
+    override_arch: Option<String>,
+    /// use OS instead of the running OS for choosing images
+    #[arg(long = "override-os", global = true, value_name = "OS")]
+    override_os: Option<String>,
+    /// use VARIANT instead of the running architecture variant for choosing images
+    #[arg(long = "override-variant", global = true, value_name = "VARIANT")]
+    override_variant: Option<String>,
+    /// directory used to store temporary files
+    #[arg(long, global = true, value_name = "DIR")]
+    tmpdir: Option<std::path::PathBuf>,
+    /// timeout for the command execution
+    #[arg(long = "command-timeout", global = true, value_name = "DURATION", value_parser = flags::parse_duration)]
+    command_timeout: Option<std::time::Duration>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Copy an IMAGE-NAME from one location to another
+    Copy(copy::CopyArgs),
+    /// Inspect image IMAGE-NAME
+    Inspect(inspect::InspectArgs),
+    /// List tags in the transport/repository specified by the SOURCE-IMAGE
+    ListTags(repo::ListTagsArgs),
+    /// Delete image IMAGE-NAME
+    Delete(repo::DeleteArgs),
+    /// Compute a manifest digest of a file
+    ManifestDigest(repo::ManifestDigestArgs),
+    /// Login to a container registry
+    Login(login::LoginArgs),
+    /// Logout of a container registry
+    Logout(login::LogoutArgs),
+}
+
+/// Options every command sees.
+pub(crate) struct Global {
+    pub platform: Option<crate::manifest::Platform>,
+}
+
+fn init_tracing(debug: bool) {
+    let level = if debug { "debug" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KOPEO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kopeo={level},warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Print a fatal error the way skopeo (logrus) does.
+fn print_fatal(msg: &str) {
+    if std::io::stderr().is_terminal() {
+        eprintln!("FATA[0000] {msg}");
+    } else {
+        let escaped = msg.replace('\\', "\\\\").replace('"', "\\\"");
+        eprintln!("time=\"{}\" level=fatal msg=\"{escaped}\"", now_rfc3339());
+    }
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.debug);
+    if cli.policy.is_some() || cli.registries_d.is_some() {
+        tracing::warn!("signature policy and registries.d are not enforced by this kopeo version");
+    }
+    let platform = (cli.override_arch.is_some() || cli.override_os.is_some() || cli.override_variant.is_some()).then(|| {
+        let host = crate::manifest::host_platform();
+        crate::manifest::Platform {
+            architecture: cli.override_arch.clone().unwrap_or(host.architecture),
+            os: cli.override_os.clone().unwrap_or(host.os),
+            variant: cli.override_variant.clone(),
+            ..Default::default()
+        }
+    });
+    let global = Global { platform };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            print_fatal(&format!("starting the async runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    let timeout = cli.command_timeout;
+    let result = runtime.block_on(async move {
+        let work = run(cli.command, &global);
+        match timeout {
+            Some(t) => tokio::time::timeout(t, work)
+                .await
+                .unwrap_or_else(|_| Err(CliError::new(format!("command timed out after {t:?}")))),
+            None => work.await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            print_fatal(&e.message);
+            ExitCode::from(if e.not_found { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(command: Command, global: &Global) -> Result<(), CliError> {
+    match command {
+        Command::Copy(a) => copy::run(a, global).await,
+        Command::Inspect(a) => inspect::run(a, global).await,
+        Command::ListTags(a) => repo::list_tags(a).await,
+        Command::Delete(a) => repo::delete(a).await,
+        Command::ManifestDigest(a) => repo::manifest_digest(a),
+        Command::Login(a) => login::login(a).await,
+        Command::Logout(a) => login::logout(a),
+    }
+}
+
+/// Parse an image name argument, with skopeo's wording on failure.
+pub(crate) fn parse_image(s: &str) -> Result<crate::reference::ImageReference, CliError> {
+    s.parse().map_err(|e: crate::reference::ParseError| CliError::new(e.to_string()))
+}

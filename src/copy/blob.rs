@@ -1,0 +1,156 @@
+//! Copying one blob: reuse if the destination can, else stream it from the
+//! source through a verifying stage into the destination, retrying
+//! transient failures.
+
+use super::{CopyOptions, Progress, ProgressEvent};
+use crate::digest::{Digest, Hasher};
+use crate::transport::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What happened to a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Bytes were copied.
+    Copied(u64),
+    /// The destination already had it, or mounted it.
+    Reused,
+}
+
+/// Wrap `inner` so that every byte is hashed once in flight and the digest
+/// and size are checked *before* the last byte is handed on: a consumer that
+/// sees the stream end cleanly has received exactly the expected content.
+/// `mismatch` is set when verification failed.
+pub fn verify(inner: BlobStream, info: &BlobInfo, mismatch: Arc<AtomicBool>, progress: Option<Arc<dyn Progress>>) -> BlobStream {
+    struct St {
+        inner: BlobStream,
+        hasher: Option<Hasher>,
+        seen: u64,
+        digest: Digest,
+        size: Option<u64>,
+        mismatch: Arc<AtomicBool>,
+        progress: Option<Arc<dyn Progress>>,
+        done: bool,
+    }
+    impl St {
+        fn check(&mut self) -> Result<(), TransportError> {
+            let actual = self.hasher.take().map(Hasher::finish);
+            if let Some(expected) = self.size.filter(|s| *s != self.seen) {
+                self.mismatch.store(true, Ordering::SeqCst);
+                return Err(TransportError::SizeMismatch { digest: self.digest.clone(), expected, actual: self.seen });
+            }
+            match actual {
+                Some(a) if a != self.digest => {
+                    self.mismatch.store(true, Ordering::SeqCst);
+                    Err(TransportError::DigestMismatch { digest: self.digest.clone(), actual: a })
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+    let st = St {
+        inner,
+        hasher: Some(Hasher::new(info.digest.algorithm())),
+        seen: 0,
+        digest: info.digest.clone(),
+        size: info.size,
+        mismatch,
+        progress,
+        done: false,
+    };
+    futures::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        match st.inner.next().await {
+            Some(Ok(chunk)) => {
+                st.seen += chunk.len() as u64;
+                if let Some(h) = st.hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                if let Some(p) = &st.progress {
+                    p.event(ProgressEvent::BlobBytes { digest: &st.digest, bytes: chunk.len() as u64 });
+                }
+                let over = st.size.is_some_and(|s| st.seen > s);
+                let last = st.size == Some(st.seen);
+                if over || last {
+                    if let Err(e) = st.check() {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                }
+                Some((Ok(chunk), st))
+            }
+            Some(Err(e)) => {
+                st.done = true;
+                Some((Err(e), st))
+            }
+            None => {
+                st.done = true;
+                if st.hasher.is_some() {
+                    if let Err(e) = st.check() {
+                        return Some((Err(e), st));
+                    }
+                }
+                None
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Copy one blob from `src` to `dst`.
+pub async fn copy_blob(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    info: &BlobInfo,
+    from: Option<&RegistryLocation>,
+    opts: &CopyOptions,
+) -> Result<BlobOutcome, TransportError> {
+    let progress = opts.progress.clone();
+    if let Some(p) = &progress {
+        p.event(ProgressEvent::BlobStart { info });
+    }
+    if dst.try_reuse_blob(info, from).await? {
+        if let Some(p) = &progress {
+            p.event(ProgressEvent::BlobDone { digest: &info.digest, reused: true });
+        }
+        return Ok(BlobOutcome::Reused);
+    }
+    let mut attempt = 0;
+    loop {
+        let mismatch = Arc::new(AtomicBool::new(false));
+        let result = async {
+            let stream = src.blob(info).await?;
+            dst.put_blob(info, verify(stream, info, mismatch.clone(), progress.clone())).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                if let Some(p) = &progress {
+                    p.event(ProgressEvent::BlobDone { digest: &info.digest, reused: false });
+                }
+                return Ok(BlobOutcome::Copied(info.size.unwrap_or(0)));
+            }
+            Err(e) if mismatch.load(Ordering::SeqCst) => {
+                tracing::debug!(error = %e, "blob failed verification");
+                return Err(TransportError::Invalid(format!(
+                    "blob {} from {} does not match its digest or size; nothing was committed",
+                    info.digest,
+                    src.describe()
+                )));
+            }
+            Err(e) if e.is_transient() && attempt < opts.retry.times => {
+                let delay = opts.retry.delay_for(attempt);
+                attempt += 1;
+                tracing::warn!(digest = %info.digest, attempt, ?delay, error = %e, "blob copy failed, retrying");
+                if let Some(p) = &progress {
+                    p.event(ProgressEvent::BlobRestart { digest: &info.digest });
+                }
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The copy pipeline: plan → blobs in parallel → config → manifest → index.
+//!
+//! Every blob streams from source to destination exactly once, hashed in
+//! flight; a manifest is written only after all of its blobs are in place,
+//! and a list's instances before the list. Memory stays bounded by
+//! `parallel` × the transports' chunk sizes, whatever the image size.
+
+mod blob;
+
+pub use blob::{BlobOutcome, copy_blob, verify};
+
+use crate::digest::Digest;
+use crate::manifest::{self, ImageIndex, Manifest, ManifestError, Platform, is_list_type, media};
+use crate::reference::ImageReference;
+use crate::registry::RetryOptions;
+use crate::transport::{self, BlobInfo, ImageDestination, ImageSource, OpenOptions, TransportError};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// containers/image's default number of blobs copied at once.
+pub const DEFAULT_PARALLEL_COPIES: usize = 6;
+
+/// Which images of a manifest list to copy (`--multi-arch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MultiArch {
+    /// The one image for the current (or overridden) platform.
+    #[default]
+    System,
+    /// Every image and the list itself (`--all`).
+    All,
+    /// Only the list itself.
+    IndexOnly,
+}
+
+/// Manifest format to write (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Oci,
+    V2s2,
+}
+
+impl Format {
+    fn image_type(self) -> &'static str {
+        match self {
+            Format::Oci => media::OCI_MANIFEST,
+            Format::V2s2 => media::DOCKER_V2S2,
+        }
+    }
+    fn list_type(self) -> &'static str {
+        match self {
+            Format::Oci => media::OCI_INDEX,
+            Format::V2s2 => media::DOCKER_LIST,
+        }
+    }
+}
+
+/// Something a progress display wants to know.
+#[derive(Debug)]
+pub enum ProgressEvent<'a> {
+    /// A list is being copied: `count` of its `total` images.
+    CopyingImages { count: usize, total: usize },
+    /// Instance `n` (1-based) of a list.
+    Image { digest: &'a Digest, n: usize, count: usize },
+    BlobStart { info: &'a BlobInfo },
+    BlobBytes { digest: &'a Digest, bytes: u64 },
+    /// A transfer failed and starts again.
+    BlobRestart { digest: &'a Digest },
+    BlobDone { digest: &'a Digest, reused: bool },
+    WritingManifest,
+}
+
+/// Receives progress events from a copy (from several tasks at once).
+pub trait Progress: Send + Sync {
+    /// Handle one event.
+    fn event(&self, event: ProgressEvent<'_>);
+}
+
+/// What to copy and how; shared by the CLI flags and the operator's specs.
+#[derive(Clone, Default)]
+pub struct CopyOptions {
+    pub multi_arch: MultiArch,
+    /// Platform to select from a list (`--override-os/arch/variant`); the host's when unset.
+    pub platform: Option<Platform>,
+    pub format: Option<Format>,
+    /// Fail rather than change any digest.
+    pub preserve_digests: bool,
+    pub remove_signatures: bool,
+    /// Blobs copied at once (`--image-parallel-copies`); 0 means the default.
+    pub parallel: usize,
+    pub retry: RetryOptions,
+    pub progress: Option<Arc<dyn Progress>>,
+}
+
+/// Why a copy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl CopyError {
+    /// True when the source image does not exist (skopeo exits 2).
+    pub fn is_image_not_found(&self) -> bool {
+        matches!(self, CopyError::Transport(e) if e.is_image_not_found())
+    }
+}
+
+/// What a finished copy did.
+#[derive(Debug, Clone)]
+pub struct CopyReport {
+    /// Digest of the top-level manifest written.
+    pub manifest_digest: Digest,
+    pub manifest: Bytes,
+    pub blobs_copied: u64,
+    pub blobs_reused: u64,
+    pub bytes_copied: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    copied: AtomicU64,
+    reused: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Open both references and copy.
+pub async fn copy_image(
+    src: &ImageReference,
+    dst: &ImageReference,
+    src_opts: &OpenOptions,
+    dst_opts: &OpenOptions,
+    opts: &CopyOptions,
+) -> Result<CopyReport, CopyError> {
+    let source = transport::open_source(src, src_opts).await?;
+    let dest = transport::open_destination(dst, dst_opts).await?;
+    copy(source.as_ref(), dest.as_ref(), opts).await
+}
+
+/// Copy the image `src` names into `dst` and commit it.
+pub async fn copy(src: &dyn ImageSource, dst: &dyn ImageDestination, opts: &CopyOptions) -> Result<CopyReport, CopyError> {
+    let stats = Stats::default();
+    let (bytes, mime) = src.manifest(None).await?;
+    let (out, out_mime) = if is_list_type(&mime) {
+        let Manifest::Index(index) = Manifest::parse(&bytes, &mime)? else {
+            return Err(CopyError::Unsupported(format!("{mime} is not a list")));
+        };
+        match opts.multi_arch {
+            MultiArch::System => {
+                let want = opts.platform.clone().unwrap_or_else(manifest::host_platform);
+                let chosen = manifest::choose_instance(&index, &want)?;
+                let (ib, im) = src.manifest(Some(&chosen.digest)).await?;
+                copy_single(src, dst, ib, &im, false, opts, &stats).await?
+            }
+            mode => copy_list(src, dst, &bytes, &index, mode, opts, &stats).await?,
+        }
+    } else {
+        copy_single(src, dst, bytes, &mime, false, opts, &stats).await?
+    };
+    if let Some(p) = &opts.progress {
+        p.event(ProgressEvent::WritingManifest);
+    }
+    dst.put_manifest(&out, &out_mime, None).await?;
+    dst.commit().await?;
+    Ok(CopyReport {
+        manifest_digest: Digest::sha256_of(&out),
+        manifest: out,
+        blobs_copied: stats.copied.load(Ordering::Relaxed),
+        blobs_reused: stats.reused.load(Ordering::Relaxed),
+        bytes_copied: stats.bytes.load(Ordering::Relaxed),
+    })
+}
+
+/// Choose the media type to write: `--format`, else the source's if the
+/// destination takes it, else the destination's first choice of that kind.
+fn target_type(src: &str, dst: &dyn ImageDestination, forced: Option<&'static str>, list: bool) -> Result<String, CopyError> {
+    if let Some(f) = forced {
+        return Ok(f.to_string());
+    }
+    let supported = dst.supported_manifest_types();
+    if supported.is_empty() || supported.contains(&src) {
+        return Ok(src.to_string());
+    }
+    supported
+        .iter()
+        .find(|t| is_list_type(t) == list)
+        .map(|t| t.to_string())
+        .ok_or_else(|| CopyError::Unsupported(format!("{} accepts none of the manifest types kopeo can convert {src} to", dst.describe())))
+}
+
+/// Copy one image's blobs, then return the manifest to write (converted if
+/// needed). Instance manifests (`as_instance`) are written here; the
+/// top-level one by the caller.
+async fn copy_single(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    bytes: Bytes,
+    mime: &str,
+    as_instance: bool,
+    opts: &CopyOptions,
+    stats: &Stats,
+) -> Result<(Bytes, String), CopyError> {
+    if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
+        return Err(CopyError::Unsupported(format!("{} uses Docker schema1 manifests, which kopeo cannot copy yet", src.describe())));
+    }
+    let Manifest::Image(m) = Manifest::parse(&bytes, mime)? else {
+        return Err(CopyError::Unsupported(format!("nested manifest list in {}", src.describe())));
+    };
+    let target = target_type(m.mime(), dst, opts.format.map(Format::image_type), false)?;
+    let out_manifest = if target == m.mime() {
+        None
+    } else if opts.preserve_digests {
+        return Err(CopyError::Unsupported(format!(
+            "writing {} requires converting the manifest from {} to {target}, which changes its digest, but --preserve-digests was given",
+            dst.describe(),
+            m.mime()
+        )));
+    } else {
+        Some(m.convert(&target)?)
+    };
+
+    let mut blobs: Vec<BlobInfo> = vec![];
+    for d in m.layers.iter().chain(std::iter::once(&m.config)) {
+        if d.urls.is_some() && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable")) {
+            continue;
+        }
+        if !blobs.iter().any(|b| b.digest == d.digest) {
+            blobs.push(BlobInfo { digest: d.digest.clone(), size: u64::try_from(d.size).ok(), media_type: d.media_type.clone() });
+        }
+    }
+    let from = src.registry_location();
+    let parallel = if opts.parallel == 0 { DEFAULT_PARALLEL_COPIES } else { opts.parallel };
+    futures::stream::iter(blobs.iter())
+        .map(|info| {
+            let from = from.as_ref();
+            async move {
+                match copy_blob(src, dst, info, from, opts).await? {
+                    BlobOutcome::Reused => stats.reused.fetch_add(1, Ordering::Relaxed),
+                    BlobOutcome::Copied(n) => {
+                        stats.bytes.fetch_add(n, Ordering::Relaxed);
+                        stats.copied.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                Ok::<_, TransportError>(())
+            }
+        })
+        .buffer_unordered(parallel)
+        .try_collect::<()>()
+        .await?;
+
+    let out = match out_manifest {
+        Some(conv) => Bytes::from(manifest::to_bytes(&conv)),
+        None => bytes,
+    };
+    if as_instance {
+        dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out))).await?;
+    }
+    Ok((out, target))
+}
+
+/// Copy a list's instances (for `All`) and return the list to write.
+async fn copy_list(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    bytes: &Bytes,
+    index: &ImageIndex,
+    mode: MultiArch,
+    opts: &CopyOptions,
+    stats: &Stats,
+) -> Result<(Bytes, String), CopyError> {
+    if !dst.supports_lists() {
+        return Err(CopyError::Unsupported(format!("{} cannot store a manifest list; copy one platform instead", dst.describe())));
+    }
+    let target = target_type(index.mime(), dst, opts.format.map(Format::list_type), true)?;
+    let instance_format = if target == media::OCI_INDEX { Format::Oci } else { Format::V2s2 };
+    let mut out = index.clone();
+    out.media_type = Some(target.clone());
+    let total = index.manifests.len();
+    if mode == MultiArch::All {
+        if let Some(p) = &opts.progress {
+            p.event(ProgressEvent::CopyingImages { count: total, total });
+        }
+        let instance_opts = CopyOptions { format: Some(instance_format), ..opts.clone() };
+        for (i, desc) in out.manifests.iter_mut().enumerate() {
+            if let Some(p) = &opts.progress {
+                p.event(ProgressEvent::Image { digest: &desc.digest, n: i + 1, count: total });
+            }
+            let (ib, im) = src.manifest(Some(&desc.digest)).await?;
+            if is_list_type(&im) {
+                return Err(CopyError::Unsupported(format!("nested manifest list in {}", src.describe())));
+            }
+            let (nb, nm) = copy_single(src, dst, ib, &im, true, &instance_opts, stats).await?;
+            desc.digest = Digest::sha256_of(&nb);
+            desc.size = nb.len() as i64;
+            desc.media_type = nm;
+        }
+    } else {
+        for desc in &mut out.manifests {
+            if desc.media_type == media::DOCKER_V2S2 || desc.media_type == media::OCI_MANIFEST {
+                let want = instance_format.image_type();
+                if desc.media_type != want {
+                    return Err(CopyError::Unsupported(format!(
+                        "--multi-arch=index-only cannot convert the list's instances to {want}; copy with --all"
+                    )));
+                }
+            }
+        }
+    }
+    let unchanged = target == index.mime() && out.manifests == index.manifests;
+    if unchanged {
+        return Ok((bytes.clone(), target));
+    }
+    if opts.preserve_digests {
+        return Err(CopyError::Unsupported(format!(
+            "writing {} requires changing the manifest list, which changes its digest, but --preserve-digests was given",
+            dst.describe()
+        )));
+    }
+    if target == media::DOCKER_LIST {
+        out.annotations = None;
+        out.artifact_type = None;
+        out.subject = None;
+    }
+    Ok((Bytes::from(manifest::to_bytes(&out)), target))
+}

@@ -1,0 +1,21 @@
+//! kopeo: move container images between registries, layouts and archives —
+//! the engine behind the `kopeo` CLI and (later) the operator.
+//!
+//! Data flows one way: a [`reference::ImageReference`] is parsed, its
+//! [`transport`] opens a source and a destination, and the [`copy`] pipeline
+//! streams every blob once between them.
+
+pub mod auth;
+pub mod cli;
+pub mod copy;
+pub mod digest;
+pub mod manifest;
+pub mod reference;
+pub mod registry;
+pub mod transport;
+
+/// Install the process-wide rustls crypto provider (aws-lc-rs). Call once at
+/// start; later calls are harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

@@ -1,0 +1,89 @@
+//! Blob downloads that survive dropped connections: when a body breaks off,
+//! the download reconnects with `Range: bytes=N-` and carries on, so the
+//! consumer (an upload, a file) sees one uninterrupted stream.
+
+use super::{RegistryClient, RegistryError};
+use crate::digest::Digest;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many times one download may reconnect, beyond `--retry-times`.
+const BASE_RESUMES: u32 = 3;
+
+struct State {
+    client: Arc<RegistryClient>,
+    repo: String,
+    digest: Digest,
+    offset: u64,
+    skip: u64,
+    body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    resumes: u32,
+    done: bool,
+}
+
+impl RegistryClient {
+    /// Stream the blob `digest` of `repo`, resuming interrupted transfers.
+    /// The bytes are not verified here: the copy pipeline hashes them in flight.
+    pub fn blob_stream(self: &Arc<Self>, repo: &str, digest: &Digest) -> BoxStream<'static, Result<Bytes, RegistryError>> {
+        let state = State {
+            client: Arc::clone(self),
+            repo: repo.to_string(),
+            digest: digest.clone(),
+            offset: 0,
+            skip: 0,
+            body: None,
+            resumes: 0,
+            done: false,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            if st.done {
+                return None;
+            }
+            loop {
+                if st.body.is_none() {
+                    match st.client.open_blob(&st.repo, &st.digest, st.offset).await {
+                        Ok((resp, skip)) => {
+                            st.skip = skip;
+                            st.body = Some(resp.bytes_stream().boxed());
+                        }
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(e), st));
+                        }
+                    }
+                }
+                let Some(body) = st.body.as_mut() else { continue };
+                match body.next().await {
+                    Some(Ok(mut chunk)) => {
+                        if st.skip > 0 {
+                            let n = (st.skip as usize).min(chunk.len());
+                            st.skip -= n as u64;
+                            chunk = chunk.slice(n..);
+                            if chunk.is_empty() {
+                                continue;
+                            }
+                        }
+                        st.offset += chunk.len() as u64;
+                        return Some((Ok(chunk), st));
+                    }
+                    Some(Err(e)) => {
+                        let limit = BASE_RESUMES + st.client.retry().times;
+                        if st.resumes >= limit {
+                            st.done = true;
+                            let op = format!("fetching blob {} from {}/{}", st.digest, st.client.registry(), st.repo);
+                            return Some((Err(RegistryError::Network { op, source: e }), st));
+                        }
+                        st.resumes += 1;
+                        tracing::warn!(digest = %st.digest, offset = st.offset, attempt = st.resumes, error = %e, "blob download interrupted, resuming");
+                        st.body = None;
+                        tokio::time::sleep(Duration::from_millis(100 * u64::from(st.resumes))).await;
+                    }
+                    None => return None,
+                }
+            }
+        })
+        .boxed()
+    }
+}

@@ -1,0 +1,156 @@
+//! `dir:path`: skopeo's directory layout — `manifest.json`, blobs named by
+//! their hex digest, `<hex>.manifest.json` for list instances, a `version` file.
+//!
+//! Writes go to a staging directory beside the target, swapped into place at
+//! commit, so a failed copy never leaves a directory that looks complete.
+
+use super::local::{mkdir_all, read_small, read_stream, temp_path, write_atomic, write_stream};
+use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, TransportError};
+use crate::digest::Digest;
+use crate::manifest::guess_mime_type;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The version file's exact content, as containers/image writes it.
+pub const VERSION: &str = "Directory Transport Version: 1.1\n";
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+fn blob_name(d: &Digest) -> String {
+    match d.algorithm() {
+        crate::digest::Algorithm::Sha256 => d.hex().to_string(),
+        a => format!("{}-{}", a.as_str(), d.hex()),
+    }
+}
+
+fn manifest_name(instance: Option<&Digest>) -> String {
+    match instance {
+        Some(d) => format!("{}.manifest.json", d.hex()),
+        None => "manifest.json".to_string(),
+    }
+}
+
+/// Reads an image from a `dir:` directory.
+pub struct DirSource {
+    path: PathBuf,
+}
+
+impl DirSource {
+    /// Open the directory; it must hold a manifest.
+    pub async fn open(path: &Path) -> Result<Self, TransportError> {
+        if tokio::fs::metadata(path.join("manifest.json")).await.is_err() {
+            return Err(TransportError::Invalid(format!("{} holds no image: manifest.json is missing", path.display())));
+        }
+        Ok(DirSource { path: path.to_path_buf() })
+    }
+}
+
+#[async_trait]
+impl ImageSource for DirSource {
+    fn describe(&self) -> String {
+        format!("dir:{}", self.path.display())
+    }
+
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
+        let bytes = read_small(&self.path.join(manifest_name(instance)), MANIFEST_LIMIT).await?;
+        if let Some(d) = instance {
+            if !d.matches(&bytes) {
+                return Err(TransportError::Invalid(format!("manifest {d} in {} does not match its digest", self.path.display())));
+            }
+        }
+        let mime = guess_mime_type(&bytes);
+        Ok((bytes.into(), mime))
+    }
+
+    async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
+        read_stream(&self.path.join(blob_name(&info.digest))).await
+    }
+}
+
+/// Writes an image to a `dir:` directory through a staging directory.
+pub struct DirDestination {
+    path: PathBuf,
+    staging: PathBuf,
+    committed: AtomicBool,
+}
+
+impl DirDestination {
+    /// Prepare a staging directory beside `path`. An existing non-empty
+    /// directory is replaced at commit only if it is a `dir:` image itself.
+    pub async fn open(path: &Path) -> Result<Self, TransportError> {
+        if let Ok(mut entries) = tokio::fs::read_dir(path).await {
+            let non_empty = entries.next_entry().await.ok().flatten().is_some();
+            if non_empty && tokio::fs::metadata(path.join("version")).await.is_err() {
+                return Err(TransportError::Invalid(format!(
+                    "refusing to overwrite {}: it is not empty and holds no dir: image",
+                    path.display()
+                )));
+            }
+        } else if tokio::fs::metadata(path).await.is_ok() {
+            return Err(TransportError::Invalid(format!("{} exists and is not a directory", path.display())));
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        mkdir_all(&parent).await?;
+        let staging = temp_path(path);
+        mkdir_all(&staging).await?;
+        write_atomic(&staging.join("version"), VERSION.as_bytes()).await?;
+        Ok(DirDestination { path: path.to_path_buf(), staging, committed: AtomicBool::new(false) })
+    }
+}
+
+impl Drop for DirDestination {
+    fn drop(&mut self) {
+        if !self.committed.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+#[async_trait]
+impl ImageDestination for DirDestination {
+    fn describe(&self) -> String {
+        format!("dir:{}", self.path.display())
+    }
+
+    fn supported_manifest_types(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
+    async fn try_reuse_blob(&self, info: &BlobInfo, _from: Option<&super::RegistryLocation>) -> Result<bool, TransportError> {
+        // A blob of the image being replaced can be linked instead of copied.
+        let name = blob_name(&info.digest);
+        let old = self.path.join(&name);
+        match tokio::fs::metadata(&old).await {
+            Ok(m) if info.size.is_none_or(|s| s == m.len()) => Ok(tokio::fs::hard_link(&old, self.staging.join(&name)).await.is_ok()),
+            _ => Ok(false),
+        }
+    }
+
+    async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
+        write_stream(&self.staging.join(blob_name(&info.digest)), stream).await.map(|_| ())
+    }
+
+    async fn put_manifest(&self, manifest: &[u8], _media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+        write_atomic(&self.staging.join(manifest_name(instance)), manifest).await
+    }
+
+    async fn commit(&self) -> Result<(), TransportError> {
+        let old = temp_path(&self.path);
+        let had_old = tokio::fs::rename(&self.path, &old).await.is_ok();
+        if let Err(e) = tokio::fs::rename(&self.staging, &self.path).await {
+            if had_old {
+                let _ = tokio::fs::rename(&old, &self.path).await;
+            }
+            return Err(TransportError::Io { op: "moving into place", path: self.path.clone(), source: e });
+        }
+        self.committed.store(true, Ordering::SeqCst);
+        if had_old {
+            tokio::fs::remove_dir_all(&old).await.map_err(TransportError::io("removing the replaced image", &old))?;
+        }
+        Ok(())
+    }
+}

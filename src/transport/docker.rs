@@ -1,0 +1,155 @@
+//! `docker://`: images in a registry speaking the Docker Registry HTTP API v2.
+
+use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
+use crate::digest::Digest;
+use crate::reference::DockerReference;
+use crate::registry::{MountOutcome, RegistryClient, RegistryOptions};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The tag or digest a reference points at, as used in a manifest URL.
+fn reference_part(r: &DockerReference) -> String {
+    match (r.digest(), r.tag()) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => "latest".to_string(),
+    }
+}
+
+/// Reads an image from a registry.
+pub struct DockerSource {
+    client: Arc<RegistryClient>,
+    reference: DockerReference,
+}
+
+impl DockerSource {
+    /// A source for `reference`; nothing is contacted until first use.
+    pub fn new(reference: DockerReference, opts: &RegistryOptions) -> Result<Self, TransportError> {
+        Ok(DockerSource { client: Arc::new(RegistryClient::new(reference.domain(), opts.clone())?), reference })
+    }
+    /// The registry client, shared with callers that need more endpoints.
+    pub fn client(&self) -> &Arc<RegistryClient> {
+        &self.client
+    }
+}
+
+#[async_trait]
+impl ImageSource for DockerSource {
+    fn describe(&self) -> String {
+        format!("docker://{}", self.reference)
+    }
+
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
+        let r = match instance {
+            Some(d) => d.to_string(),
+            None => reference_part(&self.reference),
+        };
+        Ok(self.client.get_manifest(self.reference.path(), &r).await?)
+    }
+
+    async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
+        Ok(self.client.blob_stream(self.reference.path(), &info.digest).map_err(TransportError::from).boxed())
+    }
+
+    fn registry_location(&self) -> Option<RegistryLocation> {
+        Some(RegistryLocation { registry: self.reference.domain().to_string(), repository: self.reference.path().to_string() })
+    }
+
+    async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {
+        Ok(self.client.list_tags(self.reference.path()).await?)
+    }
+}
+
+/// Writes an image to a registry.
+pub struct DockerDestination {
+    client: Arc<RegistryClient>,
+    reference: DockerReference,
+    /// Upload sessions a refused mount opened, reused for the upload.
+    pending_uploads: Mutex<HashMap<Digest, reqwest::Url>>,
+}
+
+impl DockerDestination {
+    /// A destination for `reference`; nothing is contacted until first use.
+    pub fn new(reference: DockerReference, opts: &RegistryOptions) -> Result<Self, TransportError> {
+        if reference.tag().is_some() && reference.digest().is_some() {
+            return Err(TransportError::Invalid(format!(
+                "destination {reference} has both a tag and a digest; use one of them"
+            )));
+        }
+        Ok(DockerDestination {
+            client: Arc::new(RegistryClient::new(reference.domain(), opts.clone())?),
+            reference,
+            pending_uploads: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+#[async_trait]
+impl ImageDestination for DockerDestination {
+    fn describe(&self) -> String {
+        format!("docker://{}", self.reference)
+    }
+
+    fn supported_manifest_types(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
+    async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
+        let repo = self.reference.path();
+        if self.client.head_blob(repo, &info.digest).await?.is_some() {
+            return Ok(true);
+        }
+        if let Some(src) = from.filter(|s| s.registry == self.reference.domain() && s.repository != repo) {
+            match self.client.mount_blob(repo, &info.digest, &src.repository).await? {
+                MountOutcome::Mounted => {
+                    tracing::debug!(digest = %info.digest, from = %src.repository, "blob mounted");
+                    return Ok(true);
+                }
+                MountOutcome::NotMounted(Some(url)) => {
+                    self.pending_uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(info.digest.clone(), url);
+                }
+                MountOutcome::NotMounted(None) => {}
+            }
+        }
+        Ok(false)
+    }
+
+    async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
+        let repo = self.reference.path();
+        let size = info
+            .size
+            .ok_or_else(|| TransportError::Invalid(format!("blob {} has no known size", info.digest)))?;
+        let pending = self.pending_uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(&info.digest);
+        let url = match pending {
+            Some(u) => u,
+            None => self.client.start_upload(repo).await?,
+        };
+        let body = reqwest::Body::wrap_stream(stream);
+        self.client.put_blob(repo, url, &info.digest, size, body).await?;
+        Ok(())
+    }
+
+    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+        let r = match instance {
+            Some(d) => d.to_string(),
+            None => reference_part(&self.reference),
+        };
+        if let (None, Some(want)) = (instance, self.reference.digest()) {
+            if !want.matches(manifest) {
+                return Err(TransportError::Invalid(format!(
+                    "the manifest's digest {} does not match the destination reference's digest {want}",
+                    Digest::sha256_of(manifest)
+                )));
+            }
+        }
+        self.client.put_manifest(self.reference.path(), &r, manifest, media_type).await?;
+        Ok(())
+    }
+
+    async fn commit(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}

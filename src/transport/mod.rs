@@ -1,0 +1,162 @@
+//! Image sources and destinations: one module per transport, each
+//! implementing [`ImageSource`] and/or [`ImageDestination`]. The copy
+//! pipeline talks only to these traits and asks destinations what they
+//! accept instead of checking which transport they are.
+
+pub mod dir;
+mod local;
+pub mod docker;
+pub mod oci;
+
+use crate::digest::Digest;
+use crate::manifest::ManifestError;
+use crate::reference::ImageReference;
+use crate::registry::{RegistryError, RegistryOptions};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use std::path::PathBuf;
+
+/// Why a transport operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("{op} {path}: {source}")]
+    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    #[error("{0}")]
+    ImageNotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the {0} transport is not yet supported by kopeo")]
+    Unsupported(&'static str),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("blob {digest}: content digest {actual} does not match")]
+    DigestMismatch { digest: Digest, actual: Digest },
+    #[error("blob {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
+}
+
+impl TransportError {
+    /// An I/O error on `path` during `op`.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TransportError {
+        let path = path.into();
+        move |source| TransportError::Io { op, path, source }
+    }
+
+    /// True when the image (manifest or repository) does not exist: skopeo exits 2.
+    pub fn is_image_not_found(&self) -> bool {
+        match self {
+            TransportError::ImageNotFound(_) => true,
+            TransportError::Registry(e) => matches!(e, RegistryError::Status { code: Some(c), .. } if c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN"),
+            _ => false,
+        }
+    }
+
+    /// True for failures a retry may fix.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TransportError::Registry(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// A stream of blob bytes.
+pub type BlobStream = BoxStream<'static, Result<Bytes, TransportError>>;
+
+/// What the pipeline knows about a blob before copying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    /// Size in bytes; `None` when unknown.
+    pub size: Option<u64>,
+    pub media_type: String,
+}
+
+/// Where a source's blobs live in a registry, so that a destination in the
+/// same registry can mount them instead of uploading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryLocation {
+    pub registry: String,
+    pub repository: String,
+}
+
+/// A readable image. Callers may request manifests and blobs in any order
+/// and concurrently.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// The reference this source was opened for, for messages.
+    fn describe(&self) -> String;
+    /// The top-level manifest (`instance` = `None`) or one instance of a list,
+    /// by digest: its bytes and media type.
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError>;
+    /// Stream a blob. The bytes are unverified: the pipeline checks the digest.
+    async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError>;
+    /// Where this source's blobs live, if in a registry.
+    fn registry_location(&self) -> Option<RegistryLocation> {
+        None
+    }
+    /// Tags of the image's repository (for `inspect`); empty where the
+    /// transport has no such notion.
+    async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {
+        Ok(vec![])
+    }
+}
+
+/// A writable image. Call order: blobs (after `try_reuse_blob`), then each
+/// instance manifest of a list, then the top-level manifest, then `commit`.
+/// Nothing is visible as a complete image until `commit` returns; dropping a
+/// destination without committing leaves no new image behind.
+#[async_trait]
+pub trait ImageDestination: Send + Sync {
+    /// The reference this destination was opened for, for messages.
+    fn describe(&self) -> String;
+    /// Manifest media types this destination stores, preferred first; empty means any.
+    fn supported_manifest_types(&self) -> Vec<&'static str>;
+    /// Whether the destination can hold a manifest list / index.
+    fn supports_lists(&self) -> bool {
+        true
+    }
+    /// Make the blob available without uploading it if possible (it already
+    /// exists, or can be mounted from `from` in the same registry). True when
+    /// the blob is now present.
+    async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError>;
+    /// Store a blob from a stream whose digest the pipeline verifies in flight:
+    /// an `Err` item means the data is bad and must not be kept.
+    async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError>;
+    /// Store a manifest: an instance of a list (`instance` = its digest) or,
+    /// with `None`, the top-level manifest for the destination's reference.
+    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError>;
+    /// Make the image visible. Must be called for the image to persist.
+    async fn commit(&self) -> Result<(), TransportError>;
+}
+
+/// Options that open a transport: per-side registry settings and shared blob dirs.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    pub registry: RegistryOptions,
+    /// `--src-shared-blob-dir` / `--dest-shared-blob-dir` for `oci:`.
+    pub shared_blob_dir: Option<PathBuf>,
+}
+
+/// Open `reference` for reading.
+pub async fn open_source(reference: &ImageReference, opts: &OpenOptions) -> Result<Box<dyn ImageSource>, TransportError> {
+    match reference {
+        ImageReference::Docker(r) => Ok(Box::new(docker::DockerSource::new(r.clone(), &opts.registry)?)),
+        ImageReference::Oci { path, image } => Ok(Box::new(oci::OciSource::open(path, image.as_deref(), opts.shared_blob_dir.clone()).await?)),
+        ImageReference::Dir { path } => Ok(Box::new(dir::DirSource::open(path).await?)),
+        other => Err(TransportError::Unsupported(other.transport())),
+    }
+}
+
+/// Open `reference` for writing.
+pub async fn open_destination(reference: &ImageReference, opts: &OpenOptions) -> Result<Box<dyn ImageDestination>, TransportError> {
+    match reference {
+        ImageReference::Docker(r) => Ok(Box::new(docker::DockerDestination::new(r.clone(), &opts.registry)?)),
+        ImageReference::Oci { path, image } => Ok(Box::new(oci::OciDestination::open(path, image.clone(), opts.shared_blob_dir.clone()).await?)),
+        ImageReference::Dir { path } => Ok(Box::new(dir::DirDestination::open(path).await?)),
+        other => Err(TransportError::Unsupported(other.transport())),
+    }
+}

@@ -1,0 +1,205 @@
+//! `oci:path[:ref]`: OCI image layouts (`oci-layout`, `index.json`,
+//! `blobs/<alg>/<hex>`), several images per layout told apart by the
+//! `org.opencontainers.image.ref.name` annotation.
+
+use super::local::{mkdir_all, read_small, read_stream, write_atomic, write_stream};
+use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, TransportError};
+use crate::digest::Digest;
+use crate::manifest::{Descriptor, ImageIndex, guess_mime_type, media};
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The annotation naming an image inside a layout.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const INDEX_LIMIT: u64 = 64 << 20;
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+fn blob_path(blobs: &Path, d: &Digest) -> PathBuf {
+    blobs.join(d.algorithm().as_str()).join(d.hex())
+}
+
+/// Reads one image from an OCI layout.
+pub struct OciSource {
+    path: PathBuf,
+    image: Option<String>,
+    blobs: PathBuf,
+    descriptor: Descriptor,
+}
+
+impl OciSource {
+    /// Open the layout at `path` and find `image` (or its only image) in index.json.
+    pub async fn open(path: &Path, image: Option<&str>, shared_blobs: Option<PathBuf>) -> Result<Self, TransportError> {
+        let index_path = path.join("index.json");
+        let data = read_small(&index_path, INDEX_LIMIT).await?;
+        let index: ImageIndex = serde_json::from_slice(&data)
+            .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?;
+        let descriptor = match image {
+            Some(name) => index
+                .manifests
+                .iter()
+                .find(|d| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name))
+                .cloned()
+                .ok_or_else(|| TransportError::ImageNotFound(format!("no descriptor found for reference {name:?} in {}", path.display())))?,
+            None => match index.manifests.as_slice() {
+                [one] => one.clone(),
+                [] => return Err(TransportError::ImageNotFound(format!("no images in {}", path.display()))),
+                _ => {
+                    return Err(TransportError::Invalid(format!(
+                        "more than one image in {}, choose an image with oci:{}:NAME",
+                        path.display(),
+                        path.display()
+                    )));
+                }
+            },
+        };
+        Ok(OciSource {
+            path: path.to_path_buf(),
+            image: image.map(str::to_string),
+            blobs: shared_blobs.unwrap_or_else(|| path.join("blobs")),
+            descriptor,
+        })
+    }
+
+    async fn read_manifest(&self, d: &Digest) -> Result<Bytes, TransportError> {
+        let bytes = read_small(&blob_path(&self.blobs, d), MANIFEST_LIMIT).await?;
+        if !d.matches(&bytes) {
+            return Err(TransportError::Invalid(format!("manifest {d} in {} does not match its digest", self.path.display())));
+        }
+        Ok(bytes.into())
+    }
+}
+
+#[async_trait]
+impl ImageSource for OciSource {
+    fn describe(&self) -> String {
+        match &self.image {
+            Some(i) => format!("oci:{}:{i}", self.path.display()),
+            None => format!("oci:{}", self.path.display()),
+        }
+    }
+
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
+        match instance {
+            None => {
+                let bytes = self.read_manifest(&self.descriptor.digest).await?;
+                Ok((bytes, self.descriptor.media_type.clone()))
+            }
+            Some(d) => {
+                let bytes = self.read_manifest(d).await?;
+                let mime = guess_mime_type(&bytes);
+                Ok((bytes, mime))
+            }
+        }
+    }
+
+    async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
+        read_stream(&blob_path(&self.blobs, &info.digest)).await
+    }
+}
+
+/// Writes one image into an OCI layout; index.json changes only at commit.
+pub struct OciDestination {
+    path: PathBuf,
+    image: Option<String>,
+    blobs: PathBuf,
+    top: Mutex<Option<Descriptor>>,
+}
+
+impl OciDestination {
+    /// Prepare the layout at `path` (created if missing).
+    pub async fn open(path: &Path, image: Option<String>, shared_blobs: Option<PathBuf>) -> Result<Self, TransportError> {
+        if let Ok(m) = tokio::fs::metadata(path).await {
+            if !m.is_dir() {
+                return Err(TransportError::Invalid(format!("{} exists and is not a directory", path.display())));
+            }
+        }
+        let blobs = shared_blobs.unwrap_or_else(|| path.join("blobs"));
+        mkdir_all(&blobs.join("sha256")).await?;
+        mkdir_all(path).await?;
+        let layout = path.join("oci-layout");
+        if tokio::fs::metadata(&layout).await.is_err() {
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
+        }
+        Ok(OciDestination { path: path.to_path_buf(), image, blobs, top: Mutex::new(None) })
+    }
+}
+
+#[async_trait]
+impl ImageDestination for OciDestination {
+    fn describe(&self) -> String {
+        match &self.image {
+            Some(i) => format!("oci:{}:{i}", self.path.display()),
+            None => format!("oci:{}", self.path.display()),
+        }
+    }
+
+    fn supported_manifest_types(&self) -> Vec<&'static str> {
+        vec![media::OCI_MANIFEST, media::OCI_INDEX]
+    }
+
+    async fn try_reuse_blob(&self, info: &BlobInfo, _from: Option<&super::RegistryLocation>) -> Result<bool, TransportError> {
+        match tokio::fs::metadata(blob_path(&self.blobs, &info.digest)).await {
+            Ok(m) => Ok(info.size.is_none_or(|s| s == m.len())),
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
+        let dir = self.blobs.join(info.digest.algorithm().as_str());
+        mkdir_all(&dir).await?;
+        write_stream(&dir.join(info.digest.hex()), stream).await.map(|_| ())
+    }
+
+    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+        let digest = Digest::sha256_of(manifest);
+        if let Some(want) = instance {
+            if *want != digest {
+                return Err(TransportError::Invalid(format!("instance manifest digest {digest} differs from the expected {want}")));
+            }
+        }
+        write_atomic(&blob_path(&self.blobs, &digest), manifest).await?;
+        if instance.is_none() {
+            let annotations = self.image.as_ref().map(|i| BTreeMap::from([(REF_NAME.to_string(), i.clone())]));
+            *self.top.lock().unwrap_or_else(|p| p.into_inner()) = Some(Descriptor {
+                media_type: media_type.to_string(),
+                digest,
+                size: manifest.len() as i64,
+                urls: None,
+                annotations,
+                platform: None,
+                artifact_type: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn commit(&self) -> Result<(), TransportError> {
+        let Some(desc) = self.top.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Err(TransportError::Invalid("commit without a manifest".into()));
+        };
+        let index_path = self.path.join("index.json");
+        let mut index = match read_small(&index_path, INDEX_LIMIT).await {
+            Ok(data) => serde_json::from_slice::<Value>(&data)
+                .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?,
+            Err(TransportError::ImageNotFound(_)) => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
+            Err(e) => return Err(e),
+        };
+        let manifests = index
+            .get_mut("manifests")
+            .and_then(Value::as_array_mut)
+            .ok_or_else(|| TransportError::Invalid(format!("{} has no manifests array", index_path.display())))?;
+        let name = |v: &Value| v.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str).map(str::to_string);
+        let new_digest = desc.digest.to_string();
+        manifests.retain(|m| match &self.image {
+            Some(i) => name(m).as_deref() != Some(i.as_str()),
+            None => name(m).is_some() || m.get("digest").and_then(Value::as_str) != Some(new_digest.as_str()),
+        });
+        manifests.push(serde_json::to_value(&desc).map_err(|e| TransportError::Invalid(e.to_string()))?);
+        let body = serde_json::to_vec(&index).map_err(|e| TransportError::Invalid(e.to_string()))?;
+        write_atomic(&index_path, &body).await
+    }
+}
