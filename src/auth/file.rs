@@ -40,7 +40,9 @@ pub fn default_login_path() -> PathBuf {
         Some(dir) => PathBuf::from(dir).join("containers/auth.json"),
         None => {
             use std::os::unix::fs::MetadataExt as _;
-            let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+            let uid = std::fs::metadata("/proc/self")
+                .map(|m| m.uid())
+                .unwrap_or(0);
             PathBuf::from(format!("/run/containers/{uid}/auth.json"))
         }
     }
@@ -57,9 +59,15 @@ pub struct AuthFile {
 /// The key an auth.json entry is stored under for a registry: Docker's
 /// legacy `https://index.docker.io/v1/` keys normalise to `docker.io`.
 fn normalize_key(k: &str) -> String {
-    let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
+    let k = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("http://"))
+        .unwrap_or(k);
     let k = k.strip_suffix('/').unwrap_or(k);
-    let k = k.strip_suffix("/v1").or_else(|| k.strip_suffix("/v2")).unwrap_or(k);
+    let k = k
+        .strip_suffix("/v1")
+        .or_else(|| k.strip_suffix("/v2"))
+        .unwrap_or(k);
     match k {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
         _ => k.to_string(),
@@ -72,7 +80,12 @@ impl AuthFile {
         let data = match std::fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(AuthError::Read { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(AuthError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
         if data.iter().all(u8::is_ascii_whitespace) {
             return Ok(Some(AuthFile::empty(path)));
@@ -82,16 +95,27 @@ impl AuthFile {
             reason: e.to_string(),
         })?;
         let Value::Object(root) = value else {
-            return Err(AuthError::Parse { path: path.to_path_buf(), reason: "not a JSON object".into() });
+            return Err(AuthError::Parse {
+                path: path.to_path_buf(),
+                reason: "not a JSON object".into(),
+            });
         };
         // ~/.dockercfg keeps entries at the top level, without "auths".
         let legacy = path.file_name().is_some_and(|n| n == ".dockercfg");
-        Ok(Some(AuthFile { path: path.to_path_buf(), root, legacy }))
+        Ok(Some(AuthFile {
+            path: path.to_path_buf(),
+            root,
+            legacy,
+        }))
     }
 
     /// A new, empty file at `path` (not yet written).
     pub fn empty(path: &Path) -> AuthFile {
-        AuthFile { path: path.to_path_buf(), root: Map::new(), legacy: false }
+        AuthFile {
+            path: path.to_path_buf(),
+            root: Map::new(),
+            legacy: false,
+        }
     }
 
     fn auths(&self) -> Option<&Map<String, Value>> {
@@ -115,7 +139,9 @@ impl AuthFile {
         if let Some(h) = helper {
             return helper::get(h, registry);
         }
-        let Some(auths) = self.auths() else { return Ok(None) };
+        let Some(auths) = self.auths() else {
+            return Ok(None);
+        };
         let mut candidates = vec![];
         let mut key = format!("{registry}/{repo}");
         loop {
@@ -126,9 +152,12 @@ impl AuthFile {
             }
         }
         for want in candidates {
-            let entry = auths
-                .get(&want)
-                .or_else(|| auths.iter().find(|(k, _)| normalize_key(k) == want).map(|(_, v)| v));
+            let entry = auths.get(&want).or_else(|| {
+                auths
+                    .iter()
+                    .find(|(k, _)| normalize_key(k) == want)
+                    .map(|(_, v)| v)
+            });
             if let Some(e) = entry {
                 return self.decode(e).map(Some);
             }
@@ -137,18 +166,32 @@ impl AuthFile {
     }
 
     fn decode(&self, entry: &Value) -> Result<Credentials, AuthError> {
-        let bad = |reason: &str| AuthError::Parse { path: self.path.clone(), reason: reason.to_string() };
+        let bad = |reason: &str| AuthError::Parse {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        };
         let auth = entry.get("auth").and_then(Value::as_str).unwrap_or("");
         let (username, password) = if auth.is_empty() {
             (String::new(), String::new())
         } else {
-            let raw = B64.decode(auth.trim()).map_err(|_| bad("an \"auth\" value is not valid base64"))?;
+            let raw = B64
+                .decode(auth.trim())
+                .map_err(|_| bad("an \"auth\" value is not valid base64"))?;
             let s = String::from_utf8(raw).map_err(|_| bad("an \"auth\" value is not UTF-8"))?;
-            let (u, p) = s.split_once(':').ok_or_else(|| bad("an \"auth\" value is not user:password"))?;
+            let (u, p) = s
+                .split_once(':')
+                .ok_or_else(|| bad("an \"auth\" value is not user:password"))?;
             (u.to_string(), p.to_string())
         };
-        if let Some(t) = entry.get("identitytoken").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            return Ok(Credentials::IdentityToken { username, token: t.to_string() });
+        if let Some(t) = entry
+            .get("identitytoken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Credentials::IdentityToken {
+                username,
+                token: t.to_string(),
+            });
         }
         if username.is_empty() && password.is_empty() {
             return Ok(Credentials::Anonymous);
@@ -166,7 +209,10 @@ impl AuthFile {
             *auths = Value::Object(Map::new());
         }
         if let Value::Object(m) = auths {
-            m.insert(key.to_string(), json!({ "auth": B64.encode(format!("{username}:{password}")) }));
+            m.insert(
+                key.to_string(),
+                json!({ "auth": B64.encode(format!("{username}:{password}")) }),
+            );
         }
     }
 
@@ -192,9 +238,20 @@ impl AuthFile {
     pub fn save(&self) -> Result<(), AuthError> {
         use std::io::Write as _;
         use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-        let err = |source| AuthError::Write { path: self.path.clone(), source };
-        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+        let err = |source| AuthError::Write {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
         let tmp = dir.join(format!(".auth.json.{}.tmp", std::process::id()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -215,7 +272,11 @@ mod tests {
 
     fn file(v: Value) -> AuthFile {
         let Value::Object(root) = v else { panic!() };
-        AuthFile { path: "/x".into(), root, legacy: false }
+        AuthFile {
+            path: "/x".into(),
+            root,
+            legacy: false,
+        }
     }
     fn basic(u: &str, p: &str) -> Value {
         json!({ "auth": B64.encode(format!("{u}:{p}")) })
@@ -228,7 +289,14 @@ mod tests {
             "reg.example/team": basic("team", "2"),
             "reg.example/team/app": basic("app", "3"),
         }}));
-        let user = |repo: &str| f.find("reg.example", repo).unwrap().unwrap().username().unwrap().to_string();
+        let user = |repo: &str| {
+            f.find("reg.example", repo)
+                .unwrap()
+                .unwrap()
+                .username()
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(user("team/app"), "app");
         assert_eq!(user("team/other"), "team");
         assert_eq!(user("else/x"), "host");
@@ -241,10 +309,19 @@ mod tests {
             "https://index.docker.io/v1/": basic("hub", "pw"),
             "https://quay.example/v2/": { "auth": B64.encode("u:"), "identitytoken": "refresh" },
         }}));
-        assert_eq!(f.find("docker.io", "library/alpine").unwrap().unwrap().username(), Some("hub"));
+        assert_eq!(
+            f.find("docker.io", "library/alpine")
+                .unwrap()
+                .unwrap()
+                .username(),
+            Some("hub")
+        );
         assert_eq!(
             f.find("quay.example", "a/b").unwrap().unwrap(),
-            Credentials::IdentityToken { username: "u".into(), token: "refresh".into() }
+            Credentials::IdentityToken {
+                username: "u".into(),
+                token: "refresh".into()
+            }
         );
     }
 
@@ -269,6 +346,9 @@ mod tests {
         assert_eq!(mode, 0o600);
         let back = AuthFile::load(&path).unwrap().unwrap();
         assert!(back.root.contains_key("credHelpers"));
-        assert_eq!(back.find("reg.example", "a").unwrap().unwrap().username(), Some("u"));
+        assert_eq!(
+            back.find("reg.example", "a").unwrap().unwrap().username(),
+            Some("u")
+        );
     }
 }

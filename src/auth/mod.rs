@@ -13,9 +13,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("reading auth file {path}: {source}")]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing auth file {path}: {source}")]
-    Write { path: PathBuf, #[source] source: std::io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("parsing auth file {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
     #[error("credential helper docker-credential-{helper}: {reason}")]
@@ -44,7 +52,9 @@ impl fmt::Debug for Credentials {
         match self {
             Credentials::Anonymous => f.write_str("Anonymous"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
-            Credentials::IdentityToken { username, .. } => write!(f, "IdentityToken({username}, <redacted>)"),
+            Credentials::IdentityToken { username, .. } => {
+                write!(f, "IdentityToken({username}, <redacted>)")
+            }
             Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
         }
     }
@@ -54,14 +64,22 @@ impl Credentials {
     /// Parse `--creds USER[:PASSWORD]`.
     pub fn from_creds_flag(s: &str) -> Credentials {
         match s.split_once(':') {
-            Some((u, p)) => Credentials::Basic { username: u.to_string(), password: p.to_string() },
-            None => Credentials::Basic { username: s.to_string(), password: String::new() },
+            Some((u, p)) => Credentials::Basic {
+                username: u.to_string(),
+                password: p.to_string(),
+            },
+            None => Credentials::Basic {
+                username: s.to_string(),
+                password: String::new(),
+            },
         }
     }
     /// The user name, if these credentials carry one.
     pub fn username(&self) -> Option<&str> {
         match self {
-            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. } => Some(username),
+            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. } => {
+                Some(username)
+            }
             _ => None,
         }
     }
@@ -89,7 +107,9 @@ impl AuthOptions {
             return Ok(c.clone());
         }
         for path in lookup_paths(self.authfile.as_deref()) {
-            let Some(file) = AuthFile::load(&path)? else { continue };
+            let Some(file) = AuthFile::load(&path)? else {
+                continue;
+            };
             if let Some(c) = file.find(registry, repo)? {
                 tracing::debug!(registry, file = %path.display(), "using credentials from auth file");
                 return Ok(c);

@@ -95,13 +95,23 @@ pub struct CopyArgs {
 impl CopyArgs {
     fn refuse_unsupported(&self) -> Result<(), CliError> {
         let mut used = vec![];
-        if self.sign_by.is_some() || self.sign_by_sigstore.is_some() || self.sign_by_sigstore_private_key.is_some() {
+        if self.sign_by.is_some()
+            || self.sign_by_sigstore.is_some()
+            || self.sign_by_sigstore_private_key.is_some()
+        {
             used.push("signing (--sign-by*)");
         }
-        if !self.encryption_key.is_empty() || !self.encrypt_layer.is_empty() || !self.decryption_key.is_empty() {
+        if !self.encryption_key.is_empty()
+            || !self.encrypt_layer.is_empty()
+            || !self.decryption_key.is_empty()
+        {
             used.push("layer encryption (--encryption-key, --encrypt-layer, --decryption-key)");
         }
-        if self.dest_compress || self.dest_decompress || self.dest_compress_format.is_some() || self.dest_compress_level.is_some() {
+        if self.dest_compress
+            || self.dest_decompress
+            || self.dest_compress_format.is_some()
+            || self.dest_compress_level.is_some()
+        {
             used.push("recompression (--dest-compress*, --dest-decompress)");
         }
         if !self.additional_tag.is_empty() {
@@ -110,7 +120,10 @@ impl CopyArgs {
         if used.is_empty() {
             return Ok(());
         }
-        Err(CliError::new(format!("not yet supported by kopeo: {}", used.join(", "))))
+        Err(CliError::new(format!(
+            "not yet supported by kopeo: {}",
+            used.join(", ")
+        )))
     }
 }
 
@@ -120,10 +133,16 @@ fn multi_arch(all: bool, flag: &Option<String>) -> Result<MultiArch, CliError> {
         Some("system") => Some(MultiArch::System),
         Some("all") => Some(MultiArch::All),
         Some("index-only") => Some(MultiArch::IndexOnly),
-        Some(other) => return Err(CliError::new(format!("unknown multi-arch option {other:?}. Choose one of the supported options: 'system', 'all', or 'index-only'"))),
+        Some(other) => {
+            return Err(CliError::new(format!(
+                "unknown multi-arch option {other:?}. Choose one of the supported options: 'system', 'all', or 'index-only'"
+            )));
+        }
     };
     match (all, parsed) {
-        (true, Some(m)) if m != MultiArch::All => Err(CliError::new("Cannot use --all and --multi-arch together")),
+        (true, Some(m)) if m != MultiArch::All => {
+            Err(CliError::new("Cannot use --all and --multi-arch together"))
+        }
         (true, _) => Ok(MultiArch::All),
         (false, m) => Ok(m.unwrap_or_default()),
     }
@@ -134,8 +153,12 @@ fn format(f: &Option<String>) -> Result<Option<Format>, CliError> {
         None => Ok(None),
         Some("oci") => Ok(Some(Format::Oci)),
         Some("v2s2") => Ok(Some(Format::V2s2)),
-        Some("v2s1") => Err(CliError::new("writing Docker schema1 manifests (--format v2s1) is not supported by kopeo")),
-        Some(other) => Err(CliError::new(format!("unknown format {other:?}. Choose one of the supported formats: 'oci', 'v2s1', or 'v2s2'"))),
+        Some("v2s1") => Err(CliError::new(
+            "writing Docker schema1 manifests (--format v2s1) is not supported by kopeo",
+        )),
+        Some(other) => Err(CliError::new(format!(
+            "unknown format {other:?}. Choose one of the supported formats: 'oci', 'v2s1', or 'v2s2'"
+        ))),
     }
 }
 
@@ -163,10 +186,16 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
     if !args.quiet {
         println!("Getting image source signatures");
     }
-    let report = copy::copy_image(&src, &dst, &src_opts, &dst_opts, &opts).await.map_err(|e| {
-        let msg = format!("copying {src} to {dst}: {e}");
-        if e.is_image_not_found() { CliError::not_found(msg) } else { CliError::new(msg) }
-    })?;
+    let report = copy::copy_image(&src, &dst, &src_opts, &dst_opts, &opts)
+        .await
+        .map_err(|e| {
+            let msg = format!("copying {src} to {dst}: {e}");
+            if e.is_image_not_found() {
+                CliError::not_found(msg)
+            } else {
+                CliError::new(msg)
+            }
+        })?;
     tracing::debug!(digest = %report.manifest_digest, copied = report.blobs_copied, reused = report.blobs_reused, bytes = report.bytes_copied, "copy finished");
     if let Some(p) = &args.digestfile {
         std::fs::write(p, report.manifest_digest.to_string())
@@ -183,7 +212,10 @@ mod tests {
     fn multi_arch_flags() {
         assert_eq!(multi_arch(false, &None).unwrap(), MultiArch::System);
         assert_eq!(multi_arch(true, &None).unwrap(), MultiArch::All);
-        assert_eq!(multi_arch(false, &Some("index-only".into())).unwrap(), MultiArch::IndexOnly);
+        assert_eq!(
+            multi_arch(false, &Some("index-only".into())).unwrap(),
+            MultiArch::IndexOnly
+        );
         assert!(multi_arch(true, &Some("system".into())).is_err());
         assert!(multi_arch(false, &Some("bogus".into())).is_err());
     }

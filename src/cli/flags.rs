@@ -19,13 +19,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        let num_end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(bad)?;
         if num_end == 0 {
             return Err(bad());
         }
         let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
         rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let mult = match &rest[..unit_end] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -55,15 +59,33 @@ pub struct RetryFlags {
 impl RetryFlags {
     /// As engine options.
     pub fn options(&self) -> RetryOptions {
-        RetryOptions { times: self.retry_times, delay: self.retry_delay }
+        RetryOptions {
+            times: self.retry_times,
+            delay: self.retry_delay,
+        }
     }
 }
 
 /// Build credentials from `--creds`, `--username/--password`, `--registry-token`.
-fn explicit_creds(creds: &Option<String>, user: &Option<String>, pass: &Option<String>, token: &Option<String>, side: &str) -> Result<Option<Credentials>, String> {
-    let n = [creds.is_some(), user.is_some() || pass.is_some(), token.is_some()].iter().filter(|x| **x).count();
+fn explicit_creds(
+    creds: &Option<String>,
+    user: &Option<String>,
+    pass: &Option<String>,
+    token: &Option<String>,
+    side: &str,
+) -> Result<Option<Credentials>, String> {
+    let n = [
+        creds.is_some(),
+        user.is_some() || pass.is_some(),
+        token.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if n > 1 {
-        return Err(format!("{side}: only one of --creds, --username/--password and --registry-token may be given"));
+        return Err(format!(
+            "{side}: only one of --creds, --username/--password and --registry-token may be given"
+        ));
     }
     if let Some(c) = creds {
         if c.is_empty() {
@@ -72,8 +94,17 @@ fn explicit_creds(creds: &Option<String>, user: &Option<String>, pass: &Option<S
         return Ok(Some(Credentials::from_creds_flag(c)));
     }
     match (user, pass) {
-        (Some(u), Some(p)) => return Ok(Some(Credentials::Basic { username: u.clone(), password: p.clone() })),
-        (Some(_), None) | (None, Some(_)) => return Err(format!("{side}: --username and --password must be given together")),
+        (Some(u), Some(p)) => {
+            return Ok(Some(Credentials::Basic {
+                username: u.clone(),
+                password: p.clone(),
+            }));
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(format!(
+                "{side}: --username and --password must be given together"
+            ));
+        }
         _ => {}
     }
     Ok(token.clone().map(Credentials::Bearer))
@@ -85,34 +116,34 @@ macro_rules! image_flags {
         #[derive(Args, Debug, Clone, Default)]
         pub struct $name {
             /// path of the authentication file for this side (overrides --authfile)
-            #[arg(long = concat!($prefix, "authfile"), value_name = "PATH")]
+            #[arg(id = concat!($prefix, "authfile"), long = concat!($prefix, "authfile"), value_name = "PATH")]
             pub authfile: Option<PathBuf>,
             /// use certificates at PATH (*.crt, *.cert, *.key) to connect to the registry
-            #[arg(long = concat!($prefix, "cert-dir"), value_name = "PATH")]
+            #[arg(id = concat!($prefix, "cert-dir"), long = concat!($prefix, "cert-dir"), value_name = "PATH")]
             pub cert_dir: Option<PathBuf>,
             /// use USERNAME[:PASSWORD] for accessing the registry
-            #[arg(long = concat!($prefix, "creds"), value_name = "USERNAME[:PASSWORD]")]
+            #[arg(id = concat!($prefix, "creds"), long = concat!($prefix, "creds"), value_name = "USERNAME[:PASSWORD]")]
             pub creds: Option<String>,
             /// use USERNAME for accessing the registry
-            #[arg(long = concat!($prefix, "username"), value_name = "USERNAME")]
+            #[arg(id = concat!($prefix, "username"), long = concat!($prefix, "username"), value_name = "USERNAME")]
             pub username: Option<String>,
             /// use PASSWORD for accessing the registry
-            #[arg(long = concat!($prefix, "password"), value_name = "PASSWORD")]
+            #[arg(id = concat!($prefix, "password"), long = concat!($prefix, "password"), value_name = "PASSWORD")]
             pub password: Option<String>,
             /// bearer token for accessing the registry
-            #[arg(long = concat!($prefix, "registry-token"), value_name = "TOKEN")]
+            #[arg(id = concat!($prefix, "registry-token"), long = concat!($prefix, "registry-token"), value_name = "TOKEN")]
             pub registry_token: Option<String>,
             /// access the registry anonymously
-            #[arg(long = concat!($prefix, "no-creds"))]
+            #[arg(id = concat!($prefix, "no-creds"), long = concat!($prefix, "no-creds"))]
             pub no_creds: bool,
             /// require HTTPS and verify certificates when talking to the container registry or daemon
-            #[arg(long = concat!($prefix, "tls-verify"), value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+            #[arg(id = concat!($prefix, "tls-verify"), long = concat!($prefix, "tls-verify"), value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
             pub tls_verify: Option<bool>,
             /// use docker daemon host at HOST (docker-daemon: only)
-            #[arg(long = concat!($prefix, "daemon-host"), value_name = "HOST")]
+            #[arg(id = concat!($prefix, "daemon-host"), long = concat!($prefix, "daemon-host"), value_name = "HOST")]
             pub daemon_host: Option<String>,
             /// directory to use to share blobs across OCI repositories
-            #[arg(long = concat!($prefix, "shared-blob-dir"), value_name = "DIRECTORY")]
+            #[arg(id = concat!($prefix, "shared-blob-dir"), long = concat!($prefix, "shared-blob-dir"), value_name = "DIRECTORY")]
             pub shared_blob_dir: Option<PathBuf>,
         }
 
@@ -139,7 +170,11 @@ macro_rules! image_flags {
 
 image_flags!(SrcFlags, "src-", "Source-side flags of `copy`.");
 image_flags!(DestFlags, "dest-", "Destination-side flags of `copy`.");
-image_flags!(ImageFlags, "", "Flags of commands that read or change one image.");
+image_flags!(
+    ImageFlags,
+    "",
+    "Flags of commands that read or change one image."
+);
 
 #[cfg(test)]
 mod tests {
@@ -157,12 +192,28 @@ mod tests {
 
     #[test]
     fn credential_flags_conflict() {
-        let f = ImageFlags { creds: Some("a:b".into()), registry_token: Some("t".into()), ..Default::default() };
+        let f = ImageFlags {
+            creds: Some("a:b".into()),
+            registry_token: Some("t".into()),
+            ..Default::default()
+        };
         assert!(f.open_options(&None, RetryOptions::default()).is_err());
-        let f = ImageFlags { username: Some("a".into()), ..Default::default() };
+        let f = ImageFlags {
+            username: Some("a".into()),
+            ..Default::default()
+        };
         assert!(f.open_options(&None, RetryOptions::default()).is_err());
-        let f = ImageFlags { creds: Some("a:b:c".into()), ..Default::default() };
+        let f = ImageFlags {
+            creds: Some("a:b:c".into()),
+            ..Default::default()
+        };
         let o = f.open_options(&None, RetryOptions::default()).unwrap();
-        assert_eq!(o.registry.auth.explicit, Some(Credentials::Basic { username: "a".into(), password: "b:c".into() }));
+        assert_eq!(
+            o.registry.auth.explicit,
+            Some(Credentials::Basic {
+                username: "a".into(),
+                password: "b:c".into()
+            })
+        );
     }
 }

@@ -12,7 +12,6 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Write as _;
-use std::path::PathBuf;
 
 const CONFIG_LIMIT: usize = 16 << 20;
 
@@ -20,9 +19,6 @@ const CONFIG_LIMIT: usize = 16 << 20;
 pub struct InspectArgs {
     /// IMAGE-NAME
     image: String,
-    /// path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json
-    #[arg(long, value_name = "PATH", env = "REGISTRY_AUTH_FILE", hide_env = true)]
-    authfile: Option<PathBuf>,
     #[command(flatten)]
     flags: ImageFlags,
     #[command(flatten)]
@@ -77,9 +73,12 @@ pub fn print_json<T: Serialize>(v: &T) -> Result<String, CliError> {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    v.serialize(&mut ser).map_err(|e| CliError::new(format!("encoding JSON: {e}")))?;
+    v.serialize(&mut ser)
+        .map_err(|e| CliError::new(format!("encoding JSON: {e}")))?;
     let s = String::from_utf8_lossy(&buf).into_owned();
-    Ok(s.replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026"))
+    Ok(s.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026"))
 }
 
 async fn read_blob(src: &dyn ImageSource, info: &BlobInfo) -> Result<Vec<u8>, TransportError> {
@@ -88,12 +87,18 @@ async fn read_blob(src: &dyn ImageSource, info: &BlobInfo) -> Result<Vec<u8>, Tr
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
         if buf.len() + chunk.len() > CONFIG_LIMIT {
-            return Err(TransportError::Invalid(format!("config blob {} is larger than {CONFIG_LIMIT} bytes", info.digest)));
+            return Err(TransportError::Invalid(format!(
+                "config blob {} is larger than {CONFIG_LIMIT} bytes",
+                info.digest
+            )));
         }
         buf.extend_from_slice(&chunk);
     }
     if !info.digest.matches(&buf) {
-        return Err(TransportError::Invalid(format!("config blob {} does not match its digest", info.digest)));
+        return Err(TransportError::Invalid(format!(
+            "config blob {} does not match its digest",
+            info.digest
+        )));
     }
     Ok(buf)
 }
@@ -101,45 +106,68 @@ async fn read_blob(src: &dyn ImageSource, info: &BlobInfo) -> Result<Vec<u8>, Tr
 fn wrap(image: &ImageReference) -> impl Fn(TransportError) -> CliError + '_ {
     move |e| {
         let msg = format!("inspecting {image}: {e}");
-        if e.is_image_not_found() { CliError::not_found(msg) } else { CliError::new(msg) }
+        if e.is_image_not_found() {
+            CliError::not_found(msg)
+        } else {
+            CliError::new(msg)
+        }
     }
 }
 
 /// Print what skopeo inspect prints.
 pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     let image = parse_image(&args.image)?;
-    let opts = args.flags.open_options(&args.authfile, args.retry.options())?;
-    let template = args.format.as_deref().map(|f| Template::parse(&f.replace("\\n", "\n").replace("\\t", "\t"))).transpose().map_err(|e| CliError::new(e.to_string()))?;
+    let opts = args.flags.open_options(&None, args.retry.options())?;
+    let template = args
+        .format
+        .as_deref()
+        .map(|f| Template::parse(&f.replace("\\n", "\n").replace("\\t", "\t")))
+        .transpose()
+        .map_err(|e| CliError::new(e.to_string()))?;
     let w = wrap(&image);
     let src = transport::open_source(&image, &opts).await.map_err(&w)?;
     let (raw, mime) = src.manifest(None).await.map_err(&w)?;
     let mut out = std::io::stdout().lock();
     if args.raw && !args.config {
-        return out.write_all(&raw).map_err(|e| CliError::new(e.to_string()));
+        return out
+            .write_all(&raw)
+            .map_err(|e| CliError::new(e.to_string()));
     }
     let (img_bytes, img_mime) = if is_list_type(&mime) {
         let Manifest::Index(index) = Manifest::parse(&raw, &mime).map_err(|e| w(e.into()))? else {
             return Err(CliError::new("manifest list did not parse as a list"));
         };
-        let want = global.platform.clone().unwrap_or_else(manifest::host_platform);
+        let want = global
+            .platform
+            .clone()
+            .unwrap_or_else(manifest::host_platform);
         let chosen = manifest::choose_instance(&index, &want).map_err(|e| w(e.into()))?;
         src.manifest(Some(&chosen.digest)).await.map_err(&w)?
     } else {
         (raw.clone(), mime.clone())
     };
-    let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))? else {
+    let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))?
+    else {
         return Err(CliError::new("nested manifest list"));
     };
-    let config_info = BlobInfo { digest: m.config.digest.clone(), size: u64::try_from(m.config.size).ok(), media_type: m.config.media_type.clone() };
+    let config_info = BlobInfo {
+        digest: m.config.digest.clone(),
+        size: u64::try_from(m.config.size).ok(),
+        media_type: m.config.media_type.clone(),
+    };
     let config_bytes = read_blob(src.as_ref(), &config_info).await.map_err(&w)?;
     if args.config {
         if args.raw {
-            return out.write_all(&config_bytes).map_err(|e| CliError::new(e.to_string()));
+            return out
+                .write_all(&config_bytes)
+                .map_err(|e| CliError::new(e.to_string()));
         }
-        let v: Value = serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
+        let v: Value = serde_json::from_slice(&config_bytes)
+            .map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
         return writeln!(out, "{}", print_json(&v)?).map_err(|e| CliError::new(e.to_string()));
     }
-    let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
+    let config: Value = serde_json::from_slice(&config_bytes)
+        .map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
     let inner = config.get("config").cloned().unwrap_or(Value::Null);
     let (name, repo_tags) = match &image {
         ImageReference::Docker(r) => {
@@ -148,27 +176,45 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
             } else {
                 match src.repo_tags().await {
                     Ok(t) => t,
-                    Err(TransportError::Registry(e @ crate::registry::RegistryError::Unauthorized { .. })) => {
+                    Err(TransportError::Registry(
+                        e @ crate::registry::RegistryError::Unauthorized { .. },
+                    )) => {
                         tracing::warn!(error = %e, "Registry disallows tag list retrieval; skipping");
                         vec![]
                     }
-                    Err(TransportError::Registry(crate::registry::RegistryError::Status { status: 403, .. })) => {
+                    Err(TransportError::Registry(crate::registry::RegistryError::Status {
+                        status: 403,
+                        ..
+                    })) => {
                         tracing::warn!("Registry disallows tag list retrieval; skipping");
                         vec![]
                     }
-                    Err(e) => return Err(CliError::new(format!("Error determining repository tags: {e}"))),
+                    Err(e) => {
+                        return Err(CliError::new(format!(
+                            "Error determining repository tags: {e}"
+                        )));
+                    }
                 }
             };
             (Some(r.name()), tags)
         }
         _ => (None, vec![]),
     };
-    let s = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |k: &str| {
+        config
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let output = Output {
         name,
         digest: Digest::sha256_of(&raw),
         repo_tags,
-        created: config.get("created").and_then(Value::as_str).map(str::to_string),
+        created: config
+            .get("created")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         docker_version: s("docker_version"),
         labels: inner.get("Labels").cloned().filter(|v| !v.is_null()),
         architecture: s("architecture"),
@@ -178,7 +224,12 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         layers_data: m
             .layers
             .iter()
-            .map(|l| LayerData { mime_type: l.media_type.clone(), digest: l.digest.clone(), size: l.size, annotations: l.annotations.clone() })
+            .map(|l| LayerData {
+                mime_type: l.media_type.clone(),
+                digest: l.digest.clone(),
+                size: l.size,
+                annotations: l.annotations.clone(),
+            })
             .collect(),
         env: inner.get("Env").cloned().filter(|v| !v.is_null()),
     };
@@ -193,5 +244,6 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         }
         None => format!("{}\n", print_json(&output)?),
     };
-    out.write_all(text.as_bytes()).map_err(|e| CliError::new(e.to_string()))
+    out.write_all(text.as_bytes())
+        .map_err(|e| CliError::new(e.to_string()))
 }

@@ -66,8 +66,14 @@ fn normalize(arg: &str) -> Result<String, CliError> {
     if s.is_empty() || s.contains(char::is_whitespace) {
         return Err(CliError::new(format!("invalid registry {arg:?}")));
     }
-    if s.contains(['@']) || s.rsplit('/').next().is_some_and(|last| s.contains('/') && last.contains(':')) {
-        return Err(CliError::new(format!("invalid registry {arg:?}: a key must not contain a tag or digest")));
+    if s.contains(['@'])
+        || s.rsplit('/')
+            .next()
+            .is_some_and(|last| s.contains('/') && last.contains(':'))
+    {
+        return Err(CliError::new(format!(
+            "invalid registry {arg:?}: a key must not contain a tag or digest"
+        )));
     }
     Ok(match s {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
@@ -79,13 +85,18 @@ fn prompt(label: &str) -> Result<String, CliError> {
     print!("{label}");
     let _ = std::io::stdout().flush();
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| CliError::new(format!("reading {label}: {e}")))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| CliError::new(format!("reading {label}: {e}")))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn target_file(authfile: &Option<PathBuf>, compat: &Option<PathBuf>) -> Result<PathBuf, CliError> {
     match (authfile, compat) {
-        (Some(_), Some(_)) => Err(CliError::new("options for paths to the credential file and to the Docker-compatible credential file can not be set simultaneously")),
+        (Some(_), Some(_)) => Err(CliError::new(
+            "options for paths to the credential file and to the Docker-compatible credential file can not be set simultaneously",
+        )),
         (Some(p), None) | (None, Some(p)) => Ok(p.clone()),
         (None, None) => Ok(default_login_path()),
     }
@@ -98,9 +109,12 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     let host = key.split('/').next().unwrap_or(&key).to_string();
     let repo = key.split_once('/').map(|(_, r)| r).unwrap_or("");
     if args.get_login {
-        let creds = AuthOptions { authfile: Some(path), ..Default::default() }
-            .resolve(&host, repo)
-            .map_err(|e| CliError::new(e.to_string()))?;
+        let creds = AuthOptions {
+            authfile: Some(path),
+            ..Default::default()
+        }
+        .resolve(&host, repo)
+        .map_err(|e| CliError::new(e.to_string()))?;
         return match creds.username() {
             Some(u) if !u.is_empty() => {
                 println!("{u}");
@@ -110,11 +124,17 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         };
     }
     if args.password_stdin && args.password.is_some() {
-        return Err(CliError::new("--password and --password-stdin are mutually exclusive"));
+        return Err(CliError::new(
+            "--password and --password-stdin are mutually exclusive",
+        ));
     }
     let username = match &args.username {
         Some(u) => u.clone(),
-        None if args.password_stdin => return Err(CliError::new("must provide --username with --password-stdin")),
+        None if args.password_stdin => {
+            return Err(CliError::new(
+                "must provide --username with --password-stdin",
+            ));
+        }
         None => prompt("Username: ")?,
     };
     if username.is_empty() {
@@ -122,24 +142,41 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     }
     let password = if args.password_stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| CliError::new(format!("reading password from stdin: {e}")))?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::new(format!("reading password from stdin: {e}")))?;
         s.trim_end_matches(['\r', '\n']).to_string()
     } else if let Some(p) = &args.password {
         p.clone()
     } else {
-        rpassword::prompt_password("Password: ").map_err(|e| CliError::new(format!("reading password: {e}")))?
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| CliError::new(format!("reading password: {e}")))?
     };
     if password.is_empty() {
         return Err(CliError::new("password is required"));
     }
     let opts = RegistryOptions {
-        auth: AuthOptions { explicit: Some(Credentials::Basic { username: username.clone(), password: password.clone() }), ..Default::default() },
-        tls: TlsOptions { verify: args.tls_verify, cert_dir: args.cert_dir.clone() },
+        auth: AuthOptions {
+            explicit: Some(Credentials::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            ..Default::default()
+        },
+        tls: TlsOptions {
+            verify: args.tls_verify,
+            cert_dir: args.cert_dir.clone(),
+        },
         retry: Default::default(),
     };
     let client = RegistryClient::new(&host, opts).map_err(|e| CliError::new(e.to_string()))?;
-    client.check_auth().await.map_err(|e| CliError::new(format!("logging into {key:?}: {e}")))?;
-    let mut file = AuthFile::load(&path).map_err(|e| CliError::new(e.to_string()))?.unwrap_or_else(|| AuthFile::empty(&path));
+    client
+        .check_auth()
+        .await
+        .map_err(|e| CliError::new(format!("logging into {key:?}: {e}")))?;
+    let mut file = AuthFile::load(&path)
+        .map_err(|e| CliError::new(e.to_string()))?
+        .unwrap_or_else(|| AuthFile::empty(&path));
     file.set(&key, &username, &password);
     file.save().map_err(|e| CliError::new(e.to_string()))?;
     if args.verbose {
@@ -181,7 +218,10 @@ mod tests {
     #[test]
     fn registry_keys() {
         assert_eq!(normalize("https://reg.example/").unwrap(), "reg.example");
-        assert_eq!(normalize("reg.example/ns/repo").unwrap(), "reg.example/ns/repo");
+        assert_eq!(
+            normalize("reg.example/ns/repo").unwrap(),
+            "reg.example/ns/repo"
+        );
         assert_eq!(normalize("index.docker.io").unwrap(), "docker.io");
         assert!(normalize("reg.example/ns/repo:tag").is_err());
         assert!(normalize("").is_err());

@@ -23,11 +23,17 @@ pub struct CliError {
 impl CliError {
     /// A failure with exit code 1.
     pub fn new(message: impl Into<String>) -> Self {
-        CliError { message: message.into(), not_found: false }
+        CliError {
+            message: message.into(),
+            not_found: false,
+        }
     }
     /// A failure with exit code 2 (image or repository not found).
     pub fn not_found(message: impl Into<String>) -> Self {
-        CliError { message: message.into(), not_found: true }
+        CliError {
+            message: message.into(),
+            not_found: true,
+        }
     }
 }
 
@@ -38,7 +44,12 @@ impl From<String> for CliError {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "kopeo", version, about = "Various operations with container images and container image registries", disable_help_subcommand = false)]
+#[command(
+    name = "kopeo",
+    version,
+    about = "Various operations with container images and container image registries",
+    disable_help_subcommand = false
+)]
 struct Cli {
     /// enable debug output
     #[arg(long, global = true)]
@@ -74,7 +85,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Copy an IMAGE-NAME from one location to another
-    Copy(copy::CopyArgs),
+    Copy(Box<copy::CopyArgs>),
     /// Inspect image IMAGE-NAME
     Inspect(inspect::InspectArgs),
     /// List tags in the transport/repository specified by the SOURCE-IMAGE
@@ -116,7 +127,10 @@ fn print_fatal(msg: &str) {
 }
 
 fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86400, secs % 86400);
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -128,7 +142,12 @@ fn now_rfc3339() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Run the CLI; returns the process exit code.
@@ -148,7 +167,10 @@ pub fn main() -> ExitCode {
     if cli.policy.is_some() || cli.registries_d.is_some() {
         tracing::warn!("signature policy and registries.d are not enforced by this kopeo version");
     }
-    let platform = (cli.override_arch.is_some() || cli.override_os.is_some() || cli.override_variant.is_some()).then(|| {
+    let platform = (cli.override_arch.is_some()
+        || cli.override_os.is_some()
+        || cli.override_variant.is_some())
+    .then(|| {
         let host = crate::manifest::host_platform();
         crate::manifest::Platform {
             architecture: cli.override_arch.clone().unwrap_or(host.architecture),
@@ -158,7 +180,10 @@ pub fn main() -> ExitCode {
         }
     });
     let global = Global { platform };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             print_fatal(&format!("starting the async runtime: {e}"));
@@ -186,7 +211,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command, global: &Global) -> Result<(), CliError> {
     match command {
-        Command::Copy(a) => copy::run(a, global).await,
+        Command::Copy(a) => copy::run(*a, global).await,
         Command::Inspect(a) => inspect::run(a, global).await,
         Command::ListTags(a) => repo::list_tags(a).await,
         Command::Delete(a) => repo::delete(a).await,
@@ -198,5 +223,41 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
 
 /// Parse an image name argument, with skopeo's wording on failure.
 pub(crate) fn parse_image(s: &str) -> Result<crate::reference::ImageReference, CliError> {
-    s.parse().map_err(|e: crate::reference::ParseError| CliError::new(e.to_string()))
+    s.parse()
+        .map_err(|e: crate::reference::ParseError| CliError::new(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn skopeo_style_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "kopeo",
+            "--override-arch",
+            "arm64",
+            "copy",
+            "--src-tls-verify=false",
+            "--dest-creds",
+            "u:p",
+            "--retry-times",
+            "3",
+            "--retry-delay",
+            "1s",
+            "-a",
+            "docker://a",
+            "oci:/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(cli.override_arch.as_deref(), Some("arm64"));
+        assert!(matches!(cli.command, Command::Copy(_)));
+        assert!(Cli::try_parse_from(["kopeo", "inspect", "--tls-verify", "docker://a"]).is_ok());
+    }
 }

@@ -12,14 +12,22 @@ use std::sync::{Arc, Mutex};
 /// The reporter for this process's stdout.
 pub fn reporter() -> Arc<dyn Progress> {
     if std::io::stdout().is_terminal() {
-        Arc::new(Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()), bars: Mutex::new(HashMap::new()) })
+        Arc::new(Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+            bars: Mutex::new(HashMap::new()),
+        })
     } else {
-        Arc::new(Lines { config: Mutex::new(HashMap::new()) })
+        Arc::new(Lines {
+            config: Mutex::new(HashMap::new()),
+        })
     }
 }
 
 fn kind(media_type: &str) -> &'static str {
-    if media_type == media::DOCKER_CONFIG || media_type == media::OCI_CONFIG || media_type.contains("config") {
+    if media_type == media::DOCKER_CONFIG
+        || media_type == media::OCI_CONFIG
+        || media_type.contains("config")
+    {
         "config"
     } else {
         "blob"
@@ -38,13 +46,26 @@ struct Lines {
 impl Progress for Lines {
     fn event(&self, event: ProgressEvent<'_>) {
         match event {
-            ProgressEvent::CopyingImages { count, total } => line(format!("Copying {count} images generated from {total} images in list")),
-            ProgressEvent::Image { digest, n, count } => line(format!("Copying image {digest} ({n}/{count})")),
+            ProgressEvent::CopyingImages { count, total } => line(format!(
+                "Copying {count} images generated from {total} images in list"
+            )),
+            ProgressEvent::Image { digest, n, count } => {
+                line(format!("Copying image {digest} ({n}/{count})"))
+            }
             ProgressEvent::BlobStart { info } => {
-                self.config.lock().unwrap_or_else(|p| p.into_inner()).insert(info.digest.clone(), kind(&info.media_type));
+                self.config
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(info.digest.clone(), kind(&info.media_type));
             }
             ProgressEvent::BlobDone { digest, reused } => {
-                let k = self.config.lock().unwrap_or_else(|p| p.into_inner()).get(digest).copied().unwrap_or("blob");
+                let k = self
+                    .config
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(digest)
+                    .copied()
+                    .unwrap_or("blob");
                 if reused {
                     line(format!("Copying {k} {digest} skipped: already exists"));
                 } else {
@@ -87,16 +108,25 @@ impl Progress for Bars {
             }
             ProgressEvent::BlobDone { digest, reused } => {
                 if let Some(b) = bars.get(digest) {
-                    let style = ProgressStyle::with_template("Copying {prefix} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+                    let style = ProgressStyle::with_template("Copying {prefix} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar());
                     b.set_style(style);
-                    b.finish_with_message(if reused { "skipped: already exists" } else { "done" });
+                    b.finish_with_message(if reused {
+                        "skipped: already exists"
+                    } else {
+                        "done"
+                    });
                 }
             }
             ProgressEvent::CopyingImages { count, total } => {
-                let _ = self.multi.println(format!("Copying {count} images generated from {total} images in list"));
+                let _ = self.multi.println(format!(
+                    "Copying {count} images generated from {total} images in list"
+                ));
             }
             ProgressEvent::Image { digest, n, count } => {
-                let _ = self.multi.println(format!("Copying image {digest} ({n}/{count})"));
+                let _ = self
+                    .multi
+                    .println(format!("Copying image {digest} ({n}/{count})"));
             }
             ProgressEvent::WritingManifest => {
                 let _ = self.multi.println("Writing manifest to image destination");

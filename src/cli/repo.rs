@@ -14,9 +14,6 @@ use std::path::PathBuf;
 pub struct ListTagsArgs {
     /// SOURCE-IMAGE (docker://REPOSITORY, without a tag)
     image: String,
-    /// path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json
-    #[arg(long, value_name = "PATH", env = "REGISTRY_AUTH_FILE", hide_env = true)]
-    authfile: Option<PathBuf>,
     #[command(flatten)]
     flags: ImageFlags,
     #[command(flatten)]
@@ -33,26 +30,54 @@ struct TagListOutput {
 fn registry_error(image: &str, e: impl Into<TransportError>) -> CliError {
     let e = e.into();
     let msg = format!("{image}: {e}");
-    if e.is_image_not_found() { CliError::not_found(msg) } else { CliError::new(msg) }
+    if e.is_image_not_found() {
+        CliError::not_found(msg)
+    } else {
+        CliError::new(msg)
+    }
 }
 
 /// List a repository's tags as skopeo does (`{"Repository", "Tags"}`).
 pub async fn list_tags(args: ListTagsArgs) -> Result<(), CliError> {
     let Some((transport, rest)) = args.image.split_once(':') else {
-        return Err(CliError::new(format!("invalid image name {:?}, expected colon-separated transport:reference", args.image)));
+        return Err(CliError::new(format!(
+            "invalid image name {:?}, expected colon-separated transport:reference",
+            args.image
+        )));
     };
     if transport != "docker" {
-        return Err(CliError::new(format!("Unsupported transport '{transport}' for tag listing. Only supported: docker")));
+        return Err(CliError::new(format!(
+            "Unsupported transport '{transport}' for tag listing. Only supported: docker"
+        )));
     }
-    let name = rest.strip_prefix("//").ok_or_else(|| CliError::new(format!("invalid image name {:?}: docker: image reference does not start with //", args.image)))?;
-    let r = DockerReference::parse_normalized(name).map_err(|e| CliError::new(format!("invalid image name {:?}: {e}", args.image)))?;
+    let name = rest.strip_prefix("//").ok_or_else(|| {
+        CliError::new(format!(
+            "invalid image name {:?}: docker: image reference does not start with //",
+            args.image
+        ))
+    })?;
+    let r = DockerReference::parse_normalized(name)
+        .map_err(|e| CliError::new(format!("invalid image name {:?}: {e}", args.image)))?;
     if !r.is_name_only() {
-        return Err(CliError::new(format!("tag or digest is not supported in the repository name {:?}", args.image)));
+        return Err(CliError::new(format!(
+            "tag or digest is not supported in the repository name {:?}",
+            args.image
+        )));
     }
-    let opts = args.flags.open_options(&args.authfile, args.retry.options())?;
-    let client = RegistryClient::new(r.domain(), opts.registry).map_err(|e| registry_error(&args.image, e))?;
-    let tags = client.list_tags(r.path()).await.map_err(|e| registry_error(&args.image, e))?;
-    println!("{}", print_json(&TagListOutput { repository: r.name(), tags })?);
+    let opts = args.flags.open_options(&None, args.retry.options())?;
+    let client = RegistryClient::new(r.domain(), opts.registry)
+        .map_err(|e| registry_error(&args.image, e))?;
+    let tags = client
+        .list_tags(r.path())
+        .await
+        .map_err(|e| registry_error(&args.image, e))?;
+    println!(
+        "{}",
+        print_json(&TagListOutput {
+            repository: r.name(),
+            tags
+        })?
+    );
     Ok(())
 }
 
@@ -60,9 +85,6 @@ pub async fn list_tags(args: ListTagsArgs) -> Result<(), CliError> {
 pub struct DeleteArgs {
     /// IMAGE-NAME
     image: String,
-    /// path of the authentication file. Default is ${XDG_RUNTIME_DIR}/containers/auth.json
-    #[arg(long, value_name = "PATH", env = "REGISTRY_AUTH_FILE", hide_env = true)]
-    authfile: Option<PathBuf>,
     #[command(flatten)]
     flags: ImageFlags,
     #[command(flatten)]
@@ -74,19 +96,29 @@ pub struct DeleteArgs {
 pub async fn delete(args: DeleteArgs) -> Result<(), CliError> {
     let image = parse_image(&args.image)?;
     let ImageReference::Docker(r) = &image else {
-        return Err(CliError::new(format!("deleting images in the {} transport is not yet supported by kopeo", image.transport())));
+        return Err(CliError::new(format!(
+            "deleting images in the {} transport is not yet supported by kopeo",
+            image.transport()
+        )));
     };
-    let opts = args.flags.open_options(&args.authfile, args.retry.options())?;
-    let client = RegistryClient::new(r.domain(), opts.registry).map_err(|e| registry_error(&args.image, e))?;
+    let opts = args.flags.open_options(&None, args.retry.options())?;
+    let client = RegistryClient::new(r.domain(), opts.registry)
+        .map_err(|e| registry_error(&args.image, e))?;
     let digest = match r.digest() {
         Some(d) => d.clone(),
         None => {
             let tag = r.tag().unwrap_or("latest");
-            let (bytes, _) = client.get_manifest(r.path(), tag).await.map_err(|e| registry_error(&args.image, e))?;
+            let (bytes, _) = client
+                .get_manifest(r.path(), tag)
+                .await
+                .map_err(|e| registry_error(&args.image, e))?;
             Digest::sha256_of(&bytes)
         }
     };
-    client.delete_manifest(r.path(), &digest).await.map_err(|e| registry_error(&args.image, e))?;
+    client
+        .delete_manifest(r.path(), &digest)
+        .await
+        .map_err(|e| registry_error(&args.image, e))?;
     Ok(())
 }
 
@@ -98,10 +130,17 @@ pub struct ManifestDigestArgs {
 
 /// Print the digest of a manifest file.
 pub fn manifest_digest(args: ManifestDigestArgs) -> Result<(), CliError> {
-    let data = std::fs::read(&args.manifest).map_err(|e| CliError::new(format!("reading manifest from {}: {e}", args.manifest.display())))?;
+    let data = std::fs::read(&args.manifest).map_err(|e| {
+        CliError::new(format!(
+            "reading manifest from {}: {e}",
+            args.manifest.display()
+        ))
+    })?;
     let mime = crate::manifest::guess_mime_type(&data);
     if mime == crate::manifest::media::DOCKER_V2S1_SIGNED {
-        return Err(CliError::new("computing the digest of signed Docker schema1 manifests is not supported by kopeo"));
+        return Err(CliError::new(
+            "computing the digest of signed Docker schema1 manifests is not supported by kopeo",
+        ));
     }
     println!("{}", Digest::sha256_of(&data));
     Ok(())

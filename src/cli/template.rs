@@ -49,7 +49,9 @@ fn lex(src: &str) -> Result<Vec<Tok>, TemplateError> {
     while let Some(start) = rest.find("{{") {
         let mut text = rest[..start].to_string();
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| TemplateError("unclosed action".into()))?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| TemplateError("unclosed action".into()))?;
         let mut inner = &after[..end];
         if let Some(s) = inner.strip_prefix("- ") {
             text = text.trim_end().to_string();
@@ -98,7 +100,8 @@ fn words(s: &str) -> Result<Vec<String>, TemplateError> {
             chars.next();
             out.push("|".into());
         } else {
-            let w: String = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '|')).collect();
+            let w: String =
+                std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '|')).collect();
             out.push(w);
         }
     }
@@ -137,7 +140,10 @@ fn parse_pipeline(s: &str) -> Result<Pipeline, TemplateError> {
     Ok(cmds)
 }
 
-fn parse_nodes(toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>, depth: usize) -> Result<(Vec<Node>, Option<String>), TemplateError> {
+fn parse_nodes(
+    toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>,
+    depth: usize,
+) -> Result<(Vec<Node>, Option<String>), TemplateError> {
     let mut nodes = vec![];
     while let Some(tok) = toks.next() {
         match tok {
@@ -219,7 +225,13 @@ pub fn go_print(v: &Value) -> String {
         Value::Object(o) => {
             let mut keys: Vec<_> = o.keys().collect();
             keys.sort();
-            format!("map[{}]", keys.iter().map(|k| format!("{k}:{}", go_print(&o[*k]))).collect::<Vec<_>>().join(" "))
+            format!(
+                "map[{}]",
+                keys.iter()
+                    .map(|k| format!("{k}:{}", go_print(&o[*k])))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         }
     }
 }
@@ -229,7 +241,9 @@ fn render_nodes(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), Tem
         match n {
             Node::Text(t) => out.push_str(t),
             Node::Out(p) => out.push_str(&go_print(&eval(p, dot)?)),
-            Node::If(p, body, alt) => render_nodes(if truthy(&eval(p, dot)?) { body } else { alt }, dot, out)?,
+            Node::If(p, body, alt) => {
+                render_nodes(if truthy(&eval(p, dot)?) { body } else { alt }, dot, out)?
+            }
             Node::With(p, body, alt) => {
                 let v = eval(p, dot)?;
                 if truthy(&v) {
@@ -276,12 +290,16 @@ fn eval(p: &Pipeline, dot: &Value) -> Result<Value, TemplateError> {
     let mut prev: Option<Value> = None;
     for cmd in p {
         let mut args: Vec<Value> = vec![];
-        let (head, rest) = cmd.split_first().ok_or_else(|| TemplateError("empty command".into()))?;
+        let (head, rest) = cmd
+            .split_first()
+            .ok_or_else(|| TemplateError("empty command".into()))?;
         let value_of = |a: &Arg| -> Result<Value, TemplateError> {
             Ok(match a {
                 Arg::Field(path) => field(dot, path),
                 Arg::Str(s) => Value::String(s.clone()),
-                Arg::Num(n) => serde_json::Number::from_f64(*n).map(Value::Number).unwrap_or(Value::Null),
+                Arg::Num(n) => serde_json::Number::from_f64(*n)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null),
                 Arg::Bool(b) => Value::Bool(*b),
                 Arg::Func(f) => call(f, vec![])?,
             })
@@ -303,12 +321,20 @@ fn eval(p: &Pipeline, dot: &Value) -> Result<Value, TemplateError> {
 
 fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
     let n = args.len();
-    let want = |k: usize| if n == k { Ok(()) } else { err(format!("wrong number of args for {f}: want {k} got {n}")) };
+    let want = |k: usize| {
+        if n == k {
+            Ok(())
+        } else {
+            err(format!("wrong number of args for {f}: want {k} got {n}"))
+        }
+    };
     let s = |v: &Value| go_print(v);
     Ok(match f {
         "json" => {
             want(1)?;
-            Value::String(serde_json::to_string(&args[0]).map_err(|e| TemplateError(e.to_string()))?)
+            Value::String(
+                serde_json::to_string(&args[0]).map_err(|e| TemplateError(e.to_string()))?,
+            )
         }
         "len" => {
             want(1)?;
@@ -322,11 +348,15 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             Value::from(l)
         }
         "index" => {
-            let (first, keys) = args.split_first().ok_or_else(|| TemplateError("index needs arguments".into()))?;
+            let (first, keys) = args
+                .split_first()
+                .ok_or_else(|| TemplateError("index needs arguments".into()))?;
             let mut v = first.clone();
             for k in keys {
                 v = match (&v, k) {
-                    (Value::Object(o), Value::String(k)) => o.get(k).cloned().unwrap_or(Value::Null),
+                    (Value::Object(o), Value::String(k)) => {
+                        o.get(k).cloned().unwrap_or(Value::Null)
+                    }
                     (Value::Array(a), Value::Number(i)) => a
                         .get(i.as_f64().unwrap_or(-1.0) as usize)
                         .cloned()
@@ -355,9 +385,14 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             Value::String(s(&args[0]).to_lowercase())
         }
         "print" => Value::String(args.iter().map(s).collect::<Vec<_>>().join(" ")),
-        "println" => Value::String(format!("{}\n", args.iter().map(s).collect::<Vec<_>>().join(" "))),
+        "println" => Value::String(format!(
+            "{}\n",
+            args.iter().map(s).collect::<Vec<_>>().join(" ")
+        )),
         "printf" => {
-            let (fmt, rest) = args.split_first().ok_or_else(|| TemplateError("printf needs a format".into()))?;
+            let (fmt, rest) = args
+                .split_first()
+                .ok_or_else(|| TemplateError("printf needs a format".into()))?;
             let fmt = s(fmt);
             let mut out = String::new();
             let mut it = rest.iter();
@@ -369,8 +404,12 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
                 }
                 match chars.next() {
                     Some('%') => out.push('%'),
-                    Some('s' | 'v' | 'd') => out.push_str(&it.next().map(s).unwrap_or_else(|| "%!(MISSING)".into())),
-                    Some('q') => out.push_str(&it.next().map(|v| format!("{:?}", s(v))).unwrap_or_default()),
+                    Some('s' | 'v' | 'd') => {
+                        out.push_str(&it.next().map(s).unwrap_or_else(|| "%!(MISSING)".into()))
+                    }
+                    Some('q') => {
+                        out.push_str(&it.next().map(|v| format!("{:?}", s(v))).unwrap_or_default())
+                    }
                     Some(o) => return err(format!("printf verb %{o} is not supported")),
                     None => out.push('%'),
                 }
@@ -388,8 +427,18 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             want(1)?;
             Value::Bool(!truthy(&args[0]))
         }
-        "and" => args.iter().find(|a| !truthy(a)).or(args.last()).cloned().unwrap_or(Value::Null),
-        "or" => args.iter().find(|a| truthy(a)).or(args.last()).cloned().unwrap_or(Value::Null),
+        "and" => args
+            .iter()
+            .find(|a| !truthy(a))
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Value::Null),
+        "or" => args
+            .iter()
+            .find(|a| truthy(a))
+            .or(args.last())
+            .cloned()
+            .unwrap_or(Value::Null),
         other => return err(format!("function {other:?} not defined")),
     })
 }
@@ -417,7 +466,10 @@ mod tests {
         assert_eq!(r("{{.Name | upper}}", &v), "REG/APP");
         assert_eq!(r("{{.Labels}}", &v), "map[x:1 y.z:2]");
         assert_eq!(r("{{.Missing}}", &v), "<no value>");
-        assert_eq!(r(r#"{{printf "%s-%s" .Name .Digest}}"#, &v), "reg/app-sha256:1");
+        assert_eq!(
+            r(r#"{{printf "%s-%s" .Name .Digest}}"#, &v),
+            "reg/app-sha256:1"
+        );
         assert_eq!(r("{{with .Labels}}{{.x}}{{end}}", &v), "1");
         assert_eq!(r("a  {{- .Name -}}  b", &v), "areg/appb");
     }
@@ -427,6 +479,11 @@ mod tests {
         assert!(Template::parse("{{.Name").is_err());
         assert!(Template::parse("{{range .X}}").is_err());
         assert!(Template::parse("{{end}}").is_err());
-        assert!(Template::parse("{{nope .X}}").unwrap().render(&json!({})).is_err());
+        assert!(
+            Template::parse("{{nope .X}}")
+                .unwrap()
+                .render(&json!({}))
+                .is_err()
+        );
     }
 }

@@ -4,7 +4,9 @@
 
 use super::{CopyOptions, Progress, ProgressEvent};
 use crate::digest::{Digest, Hasher};
-use crate::transport::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
+use crate::transport::{
+    BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError,
+};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,12 @@ pub enum BlobOutcome {
 /// and size are checked *before* the last byte is handed on: a consumer that
 /// sees the stream end cleanly has received exactly the expected content.
 /// `mismatch` is set when verification failed.
-pub fn verify(inner: BlobStream, info: &BlobInfo, mismatch: Arc<AtomicBool>, progress: Option<Arc<dyn Progress>>) -> BlobStream {
+pub fn verify(
+    inner: BlobStream,
+    info: &BlobInfo,
+    mismatch: Arc<AtomicBool>,
+    progress: Option<Arc<dyn Progress>>,
+) -> BlobStream {
     struct St {
         inner: BlobStream,
         hasher: Option<Hasher>,
@@ -38,12 +45,19 @@ pub fn verify(inner: BlobStream, info: &BlobInfo, mismatch: Arc<AtomicBool>, pro
             let actual = self.hasher.take().map(Hasher::finish);
             if let Some(expected) = self.size.filter(|s| *s != self.seen) {
                 self.mismatch.store(true, Ordering::SeqCst);
-                return Err(TransportError::SizeMismatch { digest: self.digest.clone(), expected, actual: self.seen });
+                return Err(TransportError::SizeMismatch {
+                    digest: self.digest.clone(),
+                    expected,
+                    actual: self.seen,
+                });
             }
             match actual {
                 Some(a) if a != self.digest => {
                     self.mismatch.store(true, Ordering::SeqCst);
-                    Err(TransportError::DigestMismatch { digest: self.digest.clone(), actual: a })
+                    Err(TransportError::DigestMismatch {
+                        digest: self.digest.clone(),
+                        actual: a,
+                    })
                 }
                 _ => Ok(()),
             }
@@ -70,7 +84,10 @@ pub fn verify(inner: BlobStream, info: &BlobInfo, mismatch: Arc<AtomicBool>, pro
                     h.update(&chunk);
                 }
                 if let Some(p) = &st.progress {
-                    p.event(ProgressEvent::BlobBytes { digest: &st.digest, bytes: chunk.len() as u64 });
+                    p.event(ProgressEvent::BlobBytes {
+                        digest: &st.digest,
+                        bytes: chunk.len() as u64,
+                    });
                 }
                 let over = st.size.is_some_and(|s| st.seen > s);
                 let last = st.size == Some(st.seen);
@@ -114,7 +131,10 @@ pub async fn copy_blob(
     }
     if dst.try_reuse_blob(info, from).await? {
         if let Some(p) = &progress {
-            p.event(ProgressEvent::BlobDone { digest: &info.digest, reused: true });
+            p.event(ProgressEvent::BlobDone {
+                digest: &info.digest,
+                reused: true,
+            });
         }
         return Ok(BlobOutcome::Reused);
     }
@@ -123,13 +143,20 @@ pub async fn copy_blob(
         let mismatch = Arc::new(AtomicBool::new(false));
         let result = async {
             let stream = src.blob(info).await?;
-            dst.put_blob(info, verify(stream, info, mismatch.clone(), progress.clone())).await
+            dst.put_blob(
+                info,
+                verify(stream, info, mismatch.clone(), progress.clone()),
+            )
+            .await
         }
         .await;
         match result {
             Ok(()) => {
                 if let Some(p) = &progress {
-                    p.event(ProgressEvent::BlobDone { digest: &info.digest, reused: false });
+                    p.event(ProgressEvent::BlobDone {
+                        digest: &info.digest,
+                        reused: false,
+                    });
                 }
                 return Ok(BlobOutcome::Copied(info.size.unwrap_or(0)));
             }
@@ -146,7 +173,9 @@ pub async fn copy_blob(
                 attempt += 1;
                 tracing::warn!(digest = %info.digest, attempt, ?delay, error = %e, "blob copy failed, retrying");
                 if let Some(p) = &progress {
-                    p.event(ProgressEvent::BlobRestart { digest: &info.digest });
+                    p.event(ProgressEvent::BlobRestart {
+                        digest: &info.digest,
+                    });
                 }
                 tokio::time::sleep(delay).await;
             }

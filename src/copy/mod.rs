@@ -13,7 +13,9 @@ use crate::digest::Digest;
 use crate::manifest::{self, ImageIndex, Manifest, ManifestError, Platform, is_list_type, media};
 use crate::reference::ImageReference;
 use crate::registry::RetryOptions;
-use crate::transport::{self, BlobInfo, ImageDestination, ImageSource, OpenOptions, TransportError};
+use crate::transport::{
+    self, BlobInfo, ImageDestination, ImageSource, OpenOptions, TransportError,
+};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -60,14 +62,31 @@ impl Format {
 #[derive(Debug)]
 pub enum ProgressEvent<'a> {
     /// A list is being copied: `count` of its `total` images.
-    CopyingImages { count: usize, total: usize },
+    CopyingImages {
+        count: usize,
+        total: usize,
+    },
     /// Instance `n` (1-based) of a list.
-    Image { digest: &'a Digest, n: usize, count: usize },
-    BlobStart { info: &'a BlobInfo },
-    BlobBytes { digest: &'a Digest, bytes: u64 },
+    Image {
+        digest: &'a Digest,
+        n: usize,
+        count: usize,
+    },
+    BlobStart {
+        info: &'a BlobInfo,
+    },
+    BlobBytes {
+        digest: &'a Digest,
+        bytes: u64,
+    },
     /// A transfer failed and starts again.
-    BlobRestart { digest: &'a Digest },
-    BlobDone { digest: &'a Digest, reused: bool },
+    BlobRestart {
+        digest: &'a Digest,
+    },
+    BlobDone {
+        digest: &'a Digest,
+        reused: bool,
+    },
     WritingManifest,
 }
 
@@ -143,7 +162,11 @@ pub async fn copy_image(
 }
 
 /// Copy the image `src` names into `dst` and commit it.
-pub async fn copy(src: &dyn ImageSource, dst: &dyn ImageDestination, opts: &CopyOptions) -> Result<CopyReport, CopyError> {
+pub async fn copy(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    opts: &CopyOptions,
+) -> Result<CopyReport, CopyError> {
     let stats = Stats::default();
     let (bytes, mime) = src.manifest(None).await?;
     let (out, out_mime) = if is_list_type(&mime) {
@@ -152,7 +175,10 @@ pub async fn copy(src: &dyn ImageSource, dst: &dyn ImageDestination, opts: &Copy
         };
         match opts.multi_arch {
             MultiArch::System => {
-                let want = opts.platform.clone().unwrap_or_else(manifest::host_platform);
+                let want = opts
+                    .platform
+                    .clone()
+                    .unwrap_or_else(manifest::host_platform);
                 let chosen = manifest::choose_instance(&index, &want)?;
                 let (ib, im) = src.manifest(Some(&chosen.digest)).await?;
                 copy_single(src, dst, ib, &im, false, opts, &stats).await?
@@ -178,7 +204,12 @@ pub async fn copy(src: &dyn ImageSource, dst: &dyn ImageDestination, opts: &Copy
 
 /// Choose the media type to write: `--format`, else the source's if the
 /// destination takes it, else the destination's first choice of that kind.
-fn target_type(src: &str, dst: &dyn ImageDestination, forced: Option<&'static str>, list: bool) -> Result<String, CopyError> {
+fn target_type(
+    src: &str,
+    dst: &dyn ImageDestination,
+    forced: Option<&'static str>,
+    list: bool,
+) -> Result<String, CopyError> {
     if let Some(f) = forced {
         return Ok(f.to_string());
     }
@@ -190,7 +221,12 @@ fn target_type(src: &str, dst: &dyn ImageDestination, forced: Option<&'static st
         .iter()
         .find(|t| is_list_type(t) == list)
         .map(|t| t.to_string())
-        .ok_or_else(|| CopyError::Unsupported(format!("{} accepts none of the manifest types kopeo can convert {src} to", dst.describe())))
+        .ok_or_else(|| {
+            CopyError::Unsupported(format!(
+                "{} accepts none of the manifest types kopeo can convert {src} to",
+                dst.describe()
+            ))
+        })
 }
 
 /// Copy one image's blobs, then return the manifest to write (converted if
@@ -206,10 +242,16 @@ async fn copy_single(
     stats: &Stats,
 ) -> Result<(Bytes, String), CopyError> {
     if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
-        return Err(CopyError::Unsupported(format!("{} uses Docker schema1 manifests, which kopeo cannot copy yet", src.describe())));
+        return Err(CopyError::Unsupported(format!(
+            "{} uses Docker schema1 manifests, which kopeo cannot copy yet",
+            src.describe()
+        )));
     }
     let Manifest::Image(m) = Manifest::parse(&bytes, mime)? else {
-        return Err(CopyError::Unsupported(format!("nested manifest list in {}", src.describe())));
+        return Err(CopyError::Unsupported(format!(
+            "nested manifest list in {}",
+            src.describe()
+        )));
     };
     let target = target_type(m.mime(), dst, opts.format.map(Format::image_type), false)?;
     let out_manifest = if target == m.mime() {
@@ -226,15 +268,25 @@ async fn copy_single(
 
     let mut blobs: Vec<BlobInfo> = vec![];
     for d in m.layers.iter().chain(std::iter::once(&m.config)) {
-        if d.urls.is_some() && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable")) {
+        if d.urls.is_some()
+            && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable"))
+        {
             continue;
         }
         if !blobs.iter().any(|b| b.digest == d.digest) {
-            blobs.push(BlobInfo { digest: d.digest.clone(), size: u64::try_from(d.size).ok(), media_type: d.media_type.clone() });
+            blobs.push(BlobInfo {
+                digest: d.digest.clone(),
+                size: u64::try_from(d.size).ok(),
+                media_type: d.media_type.clone(),
+            });
         }
     }
     let from = src.registry_location();
-    let parallel = if opts.parallel == 0 { DEFAULT_PARALLEL_COPIES } else { opts.parallel };
+    let parallel = if opts.parallel == 0 {
+        DEFAULT_PARALLEL_COPIES
+    } else {
+        opts.parallel
+    };
     futures::stream::iter(blobs.iter())
         .map(|info| {
             let from = from.as_ref();
@@ -258,7 +310,8 @@ async fn copy_single(
         None => bytes,
     };
     if as_instance {
-        dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out))).await?;
+        dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out)))
+            .await?;
     }
     Ok((out, target))
 }
@@ -274,25 +327,45 @@ async fn copy_list(
     stats: &Stats,
 ) -> Result<(Bytes, String), CopyError> {
     if !dst.supports_lists() {
-        return Err(CopyError::Unsupported(format!("{} cannot store a manifest list; copy one platform instead", dst.describe())));
+        return Err(CopyError::Unsupported(format!(
+            "{} cannot store a manifest list; copy one platform instead",
+            dst.describe()
+        )));
     }
     let target = target_type(index.mime(), dst, opts.format.map(Format::list_type), true)?;
-    let instance_format = if target == media::OCI_INDEX { Format::Oci } else { Format::V2s2 };
+    let instance_format = if target == media::OCI_INDEX {
+        Format::Oci
+    } else {
+        Format::V2s2
+    };
     let mut out = index.clone();
     out.media_type = Some(target.clone());
     let total = index.manifests.len();
     if mode == MultiArch::All {
         if let Some(p) = &opts.progress {
-            p.event(ProgressEvent::CopyingImages { count: total, total });
+            p.event(ProgressEvent::CopyingImages {
+                count: total,
+                total,
+            });
         }
-        let instance_opts = CopyOptions { format: Some(instance_format), ..opts.clone() };
+        let instance_opts = CopyOptions {
+            format: Some(instance_format),
+            ..opts.clone()
+        };
         for (i, desc) in out.manifests.iter_mut().enumerate() {
             if let Some(p) = &opts.progress {
-                p.event(ProgressEvent::Image { digest: &desc.digest, n: i + 1, count: total });
+                p.event(ProgressEvent::Image {
+                    digest: &desc.digest,
+                    n: i + 1,
+                    count: total,
+                });
             }
             let (ib, im) = src.manifest(Some(&desc.digest)).await?;
             if is_list_type(&im) {
-                return Err(CopyError::Unsupported(format!("nested manifest list in {}", src.describe())));
+                return Err(CopyError::Unsupported(format!(
+                    "nested manifest list in {}",
+                    src.describe()
+                )));
             }
             let (nb, nm) = copy_single(src, dst, ib, &im, true, &instance_opts, stats).await?;
             desc.digest = Digest::sha256_of(&nb);

@@ -51,17 +51,29 @@ pub enum ImageReference {
     /// `docker://[domain/]path[:tag|@digest]`
     Docker(DockerReference),
     /// `oci:path[:ref]`
-    Oci { path: PathBuf, image: Option<String> },
+    Oci {
+        path: PathBuf,
+        image: Option<String>,
+    },
     /// `oci-archive:path[:ref]`
-    OciArchive { path: PathBuf, image: Option<String> },
+    OciArchive {
+        path: PathBuf,
+        image: Option<String>,
+    },
     /// `dir:path`
     Dir { path: PathBuf },
     /// `docker-archive:path[:ref|:@N]`
-    DockerArchive { path: PathBuf, target: Option<ArchiveTarget> },
+    DockerArchive {
+        path: PathBuf,
+        target: Option<ArchiveTarget>,
+    },
     /// `docker-daemon:name:tag` or `docker-daemon:algo:digest`
     DockerDaemon(DaemonTarget),
     /// `containers-storage:[store-spec]ref`
-    ContainersStorage { store: Option<String>, image: String },
+    ContainersStorage {
+        store: Option<String>,
+        image: String,
+    },
 }
 
 impl ImageReference {
@@ -124,7 +136,9 @@ impl FromStr for ImageReference {
                 if rest.is_empty() {
                     return Err(invalid("path is empty"));
                 }
-                Ok(ImageReference::Dir { path: PathBuf::from(rest) })
+                Ok(ImageReference::Dir {
+                    path: PathBuf::from(rest),
+                })
             }
             "docker-archive" => {
                 let (path, target) = split_path_and_image(rest);
@@ -135,18 +149,24 @@ impl FromStr for ImageReference {
                     None => None,
                     Some(t) => Some(match t.strip_prefix('@') {
                         Some(n) => ArchiveTarget::Index(
-                            n.parse().map_err(|_| invalid(&format!("invalid source index @{n}")))?,
+                            n.parse()
+                                .map_err(|_| invalid(&format!("invalid source index @{n}")))?,
                         ),
                         None => {
                             let r = docker(&t)?;
                             if r.digest().is_some() {
-                                return Err(invalid("docker-archive doesn't support digest references"));
+                                return Err(invalid(
+                                    "docker-archive doesn't support digest references",
+                                ));
                             }
                             ArchiveTarget::Reference(r.with_default_tag())
                         }
                     }),
                 };
-                Ok(ImageReference::DockerArchive { path: PathBuf::from(path), target })
+                Ok(ImageReference::DockerArchive {
+                    path: PathBuf::from(path),
+                    target,
+                })
             }
             "docker-daemon" => {
                 if let Ok(d) = rest.parse::<Digest>() {
@@ -157,16 +177,20 @@ impl FromStr for ImageReference {
                 }
                 let r = docker(rest)?;
                 if r.digest().is_some() {
-                    return Err(invalid("docker-daemon: reference with a digest is not supported, use an image ID"));
+                    return Err(invalid(
+                        "docker-daemon: reference with a digest is not supported, use an image ID",
+                    ));
                 }
-                Ok(ImageReference::DockerDaemon(DaemonTarget::Reference(r.with_default_tag())))
+                Ok(ImageReference::DockerDaemon(DaemonTarget::Reference(
+                    r.with_default_tag(),
+                )))
             }
             "containers-storage" => {
                 let (store, image) = match rest.strip_prefix('[') {
                     Some(s) => {
-                        let (spec, img) = s
-                            .split_once(']')
-                            .ok_or_else(|| invalid("store specification is missing its closing ']'"))?;
+                        let (spec, img) = s.split_once(']').ok_or_else(|| {
+                            invalid("store specification is missing its closing ']'")
+                        })?;
                         (Some(spec.to_string()), img)
                     }
                     None => (None, rest),
@@ -180,7 +204,10 @@ impl FromStr for ImageReference {
                     let name = image.split_once('@').map_or(image, |(n, _)| n);
                     docker(name)?;
                 }
-                Ok(ImageReference::ContainersStorage { store, image: image.to_string() })
+                Ok(ImageReference::ContainersStorage {
+                    store,
+                    image: image.to_string(),
+                })
             }
             other => Err(ParseError::UnknownTransport {
                 input: input.to_string(),
@@ -212,7 +239,9 @@ impl fmt::Display for ImageReference {
                     None => Ok(()),
                 }
             }
-            ImageReference::DockerDaemon(DaemonTarget::Reference(r)) => write!(f, "docker-daemon:{r}"),
+            ImageReference::DockerDaemon(DaemonTarget::Reference(r)) => {
+                write!(f, "docker-daemon:{r}")
+            }
             ImageReference::DockerDaemon(DaemonTarget::Id(d)) => write!(f, "docker-daemon:{d}"),
             ImageReference::ContainersStorage { store, image } => match store {
                 Some(s) => write!(f, "containers-storage:[{s}]{image}"),
@@ -250,21 +279,36 @@ mod tests {
 
     #[test]
     fn docker_transport_adds_latest() {
-        assert_eq!(p("docker://alpine").to_string(), "docker://docker.io/library/alpine:latest");
+        assert_eq!(
+            p("docker://alpine").to_string(),
+            "docker://docker.io/library/alpine:latest"
+        );
         assert!("docker:alpine".parse::<ImageReference>().is_err());
         assert!("docker://Alpine".parse::<ImageReference>().is_err());
     }
 
     #[test]
     fn oci_paths_and_refs() {
-        assert_eq!(p("oci:/tmp/l"), ImageReference::Oci { path: "/tmp/l".into(), image: None });
+        assert_eq!(
+            p("oci:/tmp/l"),
+            ImageReference::Oci {
+                path: "/tmp/l".into(),
+                image: None
+            }
+        );
         assert_eq!(
             p("oci:/tmp/l:v1.0"),
-            ImageReference::Oci { path: "/tmp/l".into(), image: Some("v1.0".into()) }
+            ImageReference::Oci {
+                path: "/tmp/l".into(),
+                image: Some("v1.0".into())
+            }
         );
         assert_eq!(
             p("oci-archive:a.tar:x/y:z"),
-            ImageReference::OciArchive { path: "a.tar".into(), image: Some("x/y:z".into()) }
+            ImageReference::OciArchive {
+                path: "a.tar".into(),
+                image: Some("x/y:z".into())
+            }
         );
         assert!("oci::tag".parse::<ImageReference>().is_err());
         assert!("oci:/l:-bad".parse::<ImageReference>().is_err());
@@ -275,15 +319,30 @@ mod tests {
     fn archives_daemon_storage() {
         assert_eq!(
             p("docker-archive:/a.tar:@1"),
-            ImageReference::DockerArchive { path: "/a.tar".into(), target: Some(ArchiveTarget::Index(1)) }
+            ImageReference::DockerArchive {
+                path: "/a.tar".into(),
+                target: Some(ArchiveTarget::Index(1))
+            }
         );
-        assert_eq!(p("docker-archive:/a.tar:app").to_string(), "docker-archive:/a.tar:docker.io/library/app:latest");
-        assert_eq!(p("docker-daemon:app:1").to_string(), "docker-daemon:docker.io/library/app:1");
+        assert_eq!(
+            p("docker-archive:/a.tar:app").to_string(),
+            "docker-archive:/a.tar:docker.io/library/app:latest"
+        );
+        assert_eq!(
+            p("docker-daemon:app:1").to_string(),
+            "docker-daemon:docker.io/library/app:1"
+        );
         let id = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-        assert!(matches!(p(&format!("docker-daemon:{id}")), ImageReference::DockerDaemon(DaemonTarget::Id(_))));
+        assert!(matches!(
+            p(&format!("docker-daemon:{id}")),
+            ImageReference::DockerDaemon(DaemonTarget::Id(_))
+        ));
         assert_eq!(
             p("containers-storage:[overlay@/var/lib/c+/run/c]app:1"),
-            ImageReference::ContainersStorage { store: Some("overlay@/var/lib/c+/run/c".into()), image: "app:1".into() }
+            ImageReference::ContainersStorage {
+                store: Some("overlay@/var/lib/c+/run/c".into()),
+                image: "app:1".into()
+            }
         );
         assert!("containers-storage:[x".parse::<ImageReference>().is_err());
         assert_eq!(p("dir:/tmp/d").transport(), "dir");
@@ -291,7 +350,10 @@ mod tests {
 
     #[test]
     fn unknown_or_missing_transport() {
-        assert!(matches!("alpine".parse::<ImageReference>(), Err(ParseError::NoTransport(_))));
+        assert!(matches!(
+            "alpine".parse::<ImageReference>(),
+            Err(ParseError::NoTransport(_))
+        ));
         assert!(matches!(
             "ftp://x".parse::<ImageReference>(),
             Err(ParseError::UnknownTransport { .. })

@@ -13,7 +13,11 @@ pub enum Challenge {
     /// The registry accepts requests without credentials.
     None,
     Basic,
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
 }
 
 /// Parse the first challenge of a `WWW-Authenticate` header value.
@@ -39,7 +43,8 @@ fn parse_params(s: &str) -> HashMap<String, String> {
         while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
             chars.next();
         }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
         if key.is_empty() {
             break;
         }
@@ -66,7 +71,10 @@ fn parse_params(s: &str) -> HashMap<String, String> {
 
 /// A token scope such as `repository:team/app:pull,push`.
 pub fn repo_scope(repo: &str, push: bool) -> String {
-    format!("repository:{repo}:{}", if push { "pull,push" } else { "pull" })
+    format!(
+        "repository:{repo}:{}",
+        if push { "pull,push" } else { "pull" }
+    )
 }
 
 #[derive(Clone)]
@@ -93,7 +101,13 @@ impl TokenCache {
     pub fn put(&mut self, key: String, value: String, lifetime: Duration) {
         // Renew a little early so a token does not expire mid-request.
         let margin = Duration::from_secs(5).min(lifetime / 2);
-        self.tokens.insert(key, CachedToken { value, expires: Instant::now() + lifetime - margin });
+        self.tokens.insert(
+            key,
+            CachedToken {
+                value,
+                expires: Instant::now() + lifetime - margin,
+            },
+        );
     }
     /// Forget the token for these scopes (after a 401).
     pub fn invalidate(&mut self, key: &str) {
@@ -128,7 +142,11 @@ pub async fn fetch_token(
     scopes: &BTreeSet<String>,
     creds: &Credentials,
 ) -> Result<(String, Duration), RegistryError> {
-    let err = |reason: String| RegistryError::Token { op: op.to_string(), realm: realm.to_string(), reason };
+    let err = |reason: String| RegistryError::Token {
+        op: op.to_string(),
+        realm: realm.to_string(),
+        reason,
+    };
     let url = reqwest::Url::parse(realm).map_err(|e| err(format!("invalid realm: {e}")))?;
     let request = match creds {
         Credentials::IdentityToken { token, .. } => {
@@ -143,7 +161,10 @@ pub async fn fetch_token(
                 form.append_pair("scope", &scope_key(scopes));
             }
             http.post(url)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
                 .body(form.finish())
         }
         _ => {
@@ -173,14 +194,22 @@ pub async fn fetch_token(
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(RegistryError::Unauthorized {
             op: op.to_string(),
-            detail: format!("invalid username/password ({} from token server {realm})", status.as_u16()),
+            detail: format!(
+                "invalid username/password ({} from token server {realm})",
+                status.as_u16()
+            ),
         });
     }
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
-        return Err(err(format!("HTTP {}: {}", status.as_u16(), text.chars().take(200).collect::<String>())));
+        return Err(err(format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            text.chars().take(200).collect::<String>()
+        )));
     }
-    let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| err(format!("bad token reply: {e}")))?;
+    let reply: TokenReply =
+        serde_json::from_slice(&body).map_err(|e| err(format!("bad token reply: {e}")))?;
     let token = reply
         .token
         .filter(|t| !t.is_empty())
@@ -198,7 +227,9 @@ mod tests {
 
     #[test]
     fn parses_bearer_and_basic_challenges() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#);
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
         assert_eq!(
             c,
             Some(Challenge::Bearer {
@@ -207,7 +238,10 @@ mod tests {
                 scope: Some("repository:a/b:pull,push".into()),
             })
         );
-        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse_challenge("Negotiate"), None);
         let c = parse_challenge(r#"bearer realm="https://x/\"q\"", error="insufficient_scope""#);
         assert!(matches!(c, Some(Challenge::Bearer { realm, .. }) if realm == "https://x/\"q\""));

@@ -26,7 +26,11 @@ struct State {
 impl RegistryClient {
     /// Stream the blob `digest` of `repo`, resuming interrupted transfers.
     /// The bytes are not verified here: the copy pipeline hashes them in flight.
-    pub fn blob_stream(self: &Arc<Self>, repo: &str, digest: &Digest) -> BoxStream<'static, Result<Bytes, RegistryError>> {
+    pub fn blob_stream(
+        self: &Arc<Self>,
+        repo: &str,
+        digest: &Digest,
+    ) -> BoxStream<'static, Result<Bytes, RegistryError>> {
         let state = State {
             client: Arc::clone(self),
             repo: repo.to_string(),

@@ -29,7 +29,8 @@ pub struct RetryOptions {
 impl RetryOptions {
     /// The wait before retry number `attempt` (0-based).
     pub fn delay_for(&self, attempt: u32) -> Duration {
-        self.delay.unwrap_or_else(|| Duration::from_secs(1u64 << attempt.min(6)))
+        self.delay
+            .unwrap_or_else(|| Duration::from_secs(1u64 << attempt.min(6)))
     }
 }
 
@@ -70,12 +71,17 @@ pub struct RegistryClient {
 
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryClient").field("registry", &self.registry).finish_non_exhaustive()
+        f.debug_struct("RegistryClient")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
     }
 }
 
 fn net(op: &str) -> impl Fn(reqwest::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Network { op: op.to_string(), source }
+    move |source| RegistryError::Network {
+        op: op.to_string(),
+        source,
+    }
 }
 
 /// Turn an error response into a [`RegistryError`], reading the registry's
@@ -93,13 +99,35 @@ pub(super) async fn error_from(op: &str, resp: Response) -> RegistryError {
         message: Option<String>,
     }
     let (code, message) = match serde_json::from_slice::<Errs>(&body) {
-        Ok(e) if !e.errors.is_empty() => (e.errors[0].code.clone(), e.errors[0].message.clone().unwrap_or_default()),
-        _ => (None, String::from_utf8_lossy(&body).trim().chars().take(300).collect()),
+        Ok(e) if !e.errors.is_empty() => (
+            e.errors[0].code.clone(),
+            e.errors[0].message.clone().unwrap_or_default(),
+        ),
+        _ => (
+            None,
+            String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(300)
+                .collect(),
+        ),
     };
     if status == 401 {
-        return RegistryError::Unauthorized { op: op.to_string(), detail: if message.is_empty() { "unauthorized".into() } else { message } };
+        return RegistryError::Unauthorized {
+            op: op.to_string(),
+            detail: if message.is_empty() {
+                "unauthorized".into()
+            } else {
+                message
+            },
+        };
     }
-    RegistryError::Status { op: op.to_string(), status, code, message }
+    RegistryError::Status {
+        op: op.to_string(),
+        status,
+        code,
+        message,
+    }
 }
 
 impl RegistryClient {
@@ -170,32 +198,53 @@ impl RegistryClient {
         if let Some(c) = cache.get(repo) {
             return Ok(c.clone());
         }
-        let c = self
-            .opts
-            .auth
-            .resolve(&self.registry, repo)
-            .map_err(|e| RegistryError::Protocol { op: format!("credentials for {}/{repo}", self.registry), reason: e.to_string() })?;
+        let c =
+            self.opts
+                .auth
+                .resolve(&self.registry, repo)
+                .map_err(|e| RegistryError::Protocol {
+                    op: format!("credentials for {}/{repo}", self.registry),
+                    reason: e.to_string(),
+                })?;
         cache.insert(repo.to_string(), c.clone());
         Ok(c)
     }
 
     /// Add the Authorization header the registry's challenge calls for.
-    async fn authorize(&self, op: &str, rb: RequestBuilder, repo: &str, scopes: &BTreeSet<String>) -> Result<RequestBuilder, RegistryError> {
+    async fn authorize(
+        &self,
+        op: &str,
+        rb: RequestBuilder,
+        repo: &str,
+        scopes: &BTreeSet<String>,
+    ) -> Result<RequestBuilder, RegistryError> {
         let (_, challenge) = self.ping().await?;
         let creds = self.credentials(repo)?;
         Ok(match (challenge, &creds) {
             (_, Credentials::Bearer(t)) => rb.bearer_auth(t),
             (Challenge::None, _) => rb,
-            (Challenge::Basic, Credentials::Basic { username, password }) => rb.basic_auth(username, Some(password)),
+            (Challenge::Basic, Credentials::Basic { username, password }) => {
+                rb.basic_auth(username, Some(password))
+            }
             (Challenge::Basic, _) => rb,
             (Challenge::Bearer { realm, service, .. }, _) => {
                 let key = scope_key(scopes);
-                let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
+                let cached = self
+                    .tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&key);
                 let token = match cached {
                     Some(t) => t,
                     None => {
-                        let (t, life) = fetch_token(&self.http, op, realm, service.as_deref(), scopes, &creds).await?;
-                        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).put(key, t.clone(), life);
+                        let (t, life) =
+                            fetch_token(&self.http, op, realm, service.as_deref(), scopes, &creds)
+                                .await?;
+                        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).put(
+                            key,
+                            t.clone(),
+                            life,
+                        );
                         t
                     }
                 };
@@ -205,7 +254,10 @@ impl RegistryClient {
     }
 
     fn url(&self, base: &Url, path: &str) -> Result<Url, RegistryError> {
-        base.join(path).map_err(|e| RegistryError::Protocol { op: path.to_string(), reason: e.to_string() })
+        base.join(path).map_err(|e| RegistryError::Protocol {
+            op: path.to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Send a replayable request: authorised for `scopes` on `repo`, retried on
@@ -222,7 +274,9 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             let (base, _) = self.ping().await?;
-            let rb = self.authorize(op, make(&self.http, base)?, repo, &scopes).await?;
+            let rb = self
+                .authorize(op, make(&self.http, base)?, repo, &scopes)
+                .await?;
             let result = rb.send().await;
             let retryable = match &result {
                 Err(e) => super::error::transient_http(e),
@@ -233,7 +287,12 @@ impl RegistryClient {
             };
             if retryable && attempt < self.opts.retry.times {
                 let delay = self.opts.retry.delay_for(attempt);
-                tracing::warn!(op, attempt = attempt + 1, ?delay, "transient registry failure, retrying");
+                tracing::warn!(
+                    op,
+                    attempt = attempt + 1,
+                    ?delay,
+                    "transient registry failure, retrying"
+                );
                 tokio::time::sleep(delay).await;
                 attempt += 1;
                 continue;
@@ -242,14 +301,22 @@ impl RegistryClient {
             if resp.status() == StatusCode::UNAUTHORIZED && !reauthed {
                 // A bearer token may have expired or lack a scope the registry
                 // names in its new challenge: refresh once.
-                if let Some(Challenge::Bearer { scope: Some(extra), .. }) =
-                    resp.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).and_then(parse_challenge)
+                if let Some(Challenge::Bearer {
+                    scope: Some(extra), ..
+                }) = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(parse_challenge)
                 {
                     for s in extra.split(' ') {
                         scopes.insert(s.to_string());
                     }
                 }
-                self.tokens.lock().unwrap_or_else(|p| p.into_inner()).invalidate(&scope_key(&scopes));
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .invalidate(&scope_key(&scopes));
                 if matches!(self.ping().await?.1, Challenge::Bearer { .. }) {
                     reauthed = true;
                     continue;
@@ -260,7 +327,13 @@ impl RegistryClient {
     }
 
     /// Authorise and send a request that cannot be replayed (a streaming upload).
-    pub(super) async fn send_once(&self, op: &str, repo: &str, scopes: BTreeSet<String>, rb: impl FnOnce(&reqwest::Client) -> RequestBuilder) -> Result<Response, RegistryError> {
+    pub(super) async fn send_once(
+        &self,
+        op: &str,
+        repo: &str,
+        scopes: BTreeSet<String>,
+        rb: impl FnOnce(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
         let rb = self.authorize(op, rb(&self.http), repo, &scopes).await?;
         rb.send().await.map_err(net(op))
     }
@@ -275,19 +348,30 @@ impl RegistryClient {
 
     /// Fetch a manifest by tag or digest: its bytes and media type. A manifest
     /// fetched by digest is verified against it.
-    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<(Bytes, String), RegistryError> {
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Bytes, String), RegistryError> {
         let op = format!("reading manifest {reference} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let resp = self
             .send(&op, repo, Self::scopes(repo, false), |c, base| {
-                Ok(c.get(self.url(base, &path)?).header(ACCEPT, media::ALL_MANIFESTS.join(", ")))
+                Ok(c.get(self.url(base, &path)?)
+                    .header(ACCEPT, media::ALL_MANIFESTS.join(", ")))
             })
             .await?;
         if !resp.status().is_success() {
             return Err(error_from(&op, resp).await);
         }
-        if resp.content_length().is_some_and(|l| l as usize > MAX_MANIFEST_SIZE) {
-            return Err(RegistryError::Protocol { op, reason: format!("manifest is larger than {MAX_MANIFEST_SIZE} bytes") });
+        if resp
+            .content_length()
+            .is_some_and(|l| l as usize > MAX_MANIFEST_SIZE)
+        {
+            return Err(RegistryError::Protocol {
+                op,
+                reason: format!("manifest is larger than {MAX_MANIFEST_SIZE} bytes"),
+            });
         }
         let mime = resp
             .headers()
@@ -300,20 +384,33 @@ impl RegistryClient {
             if !d.matches(&body) {
                 let mut h = crate::digest::Hasher::new(d.algorithm());
                 h.update(&body);
-                return Err(RegistryError::DigestMismatch { op, expected: d, actual: h.finish() });
+                return Err(RegistryError::DigestMismatch {
+                    op,
+                    expected: d,
+                    actual: h.finish(),
+                });
             }
         }
-        let mime = if mime.is_empty() || mime == "application/json" || mime == "text/plain" { guess_mime_type(&body) } else { mime };
+        let mime = if mime.is_empty() || mime == "application/json" || mime == "text/plain" {
+            guess_mime_type(&body)
+        } else {
+            mime
+        };
         Ok((body, mime))
     }
 
     /// HEAD a manifest; `None` when it does not exist.
-    pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<ManifestHead>, RegistryError> {
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
         let op = format!("checking manifest {reference} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let resp = self
             .send(&op, repo, Self::scopes(repo, false), |c, base| {
-                Ok(c.head(self.url(base, &path)?).header(ACCEPT, media::ALL_MANIFESTS.join(", ")))
+                Ok(c.head(self.url(base, &path)?)
+                    .header(ACCEPT, media::ALL_MANIFESTS.join(", ")))
             })
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
@@ -324,20 +421,38 @@ impl RegistryClient {
         }
         let h = resp.headers();
         Ok(Some(ManifestHead {
-            digest: h.get("docker-content-digest").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()),
-            media_type: h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
-            size: h.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()),
+            digest: h
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+            media_type: h
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            size: h
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
         }))
     }
 
     /// Upload a manifest under a tag or digest.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, body: &[u8], mime: &str) -> Result<(), RegistryError> {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        body: &[u8],
+        mime: &str,
+    ) -> Result<(), RegistryError> {
         let op = format!("writing manifest {reference} to {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let body = Bytes::copy_from_slice(body);
         let resp = self
             .send(&op, repo, Self::scopes(repo, true), |c, base| {
-                Ok(c.put(self.url(base, &path)?).header(CONTENT_TYPE, mime).body(body.clone()))
+                Ok(c.put(self.url(base, &path)?)
+                    .header(CONTENT_TYPE, mime)
+                    .body(body.clone()))
             })
             .await?;
         if !resp.status().is_success() {
@@ -351,7 +466,11 @@ impl RegistryClient {
         let op = format!("deleting manifest {digest} from {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{digest}");
         let scopes = BTreeSet::from([format!("repository:{repo}:delete"), repo_scope(repo, true)]);
-        let resp = self.send(&op, repo, scopes, |c, base| Ok(c.delete(self.url(base, &path)?))).await?;
+        let resp = self
+            .send(&op, repo, scopes, |c, base| {
+                Ok(c.delete(self.url(base, &path)?))
+            })
+            .await?;
         if !resp.status().is_success() {
             return Err(error_from(&op, resp).await);
         }
@@ -359,10 +478,18 @@ impl RegistryClient {
     }
 
     /// HEAD a blob; its size when present.
-    pub async fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+    pub async fn head_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
         let op = format!("checking blob {digest} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/blobs/{digest}");
-        let resp = self.send(&op, repo, Self::scopes(repo, false), |c, base| Ok(c.head(self.url(base, &path)?))).await?;
+        let resp = self
+            .send(&op, repo, Self::scopes(repo, false), |c, base| {
+                Ok(c.head(self.url(base, &path)?))
+            })
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(Some(resp.content_length().unwrap_or(0))),
             StatusCode::NOT_FOUND => Ok(None),
@@ -373,7 +500,12 @@ impl RegistryClient {
     /// Open a blob for reading from `offset` (a `Range` request when > 0).
     /// Returns the response and how many leading bytes to skip when the
     /// registry ignored the range.
-    pub(super) async fn open_blob(&self, repo: &str, digest: &Digest, offset: u64) -> Result<(Response, u64), RegistryError> {
+    pub(super) async fn open_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(Response, u64), RegistryError> {
         let op = format!("fetching blob {digest} from {}/{repo}", self.registry);
         let path = format!("v2/{repo}/blobs/{digest}");
         let resp = self
@@ -393,20 +525,32 @@ impl RegistryClient {
     }
 
     /// Ask the registry to mount `digest` from `from_repo` into `repo`.
-    pub async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<MountOutcome, RegistryError> {
-        let op = format!("mounting blob {digest} from {from_repo} to {}/{repo}", self.registry);
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from_repo: &str,
+    ) -> Result<MountOutcome, RegistryError> {
+        let op = format!(
+            "mounting blob {digest} from {from_repo} to {}/{repo}",
+            self.registry
+        );
         let scopes = BTreeSet::from([repo_scope(repo, true), repo_scope(from_repo, false)]);
         let path = format!("v2/{repo}/blobs/uploads/");
         let resp = self
             .send(&op, repo, scopes, |c, base| {
                 let mut url = self.url(base, &path)?;
-                url.query_pairs_mut().append_pair("mount", &digest.to_string()).append_pair("from", from_repo);
+                url.query_pairs_mut()
+                    .append_pair("mount", &digest.to_string())
+                    .append_pair("from", from_repo);
                 Ok(c.post(url).header(CONTENT_LENGTH, "0"))
             })
             .await?;
         match resp.status() {
             StatusCode::CREATED => Ok(MountOutcome::Mounted),
-            StatusCode::ACCEPTED => Ok(MountOutcome::NotMounted(self.location(&op, &resp).await.ok())),
+            StatusCode::ACCEPTED => Ok(MountOutcome::NotMounted(
+                self.location(&op, &resp).await.ok(),
+            )),
             _ => {
                 let e = error_from(&op, resp).await;
                 tracing::debug!(error = %e, "mount refused, uploading instead");
@@ -420,9 +564,15 @@ impl RegistryClient {
             .headers()
             .get(LOCATION)
             .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| RegistryError::Protocol { op: op.to_string(), reason: "upload response has no Location".into() })?;
+            .ok_or_else(|| RegistryError::Protocol {
+                op: op.to_string(),
+                reason: "upload response has no Location".into(),
+            })?;
         let base = self.base().await?;
-        base.join(loc).map_err(|e| RegistryError::Protocol { op: op.to_string(), reason: format!("bad Location {loc:?}: {e}") })
+        base.join(loc).map_err(|e| RegistryError::Protocol {
+            op: op.to_string(),
+            reason: format!("bad Location {loc:?}: {e}"),
+        })
     }
 
     /// Open an upload session; its URL.
@@ -430,7 +580,9 @@ impl RegistryClient {
         let op = format!("starting upload to {}/{repo}", self.registry);
         let path = format!("v2/{repo}/blobs/uploads/");
         let resp = self
-            .send(&op, repo, Self::scopes(repo, true), |c, base| Ok(c.post(self.url(base, &path)?).header(CONTENT_LENGTH, "0")))
+            .send(&op, repo, Self::scopes(repo, true), |c, base| {
+                Ok(c.post(self.url(base, &path)?).header(CONTENT_LENGTH, "0"))
+            })
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(error_from(&op, resp).await);
@@ -440,10 +592,18 @@ impl RegistryClient {
 
     /// Finish an upload session with one streaming PUT of the whole blob
     /// (monolithic upload: the digest and size are known beforehand).
-    pub async fn put_blob(&self, repo: &str, upload: Url, digest: &Digest, size: u64, body: reqwest::Body) -> Result<(), RegistryError> {
+    pub async fn put_blob(
+        &self,
+        repo: &str,
+        upload: Url,
+        digest: &Digest,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<(), RegistryError> {
         let op = format!("uploading blob {digest} to {}/{repo}", self.registry);
         let mut url = upload;
-        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        url.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         let resp = self
             .send_once(&op, repo, Self::scopes(repo, true), |c| {
                 c.request(Method::PUT, url)
@@ -461,7 +621,11 @@ impl RegistryClient {
     /// Check that the configured credentials are accepted (`login`).
     pub async fn check_auth(&self) -> Result<(), RegistryError> {
         let op = format!("authenticating to {}", self.registry);
-        let resp = self.send(&op, "", BTreeSet::new(), |c, base| Ok(c.get(self.url(base, "v2/")?))).await?;
+        let resp = self
+            .send(&op, "", BTreeSet::new(), |c, base| {
+                Ok(c.get(self.url(base, "v2/")?))
+            })
+            .await?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -470,16 +634,37 @@ impl RegistryClient {
 
     /// All tags of `repo`, following `Link` pagination.
     pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        self.list_tags_paged(repo, None).await
+    }
+
+    /// All tags of `repo`, asking for pages of `page_size` (the registry's
+    /// default when `None`) and following `Link` headers.
+    pub async fn list_tags_paged(
+        &self,
+        repo: &str,
+        page_size: Option<usize>,
+    ) -> Result<Vec<String>, RegistryError> {
         let op = format!("listing tags of {}/{repo}", self.registry);
         let mut tags = vec![];
-        let mut next = Some(format!("v2/{repo}/tags/list"));
+        let first = match page_size {
+            Some(n) => format!("v2/{repo}/tags/list?n={n}"),
+            None => format!("v2/{repo}/tags/list"),
+        };
+        let mut next = Some(first);
         let mut pages = 0;
         while let Some(path) = next.take() {
             pages += 1;
             if pages > 10_000 {
-                return Err(RegistryError::Protocol { op, reason: "too many tag list pages".into() });
+                return Err(RegistryError::Protocol {
+                    op,
+                    reason: "too many tag list pages".into(),
+                });
             }
-            let resp = self.send(&op, repo, Self::scopes(repo, false), |c, base| Ok(c.get(self.url(base, &path)?))).await?;
+            let resp = self
+                .send(&op, repo, Self::scopes(repo, false), |c, base| {
+                    Ok(c.get(self.url(base, &path)?))
+                })
+                .await?;
             if !resp.status().is_success() {
                 return Err(error_from(&op, resp).await);
             }
@@ -494,7 +679,11 @@ impl RegistryClient {
                 tags: Option<Vec<String>>,
             }
             let body = read_limited(&op, resp, 64 << 20).await?;
-            let list: TagList = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol { op: op.clone(), reason: format!("bad tag list: {e}") })?;
+            let list: TagList =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                    op: op.clone(),
+                    reason: format!("bad tag list: {e}"),
+                })?;
             tags.extend(list.tags.unwrap_or_default());
         }
         Ok(tags)
@@ -508,7 +697,13 @@ fn parse_next_link(h: &str) -> Option<String> {
         params
             .split(';')
             .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next")
-            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
     })
 }
 
@@ -516,7 +711,10 @@ async fn read_limited(op: &str, mut resp: Response, limit: usize) -> Result<Byte
     let mut buf = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(net(op))? {
         if buf.len() + chunk.len() > limit {
-            return Err(RegistryError::Protocol { op: op.to_string(), reason: format!("response larger than {limit} bytes") });
+            return Err(RegistryError::Protocol {
+                op: op.to_string(),
+                reason: format!("response larger than {limit} bytes"),
+            });
         }
         buf.extend_from_slice(&chunk);
     }
@@ -529,16 +727,25 @@ mod tests {
 
     #[test]
     fn parses_link_next() {
-        assert_eq!(parse_next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(), Some("/v2/a/tags/list?n=2&last=b"));
+        assert_eq!(
+            parse_next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
         assert_eq!(parse_next_link(r#"<x>; rel="prev""#), None);
     }
 
     #[test]
     fn retry_delays() {
-        let r = RetryOptions { times: 3, delay: None };
+        let r = RetryOptions {
+            times: 3,
+            delay: None,
+        };
         assert_eq!(r.delay_for(0), Duration::from_secs(1));
         assert_eq!(r.delay_for(2), Duration::from_secs(4));
-        let r = RetryOptions { times: 3, delay: Some(Duration::from_millis(5)) };
+        let r = RetryOptions {
+            times: 3,
+            delay: Some(Duration::from_millis(5)),
+        };
         assert_eq!(r.delay_for(9), Duration::from_millis(5));
     }
 }

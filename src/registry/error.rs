@@ -12,17 +12,30 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     #[error("{op}: {}", describe(.code, .message, *.status))]
-    Status { op: String, status: u16, code: Option<String>, message: String },
+    Status {
+        op: String,
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
     #[error("{op}: authentication required: {detail}")]
     Unauthorized { op: String, detail: String },
     #[error("{op}: unable to retrieve auth token from {realm}: {reason}")]
-    Token { op: String, realm: String, reason: String },
+    Token {
+        op: String,
+        realm: String,
+        reason: String,
+    },
     #[error("pinging container registry {registry}: {reason}")]
     Ping { registry: String, reason: String },
     #[error("TLS configuration for {registry}: {reason}")]
     Tls { registry: String, reason: String },
     #[error("{op}: content digest {actual} does not match the expected {expected}")]
-    DigestMismatch { op: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        op: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{op}: {reason}")]
     Protocol { op: String, reason: String },
 }
@@ -31,7 +44,11 @@ fn describe(code: &Option<String>, message: &str, status: u16) -> String {
     match code.as_deref() {
         Some(c) => {
             let c = c.to_lowercase().replace('_', " ");
-            if message.is_empty() || message == c { c } else { format!("{c}: {message}") }
+            if message.is_empty() || message == c {
+                c
+            } else {
+                format!("{c}: {message}")
+            }
         }
         None if message.is_empty() => format!("unexpected HTTP status {status}"),
         None => format!("unexpected HTTP status {status}: {message}"),
@@ -43,8 +60,10 @@ impl RegistryError {
     pub fn is_not_found(&self) -> bool {
         match self {
             RegistryError::Status { status, code, .. } => {
-                matches!(code.as_deref(), Some("MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN"))
-                    || (*status == 404 && code.is_none())
+                matches!(
+                    code.as_deref(),
+                    Some("MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN")
+                ) || (*status == 404 && code.is_none())
             }
             _ => false,
         }
@@ -54,7 +73,9 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Network { source, .. } => transient_http(source),
-            RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            RegistryError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
             _ => false,
         }
     }

@@ -25,7 +25,11 @@ impl TlsOptions {
 fn default_cert_dirs(host: &str) -> Vec<PathBuf> {
     let mut dirs = vec![];
     if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".config/containers/certs.d").join(host));
+        dirs.push(
+            PathBuf::from(home)
+                .join(".config/containers/certs.d")
+                .join(host),
+        );
     }
     dirs.push(Path::new("/etc/containers/certs.d").join(host));
     dirs.push(Path::new("/etc/docker/certs.d").join(host));
@@ -33,8 +37,15 @@ fn default_cert_dirs(host: &str) -> Vec<PathBuf> {
 }
 
 /// Build the HTTP client for `host` with `tls`.
-pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<reqwest::Client, RegistryError> {
-    let err = |reason: String| RegistryError::Tls { registry: host.to_string(), reason };
+pub fn build_client(
+    host: &str,
+    tls: &TlsOptions,
+    user_agent: &str,
+) -> Result<reqwest::Client, RegistryError> {
+    let err = |reason: String| RegistryError::Tls {
+        registry: host.to_string(),
+        reason,
+    };
     let mut builder = reqwest::Client::builder()
         .user_agent(user_agent)
         .connect_timeout(Duration::from_secs(30))
@@ -53,14 +64,18 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
     for dir in dirs {
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tls.cert_dir.is_none() => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tls.cert_dir.is_none() => {
+                continue;
+            }
             Err(e) => return Err(err(format!("reading {}: {e}", dir.display()))),
         };
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         names.sort();
         for path in names {
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            let read = |p: &Path| std::fs::read(p).map_err(|e| err(format!("reading {}: {e}", p.display())));
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|e| err(format!("reading {}: {e}", p.display())))
+            };
             match ext {
                 "crt" => {
                     let pem = read(&path)?;
@@ -71,7 +86,11 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
                 "cert" => {
                     let key = path.with_extension("key");
                     if !key.exists() {
-                        return Err(err(format!("missing key {} for client certificate {}", key.display(), path.display())));
+                        return Err(err(format!(
+                            "missing key {} for client certificate {}",
+                            key.display(),
+                            path.display()
+                        )));
                     }
                     let mut pem = read(&path)?;
                     pem.push(b'\n');
@@ -80,10 +99,12 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
                         .map_err(|e| err(format!("client certificate {}: {e}", path.display())))?;
                     builder = builder.identity(id);
                 }
-                "key" => {
-                    if !path.with_extension("cert").exists() {
-                        return Err(err(format!("missing client certificate {} for key {}", path.with_extension("cert").display(), path.display())));
-                    }
+                "key" if !path.with_extension("cert").exists() => {
+                    return Err(err(format!(
+                        "missing client certificate {} for key {}",
+                        path.with_extension("cert").display(),
+                        path.display()
+                    )));
                 }
                 _ => {}
             }

@@ -39,10 +39,18 @@ pub struct DirSource {
 impl DirSource {
     /// Open the directory; it must hold a manifest.
     pub async fn open(path: &Path) -> Result<Self, TransportError> {
-        if tokio::fs::metadata(path.join("manifest.json")).await.is_err() {
-            return Err(TransportError::Invalid(format!("{} holds no image: manifest.json is missing", path.display())));
+        if tokio::fs::metadata(path.join("manifest.json"))
+            .await
+            .is_err()
+        {
+            return Err(TransportError::Invalid(format!(
+                "{} holds no image: manifest.json is missing",
+                path.display()
+            )));
         }
-        Ok(DirSource { path: path.to_path_buf() })
+        Ok(DirSource {
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -56,7 +64,10 @@ impl ImageSource for DirSource {
         let bytes = read_small(&self.path.join(manifest_name(instance)), MANIFEST_LIMIT).await?;
         if let Some(d) = instance {
             if !d.matches(&bytes) {
-                return Err(TransportError::Invalid(format!("manifest {d} in {} does not match its digest", self.path.display())));
+                return Err(TransportError::Invalid(format!(
+                    "manifest {d} in {} does not match its digest",
+                    self.path.display()
+                )));
             }
         }
         let mime = guess_mime_type(&bytes);
@@ -88,7 +99,10 @@ impl DirDestination {
                 )));
             }
         } else if tokio::fs::metadata(path).await.is_ok() {
-            return Err(TransportError::Invalid(format!("{} exists and is not a directory", path.display())));
+            return Err(TransportError::Invalid(format!(
+                "{} exists and is not a directory",
+                path.display()
+            )));
         }
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -98,7 +112,11 @@ impl DirDestination {
         let staging = temp_path(path);
         mkdir_all(&staging).await?;
         write_atomic(&staging.join("version"), VERSION.as_bytes()).await?;
-        Ok(DirDestination { path: path.to_path_buf(), staging, committed: AtomicBool::new(false) })
+        Ok(DirDestination {
+            path: path.to_path_buf(),
+            staging,
+            committed: AtomicBool::new(false),
+        })
     }
 }
 
@@ -120,21 +138,40 @@ impl ImageDestination for DirDestination {
         vec![]
     }
 
-    async fn try_reuse_blob(&self, info: &BlobInfo, _from: Option<&super::RegistryLocation>) -> Result<bool, TransportError> {
-        // A blob of the image being replaced can be linked instead of copied.
+    async fn try_reuse_blob(
+        &self,
+        info: &BlobInfo,
+        _from: Option<&super::RegistryLocation>,
+    ) -> Result<bool, TransportError> {
+        // Already staged (another instance of a list shares it), or a blob of
+        // the image being replaced that can be linked instead of copied.
         let name = blob_name(&info.digest);
+        if tokio::fs::metadata(self.staging.join(&name)).await.is_ok() {
+            return Ok(true);
+        }
         let old = self.path.join(&name);
         match tokio::fs::metadata(&old).await {
-            Ok(m) if info.size.is_none_or(|s| s == m.len()) => Ok(tokio::fs::hard_link(&old, self.staging.join(&name)).await.is_ok()),
+            Ok(m) if info.size.is_none_or(|s| s == m.len()) => {
+                Ok(tokio::fs::hard_link(&old, self.staging.join(&name))
+                    .await
+                    .is_ok())
+            }
             _ => Ok(false),
         }
     }
 
     async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
-        write_stream(&self.staging.join(blob_name(&info.digest)), stream).await.map(|_| ())
+        write_stream(&self.staging.join(blob_name(&info.digest)), stream)
+            .await
+            .map(|_| ())
     }
 
-    async fn put_manifest(&self, manifest: &[u8], _media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+    async fn put_manifest(
+        &self,
+        manifest: &[u8],
+        _media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<(), TransportError> {
         write_atomic(&self.staging.join(manifest_name(instance)), manifest).await
     }
 
@@ -145,11 +182,17 @@ impl ImageDestination for DirDestination {
             if had_old {
                 let _ = tokio::fs::rename(&old, &self.path).await;
             }
-            return Err(TransportError::Io { op: "moving into place", path: self.path.clone(), source: e });
+            return Err(TransportError::Io {
+                op: "moving into place",
+                path: self.path.clone(),
+                source: e,
+            });
         }
         self.committed.store(true, Ordering::SeqCst);
         if had_old {
-            tokio::fs::remove_dir_all(&old).await.map_err(TransportError::io("removing the replaced image", &old))?;
+            tokio::fs::remove_dir_all(&old)
+                .await
+                .map_err(TransportError::io("removing the replaced image", &old))?;
         }
         Ok(())
     }

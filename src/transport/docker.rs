@@ -1,6 +1,8 @@
 //! `docker://`: images in a registry speaking the Docker Registry HTTP API v2.
 
-use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
+use super::{
+    BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError,
+};
 use crate::digest::Digest;
 use crate::reference::DockerReference;
 use crate::registry::{MountOutcome, RegistryClient, RegistryOptions};
@@ -28,7 +30,10 @@ pub struct DockerSource {
 impl DockerSource {
     /// A source for `reference`; nothing is contacted until first use.
     pub fn new(reference: DockerReference, opts: &RegistryOptions) -> Result<Self, TransportError> {
-        Ok(DockerSource { client: Arc::new(RegistryClient::new(reference.domain(), opts.clone())?), reference })
+        Ok(DockerSource {
+            client: Arc::new(RegistryClient::new(reference.domain(), opts.clone())?),
+            reference,
+        })
     }
     /// The registry client, shared with callers that need more endpoints.
     pub fn client(&self) -> &Arc<RegistryClient> {
@@ -51,11 +56,18 @@ impl ImageSource for DockerSource {
     }
 
     async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
-        Ok(self.client.blob_stream(self.reference.path(), &info.digest).map_err(TransportError::from).boxed())
+        Ok(self
+            .client
+            .blob_stream(self.reference.path(), &info.digest)
+            .map_err(TransportError::from)
+            .boxed())
     }
 
     fn registry_location(&self) -> Option<RegistryLocation> {
-        Some(RegistryLocation { registry: self.reference.domain().to_string(), repository: self.reference.path().to_string() })
+        Some(RegistryLocation {
+            registry: self.reference.domain().to_string(),
+            repository: self.reference.path().to_string(),
+        })
     }
 
     async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {
@@ -97,19 +109,32 @@ impl ImageDestination for DockerDestination {
         vec![]
     }
 
-    async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
+    async fn try_reuse_blob(
+        &self,
+        info: &BlobInfo,
+        from: Option<&RegistryLocation>,
+    ) -> Result<bool, TransportError> {
         let repo = self.reference.path();
         if self.client.head_blob(repo, &info.digest).await?.is_some() {
             return Ok(true);
         }
-        if let Some(src) = from.filter(|s| s.registry == self.reference.domain() && s.repository != repo) {
-            match self.client.mount_blob(repo, &info.digest, &src.repository).await? {
+        if let Some(src) =
+            from.filter(|s| s.registry == self.reference.domain() && s.repository != repo)
+        {
+            match self
+                .client
+                .mount_blob(repo, &info.digest, &src.repository)
+                .await?
+            {
                 MountOutcome::Mounted => {
                     tracing::debug!(digest = %info.digest, from = %src.repository, "blob mounted");
                     return Ok(true);
                 }
                 MountOutcome::NotMounted(Some(url)) => {
-                    self.pending_uploads.lock().unwrap_or_else(|p| p.into_inner()).insert(info.digest.clone(), url);
+                    self.pending_uploads
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(info.digest.clone(), url);
                 }
                 MountOutcome::NotMounted(None) => {}
             }
@@ -119,20 +144,31 @@ impl ImageDestination for DockerDestination {
 
     async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
         let repo = self.reference.path();
-        let size = info
-            .size
-            .ok_or_else(|| TransportError::Invalid(format!("blob {} has no known size", info.digest)))?;
-        let pending = self.pending_uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(&info.digest);
+        let size = info.size.ok_or_else(|| {
+            TransportError::Invalid(format!("blob {} has no known size", info.digest))
+        })?;
+        let pending = self
+            .pending_uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&info.digest);
         let url = match pending {
             Some(u) => u,
             None => self.client.start_upload(repo).await?,
         };
         let body = reqwest::Body::wrap_stream(stream);
-        self.client.put_blob(repo, url, &info.digest, size, body).await?;
+        self.client
+            .put_blob(repo, url, &info.digest, size, body)
+            .await?;
         Ok(())
     }
 
-    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+    async fn put_manifest(
+        &self,
+        manifest: &[u8],
+        media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<(), TransportError> {
         let r = match instance {
             Some(d) => d.to_string(),
             None => reference_part(&self.reference),
@@ -145,7 +181,9 @@ impl ImageDestination for DockerDestination {
                 )));
             }
         }
-        self.client.put_manifest(self.reference.path(), &r, manifest, media_type).await?;
+        self.client
+            .put_manifest(self.reference.path(), &r, manifest, media_type)
+            .await?;
         Ok(())
     }
 

@@ -16,7 +16,10 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// A unique temporary name beside `target`.
 pub fn temp_path(target: &Path) -> PathBuf {
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     target.with_file_name(format!(".{name}.kopeo-{}-{n}.tmp", std::process::id()))
 }
 
@@ -26,43 +29,77 @@ pub async fn read_stream(path: &Path) -> Result<BlobStream, TransportError> {
         if e.kind() == std::io::ErrorKind::NotFound {
             TransportError::Invalid(format!("blob file {} is missing", path.display()))
         } else {
-            TransportError::Io { op: "opening", path: path.to_path_buf(), source: e }
+            TransportError::Io {
+                op: "opening",
+                path: path.to_path_buf(),
+                source: e,
+            }
         }
     })?;
     let p = path.to_path_buf();
     Ok(tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK)
-        .map_err(move |e| TransportError::Io { op: "reading", path: p.clone(), source: e })
+        .map_err(move |e| TransportError::Io {
+            op: "reading",
+            path: p.clone(),
+            source: e,
+        })
         .boxed())
 }
 
-/// Write `stream` to `target` via a temporary file; on any error the
-/// temporary file is removed and `target` is untouched.
+/// Removes a temporary file unless disarmed: runs even when the writing
+/// future is dropped mid-way (a sibling blob failed and the copy was abandoned).
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Write `stream` to `target` via a temporary file; on any error (or if this
+/// future is dropped) the temporary file is removed and `target` is untouched.
 pub async fn write_stream(target: &Path, mut stream: BlobStream) -> Result<u64, TransportError> {
     let tmp = temp_path(target);
+    let mut guard = TempGuard(Some(tmp.clone()));
     let result = async {
-        let mut f = tokio::fs::File::create(&tmp).await.map_err(TransportError::io("creating", &tmp))?;
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(TransportError::io("creating", &tmp))?;
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             n += chunk.len() as u64;
-            f.write_all(&chunk).await.map_err(TransportError::io("writing", &tmp))?;
+            f.write_all(&chunk)
+                .await
+                .map_err(TransportError::io("writing", &tmp))?;
         }
-        f.flush().await.map_err(TransportError::io("writing", &tmp))?;
-        f.sync_data().await.map_err(TransportError::io("syncing", &tmp))?;
+        f.flush()
+            .await
+            .map_err(TransportError::io("writing", &tmp))?;
+        f.sync_data()
+            .await
+            .map_err(TransportError::io("syncing", &tmp))?;
         drop(f);
-        tokio::fs::rename(&tmp, target).await.map_err(TransportError::io("renaming into place", target))?;
+        tokio::fs::rename(&tmp, target)
+            .await
+            .map_err(TransportError::io("renaming into place", target))?;
         Ok(n)
     }
     .await;
-    if result.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    if result.is_ok() {
+        guard.0 = None;
     }
     result
 }
 
 /// Write a small file atomically (temporary name, then rename).
 pub async fn write_atomic(target: &Path, data: &[u8]) -> Result<(), TransportError> {
-    let stream = futures::stream::once(futures::future::ready(Ok(bytes::Bytes::copy_from_slice(data)))).boxed();
+    let stream = futures::stream::once(futures::future::ready(Ok(bytes::Bytes::copy_from_slice(
+        data,
+    ))))
+    .boxed();
     write_stream(target, stream).await.map(|_| ())
 }
 
@@ -72,16 +109,27 @@ pub async fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, TransportErr
         if e.kind() == std::io::ErrorKind::NotFound {
             TransportError::ImageNotFound(format!("{} does not exist", path.display()))
         } else {
-            TransportError::Io { op: "reading", path: path.to_path_buf(), source: e }
+            TransportError::Io {
+                op: "reading",
+                path: path.to_path_buf(),
+                source: e,
+            }
         }
     })?;
     if meta.len() > limit {
-        return Err(TransportError::Invalid(format!("{} is larger than {limit} bytes", path.display())));
+        return Err(TransportError::Invalid(format!(
+            "{} is larger than {limit} bytes",
+            path.display()
+        )));
     }
-    tokio::fs::read(path).await.map_err(TransportError::io("reading", path))
+    tokio::fs::read(path)
+        .await
+        .map_err(TransportError::io("reading", path))
 }
 
 /// Create a directory and its parents.
 pub async fn mkdir_all(path: &Path) -> Result<(), TransportError> {
-    tokio::fs::create_dir_all(path).await.map_err(TransportError::io("creating directory", path))
+    tokio::fs::create_dir_all(path)
+        .await
+        .map_err(TransportError::io("creating directory", path))
 }

@@ -4,8 +4,8 @@
 //! accept instead of checking which transport they are.
 
 pub mod dir;
-mod local;
 pub mod docker;
+mod local;
 pub mod oci;
 
 use crate::digest::Digest;
@@ -23,7 +23,12 @@ pub enum TransportError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     ImageNotFound(String),
     #[error("{0}")]
@@ -35,12 +40,19 @@ pub enum TransportError {
     #[error("blob {digest}: content digest {actual} does not match")]
     DigestMismatch { digest: Digest, actual: Digest },
     #[error("blob {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 impl TransportError {
     /// An I/O error on `path` during `op`.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TransportError {
+    pub fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> TransportError {
         let path = path.into();
         move |source| TransportError::Io { op, path, source }
     }
@@ -49,7 +61,9 @@ impl TransportError {
     pub fn is_image_not_found(&self) -> bool {
         match self {
             TransportError::ImageNotFound(_) => true,
-            TransportError::Registry(e) => matches!(e, RegistryError::Status { code: Some(c), .. } if c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN"),
+            TransportError::Registry(e) => {
+                matches!(e, RegistryError::Status { code: Some(c), .. } if c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN")
+            }
             _ => false,
         }
     }
@@ -122,13 +136,22 @@ pub trait ImageDestination: Send + Sync {
     /// Make the blob available without uploading it if possible (it already
     /// exists, or can be mounted from `from` in the same registry). True when
     /// the blob is now present.
-    async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError>;
+    async fn try_reuse_blob(
+        &self,
+        info: &BlobInfo,
+        from: Option<&RegistryLocation>,
+    ) -> Result<bool, TransportError>;
     /// Store a blob from a stream whose digest the pipeline verifies in flight:
     /// an `Err` item means the data is bad and must not be kept.
     async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError>;
     /// Store a manifest: an instance of a list (`instance` = its digest) or,
     /// with `None`, the top-level manifest for the destination's reference.
-    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError>;
+    async fn put_manifest(
+        &self,
+        manifest: &[u8],
+        media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<(), TransportError>;
     /// Make the image visible. Must be called for the image to persist.
     async fn commit(&self) -> Result<(), TransportError>;
 }
@@ -142,20 +165,36 @@ pub struct OpenOptions {
 }
 
 /// Open `reference` for reading.
-pub async fn open_source(reference: &ImageReference, opts: &OpenOptions) -> Result<Box<dyn ImageSource>, TransportError> {
+pub async fn open_source(
+    reference: &ImageReference,
+    opts: &OpenOptions,
+) -> Result<Box<dyn ImageSource>, TransportError> {
     match reference {
-        ImageReference::Docker(r) => Ok(Box::new(docker::DockerSource::new(r.clone(), &opts.registry)?)),
-        ImageReference::Oci { path, image } => Ok(Box::new(oci::OciSource::open(path, image.as_deref(), opts.shared_blob_dir.clone()).await?)),
+        ImageReference::Docker(r) => Ok(Box::new(docker::DockerSource::new(
+            r.clone(),
+            &opts.registry,
+        )?)),
+        ImageReference::Oci { path, image } => Ok(Box::new(
+            oci::OciSource::open(path, image.as_deref(), opts.shared_blob_dir.clone()).await?,
+        )),
         ImageReference::Dir { path } => Ok(Box::new(dir::DirSource::open(path).await?)),
         other => Err(TransportError::Unsupported(other.transport())),
     }
 }
 
 /// Open `reference` for writing.
-pub async fn open_destination(reference: &ImageReference, opts: &OpenOptions) -> Result<Box<dyn ImageDestination>, TransportError> {
+pub async fn open_destination(
+    reference: &ImageReference,
+    opts: &OpenOptions,
+) -> Result<Box<dyn ImageDestination>, TransportError> {
     match reference {
-        ImageReference::Docker(r) => Ok(Box::new(docker::DockerDestination::new(r.clone(), &opts.registry)?)),
-        ImageReference::Oci { path, image } => Ok(Box::new(oci::OciDestination::open(path, image.clone(), opts.shared_blob_dir.clone()).await?)),
+        ImageReference::Docker(r) => Ok(Box::new(docker::DockerDestination::new(
+            r.clone(),
+            &opts.registry,
+        )?)),
+        ImageReference::Oci { path, image } => Ok(Box::new(
+            oci::OciDestination::open(path, image.clone(), opts.shared_blob_dir.clone()).await?,
+        )),
         ImageReference::Dir { path } => Ok(Box::new(dir::DirDestination::open(path).await?)),
         other => Err(TransportError::Unsupported(other.transport())),
     }

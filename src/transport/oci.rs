@@ -32,21 +32,42 @@ pub struct OciSource {
 
 impl OciSource {
     /// Open the layout at `path` and find `image` (or its only image) in index.json.
-    pub async fn open(path: &Path, image: Option<&str>, shared_blobs: Option<PathBuf>) -> Result<Self, TransportError> {
+    pub async fn open(
+        path: &Path,
+        image: Option<&str>,
+        shared_blobs: Option<PathBuf>,
+    ) -> Result<Self, TransportError> {
         let index_path = path.join("index.json");
         let data = read_small(&index_path, INDEX_LIMIT).await?;
-        let index: ImageIndex = serde_json::from_slice(&data)
-            .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?;
+        let index: ImageIndex = serde_json::from_slice(&data).map_err(|e| {
+            TransportError::Invalid(format!("parsing {}: {e}", index_path.display()))
+        })?;
         let descriptor = match image {
             Some(name) => index
                 .manifests
                 .iter()
-                .find(|d| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name))
+                .find(|d| {
+                    d.annotations
+                        .as_ref()
+                        .and_then(|a| a.get(REF_NAME))
+                        .map(String::as_str)
+                        == Some(name)
+                })
                 .cloned()
-                .ok_or_else(|| TransportError::ImageNotFound(format!("no descriptor found for reference {name:?} in {}", path.display())))?,
+                .ok_or_else(|| {
+                    TransportError::ImageNotFound(format!(
+                        "no descriptor found for reference {name:?} in {}",
+                        path.display()
+                    ))
+                })?,
             None => match index.manifests.as_slice() {
                 [one] => one.clone(),
-                [] => return Err(TransportError::ImageNotFound(format!("no images in {}", path.display()))),
+                [] => {
+                    return Err(TransportError::ImageNotFound(format!(
+                        "no images in {}",
+                        path.display()
+                    )));
+                }
                 _ => {
                     return Err(TransportError::Invalid(format!(
                         "more than one image in {}, choose an image with oci:{}:NAME",
@@ -67,7 +88,10 @@ impl OciSource {
     async fn read_manifest(&self, d: &Digest) -> Result<Bytes, TransportError> {
         let bytes = read_small(&blob_path(&self.blobs, d), MANIFEST_LIMIT).await?;
         if !d.matches(&bytes) {
-            return Err(TransportError::Invalid(format!("manifest {d} in {} does not match its digest", self.path.display())));
+            return Err(TransportError::Invalid(format!(
+                "manifest {d} in {} does not match its digest",
+                self.path.display()
+            )));
         }
         Ok(bytes.into())
     }
@@ -111,10 +135,17 @@ pub struct OciDestination {
 
 impl OciDestination {
     /// Prepare the layout at `path` (created if missing).
-    pub async fn open(path: &Path, image: Option<String>, shared_blobs: Option<PathBuf>) -> Result<Self, TransportError> {
+    pub async fn open(
+        path: &Path,
+        image: Option<String>,
+        shared_blobs: Option<PathBuf>,
+    ) -> Result<Self, TransportError> {
         if let Ok(m) = tokio::fs::metadata(path).await {
             if !m.is_dir() {
-                return Err(TransportError::Invalid(format!("{} exists and is not a directory", path.display())));
+                return Err(TransportError::Invalid(format!(
+                    "{} exists and is not a directory",
+                    path.display()
+                )));
             }
         }
         let blobs = shared_blobs.unwrap_or_else(|| path.join("blobs"));
@@ -124,7 +155,12 @@ impl OciDestination {
         if tokio::fs::metadata(&layout).await.is_err() {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
         }
-        Ok(OciDestination { path: path.to_path_buf(), image, blobs, top: Mutex::new(None) })
+        Ok(OciDestination {
+            path: path.to_path_buf(),
+            image,
+            blobs,
+            top: Mutex::new(None),
+        })
     }
 }
 
@@ -141,7 +177,11 @@ impl ImageDestination for OciDestination {
         vec![media::OCI_MANIFEST, media::OCI_INDEX]
     }
 
-    async fn try_reuse_blob(&self, info: &BlobInfo, _from: Option<&super::RegistryLocation>) -> Result<bool, TransportError> {
+    async fn try_reuse_blob(
+        &self,
+        info: &BlobInfo,
+        _from: Option<&super::RegistryLocation>,
+    ) -> Result<bool, TransportError> {
         match tokio::fs::metadata(blob_path(&self.blobs, &info.digest)).await {
             Ok(m) => Ok(info.size.is_none_or(|s| s == m.len())),
             Err(_) => Ok(false),
@@ -151,19 +191,31 @@ impl ImageDestination for OciDestination {
     async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
         let dir = self.blobs.join(info.digest.algorithm().as_str());
         mkdir_all(&dir).await?;
-        write_stream(&dir.join(info.digest.hex()), stream).await.map(|_| ())
+        write_stream(&dir.join(info.digest.hex()), stream)
+            .await
+            .map(|_| ())
     }
 
-    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+    async fn put_manifest(
+        &self,
+        manifest: &[u8],
+        media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<(), TransportError> {
         let digest = Digest::sha256_of(manifest);
         if let Some(want) = instance {
             if *want != digest {
-                return Err(TransportError::Invalid(format!("instance manifest digest {digest} differs from the expected {want}")));
+                return Err(TransportError::Invalid(format!(
+                    "instance manifest digest {digest} differs from the expected {want}"
+                )));
             }
         }
         write_atomic(&blob_path(&self.blobs, &digest), manifest).await?;
         if instance.is_none() {
-            let annotations = self.image.as_ref().map(|i| BTreeMap::from([(REF_NAME.to_string(), i.clone())]));
+            let annotations = self
+                .image
+                .as_ref()
+                .map(|i| BTreeMap::from([(REF_NAME.to_string(), i.clone())]));
             *self.top.lock().unwrap_or_else(|p| p.into_inner()) = Some(Descriptor {
                 media_type: media_type.to_string(),
                 digest,
@@ -183,23 +235,38 @@ impl ImageDestination for OciDestination {
         };
         let index_path = self.path.join("index.json");
         let mut index = match read_small(&index_path, INDEX_LIMIT).await {
-            Ok(data) => serde_json::from_slice::<Value>(&data)
-                .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?,
-            Err(TransportError::ImageNotFound(_)) => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
+            Ok(data) => serde_json::from_slice::<Value>(&data).map_err(|e| {
+                TransportError::Invalid(format!("parsing {}: {e}", index_path.display()))
+            })?,
+            Err(TransportError::ImageNotFound(_)) => {
+                json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []})
+            }
             Err(e) => return Err(e),
         };
         let manifests = index
             .get_mut("manifests")
             .and_then(Value::as_array_mut)
-            .ok_or_else(|| TransportError::Invalid(format!("{} has no manifests array", index_path.display())))?;
-        let name = |v: &Value| v.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str).map(str::to_string);
+            .ok_or_else(|| {
+                TransportError::Invalid(format!("{} has no manifests array", index_path.display()))
+            })?;
+        let name = |v: &Value| {
+            v.get("annotations")
+                .and_then(|a| a.get(REF_NAME))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let new_digest = desc.digest.to_string();
         manifests.retain(|m| match &self.image {
             Some(i) => name(m).as_deref() != Some(i.as_str()),
-            None => name(m).is_some() || m.get("digest").and_then(Value::as_str) != Some(new_digest.as_str()),
+            None => {
+                name(m).is_some()
+                    || m.get("digest").and_then(Value::as_str) != Some(new_digest.as_str())
+            }
         });
-        manifests.push(serde_json::to_value(&desc).map_err(|e| TransportError::Invalid(e.to_string()))?);
-        let body = serde_json::to_vec(&index).map_err(|e| TransportError::Invalid(e.to_string()))?;
+        manifests
+            .push(serde_json::to_value(&desc).map_err(|e| TransportError::Invalid(e.to_string()))?);
+        let body =
+            serde_json::to_vec(&index).map_err(|e| TransportError::Invalid(e.to_string()))?;
         write_atomic(&index_path, &body).await
     }
 }

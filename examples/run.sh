@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job: build kopeo, copy the example image (both platforms) from
+# examples/hello into a fresh OCI layout, and inspect the copy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked
+out="$(mktemp -d)/layout"
+./target/release/kopeo copy --all oci:examples/hello:1.0 "oci:$out:hello"
+./target/release/kopeo inspect "oci:$out:hello"
+echo "copied to $out"

@@ -1,0 +1,284 @@
+//! Authentication: htpasswd and token registries, auth files, login/logout,
+//! and secrets never reaching output.
+
+use crate::support::image::{Spec, build};
+use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+use crate::support::token::REFRESH_TOKEN;
+use crate::support::{kopeo, kopeo_with_stdin, tempdir};
+use base64::Engine as _;
+
+#[test]
+fn htpasswd_registry_accepts_right_and_rejects_wrong_credentials() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Htpasswd);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    let creds = format!("--dest-creds={USER}:{PASSWORD}");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &creds,
+            &built.reference(),
+            &reg.image("app:1"),
+        ],
+    )
+    .ok();
+    let wrong = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("--creds={USER}:nope"),
+            &reg.image("app:1"),
+        ],
+    );
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains("authentication required") && wrong.stderr.contains(&reg.host),
+        "{}",
+        wrong.stderr
+    );
+    let anon = kopeo(
+        home.path(),
+        &["inspect", "--tls-verify=false", &reg.image("app:1")],
+    );
+    assert_eq!(anon.code, 1, "{}", anon.stderr);
+    let ok = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &format!("--creds={USER}:{PASSWORD}"),
+            "--format",
+            "{{.Digest}}",
+            &reg.image("app:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(ok.stdout.trim(), built.digest);
+}
+
+#[test]
+fn token_registry_uses_bearer_tokens_with_source_pull_scope_for_mounts() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Token);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    let creds = format!("{USER}:{PASSWORD}");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &built.reference(),
+            &reg.image("src/app:1"),
+        ],
+    )
+    .ok();
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--src-creds",
+            &creds,
+            "--dest-creds",
+            &creds,
+            &reg.image("src/app:1"),
+            &reg.image("dst/app:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(
+        reg.requests("PUT", "/v2/dst/app/blobs/uploads/"),
+        0,
+        "blobs were mounted, not uploaded"
+    );
+    let token = reg.token.as_ref().unwrap();
+    let mount_scopes = token.seen().iter().any(|r| {
+        let scopes: Vec<_> = r
+            .params
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        scopes.contains(&"repository:src/app:pull")
+            && scopes.contains(&"repository:dst/app:pull,push")
+    });
+    assert!(
+        mount_scopes,
+        "one token carried both scopes: {:?}",
+        token.seen()
+    );
+    let wrong = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            "kopeo-user:wrong",
+            &reg.image("src/app:1"),
+        ],
+    );
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains("invalid username/password"),
+        "{}",
+        wrong.stderr
+    );
+}
+
+#[test]
+fn identity_token_in_auth_file_uses_oauth2_post() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Token);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    let auth = home.path().join("auth.json");
+    let entry = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:"));
+    std::fs::write(
+        &auth,
+        serde_json::json!({"auths": {&reg.host: {"auth": entry, "identitytoken": REFRESH_TOKEN}}})
+            .to_string(),
+    )
+    .unwrap();
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--authfile",
+            auth.to_str().unwrap(),
+            "--dest-tls-verify=false",
+            &built.reference(),
+            &reg.image("id/app:1"),
+        ],
+    )
+    .ok();
+    let seen = reg.token.as_ref().unwrap().seen();
+    assert!(
+        seen.iter().any(|r| r.method == "POST"
+            && r.granted
+            && r.params
+                .iter()
+                .any(|(k, v)| k == "grant_type" && v == "refresh_token")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn login_writes_a_private_auth_file_that_later_commands_use() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = tempdir();
+    let reg = Registry::start(Mode::Htpasswd);
+    let bad = kopeo_with_stdin(
+        home.path(),
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            USER,
+            "--password-stdin",
+            &reg.host,
+        ],
+        Some("wrong\n"),
+    );
+    assert_eq!(bad.code, 1, "{}", bad.stderr);
+    let auth = home.path().join("run/containers/auth.json");
+    assert!(!auth.exists(), "a failed login writes nothing");
+    let ok = kopeo_with_stdin(
+        home.path(),
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            USER,
+            "--password-stdin",
+            &reg.host,
+        ],
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .ok();
+    assert!(ok.stdout.contains("Login Succeeded!"));
+    assert_eq!(
+        std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        kopeo(home.path(), &["login", "--get-login", &reg.host])
+            .ok()
+            .stdout
+            .trim(),
+        USER
+    );
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &built.reference(),
+            &reg.image("app:1"),
+        ],
+    )
+    .ok();
+    let out = kopeo(home.path(), &["logout", &reg.host]).ok();
+    assert!(
+        out.stdout
+            .contains(&format!("Removed login credentials for {}", reg.host))
+    );
+    assert_eq!(kopeo(home.path(), &["logout", &reg.host]).code, 1);
+    assert_eq!(
+        kopeo(home.path(), &["login", "--get-login", &reg.host]).code,
+        1
+    );
+}
+
+#[test]
+fn secrets_never_reach_logs_even_with_debug() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Token);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    let r = kopeo(
+        home.path(),
+        &[
+            "--debug",
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &format!("{USER}:{PASSWORD}"),
+            &built.reference(),
+            &reg.image("app:1"),
+        ],
+    )
+    .ok();
+    let wrong = kopeo(
+        home.path(),
+        &[
+            "--debug",
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}x"),
+            &reg.image("app:1"),
+        ],
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    for out in [&r.stdout, &r.stderr, &wrong.stdout, &wrong.stderr] {
+        assert!(!out.contains(PASSWORD), "password leaked: {out}");
+        assert!(!out.contains(&basic), "basic auth header leaked");
+        assert!(!out.contains("eyJ"), "a JWT leaked: {out}");
+        assert!(!out.contains(REFRESH_TOKEN));
+    }
+    assert!(
+        r.stderr.contains("DEBUG"),
+        "debug logging was on: {}",
+        r.stderr
+    );
+}

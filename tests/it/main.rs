@@ -1,0 +1,11 @@
+//! Integration tests: kopeo against real registries (Distribution on
+//! loopback), real files, and skopeo as an independent oracle. One binary,
+//! many modules: linking is the slow part on small machines.
+
+mod support;
+
+mod auth;
+mod cli;
+mod interop;
+mod local;
+mod registry_copy;

@@ -1,0 +1,433 @@
+//! Copies that involve registries.
+
+use crate::support::image::{Spec, build};
+use crate::support::proxy::DropProxy;
+use crate::support::registry::{Mode, Registry};
+use crate::support::{kopeo, tempdir};
+
+/// Push a generated image to `reg` as `repo:tag` with kopeo.
+pub fn seed(
+    reg: &Registry,
+    home: &std::path::Path,
+    repo_tag: &str,
+    spec: &Spec,
+) -> crate::support::image::Built {
+    let built = build(
+        &home.join(format!("seed-{}", repo_tag.replace([':', '/'], "-"))),
+        "src",
+        spec,
+    );
+    let mut args = vec!["copy".to_string(), "-q".into(), "--all".into()];
+    args.extend(reg.flags("dest-"));
+    args.push(built.reference());
+    args.push(reg.image(repo_tag));
+    kopeo(home, &args.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+    built
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn copy_args(src: &Registry, dst: &Registry, from: &str, to: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = vec!["copy".to_string()];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a.extend(src.flags("src-"));
+    a.extend(dst.flags("dest-"));
+    a.push(from.to_string());
+    a.push(to.to_string());
+    a
+}
+
+fn digest_of(reg: &Registry, home: &std::path::Path, repo_tag: &str) -> String {
+    let mut a = vec![
+        "inspect".to_string(),
+        "--format".into(),
+        "{{.Digest}}".into(),
+    ];
+    a.extend(reg.flags(""));
+    a.push(reg.image(repo_tag));
+    kopeo(home, &args(&a)).ok().stdout.trim().to_string()
+}
+
+#[test]
+fn copy_within_one_registry_mounts_blobs_instead_of_uploading() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Plain);
+    let built = seed(&reg, home.path(), "team/src:v1", &Spec::default());
+    let puts_before = reg.requests("PUT", "/blobs/uploads/");
+    let run = kopeo(
+        home.path(),
+        &args(&copy_args(
+            &reg,
+            &reg,
+            &reg.image("team/src:v1"),
+            &reg.image("other/dst:v1"),
+            &[],
+        )),
+    )
+    .ok();
+    assert_eq!(
+        digest_of(&reg, home.path(), "other/dst:v1"),
+        built.digest,
+        "digest preserved"
+    );
+    assert_eq!(
+        reg.requests("PUT", "/blobs/uploads/"),
+        puts_before,
+        "no blob was uploaded:\n{}",
+        run.stdout
+    );
+    assert!(
+        reg.requests("POST", "mount=sha256") >= 3,
+        "layers and config were mounted"
+    );
+}
+
+#[test]
+fn copy_between_registries_preserves_digests_and_recopy_skips_blobs() {
+    let home = tempdir();
+    let (a, b) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let built = seed(
+        &a,
+        home.path(),
+        "app:1",
+        &Spec {
+            docker: true,
+            ..Spec::default()
+        },
+    );
+    kopeo(
+        home.path(),
+        &args(&copy_args(
+            &a,
+            &b,
+            &a.image("app:1"),
+            &b.image("mirror/app:1"),
+            &["--digestfile", &home.path().join("d").to_string_lossy()],
+        )),
+    )
+    .ok();
+    assert_eq!(digest_of(&b, home.path(), "mirror/app:1"), built.digest);
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("d")).unwrap(),
+        built.digest
+    );
+    let uploads = b.requests("PUT", "/blobs/uploads/");
+    assert_eq!(uploads, 3);
+    let again = kopeo(
+        home.path(),
+        &args(&copy_args(
+            &a,
+            &b,
+            &a.image("app:1"),
+            &b.image("mirror/app:2"),
+            &[],
+        )),
+    )
+    .ok();
+    assert_eq!(
+        b.requests("PUT", "/blobs/uploads/"),
+        uploads,
+        "second copy uploaded nothing"
+    );
+    assert_eq!(
+        again.stdout.matches("skipped: already exists").count(),
+        3,
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn registry_to_oci_and_dir_and_back_keeps_digests() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Plain);
+    let built = seed(&reg, home.path(), "app:1", &Spec::default());
+    let oci = format!("oci:{}:v1", home.path().join("layout").display());
+    let dir = format!("dir:{}", home.path().join("dir").display());
+    let src = reg.image("app:1");
+    let mut a = vec!["copy".into()];
+    a.extend(reg.flags("src-"));
+    let with = |base: &Vec<String>, x: &str, y: &str| -> Vec<String> {
+        let mut v = base.clone();
+        v.push(x.into());
+        v.push(y.into());
+        v
+    };
+    kopeo(home.path(), &args(&with(&a, &src, &oci))).ok();
+    kopeo(home.path(), &args(&with(&a, &src, &dir))).ok();
+    for local in [&oci, &dir] {
+        let d = kopeo(home.path(), &["inspect", "--format", "{{.Digest}}", local]).ok();
+        assert_eq!(d.stdout.trim(), built.digest, "{local}");
+    }
+    let mut b = vec!["copy".into()];
+    b.extend(reg.flags("dest-"));
+    kopeo(
+        home.path(),
+        &args(&with(&b, &oci, &reg.image("from-oci:1"))),
+    )
+    .ok();
+    kopeo(
+        home.path(),
+        &args(&with(&b, &dir, &reg.image("from-dir:1"))),
+    )
+    .ok();
+    assert_eq!(digest_of(&reg, home.path(), "from-oci:1"), built.digest);
+    assert_eq!(digest_of(&reg, home.path(), "from-dir:1"), built.digest);
+}
+
+#[test]
+fn multi_arch_all_copies_every_instance_and_default_picks_one() {
+    let home = tempdir();
+    let (a, b) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let built = seed(
+        &a,
+        home.path(),
+        "multi:1",
+        &Spec {
+            archs: vec!["amd64", "arm64"],
+            ..Spec::default()
+        },
+    );
+    kopeo(
+        home.path(),
+        &args(&copy_args(
+            &a,
+            &b,
+            &a.image("multi:1"),
+            &b.image("multi:all"),
+            &["--all"],
+        )),
+    )
+    .ok();
+    assert_eq!(
+        digest_of(&b, home.path(), "multi:all"),
+        built.digest,
+        "list digest preserved"
+    );
+    for arch in ["amd64", "arm64"] {
+        let mut i = vec![
+            "--override-arch".to_string(),
+            arch.into(),
+            "inspect".into(),
+            "--format".into(),
+            "{{.Architecture}}".into(),
+        ];
+        i.extend(b.flags(""));
+        i.push(b.image("multi:all"));
+        assert_eq!(kopeo(home.path(), &args(&i)).ok().stdout.trim(), arch);
+    }
+    kopeo(
+        home.path(),
+        &args(&copy_args(
+            &a,
+            &b,
+            &a.image("multi:1"),
+            &b.image("multi:arm"),
+            &["--override-arch", "arm64"],
+        )),
+    )
+    .ok();
+    let mut raw = vec!["inspect".to_string(), "--raw".into()];
+    raw.extend(b.flags(""));
+    raw.push(b.image("multi:arm"));
+    let m = kopeo(home.path(), &args(&raw)).ok().stdout;
+    assert!(
+        m.contains("\"layers\"") && !m.contains("\"manifests\""),
+        "a single image, not a list: {m}"
+    );
+    let mut cfg = vec!["inspect".to_string(), "--config".into()];
+    cfg.extend(b.flags(""));
+    cfg.push(b.image("multi:arm"));
+    assert!(
+        kopeo(home.path(), &args(&cfg))
+            .ok()
+            .stdout
+            .contains("\"arm64\"")
+    );
+}
+
+#[test]
+fn preserve_digests_refuses_a_needed_conversion() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Plain);
+    seed(
+        &reg,
+        home.path(),
+        "docker:1",
+        &Spec {
+            docker: true,
+            ..Spec::default()
+        },
+    );
+    let oci = format!("oci:{}:x", home.path().join("layout").display());
+    let mut a = vec!["copy".to_string(), "--preserve-digests".into()];
+    a.extend(reg.flags("src-"));
+    a.push(reg.image("docker:1"));
+    a.push(oci.clone());
+    let r = kopeo(home.path(), &args(&a));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--preserve-digests"), "{}", r.stderr);
+    assert!(
+        !home.path().join("layout/index.json").exists(),
+        "nothing committed"
+    );
+    // Without the flag the copy converts to OCI, which an oci: layout requires.
+    a.remove(1);
+    kopeo(home.path(), &args(&a)).ok();
+    let raw = kopeo(home.path(), &["inspect", "--raw", &oci]).ok().stdout;
+    assert!(
+        raw.contains("application/vnd.oci.image.manifest.v1+json"),
+        "{raw}"
+    );
+}
+
+#[test]
+fn corrupt_blob_fails_the_copy_and_leaves_no_tag() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Plain);
+    let built = build(&home.path().join("layout"), "bad", &Spec::default());
+    let victim = built.layers[1].trim_start_matches("sha256:").to_string();
+    let path = home.path().join("layout/blobs/sha256").join(&victim);
+    let mut data = std::fs::read(&path).unwrap();
+    data[10] ^= 0xff;
+    std::fs::write(&path, data).unwrap();
+    let mut a = vec!["copy".to_string()];
+    a.extend(reg.flags("dest-"));
+    a.push(built.reference());
+    a.push(reg.image("bad:1"));
+    let r = kopeo(home.path(), &args(&a));
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&victim) && r.stderr.contains("does not match"),
+        "{}",
+        r.stderr
+    );
+    let mut t = vec!["list-tags".to_string()];
+    t.extend(reg.flags(""));
+    t.push(reg.image("bad"));
+    let tags = kopeo(home.path(), &args(&t));
+    assert!(
+        tags.code != 0 || !tags.stdout.contains("\"1\""),
+        "no tag was written: {}",
+        tags.stdout
+    );
+}
+
+#[test]
+fn dropped_connection_mid_blob_is_resumed() {
+    let home = tempdir();
+    let (a, b) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let built = seed(
+        &a,
+        home.path(),
+        "big:1",
+        &Spec {
+            layers: vec![3_000_000, 100_000],
+            ..Spec::default()
+        },
+    );
+    let hex = built.layers[0].trim_start_matches("sha256:");
+    // Cut the first download and its first resumption, 1 MB in each time.
+    let proxy = DropProxy::start(&a.host, hex, 2, 1_000_000);
+    let src = format!("docker://{}/big:1", proxy.host);
+    let mut args_v = vec![
+        "copy".to_string(),
+        "--retry-times=2".into(),
+        "--retry-delay=100ms".into(),
+        "--src-tls-verify=false".into(),
+    ];
+    args_v.extend(b.flags("dest-"));
+    args_v.push(src);
+    args_v.push(b.image("big:1"));
+    let r = kopeo(home.path(), &args(&args_v)).ok();
+    assert_eq!(
+        proxy.cut.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the proxy cut the download twice: {}",
+        r.stderr
+    );
+    assert_eq!(digest_of(&b, home.path(), "big:1"), built.digest);
+    assert!(a.requests("GET", hex) >= 3, "resumed with new requests");
+}
+
+#[test]
+fn tls_registry_needs_its_ca_or_tls_verify_false() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Tls);
+    let built = build(&home.path().join("layout"), "x", &Spec::default());
+    let with_ca = kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            &format!("--dest-cert-dir={}", reg.cert_dir().display()),
+            &built.reference(),
+            &reg.image("tls:1"),
+        ],
+    )
+    .ok();
+    assert!(
+        with_ca.stdout.is_empty(),
+        "-q prints nothing: {}",
+        with_ca.stdout
+    );
+    let without = kopeo(home.path(), &["inspect", &reg.image("tls:1")]);
+    assert_eq!(without.code, 1);
+    assert!(
+        without.stderr.to_lowercase().contains("certificate"),
+        "{}",
+        without.stderr
+    );
+    let insecure = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &reg.image("tls:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(insecure.stdout.trim(), built.digest);
+}
+
+#[test]
+fn tag_listing_follows_link_pagination() {
+    let home = tempdir();
+    let server =
+        crate::support::paging::PagingServer::start("paged", &["a", "b", "c", "d", "e"], 2);
+    let out = kopeo(
+        home.path(),
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/paged", server.host),
+        ],
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["Tags"], serde_json::json!(["a", "b", "c", "d", "e"]));
+    assert_eq!(
+        server
+            .pages_served
+            .load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "three pages were fetched"
+    );
+    let missing = kopeo(
+        home.path(),
+        &[
+            "list-tags",
+            "--tls-verify=false",
+            &format!("docker://{}/other", server.host),
+        ],
+    );
+    assert_eq!(
+        missing.code, 2,
+        "unknown repository exits 2: {}",
+        missing.stderr
+    );
+}

@@ -1,0 +1,153 @@
+//! Generated test images: OCI layouts with incompressible layers, single-
+//! or multi-platform, with OCI or Docker schema2 media types.
+
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// Size of each layer in bytes.
+    pub layers: Vec<usize>,
+    /// One image per architecture; more than one makes a list.
+    pub archs: Vec<&'static str>,
+    /// Docker schema2 media types instead of OCI.
+    pub docker: bool,
+    /// Seed for layer contents (different seeds, different blobs).
+    pub seed: u64,
+}
+
+impl Default for Spec {
+    fn default() -> Self {
+        Spec {
+            layers: vec![200_000, 50_000],
+            archs: vec!["amd64"],
+            docker: false,
+            seed: 1,
+        }
+    }
+}
+
+/// A generated layout and what it holds.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub layout: PathBuf,
+    pub name: String,
+    /// Digest of the top-level manifest (the list if there is one).
+    pub digest: String,
+    /// Layer digests of every image.
+    pub layers: Vec<String>,
+}
+
+impl Built {
+    /// `oci:LAYOUT:NAME`.
+    pub fn reference(&self) -> String {
+        format!("oci:{}:{}", self.layout.display(), self.name)
+    }
+}
+
+/// Deterministic incompressible bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn put(layout: &Path, data: &[u8]) -> (String, usize) {
+    let hex = hex::encode(Sha256::digest(data));
+    std::fs::write(layout.join("blobs/sha256").join(&hex), data).expect("writing blob");
+    (format!("sha256:{hex}"), data.len())
+}
+
+/// Write the image described by `spec` into the OCI layout at `layout` under `name`.
+pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
+    std::fs::create_dir_all(layout.join("blobs/sha256")).expect("creating layout");
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("oci-layout");
+    let (mt_manifest, mt_config, mt_layer, mt_list) = if spec.docker {
+        (
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        )
+    } else {
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.index.v1+json",
+        )
+    };
+    let mut all_layers = vec![];
+    let mut instances = vec![];
+    for (ai, arch) in spec.archs.iter().enumerate() {
+        let mut layer_descs = vec![];
+        let mut diff_ids = vec![];
+        for (li, size) in spec.layers.iter().enumerate() {
+            // The first layer is shared by every platform, as base layers often are.
+            let seed = if li == 0 {
+                spec.seed * 1000
+            } else {
+                spec.seed * 1000 + (ai as u64 + 1) * 100 + li as u64
+            };
+            let (d, n) = put(layout, &noise(*size, seed));
+            layer_descs.push(serde_json::json!({"mediaType": mt_layer, "digest": d, "size": n}));
+            diff_ids.push(d.clone());
+            if !all_layers.contains(&d) {
+                all_layers.push(d);
+            }
+        }
+        let config = serde_json::json!({
+            "created": "2026-01-02T03:04:05Z", "architecture": arch, "os": "linux",
+            "config": {"Env": ["PATH=/bin", format!("SEED={}", spec.seed)], "Labels": {"kopeo.test": "yes"}},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        });
+        let (cd, cn) = put(layout, config.to_string().as_bytes());
+        let manifest = serde_json::json!({
+            "schemaVersion": 2, "mediaType": mt_manifest,
+            "config": {"mediaType": mt_config, "digest": cd, "size": cn},
+            "layers": layer_descs,
+        });
+        let (md, mn) = put(layout, manifest.to_string().as_bytes());
+        instances.push(serde_json::json!({"mediaType": mt_manifest, "digest": md, "size": mn, "platform": {"architecture": arch, "os": "linux"}}));
+    }
+    let top = if instances.len() == 1 {
+        let mut d = instances.remove(0);
+        d.as_object_mut().map(|o| o.remove("platform"));
+        d
+    } else {
+        let list =
+            serde_json::json!({"schemaVersion": 2, "mediaType": mt_list, "manifests": instances});
+        let (d, n) = put(layout, list.to_string().as_bytes());
+        serde_json::json!({"mediaType": mt_list, "digest": d, "size": n})
+    };
+    let digest = top["digest"].as_str().unwrap_or_default().to_string();
+    let mut entry = top;
+    entry["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = std::fs::read(&index_path)
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_else(|| serde_json::json!({"schemaVersion": 2, "manifests": []}));
+    if let Some(m) = index["manifests"].as_array_mut() {
+        m.push(entry);
+    }
+    std::fs::write(&index_path, index.to_string()).expect("index.json");
+    Built {
+        layout: layout.to_path_buf(),
+        name: name.to_string(),
+        digest,
+        layers: all_layers,
+    }
+}

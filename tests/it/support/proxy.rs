@@ -1,0 +1,93 @@
+//! A loopback TCP proxy in front of a registry that breaks off the response
+//! to a chosen blob download part-way, a given number of times.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A running proxy.
+pub struct DropProxy {
+    pub host: String,
+    /// How many connections were cut so far.
+    pub cut: Arc<AtomicUsize>,
+}
+
+impl DropProxy {
+    /// Proxy to `upstream`; the first `cuts` GETs of blob `hex` (resumptions
+    /// included) are cut after `after` response bytes.
+    pub fn start(upstream: &str, hex: &str, cuts: usize, after: usize) -> DropProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding proxy");
+        let host = listener.local_addr().expect("addr").to_string();
+        let remaining = Arc::new(AtomicUsize::new(cuts));
+        let cut = Arc::new(AtomicUsize::new(0));
+        let (upstream, needle) = (upstream.to_string(), format!("/blobs/sha256:{hex}"));
+        let cut2 = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let armed = Arc::new(AtomicBool::new(false));
+                let (mut c_read, mut s_write) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (needle, remaining, armed_w) =
+                    (needle.clone(), remaining.clone(), armed.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        if text.starts_with("GET ") && text.contains(&needle) {
+                            let took = remaining
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
+                                    r.checked_sub(1)
+                                })
+                                .is_ok();
+                            if took {
+                                armed_w.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        if s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                let cut = cut2.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    let mut sent_armed = 0usize;
+                    while let Ok(n) = s_read.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut n = n;
+                        if armed.load(Ordering::SeqCst) {
+                            if sent_armed + n >= after {
+                                n = after.saturating_sub(sent_armed);
+                                let _ = c_write.write_all(&buf[..n]);
+                                cut.fetch_add(1, Ordering::SeqCst);
+                                let _ = c_write.shutdown(Shutdown::Both);
+                                let _ = s_read.shutdown(Shutdown::Both);
+                                return;
+                            }
+                            sent_armed += n;
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        DropProxy { host, cut }
+    }
+}

@@ -1,0 +1,248 @@
+//! The Distribution registry (`docker-registry`), started per test on an
+//! ephemeral loopback port with its own storage, in one of four modes.
+
+use super::require_tool;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How the registry is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Tls,
+    Htpasswd,
+    Token,
+}
+
+/// Test credentials accepted by the htpasswd and token modes.
+pub const USER: &str = "kopeo-user";
+pub const PASSWORD: &str = "s3cret-Passw0rd-canary";
+
+/// A running registry; killed on drop.
+pub struct Registry {
+    pub host: String,
+    pub dir: tempfile::TempDir,
+    pub mode: Mode,
+    child: Child,
+    pub token: Option<super::token::TokenServer>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("finding a free port")
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new(require_tool("openssl", "openssl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Make a CA and a server certificate for 127.0.0.1 in `dir`:
+/// `ca.crt`, `server.crt`, `server.key`; also a client pair `client.cert`/`client.key`.
+pub fn make_certs(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kopeo test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n").expect("writing san.ext");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+}
+
+impl Registry {
+    /// Start a registry in `mode`.
+    pub fn start(mode: Mode) -> Registry {
+        let bin = require_tool("docker-registry", "docker-registry");
+        let dir = super::tempdir();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut token = None;
+        let mut extra = String::new();
+        match mode {
+            Mode::Plain => {}
+            Mode::Tls => {
+                make_certs(dir.path());
+                extra.push_str(&format!(
+                    "  tls:\n    certificate: {0}/server.crt\n    key: {0}/server.key\n",
+                    dir.path().display()
+                ));
+            }
+            Mode::Htpasswd | Mode::Token => {}
+        }
+        let auth = match mode {
+            Mode::Htpasswd => {
+                let out = Command::new(require_tool("htpasswd", "apache2-utils"))
+                    .args(["-Bbn", USER, PASSWORD])
+                    .output()
+                    .expect("running htpasswd");
+                std::fs::write(dir.path().join("htpasswd"), &out.stdout).expect("writing htpasswd");
+                format!(
+                    "auth:\n  htpasswd:\n    realm: kopeo-test\n    path: {}/htpasswd\n",
+                    dir.path().display()
+                )
+            }
+            Mode::Token => {
+                let t = super::token::TokenServer::start(dir.path());
+                let s = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    t.realm(),
+                    super::token::SERVICE,
+                    super::token::ISSUER,
+                    t.cert_path().display()
+                );
+                token = Some(t);
+                s
+            }
+            _ => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{extra}{auth}",
+            root = dir.path().join("storage").display(),
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("writing registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("creating log");
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting docker-registry");
+        let reg = Registry {
+            host,
+            dir,
+            mode,
+            child,
+            token,
+        };
+        reg.wait_ready();
+        reg
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&self.host).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("registry at {} did not start:\n{}", self.host, self.log());
+    }
+
+    /// Everything the registry logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Log lines of completed requests with this method whose URI contains `needle`.
+    pub fn requests(&self, method: &str, needle: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("response completed"))
+            .filter(|l| l.contains(&format!("http.request.method={method}")))
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Flags that let a CLI side reach this registry (`--src-` / `--dest-` / ``).
+    pub fn flags(&self, prefix: &str) -> Vec<String> {
+        let mut f = vec![];
+        match self.mode {
+            Mode::Tls => f.push(format!("--{prefix}cert-dir={}", self.cert_dir().display())),
+            _ => f.push(format!("--{prefix}tls-verify=false")),
+        }
+        if matches!(self.mode, Mode::Htpasswd | Mode::Token) {
+            f.push(format!("--{prefix}creds={USER}:{PASSWORD}"));
+        }
+        f
+    }
+
+    /// A directory holding just this registry's CA as `ca.crt`.
+    pub fn cert_dir(&self) -> PathBuf {
+        let d = self.dir.path().join("certs.d");
+        if !d.exists() {
+            std::fs::create_dir_all(&d).expect("creating certs.d");
+            std::fs::copy(self.dir.path().join("ca.crt"), d.join("ca.crt"))
+                .expect("copying ca.crt");
+        }
+        d
+    }
+
+    /// `docker://HOST/repo`.
+    pub fn image(&self, repo: &str) -> String {
+        format!("docker://{}/{repo}", self.host)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

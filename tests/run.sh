@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every test kopeo has, on a fresh machine: install the real components
+# the tests start (Debian packages) when missing, then lint and test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v openssl >/dev/null || need+=(openssl)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+if ((${#need[@]})); then
+  echo "tests/run.sh: installing ${need[*]}" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+  if ! { "${SUDO[@]}" apt-get update -qq && DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${need[@]}"; }; then
+    echo "tests/run.sh: FAILED to install ${need[*]}; install them with apt-get and retry" >&2
+    exit 1
+  fi
+fi
+# Debian's docker-registry package may start a registry on :5000; the tests
+# run their own on ephemeral ports and do not need it.
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
