@@ -10,6 +10,8 @@ use tokio::io::AsyncWriteExt;
 
 /// Read buffer for blob files: large enough that syscalls don't dominate.
 const READ_CHUNK: usize = 256 * 1024;
+/// Write batching for blob files.
+const WRITE_BUFFER: usize = 1024 * 1024;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -64,9 +66,11 @@ pub async fn write_stream(target: &Path, mut stream: BlobStream) -> Result<u64, 
     let tmp = temp_path(target);
     let mut guard = TempGuard(Some(tmp.clone()));
     let result = async {
-        let mut f = tokio::fs::File::create(&tmp)
+        let file = tokio::fs::File::create(&tmp)
             .await
             .map_err(TransportError::io("creating", &tmp))?;
+        // Network chunks are small; batch them so each blocking write is large.
+        let mut f = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
@@ -78,10 +82,11 @@ pub async fn write_stream(target: &Path, mut stream: BlobStream) -> Result<u64, 
         f.flush()
             .await
             .map_err(TransportError::io("writing", &tmp))?;
-        f.sync_data()
+        let file = f.into_inner();
+        file.sync_data()
             .await
             .map_err(TransportError::io("syncing", &tmp))?;
-        drop(f);
+        drop(file);
         tokio::fs::rename(&tmp, target)
             .await
             .map_err(TransportError::io("renaming into place", target))?;

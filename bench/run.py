@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: kopeo vs skopeo, interleaved, in one run.
+
+Starts two Distribution registries on loopback (plain HTTP), builds a
+~1 GiB image of 8 incompressible gzip layers, pushes it to the source
+registry, then times each scenario for both tools (fresh destinations,
+skopeo's blob-info cache removed before every skopeo run) and reports wall
+time, CPU time and peak RSS per tool and the kopeo/skopeo ratios (medians).
+
+Usage: python3 bench/run.py [--reps N] [--layer-mib M] [--layers K] [--out FILE]
+Needs: target/release/kopeo (cargo build --release), docker-registry, skopeo, time.
+"""
+import argparse, gzip, hashlib, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KOPEO = os.path.join(ROOT, "target", "release", "kopeo")
+BOLT = "/var/lib/containers/cache/blob-info-cache-v1.boltdb"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start_registry(base, name):
+    d = os.path.join(base, name)
+    os.makedirs(d)
+    port = free_port()
+    cfg = os.path.join(d, "config.yml")
+    with open(cfg, "w") as f:
+        f.write(f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {d}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    p = subprocess.Popen(["docker-registry", "serve", cfg], stdout=open(os.path.join(d, "log"), "w"), stderr=subprocess.STDOUT)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return p, f"127.0.0.1:{port}"
+
+
+def put(layout, data):
+    d = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs", "sha256", d), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + d, "size": len(data)}
+
+
+def make_image(layout, layers, layer_mib):
+    os.makedirs(os.path.join(layout, "blobs", "sha256"))
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    descs, diff_ids = [], []
+    for i in range(layers):
+        raw = os.urandom(layer_mib << 20)
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(layout, gzip.compress(raw, 1, mtime=0))})
+    cfg = put(layout, json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                                  "config": {"Labels": {"bench": "kopeo"}}}).encode())
+    m = put(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg}, "layers": descs}).encode())
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **m,
+                                                       "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, f)
+
+
+def timed(cmd, env):
+    """Run cmd under GNU time; return (wall s, cpu s, peak RSS MiB) of that one
+    process. (A child forked straight from this Python process would report
+    Python's own resident set as its peak, hence the small launcher.)"""
+    p = subprocess.run(["/usr/bin/time", "-f", "BENCH %e %U %S %M"] + cmd, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, env=env)
+    err = p.stderr.decode()
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{err}")
+    _, wall, user, sys_, rss = err.strip().splitlines()[-1].split()
+    return float(wall), float(user) + float(sys_), int(rss) / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--layer-mib", type=int, default=128)
+    ap.add_argument("--inspects", type=int, default=20)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    for tool in (KOPEO, shutil.which("skopeo"), shutil.which("docker-registry"), "/usr/bin/time"):
+        if not tool or not os.path.exists(tool):
+            sys.exit("missing tool: build kopeo with `cargo build --release`; apt-get install skopeo docker-registry time")
+    base = tempfile.mkdtemp(prefix="kopeo-bench-")
+    procs = []
+    try:
+        p1, src = start_registry(base, "src")
+        p2, dst = start_registry(base, "dst")
+        procs += [p1, p2]
+        layout = os.path.join(base, "layout")
+        print(f"building a {a.layers}x{a.layer_mib} MiB image ...", flush=True)
+        make_image(layout, a.layers, a.layer_mib)
+        env = dict(os.environ, HOME=base, XDG_RUNTIME_DIR=os.path.join(base, "run"))
+        policy = os.path.join(base, "policy.json")
+        with open(policy, "w") as f:
+            f.write('{"default":[{"type":"insecureAcceptAnything"}]}')
+        subprocess.run([KOPEO, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{src}/bench:1"], check=True, env=env)
+
+        def cmd(tool, args):
+            if tool == "kopeo":
+                return [KOPEO] + args
+            return ["skopeo", "--policy", policy] + args
+
+        tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+        scenarios = {
+            "registry→registry (fresh)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"])],
+            "registry→registry (blobs present)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:2"])],
+            "registry→oci:": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"oci:{base}/oci-{t}-{i}:x"])],
+            "oci:→registry": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"oci:{layout}:bench", f"docker://{dst}/from-oci-{t}-{i}:1"])],
+            f"inspect ×{a.inspects}": lambda t, i: [cmd(t, ["inspect", "--tls-verify=false", f"docker://{src}/bench:1"])] * a.inspects,
+        }
+        results = {s: {"kopeo": [], "skopeo": []} for s in scenarios}
+        for i in range(a.reps):
+            for name, make in scenarios.items():
+                order = ["kopeo", "skopeo"] if i % 2 == 0 else ["skopeo", "kopeo"]
+                for tool in order:
+                    wall = cpu = rss = 0.0
+                    for c in make(tool, i):
+                        if tool == "skopeo" and os.path.exists(BOLT):
+                            os.remove(BOLT)
+                        w, u, r = timed(c, env)
+                        wall, cpu, rss = wall + w, cpu + u, max(rss, r)
+                    results[name][tool].append((wall, cpu, rss))
+                    print(f"rep {i + 1} {name:36} {tool:6} wall {wall:7.2f}s cpu {cpu:7.2f}s rss {rss:6.1f} MiB", flush=True)
+                for t in ("kopeo", "skopeo"):
+                    shutil.rmtree(f"{base}/oci-{t}-{i}", ignore_errors=True)
+        lines = ["| scenario | kopeo wall | skopeo wall | wall ratio | kopeo CPU | skopeo CPU | CPU ratio | kopeo peak RSS | skopeo peak RSS |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        summary = {}
+        for name, r in results.items():
+            med = {t: [statistics.median(x[k] for x in r[t]) for k in range(2)] + [max(x[2] for x in r[t])] for t in r}
+            k, s = med["kopeo"], med["skopeo"]
+            summary[name] = {"kopeo": k, "skopeo": s, "wall_ratio": k[0] / s[0], "cpu_ratio": k[1] / s[1] if s[1] else None}
+            lines.append(f"| {name} | {k[0]:.2f} s | {s[0]:.2f} s | **{k[0] / s[0]:.2f}** | {k[1]:.2f} s | {s[1]:.2f} s | "
+                         f"{k[1] / s[1]:.2f} | {k[2]:.1f} MiB | {s[2]:.1f} MiB |")
+        print("\n" + "\n".join(lines))
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump({"reps": a.reps, "layers": a.layers, "layer_mib": a.layer_mib, "summary": summary, "raw": results}, f, indent=1)
+    finally:
+        for p in procs:
+            p.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
