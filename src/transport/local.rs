@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 /// Read buffer for blob files: large enough that syscalls don't dominate.
 const READ_CHUNK: usize = 256 * 1024;
 /// Write batching for blob files.
-const WRITE_BUFFER: usize = 1024 * 1024;
+const WRITE_BUFFER: usize = 256 * 1024;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 

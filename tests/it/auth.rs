@@ -4,7 +4,7 @@
 use crate::support::image::{Spec, build};
 use crate::support::registry::{Mode, PASSWORD, Registry, USER};
 use crate::support::token::REFRESH_TOKEN;
-use crate::support::{kopeo, kopeo_with_stdin, tempdir};
+use crate::support::{kopeo, kopeo_env, kopeo_with_stdin, tempdir};
 use base64::Engine as _;
 
 #[test]
@@ -280,5 +280,147 @@ fn secrets_never_reach_logs_even_with_debug() {
         r.stderr.contains("DEBUG"),
         "debug logging was on: {}",
         r.stderr
+    );
+}
+
+fn basic_entry(user: &str, pass: &str) -> serde_json::Value {
+    serde_json::json!({"auth": base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))})
+}
+
+#[test]
+fn auth_files_are_searched_in_containers_order_most_specific_key_first() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Htpasswd);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("--dest-creds={USER}:{PASSWORD}"),
+            &built.reference(),
+            &reg.image("ns/app:1"),
+        ],
+    )
+    .ok();
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("--dest-creds={USER}:{PASSWORD}"),
+            &built.reference(),
+            &reg.image("other/app:1"),
+        ],
+    )
+    .ok();
+    let docker_cfg = home.path().join(".docker/config.json");
+    let xdg = home.path().join("run/containers/auth.json");
+    std::fs::create_dir_all(docker_cfg.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(xdg.parent().unwrap()).unwrap();
+    let inspect = |img: &str, extra: &[&str]| {
+        let mut a = vec!["inspect", "--tls-verify=false", "--no-tags"];
+        a.extend_from_slice(extra);
+        a.push(img);
+        kopeo(home.path(), &a).code
+    };
+    // $XDG_RUNTIME_DIR/containers/auth.json comes before ~/.docker/config.json.
+    std::fs::write(
+        &docker_cfg,
+        serde_json::json!({"auths": {&reg.host: basic_entry(USER, "wrong")}}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        &xdg,
+        serde_json::json!({"auths": {&reg.host: basic_entry(USER, PASSWORD)}}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(inspect(&reg.image("ns/app:1"), &[]), 0);
+    std::fs::remove_file(&xdg).unwrap();
+    assert_eq!(
+        inspect(&reg.image("ns/app:1"), &[]),
+        1,
+        "now the wrong docker credentials are used"
+    );
+    // Explicit flags override every file.
+    assert_eq!(
+        inspect(
+            &reg.image("ns/app:1"),
+            &["--creds", &format!("{USER}:{PASSWORD}")]
+        ),
+        0
+    );
+    // registry/namespace beats registry.
+    std::fs::write(
+        &docker_cfg,
+        serde_json::json!({"auths": {
+            &reg.host: basic_entry(USER, "wrong"),
+            format!("{}/ns", reg.host): basic_entry(USER, PASSWORD),
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    assert_eq!(inspect(&reg.image("ns/app:1"), &[]), 0);
+    assert_eq!(inspect(&reg.image("other/app:1"), &[]), 1);
+    // --authfile replaces the search.
+    let only = home.path().join("only.json");
+    std::fs::write(
+        &only,
+        serde_json::json!({"auths": {&reg.host: basic_entry(USER, PASSWORD)}}).to_string(),
+    )
+    .unwrap();
+    assert_eq!(
+        inspect(
+            &reg.image("other/app:1"),
+            &["--authfile", only.to_str().unwrap()]
+        ),
+        0
+    );
+}
+
+#[test]
+fn credential_helpers_are_asked_for_their_registry() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = tempdir();
+    let reg = Registry::start(Mode::Htpasswd);
+    let bin = home.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-kopeotest");
+    std::fs::write(&helper, format!("#!/bin/sh\nread server\necho \"$server\" > \"{}/asked\"\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n", home.path().display())).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let auth = home.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        serde_json::json!({"credHelpers": {&reg.host: "kopeotest"}}).to_string(),
+    )
+    .unwrap();
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    kopeo_env(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--authfile",
+            auth.to_str().unwrap(),
+            "--dest-tls-verify=false",
+            &built.reference(),
+            &reg.image("helped:1"),
+        ],
+        None,
+        &[("PATH", &path)],
+    )
+    .ok();
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("asked"))
+            .unwrap()
+            .trim(),
+        reg.host
     );
 }

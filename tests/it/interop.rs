@@ -72,3 +72,72 @@ fn kopeo_reads_what_skopeo_writes() {
     kopeo(home.path(), &["copy", "-q", "--all", &s_oci, &back]).ok();
     assert_eq!(skopeo_digest(home.path(), &back), s_oci_digest);
 }
+
+#[test]
+fn docker_list_converted_for_an_oci_layout_is_valid_for_skopeo() {
+    let home = tempdir();
+    let reg = crate::support::registry::Registry::start(crate::support::registry::Mode::Plain);
+    let img = build(
+        &home.path().join("src"),
+        "x",
+        &Spec {
+            archs: vec!["amd64", "arm64"],
+            docker: true,
+            ..Spec::default()
+        },
+    );
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &img.reference(),
+            &reg.image("docker-list:1"),
+        ],
+    )
+    .ok();
+    let oci = format!("oci:{}:conv", home.path().join("conv").display());
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--all",
+            "--src-tls-verify=false",
+            &reg.image("docker-list:1"),
+            &oci,
+        ],
+    )
+    .ok();
+    let raw = kopeo(home.path(), &["inspect", "--raw", &oci]).ok().stdout;
+    assert!(
+        raw.contains("application/vnd.oci.image.index.v1+json") && !raw.contains("vnd.docker"),
+        "{raw}"
+    );
+    // skopeo verifies every manifest and blob digest while copying it on.
+    let out = format!("dir:{}", home.path().join("checked").display());
+    skopeo(
+        home.path(),
+        &["copy", "--all", "--preserve-digests", &oci, &out],
+    )
+    .ok();
+    assert_eq!(
+        skopeo_digest(home.path(), &out),
+        skopeo_digest(home.path(), &oci)
+    );
+    let arm = kopeo(
+        home.path(),
+        &[
+            "--override-arch",
+            "arm64",
+            "inspect",
+            "--format",
+            "{{.Architecture}}",
+            &oci,
+        ],
+    )
+    .ok();
+    assert_eq!(arm.stdout.trim(), "arm64");
+}

@@ -395,6 +395,63 @@ fn tls_registry_needs_its_ca_or_tls_verify_false() {
 }
 
 #[test]
+fn client_certificates_from_cert_dir_are_presented() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::MutualTls);
+    let built = build(&home.path().join("layout"), "x", &Spec::default());
+    let mut a = vec!["copy".to_string(), "-q".into()];
+    a.extend(reg.flags("dest-"));
+    a.push(built.reference());
+    a.push(reg.image("mtls:1"));
+    kopeo(home.path(), &args(&a)).ok();
+    let ca_only = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            &format!("--cert-dir={}", reg.cert_dir().display()),
+            &reg.image("mtls:1"),
+        ],
+    );
+    assert_eq!(
+        ca_only.code, 1,
+        "without a client certificate the registry refuses: {}",
+        ca_only.stdout
+    );
+    let with = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            &format!("--cert-dir={}", reg.client_cert_dir().display()),
+            &reg.image("mtls:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(with.stdout.trim(), built.digest);
+    let lonely = home.path().join("lonely");
+    std::fs::create_dir_all(&lonely).unwrap();
+    std::fs::copy(
+        reg.client_cert_dir().join("client.key"),
+        lonely.join("client.key"),
+    )
+    .unwrap();
+    let bad = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            &format!("--cert-dir={}", lonely.display()),
+            &reg.image("mtls:1"),
+        ],
+    );
+    assert!(
+        bad.stderr.contains("missing client certificate"),
+        "{}",
+        bad.stderr
+    );
+}
+
+#[test]
 fn tag_listing_follows_link_pagination() {
     let home = tempdir();
     let server =

@@ -58,8 +58,14 @@ pub fn kopeo(home: &Path, args: &[&str]) -> Run {
 
 /// Run `kopeo ARGS`, feeding `stdin`.
 pub fn kopeo_with_stdin(home: &Path, args: &[&str], stdin: Option<&str>) -> Run {
+    kopeo_env(home, args, stdin, &[])
+}
+
+/// Run `kopeo ARGS` with extra environment variables.
+pub fn kopeo_env(home: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
     use std::io::Write as _;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopeo"));
+    cmd.envs(env.iter().copied());
     cmd.args(args)
         .env("HOME", home)
         .env("XDG_RUNTIME_DIR", home.join("run"))

@@ -22,6 +22,14 @@ impl PagingServer {
         let counter = pages_served.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
+                // Answer a TLS ClientHello the way Go's HTTP server does on a
+                // plain port, so clients fall back to HTTP at once.
+                let mut first = [0u8; 1];
+                if conn.peek(&mut first).is_ok() && first[0] == 0x16 {
+                    let mut c = conn;
+                    let _ = c.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+                    continue;
+                }
                 let mut reader = BufReader::new(conn.try_clone().expect("clone"));
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub enum Mode {
     Plain,
     Tls,
+    /// TLS that also requires a client certificate signed by the test CA.
+    MutualTls,
     Htpasswd,
     Token,
 }
@@ -52,63 +54,26 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// Make a CA and a server certificate for 127.0.0.1 in `dir`:
 /// `ca.crt`, `server.crt`, `server.key`; also a client pair `client.cert`/`client.key`.
 pub fn make_certs(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kopeo test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
+    let run = |args: &str| openssl(dir, &args.split(' ').collect::<Vec<_>>());
+    run(
+        "req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=kopeo-test-CA \
+         -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign",
     );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n").expect("writing san.ext");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("writing san.ext");
+    for who in ["server", "client"] {
+        run(&format!(
+            "req -newkey rsa:2048 -nodes -keyout {who}.key -out {who}.csr -subj /CN=kopeo-test-{who}"
+        ));
+    }
+    run(
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext",
     );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
+    run(
+        "x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.cert -days 2 -extfile san.ext",
     );
 }
 
@@ -123,12 +88,18 @@ impl Registry {
         let mut extra = String::new();
         match mode {
             Mode::Plain => {}
-            Mode::Tls => {
+            Mode::Tls | Mode::MutualTls => {
                 make_certs(dir.path());
                 extra.push_str(&format!(
                     "  tls:\n    certificate: {0}/server.crt\n    key: {0}/server.key\n",
                     dir.path().display()
                 ));
+                if mode == Mode::MutualTls {
+                    extra.push_str(&format!(
+                        "    clientcas:\n      - {}/ca.crt\n",
+                        dir.path().display()
+                    ));
+                }
             }
             Mode::Htpasswd | Mode::Token => {}
         }
@@ -215,6 +186,10 @@ impl Registry {
         let mut f = vec![];
         match self.mode {
             Mode::Tls => f.push(format!("--{prefix}cert-dir={}", self.cert_dir().display())),
+            Mode::MutualTls => f.push(format!(
+                "--{prefix}cert-dir={}",
+                self.client_cert_dir().display()
+            )),
             _ => f.push(format!("--{prefix}tls-verify=false")),
         }
         if matches!(self.mode, Mode::Htpasswd | Mode::Token) {
@@ -230,6 +205,18 @@ impl Registry {
             std::fs::create_dir_all(&d).expect("creating certs.d");
             std::fs::copy(self.dir.path().join("ca.crt"), d.join("ca.crt"))
                 .expect("copying ca.crt");
+        }
+        d
+    }
+
+    /// A directory with the CA and a client certificate pair (`client.cert`, `client.key`).
+    pub fn client_cert_dir(&self) -> PathBuf {
+        let d = self.dir.path().join("certs.d-client");
+        if !d.exists() {
+            std::fs::create_dir_all(&d).expect("creating certs.d");
+            for f in ["ca.crt", "client.cert", "client.key"] {
+                std::fs::copy(self.dir.path().join(f), d.join(f)).expect("copying cert");
+            }
         }
         d
     }
