@@ -424,3 +424,49 @@ fn credential_helpers_are_asked_for_their_registry() {
         reg.host
     );
 }
+
+#[test]
+fn a_rejected_token_is_replaced_once_and_the_request_retried() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Token);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    let creds = format!("{USER}:{PASSWORD}");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &built.reference(),
+            &reg.image("re/app:1"),
+        ],
+    )
+    .ok();
+    let token = reg.token.as_ref().unwrap();
+    let before = token.seen().len();
+    token
+        .useless_tokens
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let out = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--no-tags",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            "--format",
+            "{{.Digest}}",
+            &reg.image("re/app:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(out.stdout.trim(), built.digest);
+    assert_eq!(
+        token.seen().len() - before,
+        2,
+        "one useless token, then a fresh one"
+    );
+}

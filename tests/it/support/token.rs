@@ -29,6 +29,10 @@ pub struct TokenServer {
     port: u16,
     dir: PathBuf,
     pub requests: Arc<Mutex<Vec<TokenRequest>>>,
+    /// While above zero, each token issued carries no access (and the count
+    /// drops by one): the registry then answers 401, as for an expired or
+    /// revoked token.
+    pub useless_tokens: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -70,17 +74,19 @@ impl TokenServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding token server");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(vec![]));
+        let useless = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let server = TokenServer {
             port,
             dir: dir.to_path_buf(),
             requests: requests.clone(),
+            useless_tokens: useless.clone(),
         };
         let dir = dir.to_path_buf();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (dir, requests) = (dir.clone(), requests.clone());
-                std::thread::spawn(move || handle(conn, &dir, &requests));
+                let (dir, requests, useless) = (dir.clone(), requests.clone(), useless.clone());
+                std::thread::spawn(move || handle(conn, &dir, &requests, &useless));
             }
         });
         server
@@ -108,7 +114,12 @@ fn parse_form(s: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn handle(conn: std::net::TcpStream, dir: &Path, requests: &Mutex<Vec<TokenRequest>>) {
+fn handle(
+    conn: std::net::TcpStream,
+    dir: &Path,
+    requests: &Mutex<Vec<TokenRequest>>,
+    useless: &std::sync::atomic::AtomicUsize,
+) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -163,7 +174,14 @@ fn handle(conn: std::net::TcpStream, dir: &Path, requests: &Mutex<Vec<TokenReque
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
         .collect();
-    if who.is_empty() {
+    let spoil = useless
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok();
+    if who.is_empty() || spoil {
         scopes.clear(); // anonymous users get a token with no access
     }
     if let Ok(mut r) = requests.lock() {
