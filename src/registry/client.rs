@@ -64,7 +64,9 @@ pub struct RegistryClient {
     registry: String,
     http: reqwest::Client,
     opts: RegistryOptions,
-    ping: tokio::sync::OnceCell<(Url, Challenge)>,
+    ping: tokio::sync::OnceCell<Url>,
+    /// The auth challenge: from the ping, updated when a later 401 names another.
+    challenge: Mutex<Challenge>,
     tokens: Mutex<TokenCache>,
     creds: Mutex<HashMap<String, Credentials>>,
 }
@@ -140,6 +142,7 @@ impl RegistryClient {
             http,
             opts,
             ping: tokio::sync::OnceCell::new(),
+            challenge: Mutex::new(Challenge::None),
             tokens: Mutex::new(TokenCache::default()),
             creds: Mutex::new(HashMap::new()),
         })
@@ -156,7 +159,7 @@ impl RegistryClient {
     }
 
     /// Find out how the registry wants to be talked to: scheme and auth challenge.
-    async fn ping(&self) -> Result<&(Url, Challenge), RegistryError> {
+    async fn ping(&self) -> Result<&Url, RegistryError> {
         self.ping
             .get_or_try_init(|| async {
                 let host = endpoint_host(&self.registry);
@@ -181,7 +184,9 @@ impl RegistryClient {
                                 .and_then(parse_challenge);
                             if status.is_success() || status == StatusCode::UNAUTHORIZED {
                                 tracing::debug!(registry = %self.registry, %scheme, ?challenge, "pinged registry");
-                                return Ok((base, challenge.unwrap_or(Challenge::None)));
+                                *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) =
+                                    challenge.unwrap_or(Challenge::None);
+                                return Ok(base);
                             }
                             last = format!("{scheme}: unexpected HTTP status {}", status.as_u16());
                         }
@@ -218,9 +223,14 @@ impl RegistryClient {
         repo: &str,
         scopes: &BTreeSet<String>,
     ) -> Result<RequestBuilder, RegistryError> {
-        let (_, challenge) = self.ping().await?;
+        self.ping().await?;
+        let challenge = self
+            .challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let creds = self.credentials(repo)?;
-        Ok(match (challenge, &creds) {
+        Ok(match (&challenge, &creds) {
             (_, Credentials::Bearer(t)) => rb.bearer_auth(t),
             (Challenge::None, _) => rb,
             (Challenge::Basic, Credentials::Basic { username, password }) => {
@@ -273,7 +283,7 @@ impl RegistryClient {
         let mut reauthed = false;
         let mut attempt = 0;
         loop {
-            let (base, _) = self.ping().await?;
+            let base = self.ping().await?;
             let rb = self
                 .authorize(op, make(&self.http, base)?, repo, &scopes)
                 .await?;
@@ -299,15 +309,17 @@ impl RegistryClient {
             }
             let resp = result.map_err(net(op))?;
             if resp.status() == StatusCode::UNAUTHORIZED && !reauthed {
-                // A bearer token may have expired or lack a scope the registry
-                // names in its new challenge: refresh once.
-                if let Some(Challenge::Bearer {
-                    scope: Some(extra), ..
-                }) = resp
+                // A bearer token may have expired or lack a scope the new
+                // challenge names, or the registry wants auth only for some
+                // repositories: adopt the challenge and try once more.
+                let fresh = resp
                     .headers()
                     .get(WWW_AUTHENTICATE)
                     .and_then(|h| h.to_str().ok())
-                    .and_then(parse_challenge)
+                    .and_then(parse_challenge);
+                if let Some(Challenge::Bearer {
+                    scope: Some(extra), ..
+                }) = &fresh
                 {
                     for s in extra.split(' ') {
                         scopes.insert(s.to_string());
@@ -317,7 +329,17 @@ impl RegistryClient {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .invalidate(&scope_key(&scopes));
-                if matches!(self.ping().await?.1, Challenge::Bearer { .. }) {
+                let mut current = self.challenge.lock().unwrap_or_else(|p| p.into_inner());
+                let changed = match fresh {
+                    Some(c) if std::mem::discriminant(&c) != std::mem::discriminant(&*current) => {
+                        *current = c;
+                        true
+                    }
+                    _ => false,
+                };
+                let bearer = matches!(*current, Challenge::Bearer { .. });
+                drop(current);
+                if changed || bearer {
                     reauthed = true;
                     continue;
                 }
@@ -339,7 +361,7 @@ impl RegistryClient {
     }
 
     pub(super) async fn base(&self) -> Result<Url, RegistryError> {
-        Ok(self.ping().await?.0.clone())
+        Ok(self.ping().await?.clone())
     }
 
     fn scopes(repo: &str, push: bool) -> BTreeSet<String> {

@@ -23,6 +23,20 @@ pub fn require_tool(bin: &str, package: &str) -> String {
     );
 }
 
+/// Run `openssl ARGS` in `dir` (certificates and signatures for test servers).
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new(require_tool("openssl", "openssl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Result of one CLI run.
 pub struct Run {
     pub code: i32,

@@ -1,7 +1,7 @@
 //! The Distribution registry (`docker-registry`), started per test on an
 //! ephemeral loopback port with its own storage, in one of four modes.
 
-use super::require_tool;
+use super::{openssl, require_tool};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,19 +36,6 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("finding a free port")
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new(require_tool("openssl", "openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Make a CA and a server certificate for 127.0.0.1 in `dir`:

@@ -2,6 +2,7 @@
 //! `x5c`) for the registry's token auth, for the GET flow with basic auth
 //! and the OAuth2 POST flow with a refresh token. It records every request.
 
+use super::openssl;
 use super::registry::{PASSWORD, USER};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -33,19 +34,6 @@ pub struct TokenServer {
     /// drops by one): the registry then answers 401, as for an expired or
     /// revoked token.
     pub useless_tokens: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new(super::require_tool("openssl", "openssl"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl TokenServer {
