@@ -78,25 +78,16 @@ impl fmt::Display for Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (alg, hex) = s
-            .split_once(':')
-            .ok_or_else(|| DigestError::Format(s.to_string()))?;
+        let (alg, hex) = s.split_once(':').ok_or_else(|| DigestError::Format(s.to_string()))?;
         let algorithm = match alg {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
-            a if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+.-_".contains(c)) =>
-            {
+            a if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "+.-_".contains(c)) => {
                 return Err(DigestError::Algorithm(a.to_string()));
             }
             _ => return Err(DigestError::Format(s.to_string())),
         };
-        if hex.len() != algorithm.hex_len()
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.len() != algorithm.hex_len() || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::Encoding(s.to_string()));
         }
         Ok(Digest {
@@ -172,22 +163,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        assert!(matches!(
-            "sha256".parse::<Digest>(),
-            Err(DigestError::Format(_))
-        ));
-        assert!(matches!(
-            "md5:abcd".parse::<Digest>(),
-            Err(DigestError::Algorithm(_))
-        ));
-        assert!(matches!(
-            "sha256:ABCD".parse::<Digest>(),
-            Err(DigestError::Encoding(_))
-        ));
+        assert!(matches!("sha256".parse::<Digest>(), Err(DigestError::Format(_))));
+        assert!(matches!("md5:abcd".parse::<Digest>(), Err(DigestError::Algorithm(_))));
+        assert!(matches!("sha256:ABCD".parse::<Digest>(), Err(DigestError::Encoding(_))));
         let upper = format!("sha256:{}", "A".repeat(64));
-        assert!(matches!(
-            upper.parse::<Digest>(),
-            Err(DigestError::Encoding(_))
-        ));
+        assert!(matches!(upper.parse::<Digest>(), Err(DigestError::Encoding(_))));
     }
 }

@@ -12,6 +12,7 @@ pub mod digest;
 pub mod manifest;
 pub mod reference;
 pub mod registry;
+pub mod sync;
 pub mod transport;
 
 /// Install the process-wide rustls crypto provider (aws-lc-rs). Call once at

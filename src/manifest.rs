@@ -8,14 +8,12 @@ use std::collections::BTreeMap;
 /// Media type strings.
 pub mod media {
     pub const DOCKER_V2S1: &str = "application/vnd.docker.distribution.manifest.v1+json";
-    pub const DOCKER_V2S1_SIGNED: &str =
-        "application/vnd.docker.distribution.manifest.v1+prettyjws";
+    pub const DOCKER_V2S1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
     pub const DOCKER_V2S2: &str = "application/vnd.docker.distribution.manifest.v2+json";
     pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_LAYER_FOREIGN: &str =
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
     pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
     pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -23,8 +21,7 @@ pub mod media {
     pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
     pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
     pub const OCI_LAYER_ND: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar";
-    pub const OCI_LAYER_ND_GZIP: &str =
-        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+    pub const OCI_LAYER_ND_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
 
     /// Every manifest type kopeo reads, for `Accept` headers.
     pub const ALL_MANIFESTS: &[&str] = &[
@@ -44,20 +41,14 @@ pub enum ManifestError {
     Json(#[from] serde_json::Error),
     #[error("unsupported manifest media type {0:?}")]
     UnsupportedType(String),
-    #[error(
-        "no image found in manifest list for architecture {arch}, variant {variant:?}, OS {os}"
-    )]
+    #[error("no image found in manifest list for architecture {arch}, variant {variant:?}, OS {os}")]
     NoMatchingPlatform {
         os: String,
         arch: String,
         variant: Option<String>,
     },
     #[error("cannot convert {from} to {to}: {reason}")]
-    Conversion {
-        from: String,
-        to: String,
-        reason: String,
-    },
+    Conversion { from: String, to: String, reason: String },
 }
 
 /// The platform an image is built for.
@@ -65,17 +56,9 @@ pub enum ManifestError {
 pub struct Platform {
     pub architecture: String,
     pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
     pub os_features: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -184,12 +167,8 @@ impl Manifest {
             mime
         };
         match mime {
-            media::DOCKER_V2S2 | media::OCI_MANIFEST => {
-                Ok(Manifest::Image(serde_json::from_slice(bytes)?))
-            }
-            media::DOCKER_LIST | media::OCI_INDEX => {
-                Ok(Manifest::Index(serde_json::from_slice(bytes)?))
-            }
+            media::DOCKER_V2S2 | media::OCI_MANIFEST => Ok(Manifest::Image(serde_json::from_slice(bytes)?)),
+            media::DOCKER_LIST | media::OCI_INDEX => Ok(Manifest::Index(serde_json::from_slice(bytes)?)),
             other => Err(ManifestError::UnsupportedType(other.to_string())),
         }
     }
@@ -213,10 +192,7 @@ pub fn host_platform() -> Platform {
 
 /// Pick the instance of `index` for a platform: exact OS and architecture,
 /// the requested variant if one was given, else the first match.
-pub fn choose_instance<'a>(
-    index: &'a ImageIndex,
-    want: &Platform,
-) -> Result<&'a Descriptor, ManifestError> {
+pub fn choose_instance<'a>(index: &'a ImageIndex, want: &Platform) -> Result<&'a Descriptor, ManifestError> {
     let candidates = index.manifests.iter().filter(|d| {
         d.platform
             .as_ref()
@@ -245,9 +221,7 @@ fn convert_layer_type(mt: &str, target: &str) -> Option<&'static str> {
         (OCI_LAYER_ZSTD, OCI_MANIFEST) => OCI_LAYER_ZSTD,
         (OCI_LAYER_ND, OCI_MANIFEST) => OCI_LAYER_ND,
         (DOCKER_LAYER_GZIP | OCI_LAYER_GZIP | OCI_LAYER, DOCKER_V2S2) => DOCKER_LAYER_GZIP,
-        (DOCKER_LAYER_FOREIGN | OCI_LAYER_ND_GZIP | OCI_LAYER_ND, DOCKER_V2S2) => {
-            DOCKER_LAYER_FOREIGN
-        }
+        (DOCKER_LAYER_FOREIGN | OCI_LAYER_ND_GZIP | OCI_LAYER_ND, DOCKER_V2S2) => DOCKER_LAYER_FOREIGN,
         _ => return None,
     })
 }
@@ -271,16 +245,13 @@ impl ImageManifest {
             media::DOCKER_V2S2 => media::DOCKER_CONFIG,
             other => return Err(err(format!("{other} is not an image manifest type"))),
         };
-        if self.config.media_type != media::OCI_CONFIG
-            && self.config.media_type != media::DOCKER_CONFIG
-        {
+        if self.config.media_type != media::OCI_CONFIG && self.config.media_type != media::DOCKER_CONFIG {
             return Err(err(format!(
                 "config media type {} is not an image config",
                 self.config.media_type
             )));
         }
-        if target == media::DOCKER_V2S2 && (self.subject.is_some() || self.artifact_type.is_some())
-        {
+        if target == media::DOCKER_V2S2 && (self.subject.is_some() || self.artifact_type.is_some()) {
             return Err(err("schema2 has no subject or artifactType".into()));
         }
         let mut out = self.clone();
@@ -288,12 +259,7 @@ impl ImageManifest {
         out.config.media_type = config_type.to_string();
         for l in &mut out.layers {
             l.media_type = convert_layer_type(&l.media_type, target)
-                .ok_or_else(|| {
-                    err(format!(
-                        "layer media type {} has no equivalent",
-                        l.media_type
-                    ))
-                })?
+                .ok_or_else(|| err(format!("layer media type {} has no equivalent", l.media_type)))?
                 .to_string();
             if target == media::DOCKER_V2S2 {
                 l.annotations = None;
@@ -376,21 +342,9 @@ mod tests {
             architecture: "arm".into(),
             ..Default::default()
         };
-        assert!(
-            choose_instance(&idx, &p)
-                .unwrap()
-                .digest
-                .hex()
-                .starts_with('a')
-        );
+        assert!(choose_instance(&idx, &p).unwrap().digest.hex().starts_with('a'));
         p.variant = Some("v7".into());
-        assert!(
-            choose_instance(&idx, &p)
-                .unwrap()
-                .digest
-                .hex()
-                .starts_with('b')
-        );
+        assert!(choose_instance(&idx, &p).unwrap().digest.hex().starts_with('b'));
         p.architecture = "s390x".into();
         assert!(choose_instance(&idx, &p).is_err());
     }

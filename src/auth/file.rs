@@ -40,9 +40,7 @@ pub fn default_login_path() -> PathBuf {
         Some(dir) => PathBuf::from(dir).join("containers/auth.json"),
         None => {
             use std::os::unix::fs::MetadataExt as _;
-            let uid = std::fs::metadata("/proc/self")
-                .map(|m| m.uid())
-                .unwrap_or(0);
+            let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
             PathBuf::from(format!("/run/containers/{uid}/auth.json"))
         }
     }
@@ -64,10 +62,7 @@ fn normalize_key(k: &str) -> String {
         .or_else(|| k.strip_prefix("http://"))
         .unwrap_or(k);
     let k = k.strip_suffix('/').unwrap_or(k);
-    let k = k
-        .strip_suffix("/v1")
-        .or_else(|| k.strip_suffix("/v2"))
-        .unwrap_or(k);
+    let k = k.strip_suffix("/v1").or_else(|| k.strip_suffix("/v2")).unwrap_or(k);
     match k {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
         _ => k.to_string(),
@@ -152,12 +147,9 @@ impl AuthFile {
             }
         }
         for want in candidates {
-            let entry = auths.get(&want).or_else(|| {
-                auths
-                    .iter()
-                    .find(|(k, _)| normalize_key(k) == want)
-                    .map(|(_, v)| v)
-            });
+            let entry = auths
+                .get(&want)
+                .or_else(|| auths.iter().find(|(k, _)| normalize_key(k) == want).map(|(_, v)| v));
             if let Some(e) = entry {
                 return self.decode(e).map(Some);
             }
@@ -201,10 +193,7 @@ impl AuthFile {
 
     /// Store `username:password` under `key` (a registry or registry/namespace).
     pub fn set(&mut self, key: &str, username: &str, password: &str) {
-        let auths = self
-            .root
-            .entry("auths")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let auths = self.root.entry("auths").or_insert_with(|| Value::Object(Map::new()));
         if !auths.is_object() {
             *auths = Value::Object(Map::new());
         }
@@ -310,10 +299,7 @@ mod tests {
             "https://quay.example/v2/": { "auth": B64.encode("u:"), "identitytoken": "refresh" },
         }}));
         assert_eq!(
-            f.find("docker.io", "library/alpine")
-                .unwrap()
-                .unwrap()
-                .username(),
+            f.find("docker.io", "library/alpine").unwrap().unwrap().username(),
             Some("hub")
         );
         assert_eq!(
@@ -346,9 +332,6 @@ mod tests {
         assert_eq!(mode, 0o600);
         let back = AuthFile::load(&path).unwrap().unwrap();
         assert!(back.root.contains_key("credHelpers"));
-        assert_eq!(
-            back.find("reg.example", "a").unwrap().unwrap().username(),
-            Some("u")
-        );
+        assert_eq!(back.find("reg.example", "a").unwrap().unwrap().username(), Some("u"));
     }
 }

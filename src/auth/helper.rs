@@ -19,9 +19,7 @@ pub fn get(name: &str, registry: &str) -> Result<Option<Credentials>, AuthError>
         .spawn()
         .map_err(|e| err(format!("cannot run it: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(registry.as_bytes())
-            .map_err(|e| err(e.to_string()))?;
+        stdin.write_all(registry.as_bytes()).map_err(|e| err(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -29,11 +27,7 @@ pub fn get(name: &str, registry: &str) -> Result<Option<Credentials>, AuthError>
         if stdout.contains("credentials not found") {
             return Ok(None);
         }
-        return Err(err(format!(
-            "exited with {}: {}",
-            out.status,
-            stdout.trim()
-        )));
+        return Err(err(format!("exited with {}: {}", out.status, stdout.trim())));
     }
     #[derive(serde::Deserialize)]
     struct Reply {
@@ -42,8 +36,7 @@ pub fn get(name: &str, registry: &str) -> Result<Option<Credentials>, AuthError>
         #[serde(rename = "Secret")]
         secret: String,
     }
-    let r: Reply =
-        serde_json::from_slice(&out.stdout).map_err(|e| err(format!("bad reply: {e}")))?;
+    let r: Reply = serde_json::from_slice(&out.stdout).map_err(|e| err(format!("bad reply: {e}")))?;
     if r.username == "<token>" {
         return Ok(Some(Credentials::IdentityToken {
             username: String::new(),

@@ -77,9 +77,7 @@ impl Credentials {
     /// The user name, if these credentials carry one.
     pub fn username(&self) -> Option<&str> {
         match self {
-            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. } => {
-                Some(username)
-            }
+            Credentials::Basic { username, .. } | Credentials::IdentityToken { username, .. } => Some(username),
             _ => None,
         }
     }

@@ -95,16 +95,10 @@ pub struct CopyArgs {
 impl CopyArgs {
     fn refuse_unsupported(&self) -> Result<(), CliError> {
         let mut used = vec![];
-        if self.sign_by.is_some()
-            || self.sign_by_sigstore.is_some()
-            || self.sign_by_sigstore_private_key.is_some()
-        {
+        if self.sign_by.is_some() || self.sign_by_sigstore.is_some() || self.sign_by_sigstore_private_key.is_some() {
             used.push("signing (--sign-by*)");
         }
-        if !self.encryption_key.is_empty()
-            || !self.encrypt_layer.is_empty()
-            || !self.decryption_key.is_empty()
-        {
+        if !self.encryption_key.is_empty() || !self.encrypt_layer.is_empty() || !self.decryption_key.is_empty() {
             used.push("layer encryption (--encryption-key, --encrypt-layer, --decryption-key)");
         }
         if self.dest_compress
@@ -140,9 +134,7 @@ fn multi_arch(all: bool, flag: &Option<String>) -> Result<MultiArch, CliError> {
         }
     };
     match (all, parsed) {
-        (true, Some(m)) if m != MultiArch::All => {
-            Err(CliError::new("Cannot use --all and --multi-arch together"))
-        }
+        (true, Some(m)) if m != MultiArch::All => Err(CliError::new("Cannot use --all and --multi-arch together")),
         (true, _) => Ok(MultiArch::All),
         (false, m) => Ok(m.unwrap_or_default()),
     }

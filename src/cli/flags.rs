@@ -19,9 +19,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .ok_or_else(bad)?;
+        let num_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
         if num_end == 0 {
             return Err(bad());
         }
@@ -74,14 +72,10 @@ fn explicit_creds(
     token: &Option<String>,
     side: &str,
 ) -> Result<Option<Credentials>, String> {
-    let n = [
-        creds.is_some(),
-        user.is_some() || pass.is_some(),
-        token.is_some(),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
+    let n = [creds.is_some(), user.is_some() || pass.is_some(), token.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if n > 1 {
         return Err(format!(
             "{side}: only one of --creds, --username/--password and --registry-token may be given"
@@ -101,9 +95,7 @@ fn explicit_creds(
             }));
         }
         (Some(_), None) | (None, Some(_)) => {
-            return Err(format!(
-                "{side}: --username and --password must be given together"
-            ));
+            return Err(format!("{side}: --username and --password must be given together"));
         }
         _ => {}
     }
@@ -162,6 +154,7 @@ macro_rules! image_flags {
                         retry,
                     },
                     shared_blob_dir: self.shared_blob_dir.clone(),
+                    pool: None,
                 })
             }
         }
@@ -170,11 +163,7 @@ macro_rules! image_flags {
 
 image_flags!(SrcFlags, "src-", "Source-side flags of `copy`.");
 image_flags!(DestFlags, "dest-", "Destination-side flags of `copy`.");
-image_flags!(
-    ImageFlags,
-    "",
-    "Flags of commands that read or change one image."
-);
+image_flags!(ImageFlags, "", "Flags of commands that read or change one image.");
 
 #[cfg(test)]
 mod tests {

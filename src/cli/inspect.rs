@@ -129,25 +129,19 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     let (raw, mime) = src.manifest(None).await.map_err(&w)?;
     let mut out = std::io::stdout().lock();
     if args.raw && !args.config {
-        return out
-            .write_all(&raw)
-            .map_err(|e| CliError::new(e.to_string()));
+        return out.write_all(&raw).map_err(|e| CliError::new(e.to_string()));
     }
     let (img_bytes, img_mime) = if is_list_type(&mime) {
         let Manifest::Index(index) = Manifest::parse(&raw, &mime).map_err(|e| w(e.into()))? else {
             return Err(CliError::new("manifest list did not parse as a list"));
         };
-        let want = global
-            .platform
-            .clone()
-            .unwrap_or_else(manifest::host_platform);
+        let want = global.platform.clone().unwrap_or_else(manifest::host_platform);
         let chosen = manifest::choose_instance(&index, &want).map_err(|e| w(e.into()))?;
         src.manifest(Some(&chosen.digest)).await.map_err(&w)?
     } else {
         (raw.clone(), mime.clone())
     };
-    let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))?
-    else {
+    let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))? else {
         return Err(CliError::new("nested manifest list"));
     };
     let config_info = BlobInfo {
@@ -158,16 +152,14 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     let config_bytes = read_blob(src.as_ref(), &config_info).await.map_err(&w)?;
     if args.config {
         if args.raw {
-            return out
-                .write_all(&config_bytes)
-                .map_err(|e| CliError::new(e.to_string()));
+            return out.write_all(&config_bytes).map_err(|e| CliError::new(e.to_string()));
         }
-        let v: Value = serde_json::from_slice(&config_bytes)
-            .map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
         return writeln!(out, "{}", print_json(&v)?).map_err(|e| CliError::new(e.to_string()));
     }
-    let config: Value = serde_json::from_slice(&config_bytes)
-        .map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
+    let config: Value =
+        serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
     let inner = config.get("config").cloned().unwrap_or(Value::Null);
     let (name, repo_tags) = match &image {
         ImageReference::Docker(r) => {
@@ -176,23 +168,16 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
             } else {
                 match src.repo_tags().await {
                     Ok(t) => t,
-                    Err(TransportError::Registry(
-                        e @ crate::registry::RegistryError::Unauthorized { .. },
-                    )) => {
+                    Err(TransportError::Registry(e @ crate::registry::RegistryError::Unauthorized { .. })) => {
                         tracing::warn!(error = %e, "Registry disallows tag list retrieval; skipping");
                         vec![]
                     }
-                    Err(TransportError::Registry(crate::registry::RegistryError::Status {
-                        status: 403,
-                        ..
-                    })) => {
+                    Err(TransportError::Registry(crate::registry::RegistryError::Status { status: 403, .. })) => {
                         tracing::warn!("Registry disallows tag list retrieval; skipping");
                         vec![]
                     }
                     Err(e) => {
-                        return Err(CliError::new(format!(
-                            "Error determining repository tags: {e}"
-                        )));
+                        return Err(CliError::new(format!("Error determining repository tags: {e}")));
                     }
                 }
             };
@@ -200,21 +185,12 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         }
         _ => (None, vec![]),
     };
-    let s = |k: &str| {
-        config
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let s = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let output = Output {
         name,
         digest: Digest::sha256_of(&raw),
         repo_tags,
-        created: config
-            .get("created")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        created: config.get("created").and_then(Value::as_str).map(str::to_string),
         docker_version: s("docker_version"),
         labels: inner.get("Labels").cloned().filter(|v| !v.is_null()),
         architecture: s("architecture"),
@@ -244,6 +220,5 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         }
         None => format!("{}\n", print_json(&output)?),
     };
-    out.write_all(text.as_bytes())
-        .map_err(|e| CliError::new(e.to_string()))
+    out.write_all(text.as_bytes()).map_err(|e| CliError::new(e.to_string()))
 }

@@ -124,16 +124,12 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         };
     }
     if args.password_stdin && args.password.is_some() {
-        return Err(CliError::new(
-            "--password and --password-stdin are mutually exclusive",
-        ));
+        return Err(CliError::new("--password and --password-stdin are mutually exclusive"));
     }
     let username = match &args.username {
         Some(u) => u.clone(),
         None if args.password_stdin => {
-            return Err(CliError::new(
-                "must provide --username with --password-stdin",
-            ));
+            return Err(CliError::new("must provide --username with --password-stdin"));
         }
         None => prompt("Username: ")?,
     };
@@ -149,8 +145,7 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
     } else if let Some(p) = &args.password {
         p.clone()
     } else {
-        rpassword::prompt_password("Password: ")
-            .map_err(|e| CliError::new(format!("reading password: {e}")))?
+        rpassword::prompt_password("Password: ").map_err(|e| CliError::new(format!("reading password: {e}")))?
     };
     if password.is_empty() {
         return Err(CliError::new("password is required"));
@@ -218,10 +213,7 @@ mod tests {
     #[test]
     fn registry_keys() {
         assert_eq!(normalize("https://reg.example/").unwrap(), "reg.example");
-        assert_eq!(
-            normalize("reg.example/ns/repo").unwrap(),
-            "reg.example/ns/repo"
-        );
+        assert_eq!(normalize("reg.example/ns/repo").unwrap(), "reg.example/ns/repo");
         assert_eq!(normalize("index.docker.io").unwrap(), "docker.io");
         assert!(normalize("reg.example/ns/repo:tag").is_err());
         assert!(normalize("").is_err());

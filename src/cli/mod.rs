@@ -7,6 +7,7 @@ mod inspect;
 mod login;
 mod progress;
 mod repo;
+mod sync;
 pub mod template;
 
 use clap::{Parser, Subcommand};
@@ -94,6 +95,8 @@ enum Command {
     Delete(repo::DeleteArgs),
     /// Compute a manifest digest of a file
     ManifestDigest(repo::ManifestDigestArgs),
+    /// Synchronize one or more images from one location to another
+    Sync(Box<sync::SyncArgs>),
     /// Login to a container registry
     Login(login::LoginArgs),
     /// Logout of a container registry
@@ -116,14 +119,21 @@ fn init_tracing(debug: bool) {
         .try_init();
 }
 
-/// Print a fatal error the way skopeo (logrus) does.
-fn print_fatal(msg: &str) {
+/// Print a log line on stderr the way skopeo (logrus) does: `INFO[0000] msg`
+/// on a terminal, `time="…" level=info msg="…"` otherwise.
+pub(crate) fn log_line(level: &str, msg: &str) {
     if std::io::stderr().is_terminal() {
-        eprintln!("FATA[0000] {msg}");
+        let tag: String = level.to_uppercase().chars().take(4).collect();
+        eprintln!("{tag}[0000] {msg}");
     } else {
         let escaped = msg.replace('\\', "\\\\").replace('"', "\\\"");
-        eprintln!("time=\"{}\" level=fatal msg=\"{escaped}\"", now_rfc3339());
+        eprintln!("time=\"{}\" level={level} msg=\"{escaped}\"", now_rfc3339());
     }
+}
+
+/// Print a fatal error the way skopeo does.
+fn print_fatal(msg: &str) {
+    log_line("fatal", msg);
 }
 
 fn now_rfc3339() -> String {
@@ -167,23 +177,18 @@ pub fn main() -> ExitCode {
     if cli.policy.is_some() || cli.registries_d.is_some() {
         tracing::warn!("signature policy and registries.d are not enforced by this kopeo version");
     }
-    let platform = (cli.override_arch.is_some()
-        || cli.override_os.is_some()
-        || cli.override_variant.is_some())
-    .then(|| {
-        let host = crate::manifest::host_platform();
-        crate::manifest::Platform {
-            architecture: cli.override_arch.clone().unwrap_or(host.architecture),
-            os: cli.override_os.clone().unwrap_or(host.os),
-            variant: cli.override_variant.clone(),
-            ..Default::default()
-        }
-    });
+    let platform =
+        (cli.override_arch.is_some() || cli.override_os.is_some() || cli.override_variant.is_some()).then(|| {
+            let host = crate::manifest::host_platform();
+            crate::manifest::Platform {
+                architecture: cli.override_arch.clone().unwrap_or(host.architecture),
+                os: cli.override_os.clone().unwrap_or(host.os),
+                variant: cli.override_variant.clone(),
+                ..Default::default()
+            }
+        });
     let global = Global { platform };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             print_fatal(&format!("starting the async runtime: {e}"));
@@ -216,6 +221,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::ListTags(a) => repo::list_tags(a).await,
         Command::Delete(a) => repo::delete(a).await,
         Command::ManifestDigest(a) => repo::manifest_digest(a),
+        Command::Sync(a) => sync::run(*a, global).await,
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a),
     }

@@ -24,10 +24,7 @@ pub fn reporter() -> Arc<dyn Progress> {
 }
 
 fn kind(media_type: &str) -> &'static str {
-    if media_type == media::DOCKER_CONFIG
-        || media_type == media::OCI_CONFIG
-        || media_type.contains("config")
-    {
+    if media_type == media::DOCKER_CONFIG || media_type == media::OCI_CONFIG || media_type.contains("config") {
         "config"
     } else {
         "blob"
@@ -46,12 +43,10 @@ struct Lines {
 impl Progress for Lines {
     fn event(&self, event: ProgressEvent<'_>) {
         match event {
-            ProgressEvent::CopyingImages { count, total } => line(format!(
-                "Copying {count} images generated from {total} images in list"
-            )),
-            ProgressEvent::Image { digest, n, count } => {
-                line(format!("Copying image {digest} ({n}/{count})"))
+            ProgressEvent::CopyingImages { count, total } => {
+                line(format!("Copying {count} images generated from {total} images in list"))
             }
+            ProgressEvent::Image { digest, n, count } => line(format!("Copying image {digest} ({n}/{count})")),
             ProgressEvent::BlobStart { info } => {
                 self.config
                     .lock()
@@ -89,8 +84,10 @@ impl Progress for Bars {
         match event {
             ProgressEvent::BlobStart { info } => {
                 let bar = self.multi.add(ProgressBar::new(info.size.unwrap_or(0)));
-                let style = ProgressStyle::with_template("Copying {prefix} {wide_bar} {binary_bytes} / {binary_total_bytes} | {binary_bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+                let style = ProgressStyle::with_template(
+                    "Copying {prefix} {wide_bar} {binary_bytes} / {binary_total_bytes} | {binary_bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
                 bar.set_style(style.progress_chars("=> "));
                 let short: String = info.digest.hex().chars().take(12).collect();
                 bar.set_prefix(format!("{} {short}", kind(&info.media_type)));
@@ -111,22 +108,16 @@ impl Progress for Bars {
                     let style = ProgressStyle::with_template("Copying {prefix} {msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_bar());
                     b.set_style(style);
-                    b.finish_with_message(if reused {
-                        "skipped: already exists"
-                    } else {
-                        "done"
-                    });
+                    b.finish_with_message(if reused { "skipped: already exists" } else { "done" });
                 }
             }
             ProgressEvent::CopyingImages { count, total } => {
-                let _ = self.multi.println(format!(
-                    "Copying {count} images generated from {total} images in list"
-                ));
-            }
-            ProgressEvent::Image { digest, n, count } => {
                 let _ = self
                     .multi
-                    .println(format!("Copying image {digest} ({n}/{count})"));
+                    .println(format!("Copying {count} images generated from {total} images in list"));
+            }
+            ProgressEvent::Image { digest, n, count } => {
+                let _ = self.multi.println(format!("Copying image {digest} ({n}/{count})"));
             }
             ProgressEvent::WritingManifest => {
                 let _ = self.multi.println("Writing manifest to image destination");

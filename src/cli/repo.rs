@@ -65,8 +65,7 @@ pub async fn list_tags(args: ListTagsArgs) -> Result<(), CliError> {
         )));
     }
     let opts = args.flags.open_options(&None, args.retry.options())?;
-    let client = RegistryClient::new(r.domain(), opts.registry)
-        .map_err(|e| registry_error(&args.image, e))?;
+    let client = RegistryClient::new(r.domain(), opts.registry).map_err(|e| registry_error(&args.image, e))?;
     let tags = client
         .list_tags(r.path())
         .await
@@ -102,8 +101,7 @@ pub async fn delete(args: DeleteArgs) -> Result<(), CliError> {
         )));
     };
     let opts = args.flags.open_options(&None, args.retry.options())?;
-    let client = RegistryClient::new(r.domain(), opts.registry)
-        .map_err(|e| registry_error(&args.image, e))?;
+    let client = RegistryClient::new(r.domain(), opts.registry).map_err(|e| registry_error(&args.image, e))?;
     let digest = match r.digest() {
         Some(d) => d.clone(),
         None => {
@@ -130,12 +128,8 @@ pub struct ManifestDigestArgs {
 
 /// Print the digest of a manifest file.
 pub fn manifest_digest(args: ManifestDigestArgs) -> Result<(), CliError> {
-    let data = std::fs::read(&args.manifest).map_err(|e| {
-        CliError::new(format!(
-            "reading manifest from {}: {e}",
-            args.manifest.display()
-        ))
-    })?;
+    let data = std::fs::read(&args.manifest)
+        .map_err(|e| CliError::new(format!("reading manifest from {}: {e}", args.manifest.display())))?;
     let mime = crate::manifest::guess_mime_type(&data);
     if mime == crate::manifest::media::DOCKER_V2S1_SIGNED {
         return Err(CliError::new(

@@ -100,8 +100,7 @@ fn words(s: &str) -> Result<Vec<String>, TemplateError> {
             chars.next();
             out.push("|".into());
         } else {
-            let w: String =
-                std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '|')).collect();
+            let w: String = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace() && *c != '|')).collect();
             out.push(w);
         }
     }
@@ -241,9 +240,7 @@ fn render_nodes(nodes: &[Node], dot: &Value, out: &mut String) -> Result<(), Tem
         match n {
             Node::Text(t) => out.push_str(t),
             Node::Out(p) => out.push_str(&go_print(&eval(p, dot)?)),
-            Node::If(p, body, alt) => {
-                render_nodes(if truthy(&eval(p, dot)?) { body } else { alt }, dot, out)?
-            }
+            Node::If(p, body, alt) => render_nodes(if truthy(&eval(p, dot)?) { body } else { alt }, dot, out)?,
             Node::With(p, body, alt) => {
                 let v = eval(p, dot)?;
                 if truthy(&v) {
@@ -290,9 +287,7 @@ fn eval(p: &Pipeline, dot: &Value) -> Result<Value, TemplateError> {
     let mut prev: Option<Value> = None;
     for cmd in p {
         let mut args: Vec<Value> = vec![];
-        let (head, rest) = cmd
-            .split_first()
-            .ok_or_else(|| TemplateError("empty command".into()))?;
+        let (head, rest) = cmd.split_first().ok_or_else(|| TemplateError("empty command".into()))?;
         let value_of = |a: &Arg| -> Result<Value, TemplateError> {
             Ok(match a {
                 Arg::Field(path) => field(dot, path),
@@ -332,9 +327,7 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
     Ok(match f {
         "json" => {
             want(1)?;
-            Value::String(
-                serde_json::to_string(&args[0]).map_err(|e| TemplateError(e.to_string()))?,
-            )
+            Value::String(serde_json::to_string(&args[0]).map_err(|e| TemplateError(e.to_string()))?)
         }
         "len" => {
             want(1)?;
@@ -354,9 +347,7 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             let mut v = first.clone();
             for k in keys {
                 v = match (&v, k) {
-                    (Value::Object(o), Value::String(k)) => {
-                        o.get(k).cloned().unwrap_or(Value::Null)
-                    }
+                    (Value::Object(o), Value::String(k)) => o.get(k).cloned().unwrap_or(Value::Null),
                     (Value::Array(a), Value::Number(i)) => a
                         .get(i.as_f64().unwrap_or(-1.0) as usize)
                         .cloned()
@@ -385,10 +376,7 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
             Value::String(s(&args[0]).to_lowercase())
         }
         "print" => Value::String(args.iter().map(s).collect::<Vec<_>>().join(" ")),
-        "println" => Value::String(format!(
-            "{}\n",
-            args.iter().map(s).collect::<Vec<_>>().join(" ")
-        )),
+        "println" => Value::String(format!("{}\n", args.iter().map(s).collect::<Vec<_>>().join(" "))),
         "printf" => {
             let (fmt, rest) = args
                 .split_first()
@@ -404,12 +392,8 @@ fn call(f: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
                 }
                 match chars.next() {
                     Some('%') => out.push('%'),
-                    Some('s' | 'v' | 'd') => {
-                        out.push_str(&it.next().map(s).unwrap_or_else(|| "%!(MISSING)".into()))
-                    }
-                    Some('q') => {
-                        out.push_str(&it.next().map(|v| format!("{:?}", s(v))).unwrap_or_default())
-                    }
+                    Some('s' | 'v' | 'd') => out.push_str(&it.next().map(s).unwrap_or_else(|| "%!(MISSING)".into())),
+                    Some('q') => out.push_str(&it.next().map(|v| format!("{:?}", s(v))).unwrap_or_default()),
                     Some(o) => return err(format!("printf verb %{o} is not supported")),
                     None => out.push('%'),
                 }
@@ -466,10 +450,7 @@ mod tests {
         assert_eq!(r("{{.Name | upper}}", &v), "REG/APP");
         assert_eq!(r("{{.Labels}}", &v), "map[x:1 y.z:2]");
         assert_eq!(r("{{.Missing}}", &v), "<no value>");
-        assert_eq!(
-            r(r#"{{printf "%s-%s" .Name .Digest}}"#, &v),
-            "reg/app-sha256:1"
-        );
+        assert_eq!(r(r#"{{printf "%s-%s" .Name .Digest}}"#, &v), "reg/app-sha256:1");
         assert_eq!(r("{{with .Labels}}{{.x}}{{end}}", &v), "1");
         assert_eq!(r("a  {{- .Name -}}  b", &v), "areg/appb");
     }
@@ -479,11 +460,6 @@ mod tests {
         assert!(Template::parse("{{.Name").is_err());
         assert!(Template::parse("{{range .X}}").is_err());
         assert!(Template::parse("{{end}}").is_err());
-        assert!(
-            Template::parse("{{nope .X}}")
-                .unwrap()
-                .render(&json!({}))
-                .is_err()
-        );
+        assert!(Template::parse("{{nope .X}}").unwrap().render(&json!({})).is_err());
     }
 }

@@ -4,9 +4,7 @@
 
 use super::{CopyOptions, Progress, ProgressEvent};
 use crate::digest::{Digest, Hasher};
-use crate::transport::{
-    BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError,
-};
+use crate::transport::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,11 +141,8 @@ pub async fn copy_blob(
         let mismatch = Arc::new(AtomicBool::new(false));
         let result = async {
             let stream = src.blob(info).await?;
-            dst.put_blob(
-                info,
-                verify(stream, info, mismatch.clone(), progress.clone()),
-            )
-            .await
+            dst.put_blob(info, verify(stream, info, mismatch.clone(), progress.clone()))
+                .await
         }
         .await;
         match result {
@@ -173,9 +168,7 @@ pub async fn copy_blob(
                 attempt += 1;
                 tracing::warn!(digest = %info.digest, attempt, ?delay, error = %e, "blob copy failed, retrying");
                 if let Some(p) = &progress {
-                    p.event(ProgressEvent::BlobRestart {
-                        digest: &info.digest,
-                    });
+                    p.event(ProgressEvent::BlobRestart { digest: &info.digest });
                 }
                 tokio::time::sleep(delay).await;
             }

@@ -13,9 +13,7 @@ use crate::digest::Digest;
 use crate::manifest::{self, ImageIndex, Manifest, ManifestError, Platform, is_list_type, media};
 use crate::reference::ImageReference;
 use crate::registry::RetryOptions;
-use crate::transport::{
-    self, BlobInfo, ImageDestination, ImageSource, OpenOptions, TransportError,
-};
+use crate::transport::{self, BlobInfo, ImageDestination, ImageSource, OpenOptions, TransportError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
@@ -175,10 +173,7 @@ pub async fn copy(
         };
         match opts.multi_arch {
             MultiArch::System => {
-                let want = opts
-                    .platform
-                    .clone()
-                    .unwrap_or_else(manifest::host_platform);
+                let want = opts.platform.clone().unwrap_or_else(manifest::host_platform);
                 let chosen = manifest::choose_instance(&index, &want)?;
                 let (ib, im) = src.manifest(Some(&chosen.digest)).await?;
                 copy_single(src, dst, ib, &im, false, opts, &stats).await?
@@ -268,9 +263,7 @@ async fn copy_single(
 
     let mut blobs: Vec<BlobInfo> = vec![];
     for d in m.layers.iter().chain(std::iter::once(&m.config)) {
-        if d.urls.is_some()
-            && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable"))
-        {
+        if d.urls.is_some() && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable")) {
             continue;
         }
         if !blobs.iter().any(|b| b.digest == d.digest) {
@@ -310,8 +303,7 @@ async fn copy_single(
         None => bytes,
     };
     if as_instance {
-        dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out)))
-            .await?;
+        dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out))).await?;
     }
     Ok((out, target))
 }
@@ -343,10 +335,7 @@ async fn copy_list(
     let total = index.manifests.len();
     if mode == MultiArch::All {
         if let Some(p) = &opts.progress {
-            p.event(ProgressEvent::CopyingImages {
-                count: total,
-                total,
-            });
+            p.event(ProgressEvent::CopyingImages { count: total, total });
         }
         let instance_opts = CopyOptions {
             format: Some(instance_format),

@@ -41,10 +41,7 @@ impl DockerReference {
     /// Parse a reference the way `docker pull` and skopeo do: add `docker.io`
     /// and `library/` where they are implied. No default tag is added.
     pub fn parse_normalized(s: &str) -> Result<Self, ReferenceError> {
-        if s.len() == 64
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(ReferenceError::HexIdentifier(s.to_string()));
         }
         let (domain, remainder) = split_docker_domain(s);
@@ -67,10 +64,7 @@ impl DockerReference {
         };
         let last_slash = name_tag.rfind('/').unwrap_or(0);
         let (name, tag) = match name_tag[last_slash..].find(':') {
-            Some(i) => (
-                &name_tag[..last_slash + i],
-                Some(&name_tag[last_slash + i + 1..]),
-            ),
+            Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
             None => (name_tag, None),
         };
         if let Some(t) = tag {
@@ -217,9 +211,7 @@ fn valid_tag(t: &str) -> bool {
     !bytes.is_empty()
         && bytes.len() <= 128
         && word(bytes[0])
-        && bytes[1..]
-            .iter()
-            .all(|&b| word(b) || b == b'.' || b == b'-')
+        && bytes[1..].iter().all(|&b| word(b) || b == b'.' || b == b'-')
 }
 
 /// `[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*`
@@ -375,10 +367,7 @@ mod tests {
             "a b",
             &format!("app:{}", "t".repeat(129)),
         ] {
-            assert!(
-                DockerReference::parse_normalized(bad).is_err(),
-                "{bad:?} should fail"
-            );
+            assert!(DockerReference::parse_normalized(bad).is_err(), "{bad:?} should fail");
         }
         assert!(matches!(
             DockerReference::parse_normalized(&"a".repeat(64).replace('a', "f")),
@@ -400,9 +389,7 @@ mod tests {
 
     #[test]
     fn default_tag_and_familiar() {
-        let r = DockerReference::parse_normalized("alpine")
-            .unwrap()
-            .with_default_tag();
+        let r = DockerReference::parse_normalized("alpine").unwrap().with_default_tag();
         assert_eq!(r.to_string(), "docker.io/library/alpine:latest");
         assert_eq!(r.familiar(), "alpine:latest");
         let r = DockerReference::parse_normalized("quay.io/a/b:1").unwrap();

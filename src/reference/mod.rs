@@ -51,15 +51,9 @@ pub enum ImageReference {
     /// `docker://[domain/]path[:tag|@digest]`
     Docker(DockerReference),
     /// `oci:path[:ref]`
-    Oci {
-        path: PathBuf,
-        image: Option<String>,
-    },
+    Oci { path: PathBuf, image: Option<String> },
     /// `oci-archive:path[:ref]`
-    OciArchive {
-        path: PathBuf,
-        image: Option<String>,
-    },
+    OciArchive { path: PathBuf, image: Option<String> },
     /// `dir:path`
     Dir { path: PathBuf },
     /// `docker-archive:path[:ref|:@N]`
@@ -70,10 +64,7 @@ pub enum ImageReference {
     /// `docker-daemon:name:tag` or `docker-daemon:algo:digest`
     DockerDaemon(DaemonTarget),
     /// `containers-storage:[store-spec]ref`
-    ContainersStorage {
-        store: Option<String>,
-        image: String,
-    },
+    ContainersStorage { store: Option<String>, image: String },
 }
 
 impl ImageReference {
@@ -148,16 +139,13 @@ impl FromStr for ImageReference {
                 let target = match target {
                     None => None,
                     Some(t) => Some(match t.strip_prefix('@') {
-                        Some(n) => ArchiveTarget::Index(
-                            n.parse()
-                                .map_err(|_| invalid(&format!("invalid source index @{n}")))?,
-                        ),
+                        Some(n) => {
+                            ArchiveTarget::Index(n.parse().map_err(|_| invalid(&format!("invalid source index @{n}")))?)
+                        }
                         None => {
                             let r = docker(&t)?;
                             if r.digest().is_some() {
-                                return Err(invalid(
-                                    "docker-archive doesn't support digest references",
-                                ));
+                                return Err(invalid("docker-archive doesn't support digest references"));
                             }
                             ArchiveTarget::Reference(r.with_default_tag())
                         }
@@ -188,9 +176,9 @@ impl FromStr for ImageReference {
             "containers-storage" => {
                 let (store, image) = match rest.strip_prefix('[') {
                     Some(s) => {
-                        let (spec, img) = s.split_once(']').ok_or_else(|| {
-                            invalid("store specification is missing its closing ']'")
-                        })?;
+                        let (spec, img) = s
+                            .split_once(']')
+                            .ok_or_else(|| invalid("store specification is missing its closing ']'"))?;
                         (Some(spec.to_string()), img)
                     }
                     None => (None, rest),
@@ -263,10 +251,7 @@ fn split_path_and_image(s: &str) -> (&str, Option<String>) {
 /// The OCI image-layout `ref.name` grammar: components of alphanumerics joined by `-._:@/+`.
 fn valid_oci_ref_name(s: &str) -> bool {
     let sep = |c: char| "-._:@/+".contains(c);
-    !s.is_empty()
-        && !s.starts_with(sep)
-        && !s.ends_with(sep)
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || sep(c))
+    !s.is_empty() && !s.starts_with(sep) && !s.ends_with(sep) && s.chars().all(|c| c.is_ascii_alphanumeric() || sep(c))
 }
 
 #[cfg(test)]

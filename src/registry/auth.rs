@@ -43,8 +43,7 @@ fn parse_params(s: &str) -> HashMap<String, String> {
         while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
             chars.next();
         }
-        let key: String =
-            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
         if key.is_empty() {
             break;
         }
@@ -71,10 +70,7 @@ fn parse_params(s: &str) -> HashMap<String, String> {
 
 /// A token scope such as `repository:team/app:pull,push`.
 pub fn repo_scope(repo: &str, push: bool) -> String {
-    format!(
-        "repository:{repo}:{}",
-        if push { "pull,push" } else { "pull" }
-    )
+    format!("repository:{repo}:{}", if push { "pull,push" } else { "pull" })
 }
 
 #[derive(Clone)]
@@ -161,10 +157,7 @@ pub async fn fetch_token(
                 form.append_pair("scope", &scope_key(scopes));
             }
             http.post(url)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(form.finish())
         }
         _ => {
@@ -208,8 +201,7 @@ pub async fn fetch_token(
             text.chars().take(200).collect::<String>()
         )));
     }
-    let reply: TokenReply =
-        serde_json::from_slice(&body).map_err(|e| err(format!("bad token reply: {e}")))?;
+    let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| err(format!("bad token reply: {e}")))?;
     let token = reply
         .token
         .filter(|t| !t.is_empty())

@@ -105,14 +105,7 @@ pub(super) async fn error_from(op: &str, resp: Response) -> RegistryError {
             e.errors[0].code.clone(),
             e.errors[0].message.clone().unwrap_or_default(),
         ),
-        _ => (
-            None,
-            String::from_utf8_lossy(&body)
-                .trim()
-                .chars()
-                .take(300)
-                .collect(),
-        ),
+        _ => (None, String::from_utf8_lossy(&body).trim().chars().take(300).collect()),
     };
     if status == 401 {
         return RegistryError::Unauthorized {
@@ -173,7 +166,10 @@ impl RegistryClient {
                         registry: self.registry.clone(),
                         reason: e.to_string(),
                     })?;
-                    let url = base.join("v2/").map_err(|e| RegistryError::Ping { registry: self.registry.clone(), reason: e.to_string() })?;
+                    let url = base.join("v2/").map_err(|e| RegistryError::Ping {
+                        registry: self.registry.clone(),
+                        reason: e.to_string(),
+                    })?;
                     match self.http.get(url).send().await {
                         Ok(resp) => {
                             let status = resp.status();
@@ -193,7 +189,10 @@ impl RegistryClient {
                         Err(e) => last = format!("{e:#}").replace('\n', " "),
                     }
                 }
-                Err(RegistryError::Ping { registry: self.registry.clone(), reason: last })
+                Err(RegistryError::Ping {
+                    registry: self.registry.clone(),
+                    reason: last,
+                })
             })
             .await
     }
@@ -203,14 +202,14 @@ impl RegistryClient {
         if let Some(c) = cache.get(repo) {
             return Ok(c.clone());
         }
-        let c =
-            self.opts
-                .auth
-                .resolve(&self.registry, repo)
-                .map_err(|e| RegistryError::Protocol {
-                    op: format!("credentials for {}/{repo}", self.registry),
-                    reason: e.to_string(),
-                })?;
+        let c = self
+            .opts
+            .auth
+            .resolve(&self.registry, repo)
+            .map_err(|e| RegistryError::Protocol {
+                op: format!("credentials for {}/{repo}", self.registry),
+                reason: e.to_string(),
+            })?;
         cache.insert(repo.to_string(), c.clone());
         Ok(c)
     }
@@ -224,37 +223,24 @@ impl RegistryClient {
         scopes: &BTreeSet<String>,
     ) -> Result<RequestBuilder, RegistryError> {
         self.ping().await?;
-        let challenge = self
-            .challenge
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let challenge = self.challenge.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let creds = self.credentials(repo)?;
         Ok(match (&challenge, &creds) {
             (_, Credentials::Bearer(t)) => rb.bearer_auth(t),
             (Challenge::None, _) => rb,
-            (Challenge::Basic, Credentials::Basic { username, password }) => {
-                rb.basic_auth(username, Some(password))
-            }
+            (Challenge::Basic, Credentials::Basic { username, password }) => rb.basic_auth(username, Some(password)),
             (Challenge::Basic, _) => rb,
             (Challenge::Bearer { realm, service, .. }, _) => {
                 let key = scope_key(scopes);
-                let cached = self
-                    .tokens
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&key);
+                let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
                 let token = match cached {
                     Some(t) => t,
                     None => {
-                        let (t, life) =
-                            fetch_token(&self.http, op, realm, service.as_deref(), scopes, &creds)
-                                .await?;
-                        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).put(
-                            key,
-                            t.clone(),
-                            life,
-                        );
+                        let (t, life) = fetch_token(&self.http, op, realm, service.as_deref(), scopes, &creds).await?;
+                        self.tokens
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .put(key, t.clone(), life);
                         t
                     }
                 };
@@ -284,9 +270,7 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             let base = self.ping().await?;
-            let rb = self
-                .authorize(op, make(&self.http, base)?, repo, &scopes)
-                .await?;
+            let rb = self.authorize(op, make(&self.http, base)?, repo, &scopes).await?;
             let result = rb.send().await;
             let retryable = match &result {
                 Err(e) => super::error::transient_http(e),
@@ -317,10 +301,7 @@ impl RegistryClient {
                     .get(WWW_AUTHENTICATE)
                     .and_then(|h| h.to_str().ok())
                     .and_then(parse_challenge);
-                if let Some(Challenge::Bearer {
-                    scope: Some(extra), ..
-                }) = &fresh
-                {
+                if let Some(Challenge::Bearer { scope: Some(extra), .. }) = &fresh {
                     for s in extra.split(' ') {
                         scopes.insert(s.to_string());
                     }
@@ -370,11 +351,7 @@ impl RegistryClient {
 
     /// Fetch a manifest by tag or digest: its bytes and media type. A manifest
     /// fetched by digest is verified against it.
-    pub async fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<(Bytes, String), RegistryError> {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<(Bytes, String), RegistryError> {
         let op = format!("reading manifest {reference} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let resp = self
@@ -386,10 +363,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(error_from(&op, resp).await);
         }
-        if resp
-            .content_length()
-            .is_some_and(|l| l as usize > MAX_MANIFEST_SIZE)
-        {
+        if resp.content_length().is_some_and(|l| l as usize > MAX_MANIFEST_SIZE) {
             return Err(RegistryError::Protocol {
                 op,
                 reason: format!("manifest is larger than {MAX_MANIFEST_SIZE} bytes"),
@@ -422,11 +396,7 @@ impl RegistryClient {
     }
 
     /// HEAD a manifest; `None` when it does not exist.
-    pub async fn head_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<ManifestHead>, RegistryError> {
+    pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<ManifestHead>, RegistryError> {
         let op = format!("checking manifest {reference} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let resp = self
@@ -489,9 +459,7 @@ impl RegistryClient {
         let path = format!("v2/{repo}/manifests/{digest}");
         let scopes = BTreeSet::from([format!("repository:{repo}:delete"), repo_scope(repo, true)]);
         let resp = self
-            .send(&op, repo, scopes, |c, base| {
-                Ok(c.delete(self.url(base, &path)?))
-            })
+            .send(&op, repo, scopes, |c, base| Ok(c.delete(self.url(base, &path)?)))
             .await?;
         if !resp.status().is_success() {
             return Err(error_from(&op, resp).await);
@@ -500,11 +468,7 @@ impl RegistryClient {
     }
 
     /// HEAD a blob; its size when present.
-    pub async fn head_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
+    pub async fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
         let op = format!("checking blob {digest} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/blobs/{digest}");
         let resp = self
@@ -553,10 +517,7 @@ impl RegistryClient {
         digest: &Digest,
         from_repo: &str,
     ) -> Result<MountOutcome, RegistryError> {
-        let op = format!(
-            "mounting blob {digest} from {from_repo} to {}/{repo}",
-            self.registry
-        );
+        let op = format!("mounting blob {digest} from {from_repo} to {}/{repo}", self.registry);
         let scopes = BTreeSet::from([repo_scope(repo, true), repo_scope(from_repo, false)]);
         let path = format!("v2/{repo}/blobs/uploads/");
         let resp = self
@@ -570,9 +531,7 @@ impl RegistryClient {
             .await?;
         match resp.status() {
             StatusCode::CREATED => Ok(MountOutcome::Mounted),
-            StatusCode::ACCEPTED => Ok(MountOutcome::NotMounted(
-                self.location(&op, &resp).await.ok(),
-            )),
+            StatusCode::ACCEPTED => Ok(MountOutcome::NotMounted(self.location(&op, &resp).await.ok())),
             _ => {
                 let e = error_from(&op, resp).await;
                 tracing::debug!(error = %e, "mount refused, uploading instead");
@@ -624,8 +583,7 @@ impl RegistryClient {
     ) -> Result<(), RegistryError> {
         let op = format!("uploading blob {digest} to {}/{repo}", self.registry);
         let mut url = upload;
-        url.query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
+        url.query_pairs_mut().append_pair("digest", &digest.to_string());
         let resp = self
             .send_once(&op, repo, Self::scopes(repo, true), |c| {
                 c.request(Method::PUT, url)
@@ -644,9 +602,7 @@ impl RegistryClient {
     pub async fn check_auth(&self) -> Result<(), RegistryError> {
         let op = format!("authenticating to {}", self.registry);
         let resp = self
-            .send(&op, "", BTreeSet::new(), |c, base| {
-                Ok(c.get(self.url(base, "v2/")?))
-            })
+            .send(&op, "", BTreeSet::new(), |c, base| Ok(c.get(self.url(base, "v2/")?)))
             .await?;
         if resp.status().is_success() {
             return Ok(());
@@ -661,34 +617,50 @@ impl RegistryClient {
 
     /// All tags of `repo`, asking for pages of `page_size` (the registry's
     /// default when `None`) and following `Link` headers.
-    pub async fn list_tags_paged(
-        &self,
-        repo: &str,
-        page_size: Option<usize>,
-    ) -> Result<Vec<String>, RegistryError> {
+    pub async fn list_tags_paged(&self, repo: &str, page_size: Option<usize>) -> Result<Vec<String>, RegistryError> {
         let op = format!("listing tags of {}/{repo}", self.registry);
-        let mut tags = vec![];
         let first = match page_size {
             Some(n) => format!("v2/{repo}/tags/list?n={n}"),
             None => format!("v2/{repo}/tags/list"),
         };
+        self.paged_list(&op, repo, Self::scopes(repo, false), first, "tags")
+            .await
+    }
+
+    /// Repository names from the registry's `_catalog` (where it offers one).
+    pub async fn list_repositories(&self) -> Result<Vec<String>, RegistryError> {
+        let op = format!("listing repositories of {}", self.registry);
+        let scopes = BTreeSet::from(["registry:catalog:*".to_string()]);
+        self.paged_list(&op, "", scopes, "v2/_catalog?n=1000".into(), "repositories")
+            .await
+    }
+
+    /// GET `first` and every `Link: rel="next"` page after it; collect the
+    /// string array `field` of each JSON page.
+    async fn paged_list(
+        &self,
+        op: &str,
+        repo: &str,
+        scopes: BTreeSet<String>,
+        first: String,
+        field: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut items = vec![];
         let mut next = Some(first);
         let mut pages = 0;
         while let Some(path) = next.take() {
             pages += 1;
             if pages > 10_000 {
                 return Err(RegistryError::Protocol {
-                    op,
-                    reason: "too many tag list pages".into(),
+                    op: op.to_string(),
+                    reason: "too many pages".into(),
                 });
             }
             let resp = self
-                .send(&op, repo, Self::scopes(repo, false), |c, base| {
-                    Ok(c.get(self.url(base, &path)?))
-                })
+                .send(op, repo, scopes.clone(), |c, base| Ok(c.get(self.url(base, &path)?)))
                 .await?;
             if !resp.status().is_success() {
-                return Err(error_from(&op, resp).await);
+                return Err(error_from(op, resp).await);
             }
             next = resp
                 .headers()
@@ -696,19 +668,25 @@ impl RegistryClient {
                 .and_then(|h| h.to_str().ok())
                 .and_then(parse_next_link)
                 .map(|l| l.trim_start_matches('/').to_string());
-            #[derive(serde::Deserialize)]
-            struct TagList {
-                tags: Option<Vec<String>>,
+            let body = read_limited(op, resp, 64 << 20).await?;
+            let page: serde_json::Value = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
+                op: op.to_string(),
+                reason: format!("bad list: {e}"),
+            })?;
+            match page.get(field) {
+                Some(serde_json::Value::Array(a)) => {
+                    items.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)));
+                }
+                None | Some(serde_json::Value::Null) => {}
+                Some(_) => {
+                    return Err(RegistryError::Protocol {
+                        op: op.to_string(),
+                        reason: format!("{field} is not a list"),
+                    });
+                }
             }
-            let body = read_limited(&op, resp, 64 << 20).await?;
-            let list: TagList =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-                    op: op.clone(),
-                    reason: format!("bad tag list: {e}"),
-                })?;
-            tags.extend(list.tags.unwrap_or_default());
         }
-        Ok(tags)
+        Ok(items)
     }
 }
 
@@ -719,13 +697,7 @@ fn parse_next_link(h: &str) -> Option<String> {
         params
             .split(';')
             .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next")
-            .then(|| {
-                target
-                    .trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_string()
-            })
+            .then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
     })
 }
 
@@ -758,10 +730,7 @@ mod tests {
 
     #[test]
     fn retry_delays() {
-        let r = RetryOptions {
-            times: 3,
-            delay: None,
-        };
+        let r = RetryOptions { times: 3, delay: None };
         assert_eq!(r.delay_for(0), Duration::from_secs(1));
         assert_eq!(r.delay_for(2), Duration::from_secs(4));
         let r = RetryOptions {

@@ -21,11 +21,7 @@ pub enum RegistryError {
     #[error("{op}: authentication required: {detail}")]
     Unauthorized { op: String, detail: String },
     #[error("{op}: unable to retrieve auth token from {realm}: {reason}")]
-    Token {
-        op: String,
-        realm: String,
-        reason: String,
-    },
+    Token { op: String, realm: String, reason: String },
     #[error("pinging container registry {registry}: {reason}")]
     Ping { registry: String, reason: String },
     #[error("TLS configuration for {registry}: {reason}")]
@@ -73,9 +69,7 @@ impl RegistryError {
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Network { source, .. } => transient_http(source),
-            RegistryError::Status { status, .. } => {
-                *status >= 500 || *status == 429 || *status == 408
-            }
+            RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => false,
         }
     }

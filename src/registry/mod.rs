@@ -22,6 +22,28 @@ pub use client::{ManifestHead, MountOutcome, RegistryClient, RegistryOptions, Re
 pub use error::RegistryError;
 pub use tls::TlsOptions;
 
+/// Registry clients shared across many images, one per registry host, so
+/// that they share connections and cached tokens (used by `sync`). A pool
+/// serves one side of an operation: every client in it has the same options
+/// unless the caller supplies per-registry ones.
+#[derive(Debug, Default)]
+pub struct ClientPool {
+    clients: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<RegistryClient>>>,
+}
+
+impl ClientPool {
+    /// The pool's client for `registry`, created with `opts` on first use.
+    pub fn get(&self, registry: &str, opts: &RegistryOptions) -> Result<std::sync::Arc<RegistryClient>, RegistryError> {
+        let mut map = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(registry) {
+            return Ok(c.clone());
+        }
+        let c = std::sync::Arc::new(RegistryClient::new(registry, opts.clone())?);
+        map.insert(registry.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
 /// The HTTP host that serves a registry name (`docker.io` is served elsewhere).
 pub fn endpoint_host(registry: &str) -> &str {
     if registry == crate::reference::docker::DEFAULT_DOMAIN {

@@ -25,11 +25,7 @@ impl TlsOptions {
 fn default_cert_dirs(host: &str) -> Vec<PathBuf> {
     let mut dirs = vec![];
     if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(
-            PathBuf::from(home)
-                .join(".config/containers/certs.d")
-                .join(host),
-        );
+        dirs.push(PathBuf::from(home).join(".config/containers/certs.d").join(host));
     }
     dirs.push(Path::new("/etc/containers/certs.d").join(host));
     dirs.push(Path::new("/etc/docker/certs.d").join(host));
@@ -37,11 +33,7 @@ fn default_cert_dirs(host: &str) -> Vec<PathBuf> {
 }
 
 /// Build the HTTP client for `host` with `tls`.
-pub fn build_client(
-    host: &str,
-    tls: &TlsOptions,
-    user_agent: &str,
-) -> Result<reqwest::Client, RegistryError> {
+pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<reqwest::Client, RegistryError> {
     let err = |reason: String| RegistryError::Tls {
         registry: host.to_string(),
         reason,
@@ -73,9 +65,7 @@ pub fn build_client(
         names.sort();
         for path in names {
             let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            let read = |p: &Path| {
-                std::fs::read(p).map_err(|e| err(format!("reading {}: {e}", p.display())))
-            };
+            let read = |p: &Path| std::fs::read(p).map_err(|e| err(format!("reading {}: {e}", p.display())));
             match ext {
                 "crt" => {
                     let pem = read(&path)?;

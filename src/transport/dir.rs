@@ -39,10 +39,7 @@ pub struct DirSource {
 impl DirSource {
     /// Open the directory; it must hold a manifest.
     pub async fn open(path: &Path) -> Result<Self, TransportError> {
-        if tokio::fs::metadata(path.join("manifest.json"))
-            .await
-            .is_err()
-        {
+        if tokio::fs::metadata(path.join("manifest.json")).await.is_err() {
             return Err(TransportError::Invalid(format!(
                 "{} holds no image: manifest.json is missing",
                 path.display()
@@ -152,9 +149,7 @@ impl ImageDestination for DirDestination {
         let old = self.path.join(&name);
         match tokio::fs::metadata(&old).await {
             Ok(m) if info.size.is_none_or(|s| s == m.len()) => {
-                Ok(tokio::fs::hard_link(&old, self.staging.join(&name))
-                    .await
-                    .is_ok())
+                Ok(tokio::fs::hard_link(&old, self.staging.join(&name)).await.is_ok())
             }
             _ => Ok(false),
         }

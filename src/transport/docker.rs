@@ -1,11 +1,9 @@
 //! `docker://`: images in a registry speaking the Docker Registry HTTP API v2.
 
-use super::{
-    BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError,
-};
+use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
 use crate::digest::Digest;
 use crate::reference::DockerReference;
-use crate::registry::{MountOutcome, RegistryClient, RegistryOptions};
+use crate::registry::{MountOutcome, RegistryClient};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -29,11 +27,8 @@ pub struct DockerSource {
 
 impl DockerSource {
     /// A source for `reference`; nothing is contacted until first use.
-    pub fn new(reference: DockerReference, opts: &RegistryOptions) -> Result<Self, TransportError> {
-        Ok(DockerSource {
-            client: Arc::new(RegistryClient::new(reference.domain(), opts.clone())?),
-            reference,
-        })
+    pub fn new(reference: DockerReference, client: Arc<RegistryClient>) -> Self {
+        DockerSource { client, reference }
     }
     /// The registry client, shared with callers that need more endpoints.
     pub fn client(&self) -> &Arc<RegistryClient> {
@@ -85,14 +80,14 @@ pub struct DockerDestination {
 
 impl DockerDestination {
     /// A destination for `reference`; nothing is contacted until first use.
-    pub fn new(reference: DockerReference, opts: &RegistryOptions) -> Result<Self, TransportError> {
+    pub fn new(reference: DockerReference, client: Arc<RegistryClient>) -> Result<Self, TransportError> {
         if reference.tag().is_some() && reference.digest().is_some() {
             return Err(TransportError::Invalid(format!(
                 "destination {reference} has both a tag and a digest; use one of them"
             )));
         }
         Ok(DockerDestination {
-            client: Arc::new(RegistryClient::new(reference.domain(), opts.clone())?),
+            client,
             reference,
             pending_uploads: Mutex::new(HashMap::new()),
         })
@@ -109,23 +104,13 @@ impl ImageDestination for DockerDestination {
         vec![]
     }
 
-    async fn try_reuse_blob(
-        &self,
-        info: &BlobInfo,
-        from: Option<&RegistryLocation>,
-    ) -> Result<bool, TransportError> {
+    async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
         let repo = self.reference.path();
         if self.client.head_blob(repo, &info.digest).await?.is_some() {
             return Ok(true);
         }
-        if let Some(src) =
-            from.filter(|s| s.registry == self.reference.domain() && s.repository != repo)
-        {
-            match self
-                .client
-                .mount_blob(repo, &info.digest, &src.repository)
-                .await?
-            {
+        if let Some(src) = from.filter(|s| s.registry == self.reference.domain() && s.repository != repo) {
+            match self.client.mount_blob(repo, &info.digest, &src.repository).await? {
                 MountOutcome::Mounted => {
                     tracing::debug!(digest = %info.digest, from = %src.repository, "blob mounted");
                     return Ok(true);
@@ -144,9 +129,9 @@ impl ImageDestination for DockerDestination {
 
     async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
         let repo = self.reference.path();
-        let size = info.size.ok_or_else(|| {
-            TransportError::Invalid(format!("blob {} has no known size", info.digest))
-        })?;
+        let size = info
+            .size
+            .ok_or_else(|| TransportError::Invalid(format!("blob {} has no known size", info.digest)))?;
         let pending = self
             .pending_uploads
             .lock()
@@ -157,9 +142,7 @@ impl ImageDestination for DockerDestination {
             None => self.client.start_upload(repo).await?,
         };
         let body = reqwest::Body::wrap_stream(stream);
-        self.client
-            .put_blob(repo, url, &info.digest, size, body)
-            .await?;
+        self.client.put_blob(repo, url, &info.digest, size, body).await?;
         Ok(())
     }
 

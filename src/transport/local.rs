@@ -75,17 +75,11 @@ pub async fn write_stream(target: &Path, mut stream: BlobStream) -> Result<u64, 
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             n += chunk.len() as u64;
-            f.write_all(&chunk)
-                .await
-                .map_err(TransportError::io("writing", &tmp))?;
+            f.write_all(&chunk).await.map_err(TransportError::io("writing", &tmp))?;
         }
-        f.flush()
-            .await
-            .map_err(TransportError::io("writing", &tmp))?;
+        f.flush().await.map_err(TransportError::io("writing", &tmp))?;
         let file = f.into_inner();
-        file.sync_data()
-            .await
-            .map_err(TransportError::io("syncing", &tmp))?;
+        file.sync_data().await.map_err(TransportError::io("syncing", &tmp))?;
         drop(file);
         tokio::fs::rename(&tmp, target)
             .await
@@ -101,10 +95,7 @@ pub async fn write_stream(target: &Path, mut stream: BlobStream) -> Result<u64, 
 
 /// Write a small file atomically (temporary name, then rename).
 pub async fn write_atomic(target: &Path, data: &[u8]) -> Result<(), TransportError> {
-    let stream = futures::stream::once(futures::future::ready(Ok(bytes::Bytes::copy_from_slice(
-        data,
-    ))))
-    .boxed();
+    let stream = futures::stream::once(futures::future::ready(Ok(bytes::Bytes::copy_from_slice(data)))).boxed();
     write_stream(target, stream).await.map(|_| ())
 }
 
@@ -127,9 +118,7 @@ pub async fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, TransportErr
             path.display()
         )));
     }
-    tokio::fs::read(path)
-        .await
-        .map_err(TransportError::io("reading", path))
+    tokio::fs::read(path).await.map_err(TransportError::io("reading", path))
 }
 
 /// Create a directory and its parents.

@@ -40,19 +40,12 @@ pub enum TransportError {
     #[error("blob {digest}: content digest {actual} does not match")]
     DigestMismatch { digest: Digest, actual: Digest },
     #[error("blob {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
 }
 
 impl TransportError {
     /// An I/O error on `path` during `op`.
-    pub fn io(
-        op: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> TransportError {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TransportError {
         let path = path.into();
         move |source| TransportError::Io { op, path, source }
     }
@@ -136,11 +129,7 @@ pub trait ImageDestination: Send + Sync {
     /// Make the blob available without uploading it if possible (it already
     /// exists, or can be mounted from `from` in the same registry). True when
     /// the blob is now present.
-    async fn try_reuse_blob(
-        &self,
-        info: &BlobInfo,
-        from: Option<&RegistryLocation>,
-    ) -> Result<bool, TransportError>;
+    async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError>;
     /// Store a blob from a stream whose digest the pipeline verifies in flight:
     /// an `Err` item means the data is bad and must not be kept.
     async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError>;
@@ -162,6 +151,21 @@ pub struct OpenOptions {
     pub registry: RegistryOptions,
     /// `--src-shared-blob-dir` / `--dest-shared-blob-dir` for `oci:`.
     pub shared_blob_dir: Option<PathBuf>,
+    /// Share registry clients with other images of the same operation.
+    pub pool: Option<std::sync::Arc<crate::registry::ClientPool>>,
+}
+
+impl OpenOptions {
+    /// The registry client for `registry`: from the pool if there is one.
+    pub fn client(&self, registry: &str) -> Result<std::sync::Arc<crate::registry::RegistryClient>, RegistryError> {
+        match &self.pool {
+            Some(p) => p.get(registry, &self.registry),
+            None => Ok(std::sync::Arc::new(crate::registry::RegistryClient::new(
+                registry,
+                self.registry.clone(),
+            )?)),
+        }
+    }
 }
 
 /// Open `reference` for reading.
@@ -170,10 +174,7 @@ pub async fn open_source(
     opts: &OpenOptions,
 ) -> Result<Box<dyn ImageSource>, TransportError> {
     match reference {
-        ImageReference::Docker(r) => Ok(Box::new(docker::DockerSource::new(
-            r.clone(),
-            &opts.registry,
-        )?)),
+        ImageReference::Docker(r) => Ok(Box::new(docker::DockerSource::new(r.clone(), opts.client(r.domain())?))),
         ImageReference::Oci { path, image } => Ok(Box::new(
             oci::OciSource::open(path, image.as_deref(), opts.shared_blob_dir.clone()).await?,
         )),
@@ -190,7 +191,7 @@ pub async fn open_destination(
     match reference {
         ImageReference::Docker(r) => Ok(Box::new(docker::DockerDestination::new(
             r.clone(),
-            &opts.registry,
+            opts.client(r.domain())?,
         )?)),
         ImageReference::Oci { path, image } => Ok(Box::new(
             oci::OciDestination::open(path, image.clone(), opts.shared_blob_dir.clone()).await?,

@@ -32,27 +32,16 @@ pub struct OciSource {
 
 impl OciSource {
     /// Open the layout at `path` and find `image` (or its only image) in index.json.
-    pub async fn open(
-        path: &Path,
-        image: Option<&str>,
-        shared_blobs: Option<PathBuf>,
-    ) -> Result<Self, TransportError> {
+    pub async fn open(path: &Path, image: Option<&str>, shared_blobs: Option<PathBuf>) -> Result<Self, TransportError> {
         let index_path = path.join("index.json");
         let data = read_small(&index_path, INDEX_LIMIT).await?;
-        let index: ImageIndex = serde_json::from_slice(&data).map_err(|e| {
-            TransportError::Invalid(format!("parsing {}: {e}", index_path.display()))
-        })?;
+        let index: ImageIndex = serde_json::from_slice(&data)
+            .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?;
         let descriptor = match image {
             Some(name) => index
                 .manifests
                 .iter()
-                .find(|d| {
-                    d.annotations
-                        .as_ref()
-                        .and_then(|a| a.get(REF_NAME))
-                        .map(String::as_str)
-                        == Some(name)
-                })
+                .find(|d| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name))
                 .cloned()
                 .ok_or_else(|| {
                     TransportError::ImageNotFound(format!(
@@ -191,9 +180,7 @@ impl ImageDestination for OciDestination {
     async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
         let dir = self.blobs.join(info.digest.algorithm().as_str());
         mkdir_all(&dir).await?;
-        write_stream(&dir.join(info.digest.hex()), stream)
-            .await
-            .map(|_| ())
+        write_stream(&dir.join(info.digest.hex()), stream).await.map(|_| ())
     }
 
     async fn put_manifest(
@@ -235,9 +222,8 @@ impl ImageDestination for OciDestination {
         };
         let index_path = self.path.join("index.json");
         let mut index = match read_small(&index_path, INDEX_LIMIT).await {
-            Ok(data) => serde_json::from_slice::<Value>(&data).map_err(|e| {
-                TransportError::Invalid(format!("parsing {}: {e}", index_path.display()))
-            })?,
+            Ok(data) => serde_json::from_slice::<Value>(&data)
+                .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?,
             Err(TransportError::ImageNotFound(_)) => {
                 json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []})
             }
@@ -246,9 +232,7 @@ impl ImageDestination for OciDestination {
         let manifests = index
             .get_mut("manifests")
             .and_then(Value::as_array_mut)
-            .ok_or_else(|| {
-                TransportError::Invalid(format!("{} has no manifests array", index_path.display()))
-            })?;
+            .ok_or_else(|| TransportError::Invalid(format!("{} has no manifests array", index_path.display())))?;
         let name = |v: &Value| {
             v.get("annotations")
                 .and_then(|a| a.get(REF_NAME))
@@ -258,15 +242,10 @@ impl ImageDestination for OciDestination {
         let new_digest = desc.digest.to_string();
         manifests.retain(|m| match &self.image {
             Some(i) => name(m).as_deref() != Some(i.as_str()),
-            None => {
-                name(m).is_some()
-                    || m.get("digest").and_then(Value::as_str) != Some(new_digest.as_str())
-            }
+            None => name(m).is_some() || m.get("digest").and_then(Value::as_str) != Some(new_digest.as_str()),
         });
-        manifests
-            .push(serde_json::to_value(&desc).map_err(|e| TransportError::Invalid(e.to_string()))?);
-        let body =
-            serde_json::to_vec(&index).map_err(|e| TransportError::Invalid(e.to_string()))?;
+        manifests.push(serde_json::to_value(&desc).map_err(|e| TransportError::Invalid(e.to_string()))?);
+        let body = serde_json::to_vec(&index).map_err(|e| TransportError::Invalid(e.to_string()))?;
         write_atomic(&index_path, &body).await
     }
 }

@@ -40,10 +40,7 @@ fn htpasswd_registry_accepts_right_and_rejects_wrong_credentials() {
         "{}",
         wrong.stderr
     );
-    let anon = kopeo(
-        home.path(),
-        &["inspect", "--tls-verify=false", &reg.image("app:1")],
-    );
+    let anon = kopeo(home.path(), &["inspect", "--tls-verify=false", &reg.image("app:1")]);
     assert_eq!(anon.code, 1, "{}", anon.stderr);
     let ok = kopeo(
         home.path(),
@@ -108,14 +105,9 @@ fn token_registry_uses_bearer_tokens_with_source_pull_scope_for_mounts() {
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str())
             .collect();
-        scopes.contains(&"repository:src/app:pull")
-            && scopes.contains(&"repository:dst/app:pull,push")
+        scopes.contains(&"repository:src/app:pull") && scopes.contains(&"repository:dst/app:pull,push")
     });
-    assert!(
-        mount_scopes,
-        "one token carried both scopes: {:?}",
-        token.seen()
-    );
+    assert!(mount_scopes, "one token carried both scopes: {:?}", token.seen());
     let wrong = kopeo(
         home.path(),
         &[
@@ -127,11 +119,7 @@ fn token_registry_uses_bearer_tokens_with_source_pull_scope_for_mounts() {
         ],
     );
     assert_eq!(wrong.code, 1);
-    assert!(
-        wrong.stderr.contains("invalid username/password"),
-        "{}",
-        wrong.stderr
-    );
+    assert!(wrong.stderr.contains("invalid username/password"), "{}", wrong.stderr);
 }
 
 #[test]
@@ -143,8 +131,7 @@ fn identity_token_in_auth_file_uses_oauth2_post() {
     let entry = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:"));
     std::fs::write(
         &auth,
-        serde_json::json!({"auths": {&reg.host: {"auth": entry, "identitytoken": REFRESH_TOKEN}}})
-            .to_string(),
+        serde_json::json!({"auths": {&reg.host: {"auth": entry, "identitytoken": REFRESH_TOKEN}}}).to_string(),
     )
     .unwrap();
     kopeo(
@@ -164,9 +151,7 @@ fn identity_token_in_auth_file_uses_oauth2_post() {
     assert!(
         seen.iter().any(|r| r.method == "POST"
             && r.granted
-            && r.params
-                .iter()
-                .any(|(k, v)| k == "grant_type" && v == "refresh_token")),
+            && r.params.iter().any(|(k, v)| k == "grant_type" && v == "refresh_token")),
         "{seen:?}"
     );
 }
@@ -178,14 +163,7 @@ fn login_writes_a_private_auth_file_that_later_commands_use() {
     let reg = Registry::start(Mode::Htpasswd);
     let bad = kopeo_with_stdin(
         home.path(),
-        &[
-            "login",
-            "--tls-verify=false",
-            "-u",
-            USER,
-            "--password-stdin",
-            &reg.host,
-        ],
+        &["login", "--tls-verify=false", "-u", USER, "--password-stdin", &reg.host],
         Some("wrong\n"),
     );
     assert_eq!(bad.code, 1, "{}", bad.stderr);
@@ -193,22 +171,12 @@ fn login_writes_a_private_auth_file_that_later_commands_use() {
     assert!(!auth.exists(), "a failed login writes nothing");
     let ok = kopeo_with_stdin(
         home.path(),
-        &[
-            "login",
-            "--tls-verify=false",
-            "-u",
-            USER,
-            "--password-stdin",
-            &reg.host,
-        ],
+        &["login", "--tls-verify=false", "-u", USER, "--password-stdin", &reg.host],
         Some(&format!("{PASSWORD}\n")),
     )
     .ok();
     assert!(ok.stdout.contains("Login Succeeded!"));
-    assert_eq!(
-        std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&auth).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(
         kopeo(home.path(), &["login", "--get-login", &reg.host])
             .ok()
@@ -234,10 +202,7 @@ fn login_writes_a_private_auth_file_that_later_commands_use() {
             .contains(&format!("Removed login credentials for {}", reg.host))
     );
     assert_eq!(kopeo(home.path(), &["logout", &reg.host]).code, 1);
-    assert_eq!(
-        kopeo(home.path(), &["login", "--get-login", &reg.host]).code,
-        1
-    );
+    assert_eq!(kopeo(home.path(), &["login", "--get-login", &reg.host]).code, 1);
 }
 
 #[test]
@@ -276,11 +241,7 @@ fn secrets_never_reach_logs_even_with_debug() {
         assert!(!out.contains("eyJ"), "a JWT leaked: {out}");
         assert!(!out.contains(REFRESH_TOKEN));
     }
-    assert!(
-        r.stderr.contains("DEBUG"),
-        "debug logging was on: {}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("DEBUG"), "debug logging was on: {}", r.stderr);
 }
 
 fn basic_entry(user: &str, pass: &str) -> serde_json::Value {
@@ -346,10 +307,7 @@ fn auth_files_are_searched_in_containers_order_most_specific_key_first() {
     );
     // Explicit flags override every file.
     assert_eq!(
-        inspect(
-            &reg.image("ns/app:1"),
-            &["--creds", &format!("{USER}:{PASSWORD}")]
-        ),
+        inspect(&reg.image("ns/app:1"), &["--creds", &format!("{USER}:{PASSWORD}")]),
         0
     );
     // registry/namespace beats registry.
@@ -372,10 +330,7 @@ fn auth_files_are_searched_in_containers_order_most_specific_key_first() {
     )
     .unwrap();
     assert_eq!(
-        inspect(
-            &reg.image("other/app:1"),
-            &["--authfile", only.to_str().unwrap()]
-        ),
+        inspect(&reg.image("other/app:1"), &["--authfile", only.to_str().unwrap()]),
         0
     );
 }
@@ -397,11 +352,7 @@ fn credential_helpers_are_asked_for_their_registry() {
     )
     .unwrap();
     let built = build(&home.path().join("l"), "x", &Spec::default());
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     kopeo_env(
         home.path(),
         &[
@@ -418,9 +369,7 @@ fn credential_helpers_are_asked_for_their_registry() {
     )
     .ok();
     assert_eq!(
-        std::fs::read_to_string(home.path().join("asked"))
-            .unwrap()
-            .trim(),
+        std::fs::read_to_string(home.path().join("asked")).unwrap().trim(),
         reg.host
     );
 }
@@ -446,9 +395,7 @@ fn a_rejected_token_is_replaced_once_and_the_request_retried() {
     .ok();
     let token = reg.token.as_ref().unwrap();
     let before = token.seen().len();
-    token
-        .useless_tokens
-        .store(1, std::sync::atomic::Ordering::SeqCst);
+    token.useless_tokens.store(1, std::sync::atomic::Ordering::SeqCst);
     let out = kopeo(
         home.path(),
         &[
@@ -464,9 +411,5 @@ fn a_rejected_token_is_replaced_once_and_the_request_retried() {
     )
     .ok();
     assert_eq!(out.stdout.trim(), built.digest);
-    assert_eq!(
-        token.seen().len() - before,
-        2,
-        "one useless token, then a fresh one"
-    );
+    assert_eq!(token.seen().len() - before, 2, "one useless token, then a fresh one");
 }

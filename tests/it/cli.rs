@@ -20,10 +20,7 @@ fn missing_image_exits_2_like_skopeo() {
         ],
     )
     .ok();
-    let tag = kopeo(
-        home.path(),
-        &["inspect", "--tls-verify=false", &reg.image("app:nope")],
-    );
+    let tag = kopeo(home.path(), &["inspect", "--tls-verify=false", &reg.image("app:nope")]);
     assert_eq!(tag.code, 2, "{}", tag.stderr);
     assert!(
         tag.stderr.contains("manifest unknown") && tag.stderr.contains("app:nope"),
@@ -60,11 +57,7 @@ fn list_tags_prints_repository_and_tags() {
         )
         .ok();
     }
-    let out = kopeo(
-        home.path(),
-        &["list-tags", "--tls-verify=false", &reg.image("ns/app")],
-    )
-    .ok();
+    let out = kopeo(home.path(), &["list-tags", "--tls-verify=false", &reg.image("ns/app")]).ok();
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["Repository"], format!("{}/ns/app", reg.host));
     let mut tags: Vec<String> = serde_json::from_value(v["Tags"].clone()).unwrap();
@@ -81,11 +74,7 @@ fn list_tags_prints_repository_and_tags() {
     );
     assert_eq!(tagged.code, 1);
     let oci = kopeo(home.path(), &["list-tags", "oci:/tmp/x"]);
-    assert!(
-        oci.stderr.contains("Unsupported transport"),
-        "{}",
-        oci.stderr
-    );
+    assert!(oci.stderr.contains("Unsupported transport"), "{}", oci.stderr);
 }
 
 #[test]
@@ -104,21 +93,10 @@ fn delete_removes_the_manifest() {
         ],
     )
     .ok();
-    kopeo(
-        home.path(),
-        &["delete", "--tls-verify=false", &reg.image("app:gone")],
-    )
-    .ok();
+    kopeo(home.path(), &["delete", "--tls-verify=false", &reg.image("app:gone")]).ok();
+    assert_eq!(reg.requests("DELETE", &format!("/manifests/{}", img.digest)), 1);
     assert_eq!(
-        reg.requests("DELETE", &format!("/manifests/{}", img.digest)),
-        1
-    );
-    assert_eq!(
-        kopeo(
-            home.path(),
-            &["inspect", "--tls-verify=false", &reg.image("app:gone")]
-        )
-        .code,
+        kopeo(home.path(), &["inspect", "--tls-verify=false", &reg.image("app:gone")]).code,
         2
     );
 }
@@ -156,15 +134,9 @@ fn inspect_formats_and_raw_output() {
     )
     .ok();
     assert_eq!(f.stdout, "linux/amd64 2 yes\n");
-    let env = kopeo(
-        home.path(),
-        &["inspect", "--format", "{{range .Env}}{{.}};{{end}}", &r],
-    )
-    .ok();
+    let env = kopeo(home.path(), &["inspect", "--format", "{{range .Env}}{{.}};{{end}}", &r]).ok();
     assert_eq!(env.stdout, "PATH=/bin;SEED=1;\n");
-    let raw_config = kopeo(home.path(), &["inspect", "--config", "--raw", &r])
-        .ok()
-        .stdout;
+    let raw_config = kopeo(home.path(), &["inspect", "--config", "--raw", &r]).ok().stdout;
     assert!(raw_config.starts_with("{\"created\""), "{raw_config}");
     let bad = kopeo(home.path(), &["inspect", "--format", "{{.Os", &r]);
     assert_eq!(bad.code, 1);
@@ -175,23 +147,13 @@ fn bad_references_and_unsupported_transports_have_clear_errors() {
     let home = tempdir();
     let upper = kopeo(home.path(), &["inspect", "docker://Example.com/App"]);
     assert_eq!(upper.code, 1);
-    assert!(
-        upper.stderr.contains("must be lowercase"),
-        "{}",
-        upper.stderr
-    );
+    assert!(upper.stderr.contains("must be lowercase"), "{}", upper.stderr);
     let none = kopeo(home.path(), &["inspect", "alpine"]);
-    assert!(
-        none.stderr.contains("transport:reference"),
-        "{}",
-        none.stderr
-    );
+    assert!(none.stderr.contains("transport:reference"), "{}", none.stderr);
     let later = kopeo(home.path(), &["inspect", "docker-archive:/tmp/x.tar"]);
     assert_eq!(later.code, 1);
     assert!(
-        later
-            .stderr
-            .contains("docker-archive transport is not yet supported"),
+        later.stderr.contains("docker-archive transport is not yet supported"),
         "{}",
         later.stderr
     );

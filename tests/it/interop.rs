@@ -7,10 +7,7 @@ use crate::support::{kopeo, skopeo, tempdir};
 fn skopeo_digest(home: &std::path::Path, image: &str) -> String {
     let out = skopeo(home, &["inspect", "--raw", image]).ok();
     let raw = out.stdout.into_bytes();
-    format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw))
-    )
+    format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw)))
 }
 
 #[test]
@@ -26,25 +23,13 @@ fn skopeo_reads_what_kopeo_writes() {
     );
     let oci = format!("oci:{}:k", home.path().join("k-oci").display());
     let dir = format!("dir:{}", home.path().join("k-dir").display());
-    kopeo(
-        home.path(),
-        &["copy", "-q", "--all", &img.reference(), &oci],
-    )
-    .ok();
-    kopeo(
-        home.path(),
-        &["copy", "-q", "--all", &img.reference(), &dir],
-    )
-    .ok();
+    kopeo(home.path(), &["copy", "-q", "--all", &img.reference(), &oci]).ok();
+    kopeo(home.path(), &["copy", "-q", "--all", &img.reference(), &dir]).ok();
     assert_eq!(skopeo_digest(home.path(), &oci), img.digest);
     assert_eq!(skopeo_digest(home.path(), &dir), img.digest);
     // skopeo can copy all of it onwards (it verifies every blob on the way).
     let out = format!("oci:{}:s", home.path().join("s-oci").display());
-    skopeo(
-        home.path(),
-        &["copy", "--all", "--preserve-digests", &dir, &out],
-    )
-    .ok();
+    skopeo(home.path(), &["copy", "--all", "--preserve-digests", &dir, &out]).ok();
     assert_eq!(skopeo_digest(home.path(), &out), img.digest);
 }
 
@@ -118,15 +103,8 @@ fn docker_list_converted_for_an_oci_layout_is_valid_for_skopeo() {
     );
     // skopeo verifies every manifest and blob digest while copying it on.
     let out = format!("dir:{}", home.path().join("checked").display());
-    skopeo(
-        home.path(),
-        &["copy", "--all", "--preserve-digests", &oci, &out],
-    )
-    .ok();
-    assert_eq!(
-        skopeo_digest(home.path(), &out),
-        skopeo_digest(home.path(), &oci)
-    );
+    skopeo(home.path(), &["copy", "--all", "--preserve-digests", &oci, &out]).ok();
+    assert_eq!(skopeo_digest(home.path(), &out), skopeo_digest(home.path(), &oci));
     let arm = kopeo(
         home.path(),
         &[

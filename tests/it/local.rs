@@ -36,17 +36,11 @@ fn several_images_share_one_oci_layout() {
     for (img, name) in [(&a, "one"), (&b, "two"), (&a, "three")] {
         kopeo(
             home.path(),
-            &[
-                "copy",
-                "-q",
-                &img.reference(),
-                &format!("oci:{}:{name}", dst.display()),
-            ],
+            &["copy", "-q", &img.reference(), &format!("oci:{}:{name}", dst.display())],
         )
         .ok();
     }
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
     let digest = |n: &str| {
         kopeo(
@@ -68,34 +62,17 @@ fn several_images_share_one_oci_layout() {
     // Re-copying a name replaces its entry instead of adding one.
     kopeo(
         home.path(),
-        &[
-            "copy",
-            "-q",
-            &b.reference(),
-            &format!("oci:{}:one", dst.display()),
-        ],
+        &["copy", "-q", &b.reference(), &format!("oci:{}:one", dst.display())],
     )
     .ok();
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dst.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
     assert_eq!(digest("one"), b.digest);
     let ambiguous = kopeo(home.path(), &["inspect", &format!("oci:{}", dst.display())]);
     assert_eq!(ambiguous.code, 1);
-    assert!(
-        ambiguous.stderr.contains("more than one image"),
-        "{}",
-        ambiguous.stderr
-    );
-    let missing = kopeo(
-        home.path(),
-        &["inspect", &format!("oci:{}:nope", dst.display())],
-    );
-    assert_eq!(
-        missing.code, 2,
-        "image not found exits 2: {}",
-        missing.stderr
-    );
+    assert!(ambiguous.stderr.contains("more than one image"), "{}", ambiguous.stderr);
+    let missing = kopeo(home.path(), &["inspect", &format!("oci:{}:nope", dst.display())]);
+    assert_eq!(missing.code, 2, "image not found exits 2: {}", missing.stderr);
 }
 
 #[test]
@@ -121,23 +98,13 @@ fn failed_copy_to_oci_leaves_no_new_image() {
     let dst = home.path().join("dst");
     kopeo(
         home.path(),
-        &[
-            "copy",
-            "-q",
-            &good.reference(),
-            &format!("oci:{}:kept", dst.display()),
-        ],
+        &["copy", "-q", &good.reference(), &format!("oci:{}:kept", dst.display())],
     )
     .ok();
     let before = std::fs::read(dst.join("index.json")).unwrap();
     let r = kopeo(
         home.path(),
-        &[
-            "copy",
-            "-q",
-            &bad.reference(),
-            &format!("oci:{}:broken", dst.display()),
-        ],
+        &["copy", "-q", &bad.reference(), &format!("oci:{}:broken", dst.display())],
     );
     assert_eq!(r.code, 1);
     assert_eq!(
@@ -149,10 +116,7 @@ fn failed_copy_to_oci_leaves_no_new_image() {
         .into_iter()
         .filter(|p| p.to_string_lossy().contains(".tmp"))
         .collect();
-    assert!(
-        leftovers.is_empty(),
-        "temporary files removed: {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "temporary files removed: {leftovers:?}");
 }
 
 #[test]
@@ -179,12 +143,7 @@ fn failed_copy_to_dir_leaves_the_old_image_untouched() {
     assert_eq!(
         kopeo(
             home.path(),
-            &[
-                "copy",
-                "-q",
-                &bad.reference(),
-                &format!("dir:{}", fresh.display())
-            ]
+            &["copy", "-q", &bad.reference(), &format!("dir:{}", fresh.display())]
         )
         .code,
         1
@@ -193,24 +152,14 @@ fn failed_copy_to_dir_leaves_the_old_image_untouched() {
     let dst = home.path().join("dst");
     kopeo(
         home.path(),
-        &[
-            "copy",
-            "-q",
-            &good.reference(),
-            &format!("dir:{}", dst.display()),
-        ],
+        &["copy", "-q", &good.reference(), &format!("dir:{}", dst.display())],
     )
     .ok();
     let manifest = std::fs::read(dst.join("manifest.json")).unwrap();
     assert_eq!(
         kopeo(
             home.path(),
-            &[
-                "copy",
-                "-q",
-                &bad.reference(),
-                &format!("dir:{}", dst.display())
-            ]
+            &["copy", "-q", &bad.reference(), &format!("dir:{}", dst.display())]
         )
         .code,
         1
@@ -226,10 +175,7 @@ fn failed_copy_to_dir_leaves_the_old_image_untouched() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("kopeo"))
         .collect();
-    assert!(
-        siblings.is_empty(),
-        "staging directories removed: {siblings:?}"
-    );
+    assert!(siblings.is_empty(), "staging directories removed: {siblings:?}");
 }
 
 #[test]
@@ -241,19 +187,11 @@ fn dir_destination_refuses_a_non_image_directory() {
     std::fs::write(dst.join("notes.txt"), "keep me").unwrap();
     let r = kopeo(
         home.path(),
-        &[
-            "copy",
-            "-q",
-            &img.reference(),
-            &format!("dir:{}", dst.display()),
-        ],
+        &["copy", "-q", &img.reference(), &format!("dir:{}", dst.display())],
     );
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("refusing to overwrite"), "{}", r.stderr);
-    assert_eq!(
-        std::fs::read_to_string(dst.join("notes.txt")).unwrap(),
-        "keep me"
-    );
+    assert_eq!(std::fs::read_to_string(dst.join("notes.txt")).unwrap(), "keep me");
 }
 
 #[test]
@@ -275,12 +213,7 @@ fn shared_blob_dir_holds_the_blobs() {
     )
     .ok();
     for l in &img.layers {
-        assert!(
-            shared
-                .join("sha256")
-                .join(l.trim_start_matches("sha256:"))
-                .exists()
-        );
+        assert!(shared.join("sha256").join(l.trim_start_matches("sha256:")).exists());
     }
     assert!(
         !dst.join("blobs/sha256")

@@ -9,3 +9,4 @@ mod cli;
 mod interop;
 mod local;
 mod registry_copy;
+mod sync;

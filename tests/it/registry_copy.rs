@@ -6,14 +6,9 @@ use crate::support::registry::{Mode, Registry};
 use crate::support::{kopeo, tempdir};
 
 /// Push a generated image to `reg` as `repo:tag` with kopeo.
-pub fn seed(
-    reg: &Registry,
-    home: &std::path::Path,
-    repo_tag: &str,
-    spec: &Spec,
-) -> crate::support::image::Built {
+pub fn seed(reg: &Registry, home: &std::path::Path, repo_tag: &str, spec: &Spec) -> crate::support::image::Built {
     let built = build(
-        &home.join(format!("seed-{}", repo_tag.replace([':', '/'], "-"))),
+        &home.join(format!("seed-{}-{}", repo_tag.replace([':', '/'], "-"), spec.seed)),
         "src",
         spec,
     );
@@ -40,11 +35,7 @@ fn copy_args(src: &Registry, dst: &Registry, from: &str, to: &str, extra: &[&str
 }
 
 fn digest_of(reg: &Registry, home: &std::path::Path, repo_tag: &str) -> String {
-    let mut a = vec![
-        "inspect".to_string(),
-        "--format".into(),
-        "{{.Digest}}".into(),
-    ];
+    let mut a = vec!["inspect".to_string(), "--format".into(), "{{.Digest}}".into()];
     a.extend(reg.flags(""));
     a.push(reg.image(repo_tag));
     kopeo(home, &args(&a)).ok().stdout.trim().to_string()
@@ -109,21 +100,12 @@ fn copy_between_registries_preserves_digests_and_recopy_skips_blobs() {
     )
     .ok();
     assert_eq!(digest_of(&b, home.path(), "mirror/app:1"), built.digest);
-    assert_eq!(
-        std::fs::read_to_string(home.path().join("d")).unwrap(),
-        built.digest
-    );
+    assert_eq!(std::fs::read_to_string(home.path().join("d")).unwrap(), built.digest);
     let uploads = b.requests("PUT", "/blobs/uploads/");
     assert_eq!(uploads, 3);
     let again = kopeo(
         home.path(),
-        &args(&copy_args(
-            &a,
-            &b,
-            &a.image("app:1"),
-            &b.image("mirror/app:2"),
-            &[],
-        )),
+        &args(&copy_args(&a, &b, &a.image("app:1"), &b.image("mirror/app:2"), &[])),
     )
     .ok();
     assert_eq!(
@@ -163,16 +145,8 @@ fn registry_to_oci_and_dir_and_back_keeps_digests() {
     }
     let mut b = vec!["copy".into()];
     b.extend(reg.flags("dest-"));
-    kopeo(
-        home.path(),
-        &args(&with(&b, &oci, &reg.image("from-oci:1"))),
-    )
-    .ok();
-    kopeo(
-        home.path(),
-        &args(&with(&b, &dir, &reg.image("from-dir:1"))),
-    )
-    .ok();
+    kopeo(home.path(), &args(&with(&b, &oci, &reg.image("from-oci:1")))).ok();
+    kopeo(home.path(), &args(&with(&b, &dir, &reg.image("from-dir:1")))).ok();
     assert_eq!(digest_of(&reg, home.path(), "from-oci:1"), built.digest);
     assert_eq!(digest_of(&reg, home.path(), "from-dir:1"), built.digest);
 }
@@ -240,12 +214,7 @@ fn multi_arch_all_copies_every_instance_and_default_picks_one() {
     let mut cfg = vec!["inspect".to_string(), "--config".into()];
     cfg.extend(b.flags(""));
     cfg.push(b.image("multi:arm"));
-    assert!(
-        kopeo(home.path(), &args(&cfg))
-            .ok()
-            .stdout
-            .contains("\"arm64\"")
-    );
+    assert!(kopeo(home.path(), &args(&cfg)).ok().stdout.contains("\"arm64\""));
 }
 
 #[test]
@@ -269,18 +238,12 @@ fn preserve_digests_refuses_a_needed_conversion() {
     let r = kopeo(home.path(), &args(&a));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("--preserve-digests"), "{}", r.stderr);
-    assert!(
-        !home.path().join("layout/index.json").exists(),
-        "nothing committed"
-    );
+    assert!(!home.path().join("layout/index.json").exists(), "nothing committed");
     // Without the flag the copy converts to OCI, which an oci: layout requires.
     a.remove(1);
     kopeo(home.path(), &args(&a)).ok();
     let raw = kopeo(home.path(), &["inspect", "--raw", &oci]).ok().stdout;
-    assert!(
-        raw.contains("application/vnd.oci.image.manifest.v1+json"),
-        "{raw}"
-    );
+    assert!(raw.contains("application/vnd.oci.image.manifest.v1+json"), "{raw}");
 }
 
 #[test]
@@ -368,11 +331,7 @@ fn tls_registry_needs_its_ca_or_tls_verify_false() {
         ],
     )
     .ok();
-    assert!(
-        with_ca.stdout.is_empty(),
-        "-q prints nothing: {}",
-        with_ca.stdout
-    );
+    assert!(with_ca.stdout.is_empty(), "-q prints nothing: {}", with_ca.stdout);
     let without = kopeo(home.path(), &["inspect", &reg.image("tls:1")]);
     assert_eq!(without.code, 1);
     assert!(
@@ -431,11 +390,7 @@ fn client_certificates_from_cert_dir_are_presented() {
     assert_eq!(with.stdout.trim(), built.digest);
     let lonely = home.path().join("lonely");
     std::fs::create_dir_all(&lonely).unwrap();
-    std::fs::copy(
-        reg.client_cert_dir().join("client.key"),
-        lonely.join("client.key"),
-    )
-    .unwrap();
+    std::fs::copy(reg.client_cert_dir().join("client.key"), lonely.join("client.key")).unwrap();
     let bad = kopeo(
         home.path(),
         &[
@@ -444,18 +399,13 @@ fn client_certificates_from_cert_dir_are_presented() {
             &reg.image("mtls:1"),
         ],
     );
-    assert!(
-        bad.stderr.contains("missing client certificate"),
-        "{}",
-        bad.stderr
-    );
+    assert!(bad.stderr.contains("missing client certificate"), "{}", bad.stderr);
 }
 
 #[test]
 fn tag_listing_follows_link_pagination() {
     let home = tempdir();
-    let server =
-        crate::support::paging::PagingServer::start("paged", &["a", "b", "c", "d", "e"], 2);
+    let server = crate::support::paging::PagingServer::start("paged", &["a", "b", "c", "d", "e"], 2);
     let out = kopeo(
         home.path(),
         &[
@@ -468,9 +418,7 @@ fn tag_listing_follows_link_pagination() {
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["Tags"], serde_json::json!(["a", "b", "c", "d", "e"]));
     assert_eq!(
-        server
-            .pages_served
-            .load(std::sync::atomic::Ordering::SeqCst),
+        server.pages_served.load(std::sync::atomic::Ordering::SeqCst),
         3,
         "three pages were fetched"
     );
@@ -482,9 +430,5 @@ fn tag_listing_follows_link_pagination() {
             &format!("docker://{}/other", server.host),
         ],
     );
-    assert_eq!(
-        missing.code, 2,
-        "unknown repository exits 2: {}",
-        missing.stderr
-    );
+    assert_eq!(missing.code, 2, "unknown repository exits 2: {}", missing.stderr);
 }

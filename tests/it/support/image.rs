@@ -69,11 +69,7 @@ fn put(layout: &Path, data: &[u8]) -> (String, usize) {
 /// Write the image described by `spec` into the OCI layout at `layout` under `name`.
 pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
     std::fs::create_dir_all(layout.join("blobs/sha256")).expect("creating layout");
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .expect("oci-layout");
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
     let (mt_manifest, mt_config, mt_layer, mt_list) = if spec.docker {
         (
             "application/vnd.docker.distribution.manifest.v2+json",
@@ -127,8 +123,7 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
         d.as_object_mut().map(|o| o.remove("platform"));
         d
     } else {
-        let list =
-            serde_json::json!({"schemaVersion": 2, "mediaType": mt_list, "manifests": instances});
+        let list = serde_json::json!({"schemaVersion": 2, "mediaType": mt_list, "manifests": instances});
         let (d, n) = put(layout, list.to_string().as_bytes());
         serde_json::json!({"mediaType": mt_list, "digest": d, "size": n})
     };

@@ -104,11 +104,7 @@ pub fn skopeo(home: &Path, args: &[&str]) -> Run {
     let _ = std::fs::remove_file("/var/lib/containers/cache/blob-info-cache-v1.boltdb");
     let policy = home.join("policy.json");
     if !policy.exists() {
-        std::fs::write(
-            &policy,
-            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-        )
-        .expect("writing policy");
+        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).expect("writing policy");
     }
     let mut full = vec!["--policy", policy.to_str().unwrap_or_default()];
     full.extend_from_slice(args);

@@ -27,7 +27,9 @@ impl PagingServer {
                 let mut first = [0u8; 1];
                 if conn.peek(&mut first).is_ok() && first[0] == 0x16 {
                     let mut c = conn;
-                    let _ = c.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n");
+                    let _ = c.write_all(
+                        b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+                    );
                     continue;
                 }
                 let mut reader = BufReader::new(conn.try_clone().expect("clone"));
@@ -41,9 +43,8 @@ impl PagingServer {
                 }
                 let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
                 let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-                let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-                    .into_owned()
-                    .collect();
+                let params: Vec<(String, String)> =
+                    url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
                 let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                 let mut conn = conn;
                 let (status, extra, body) = if path == "/v2/" {
@@ -56,9 +57,9 @@ impl PagingServer {
                         .map_or(0, |i| i + 1);
                     let chunk: Vec<&str> = tags.iter().skip(start).take(n).copied().collect();
                     let link = match chunk.last() {
-                        Some(last) if start + chunk.len() < tags.len() => format!(
-                            "Link: </v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\"\r\n"
-                        ),
+                        Some(last) if start + chunk.len() < tags.len() => {
+                            format!("Link: </v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\"\r\n")
+                        }
                         _ => String::new(),
                     };
                     (
@@ -67,7 +68,12 @@ impl PagingServer {
                         serde_json::json!({"name": repo, "tags": chunk}).to_string(),
                     )
                 } else {
-                    ("404 Not Found", String::new(), r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#.to_string())
+                    (
+                        "404 Not Found",
+                        String::new(),
+                        r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}"#
+                            .to_string(),
+                    )
                 };
                 let _ = write!(
                     conn,

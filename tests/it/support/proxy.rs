@@ -30,12 +30,9 @@ impl DropProxy {
                     continue;
                 };
                 let armed = Arc::new(AtomicBool::new(false));
-                let (mut c_read, mut s_write) = (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                );
-                let (needle, remaining, armed_w) =
-                    (needle.clone(), remaining.clone(), armed.clone());
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+                let (needle, remaining, armed_w) = (needle.clone(), remaining.clone(), armed.clone());
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 16384];
                     while let Ok(n) = c_read.read(&mut buf) {
@@ -45,9 +42,7 @@ impl DropProxy {
                         let text = String::from_utf8_lossy(&buf[..n]);
                         if text.starts_with("GET ") && text.contains(&needle) {
                             let took = remaining
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| {
-                                    r.checked_sub(1)
-                                })
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
                                 .is_ok();
                             if took {
                                 armed_w.store(true, Ordering::SeqCst);

@@ -56,12 +56,8 @@ pub fn make_certs(dir: &Path) {
             "req -newkey rsa:2048 -nodes -keyout {who}.key -out {who}.csr -subj /CN=kopeo-test-{who}"
         ));
     }
-    run(
-        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext",
-    );
-    run(
-        "x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.cert -days 2 -extfile san.ext",
-    );
+    run("x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext");
+    run("x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.cert -days 2 -extfile san.ext");
 }
 
 impl Registry {
@@ -82,10 +78,7 @@ impl Registry {
                     dir.path().display()
                 ));
                 if mode == Mode::MutualTls {
-                    extra.push_str(&format!(
-                        "    clientcas:\n      - {}/ca.crt\n",
-                        dir.path().display()
-                    ));
+                    extra.push_str(&format!("    clientcas:\n      - {}/ca.crt\n", dir.path().display()));
                 }
             }
             Mode::Htpasswd | Mode::Token => {}
@@ -173,10 +166,7 @@ impl Registry {
         let mut f = vec![];
         match self.mode {
             Mode::Tls => f.push(format!("--{prefix}cert-dir={}", self.cert_dir().display())),
-            Mode::MutualTls => f.push(format!(
-                "--{prefix}cert-dir={}",
-                self.client_cert_dir().display()
-            )),
+            Mode::MutualTls => f.push(format!("--{prefix}cert-dir={}", self.client_cert_dir().display())),
             _ => f.push(format!("--{prefix}tls-verify=false")),
         }
         if matches!(self.mode, Mode::Htpasswd | Mode::Token) {
@@ -190,8 +180,7 @@ impl Registry {
         let d = self.dir.path().join("certs.d");
         if !d.exists() {
             std::fs::create_dir_all(&d).expect("creating certs.d");
-            std::fs::copy(self.dir.path().join("ca.crt"), d.join("ca.crt"))
-                .expect("copying ca.crt");
+            std::fs::copy(self.dir.path().join("ca.crt"), d.join("ca.crt")).expect("copying ca.crt");
         }
         d
     }

@@ -97,9 +97,7 @@ impl TokenServer {
 }
 
 fn parse_form(s: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(s.as_bytes())
-        .into_owned()
-        .collect()
+    url::form_urlencoded::parse(s.as_bytes()).into_owned().collect()
 }
 
 fn handle(
@@ -145,12 +143,9 @@ fn handle(
         .and_then(|b| STANDARD.decode(b).ok())
         .is_some_and(|b| b == format!("{USER}:{PASSWORD}").as_bytes());
     let (authenticated, who) = match (method.as_str(), get("grant_type").as_deref()) {
-        ("POST", Some("refresh_token")) => {
-            (get("refresh_token").as_deref() == Some(REFRESH_TOKEN), USER)
-        }
+        ("POST", Some("refresh_token")) => (get("refresh_token").as_deref() == Some(REFRESH_TOKEN), USER),
         ("POST", Some("password")) => (
-            get("username").as_deref() == Some(USER)
-                && get("password").as_deref() == Some(PASSWORD),
+            get("username").as_deref() == Some(USER) && get("password").as_deref() == Some(PASSWORD),
             USER,
         ),
         ("GET", _) if auth.is_some() => (basic_ok, USER),
@@ -185,8 +180,7 @@ fn handle(
         return;
     }
     let token = sign(dir, who, &scopes);
-    let body =
-        serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+    let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
     let _ = write!(
         conn,
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -1,0 +1,71 @@
+//! `sync`: copy many images — whole repositories, catalogs, directories or a
+//! YAML list — from one place to another. Planning (what to copy, where to)
+//! is kept apart from execution (copying), so a plan can be printed
+//! (`--dry-run`) and the operator's ImageSync can call the same code.
+
+pub mod config;
+mod execute;
+mod plan;
+pub mod semver;
+
+pub use execute::{Action, ImageResult, SyncReport, execute};
+pub use plan::{Plan, PlannedImage, SyncDestination, SyncSource, TagFilter, plan};
+
+use crate::copy::CopyOptions;
+use crate::registry::RegistryError;
+use crate::transport::OpenOptions;
+
+/// Images copied at once when not told otherwise.
+pub const DEFAULT_PARALLEL_IMAGES: usize = 4;
+
+/// How to sync; shared by the CLI flags and the operator's ImageSync spec.
+#[derive(Clone, Default)]
+pub struct SyncOptions {
+    /// Options of each image copy.
+    pub copy: CopyOptions,
+    /// Keep the source's full name (registry and namespaces) under the destination.
+    pub scoped: bool,
+    /// Appended to every destination tag.
+    pub append_suffix: String,
+    /// Images copied at once; 0 means [`DEFAULT_PARALLEL_IMAGES`].
+    pub parallel_images: usize,
+    /// Carry on after a failed image (and fail at the end).
+    pub keep_going: bool,
+    /// Plan and check, copy nothing.
+    pub dry_run: bool,
+    /// Tags are immutable: skip any tag the destination already has.
+    pub skip_existing: bool,
+    /// Tags matching any of these are left out.
+    pub exclude_tags: Vec<regex::Regex>,
+    /// Keep only the newest N semver tags of each repository.
+    pub keep_newest: Option<usize>,
+    /// How to open sources (YAML settings override per registry).
+    pub src: OpenOptions,
+    /// How to open destinations.
+    pub dest: OpenOptions,
+    /// Told when each image starts copying (for the CLI's log lines).
+    pub on_start: Option<OnStart>,
+}
+
+/// A callback told when each image starts.
+pub type OnStart = std::sync::Arc<dyn Fn(&ImageStart<'_>) + Send + Sync>;
+
+/// An image about to be copied (or, with `dry_run`, that would be).
+#[derive(Debug)]
+pub struct ImageStart<'a> {
+    /// 1-based position in the plan.
+    pub n: usize,
+    pub total: usize,
+    pub source: &'a crate::reference::ImageReference,
+    pub destination: &'a crate::reference::ImageReference,
+    pub dry_run: bool,
+}
+
+/// Why a sync could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Source(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}

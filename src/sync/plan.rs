@@ -1,0 +1,372 @@
+//! Planning a sync: which source images exist (tag lists, catalogs,
+//! directories, the YAML file) and where each one goes. Nothing is copied
+//! here; the plan can be printed or handed to [`super::execute`].
+
+use super::config::{RegistryConfig, SourceConfig};
+use super::semver::{Constraint, Version};
+use super::{SyncError, SyncOptions};
+use crate::auth::Credentials;
+use crate::reference::{DockerReference, ImageReference};
+use crate::transport::OpenOptions;
+use regex::Regex;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where a sync takes images from (`--src`).
+#[derive(Debug, Clone)]
+pub enum SyncSource {
+    /// A repository (every tag) or one image: `registry/repo[:tag|@digest]`.
+    Docker(String),
+    /// Every repository in the catalog of `registry[/prefix]`.
+    Catalog(String),
+    /// Every `dir:` image below a directory.
+    Dir(PathBuf),
+    /// Registries and images described by a YAML file.
+    Yaml(SourceConfig),
+}
+
+/// Where a sync puts images (`--dest`): a registry prefix or a directory.
+#[derive(Debug, Clone)]
+pub enum SyncDestination {
+    Docker(String),
+    Dir(PathBuf),
+}
+
+/// Which tags of a repository to take.
+#[derive(Debug, Clone, Default)]
+pub struct TagFilter {
+    pub include: Option<Regex>,
+    pub semver: Option<Constraint>,
+    pub exclude: Vec<Regex>,
+    pub keep_newest: Option<usize>,
+}
+
+impl TagFilter {
+    /// The tags that pass, in their original order.
+    pub fn apply(&self, tags: Vec<String>) -> Vec<String> {
+        let mut kept: Vec<String> = tags
+            .into_iter()
+            .filter(|t| self.include.as_ref().is_none_or(|r| r.is_match(t)))
+            .filter(|t| {
+                self.semver
+                    .as_ref()
+                    .is_none_or(|c| Version::parse(t).is_some_and(|v| c.matches(&v)))
+            })
+            .filter(|t| !self.exclude.iter().any(|r| r.is_match(t)))
+            .collect();
+        if let Some(n) = self.keep_newest {
+            let mut versions: Vec<(Version, String)> = kept
+                .iter()
+                .filter_map(|t| Version::parse(t).map(|v| (v, t.clone())))
+                .collect();
+            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            let newest: Vec<String> = versions.into_iter().take(n).map(|(_, t)| t).collect();
+            kept.retain(|t| newest.contains(t));
+        }
+        kept
+    }
+}
+
+/// One image to copy.
+#[derive(Debug, Clone)]
+pub struct PlannedImage {
+    pub source: ImageReference,
+    pub destination: ImageReference,
+    /// How to open the source (per-registry settings from the YAML file).
+    pub source_options: Arc<OpenOptions>,
+}
+
+/// Everything a sync would copy.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub images: Vec<PlannedImage>,
+    /// How many repositories or directories the images came from.
+    pub sources: usize,
+}
+
+fn compile(res: &[String]) -> Result<Vec<Regex>, SyncError> {
+    res.iter()
+        .map(|r| Regex::new(r).map_err(|e| SyncError::Source(format!("invalid tag regular expression {r:?}: {e}"))))
+        .collect()
+}
+
+/// Where one source image goes, by skopeo's naming rules: the source's
+/// `name:tag` (or the path below a `dir:` source), only its last component
+/// unless `scoped`, then `append_suffix`.
+fn destination(dest: &SyncDestination, suffix: &str, opts: &SyncOptions) -> Result<ImageReference, SyncError> {
+    let suffix = if opts.scoped {
+        suffix
+    } else {
+        suffix.rsplit('/').next().unwrap_or(suffix)
+    };
+    let text = match dest {
+        SyncDestination::Docker(prefix) => {
+            format!(
+                "docker://{}/{suffix}{}",
+                prefix.trim_end_matches('/'),
+                opts.append_suffix
+            )
+        }
+        SyncDestination::Dir(dir) => format!("dir:{}/{suffix}{}", dir.display(), opts.append_suffix),
+    };
+    text.parse()
+        .map_err(|e: crate::reference::ParseError| SyncError::Source(e.to_string()))
+}
+
+struct Planner<'a> {
+    dest: &'a SyncDestination,
+    opts: &'a SyncOptions,
+    plan: Plan,
+}
+
+impl Planner<'_> {
+    fn add_docker(&mut self, r: DockerReference, src: &Arc<OpenOptions>) -> Result<(), SyncError> {
+        // A port or IPv6 brackets in the source registry cannot stand inside a
+        // repository path (skopeo fails there): `host:5000` becomes `host_5000`.
+        let name = r.to_string();
+        let suffix = name.replacen(r.domain(), &r.domain().replace(':', "_").replace(['[', ']'], ""), 1);
+        let destination = destination(self.dest, &suffix, self.opts)?;
+        self.plan.images.push(PlannedImage {
+            source: ImageReference::Docker(r),
+            destination,
+            source_options: src.clone(),
+        });
+        Ok(())
+    }
+
+    /// Every tag of `repo` that passes `filter`.
+    async fn add_repository(
+        &mut self,
+        repo: &DockerReference,
+        filter: &TagFilter,
+        src: &Arc<OpenOptions>,
+    ) -> Result<(), SyncError> {
+        let client = src.client(repo.domain())?;
+        let tags = client.list_tags(repo.path()).await?;
+        tracing::info!(repository = %repo.name(), tags = tags.len(), "listed tags");
+        self.plan.sources += 1;
+        for t in filter.apply(tags) {
+            self.add_docker(repo.with_tag(&t), src)?;
+        }
+        Ok(())
+    }
+
+    /// Every repository under `prefix` in the registry's catalog.
+    async fn add_catalog(
+        &mut self,
+        registry: &str,
+        prefix: &str,
+        filter: &TagFilter,
+        src: &Arc<OpenOptions>,
+    ) -> Result<(), SyncError> {
+        let client = src.client(registry)?;
+        let prefix = prefix.trim_matches('/');
+        let repos = client.list_repositories().await?;
+        for repo in repos
+            .iter()
+            .filter(|r| prefix.is_empty() || *r == prefix || r.starts_with(&format!("{prefix}/")))
+        {
+            let r = DockerReference::parse_qualified(&format!("{registry}/{repo}"))
+                .map_err(|e| SyncError::Source(format!("catalog entry {repo:?}: {e}")))?;
+            self.add_repository(&r, filter, src).await?;
+        }
+        Ok(())
+    }
+
+    fn add_dir(&mut self, root: &Path, src: &Arc<OpenOptions>) -> Result<(), SyncError> {
+        if matches!(self.dest, SyncDestination::Dir(_)) {
+            return Err(SyncError::Source("sync from 'dir' to 'dir' is not supported".into()));
+        }
+        let mut found = vec![];
+        find_dir_images(root, &mut found).map_err(|e| SyncError::Source(format!("reading {}: {e}", root.display())))?;
+        if found.is_empty() {
+            return Err(SyncError::Source(format!("no images found in {}", root.display())));
+        }
+        found.sort();
+        for path in found {
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let suffix = if rel.is_empty() {
+                root.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            } else {
+                rel
+            };
+            let destination = destination(self.dest, &suffix, self.opts)?;
+            self.plan.sources += 1;
+            self.plan.images.push(PlannedImage {
+                source: ImageReference::Dir { path },
+                destination,
+                source_options: src.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn add_yaml_registry(&mut self, registry: &str, cfg: &RegistryConfig) -> Result<(), SyncError> {
+        let mut o = self.opts.src.clone();
+        if let Some(c) = &cfg.credentials {
+            o.registry.auth.explicit = Some(Credentials::Basic {
+                username: c.username.clone(),
+                password: c.password.clone(),
+            });
+        }
+        if cfg.tls_verify.is_some() {
+            o.registry.tls.verify = cfg.tls_verify;
+        }
+        if cfg.cert_dir.is_some() {
+            o.registry.tls.cert_dir = cfg.cert_dir.clone();
+        }
+        let src = Arc::new(o);
+        let mut exclude = self.opts.exclude_tags.clone();
+        exclude.extend(compile(&cfg.exclude_tags)?);
+        let base = TagFilter {
+            exclude,
+            keep_newest: cfg.keep_newest.or(self.opts.keep_newest),
+            ..TagFilter::default()
+        };
+        let repo_ref = |repo: &str| {
+            DockerReference::parse_normalized(&format!("{registry}/{repo}"))
+                .map_err(|e| SyncError::Source(format!("invalid repository {repo:?} of {registry}: {e}")))
+        };
+        for (repo, tags) in &cfg.images {
+            let r = repo_ref(repo)?;
+            match tags.as_deref() {
+                None | Some([]) => self.add_repository(&r, &base, &src).await?,
+                Some(list) => {
+                    self.plan.sources += 1;
+                    for t in list {
+                        let img = match t.parse::<crate::digest::Digest>() {
+                            Ok(d) => r.with_digest(d),
+                            Err(_) => DockerReference::parse_qualified(&format!("{}:{t}", r.name()))
+                                .map_err(|e| SyncError::Source(format!("invalid tag {t:?} for {repo}: {e}")))?,
+                        };
+                        self.add_docker(img, &src)?;
+                    }
+                }
+            }
+        }
+        for (repo, re) in &cfg.images_by_tag_regex {
+            let include =
+                Some(Regex::new(re).map_err(|e| SyncError::Source(format!("invalid regex {re:?} for {repo}: {e}")))?);
+            self.add_repository(
+                &repo_ref(repo)?,
+                &TagFilter {
+                    include,
+                    ..base.clone()
+                },
+                &src,
+            )
+            .await?;
+        }
+        for (repo, c) in &cfg.images_by_semver {
+            let semver = Some(Constraint::parse(c).map_err(|e| SyncError::Source(format!("{e} for {repo}")))?);
+            self.add_repository(&repo_ref(repo)?, &TagFilter { semver, ..base.clone() }, &src)
+                .await?;
+        }
+        for prefix in &cfg.catalog {
+            let host = repo_ref("x")?.domain().to_string();
+            self.add_catalog(&host, prefix, &base, &src).await?;
+        }
+        Ok(())
+    }
+}
+
+fn find_dir_images(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if dir.join("manifest.json").is_file() {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            find_dir_images(&entry.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Work out what a sync from `source` to `dest` would copy.
+pub async fn plan(source: &SyncSource, dest: &SyncDestination, opts: &SyncOptions) -> Result<Plan, SyncError> {
+    let mut p = Planner {
+        dest,
+        opts,
+        plan: Plan::default(),
+    };
+    let src = Arc::new(opts.src.clone());
+    let filter = TagFilter {
+        exclude: opts.exclude_tags.clone(),
+        keep_newest: opts.keep_newest,
+        ..TagFilter::default()
+    };
+    match source {
+        SyncSource::Docker(s) => {
+            let r = DockerReference::parse_normalized(s.trim_start_matches("docker://"))
+                .map_err(|e| SyncError::Source(format!("invalid source {s:?}: {e}")))?;
+            if r.is_name_only() {
+                p.add_repository(&r, &filter, &src).await?;
+            } else {
+                p.plan.sources += 1;
+                p.add_docker(r, &src)?;
+            }
+        }
+        SyncSource::Catalog(s) => {
+            let (registry, prefix) = s.trim_start_matches("docker://").split_once('/').unwrap_or((s, ""));
+            p.add_catalog(registry, prefix, &filter, &src).await?;
+        }
+        SyncSource::Dir(d) => p.add_dir(d, &src)?,
+        SyncSource::Yaml(cfg) => {
+            for (registry, r) in cfg {
+                p.add_yaml_registry(registry, r).await?;
+            }
+        }
+    }
+    Ok(p.plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn filters_combine() {
+        let all = tags(&["1.0.0", "1.1.0", "1.2.0-rc.1", "2.0.0", "latest", "1.1.0-debug"]);
+        let f = TagFilter {
+            exclude: vec![Regex::new("debug").unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(
+            f.apply(all.clone()),
+            tags(&["1.0.0", "1.1.0", "1.2.0-rc.1", "2.0.0", "latest"])
+        );
+        let f = TagFilter {
+            semver: Some(Constraint::parse("^1").unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(f.apply(all.clone()), tags(&["1.0.0", "1.1.0"]));
+        let f = TagFilter {
+            include: Some(Regex::new(r"^\d").unwrap()),
+            keep_newest: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(f.apply(all), tags(&["1.2.0-rc.1", "2.0.0"]));
+    }
+
+    #[test]
+    fn destination_naming_follows_skopeo() {
+        let mut o = SyncOptions::default();
+        let d = SyncDestination::Docker("127.0.0.1:5000/mirror".into());
+        let r = destination(&d, "quay.io/org/app:1.0", &o).unwrap();
+        assert_eq!(r.to_string(), "docker://127.0.0.1:5000/mirror/app:1.0");
+        o.scoped = true;
+        o.append_suffix = "-m".into();
+        let r = destination(&d, "quay.io/org/app:1.0", &o).unwrap();
+        assert_eq!(r.to_string(), "docker://127.0.0.1:5000/mirror/quay.io/org/app:1.0-m");
+        let r = destination(&SyncDestination::Dir("/tmp/x".into()), "quay.io/org/app:1.0", &o).unwrap();
+        assert_eq!(r.to_string(), "dir:/tmp/x/quay.io/org/app:1.0-m");
+    }
+}
