@@ -174,6 +174,42 @@ impl Manifest {
     }
 }
 
+impl Platform {
+    /// Parse `os/arch[/variant]`, e.g. `linux/arm64/v8`.
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: parts.get(2).filter(|v| !v.is_empty()).map(|v| v.to_string()),
+                ..Platform::default()
+            }),
+            _ => Err(format!(
+                "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64"
+            )),
+        }
+    }
+
+    /// Whether an image for `other` satisfies a request for `self` (the
+    /// variant only counts when requested).
+    pub fn accepts(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && self.variant.as_ref().is_none_or(|v| other.variant.as_ref() == Some(v))
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The platform kopeo runs on, in OCI terms.
 pub fn host_platform() -> Platform {
     let arch = match std::env::consts::ARCH {
@@ -347,5 +383,20 @@ mod tests {
         assert!(choose_instance(&idx, &p).unwrap().digest.hex().starts_with('b'));
         p.architecture = "s390x".into();
         assert!(choose_instance(&idx, &p).is_err());
+    }
+
+    #[test]
+    fn parses_platforms() {
+        let p = Platform::parse("linux/arm64/v8").unwrap();
+        assert_eq!(
+            (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
+            ("linux", "arm64", Some("v8"))
+        );
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert!(Platform::parse("linux").is_err());
+        assert!(Platform::parse("/amd64").is_err());
+        let any_variant = Platform::parse("linux/arm").unwrap();
+        assert!(any_variant.accepts(&Platform::parse("linux/arm/v7").unwrap()));
+        assert!(!p.accepts(&Platform::parse("linux/arm64").unwrap()));
     }
 }

@@ -33,6 +33,9 @@ pub struct CopyArgs {
     /// Preserve digests of images and lists
     #[arg(long = "preserve-digests")]
     preserve_digests: bool,
+    /// Copy only these platforms of a list, and a list of just them: os/arch[/variant],... (kopeo)
+    #[arg(long = "platform", value_name = "PLATFORMS", value_delimiter = ',')]
+    platform: Vec<String>,
     /// Do not copy signatures from SOURCE-IMAGE
     #[arg(long = "remove-signatures")]
     remove_signatures: bool,
@@ -169,6 +172,7 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
         multi_arch: multi_arch(args.all, &args.multi_arch)?,
         platform: global.platform.clone(),
         format: format(&args.format)?,
+        platforms: super::parse_platforms(&args.platform)?,
         preserve_digests: args.preserve_digests,
         remove_signatures: args.remove_signatures,
         parallel: args.image_parallel_copies.unwrap_or(0),

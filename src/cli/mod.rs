@@ -227,6 +227,14 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
     }
 }
 
+/// Parse `--platform os/arch[/variant]` values.
+pub(crate) fn parse_platforms(values: &[String]) -> Result<Vec<crate::manifest::Platform>, CliError> {
+    values
+        .iter()
+        .map(|v| crate::manifest::Platform::parse(v.trim()).map_err(CliError::new))
+        .collect()
+}
+
 /// Parse an image name argument, with skopeo's wording on failure.
 pub(crate) fn parse_image(s: &str) -> Result<crate::reference::ImageReference, CliError> {
     s.parse()

@@ -39,6 +39,9 @@ pub struct SyncArgs {
     /// Preserve digests of images and lists
     #[arg(long = "preserve-digests")]
     preserve_digests: bool,
+    /// Copy only these platforms of a list, and a list of just them: os/arch[/variant],... (kopeo)
+    #[arg(long = "platform", value_name = "PLATFORMS", value_delimiter = ',')]
+    platform: Vec<String>,
     /// Do not copy signatures from SOURCE images
     #[arg(long = "remove-signatures")]
     remove_signatures: bool,
@@ -149,6 +152,7 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
             multi_arch: if args.all { MultiArch::All } else { MultiArch::System },
             platform: global.platform.clone(),
             format,
+            platforms: super::parse_platforms(&args.platform)?,
             preserve_digests: args.preserve_digests,
             remove_signatures: args.remove_signatures,
             parallel: args.image_parallel_copies.unwrap_or(0),

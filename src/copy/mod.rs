@@ -100,6 +100,8 @@ pub struct CopyOptions {
     pub multi_arch: MultiArch,
     /// Platform to select from a list (`--override-os/arch/variant`); the host's when unset.
     pub platform: Option<Platform>,
+    /// Copy these platforms of a list and a reduced list (`--platform`); overrides `multi_arch`.
+    pub platforms: Vec<Platform>,
     pub format: Option<Format>,
     /// Fail rather than change any digest.
     pub preserve_digests: bool,
@@ -172,6 +174,10 @@ pub async fn copy(
             return Err(CopyError::Unsupported(format!("{mime} is not a list")));
         };
         match opts.multi_arch {
+            _ if !opts.platforms.is_empty() => {
+                let subset = platform_subset(&index, &opts.platforms)?;
+                copy_list(src, dst, &bytes, &subset, MultiArch::All, opts, &stats).await?
+            }
             MultiArch::System => {
                 let want = opts.platform.clone().unwrap_or_else(manifest::host_platform);
                 let chosen = manifest::choose_instance(&index, &want)?;
@@ -195,6 +201,36 @@ pub async fn copy(
         blobs_reused: stats.reused.load(Ordering::Relaxed),
         bytes_copied: stats.bytes.load(Ordering::Relaxed),
     })
+}
+
+/// The instances of `index` for `platforms`, as the list kopeo writes when
+/// copying only those (`--platform`). Requested platforms the list lacks are
+/// skipped with a warning; none at all is an error.
+pub fn platform_subset(index: &ImageIndex, platforms: &[Platform]) -> Result<ImageIndex, CopyError> {
+    let mut out = index.clone();
+    out.media_type = Some(index.mime().to_string());
+    out.manifests.retain(|d| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| platforms.iter().any(|want| want.accepts(p)))
+    });
+    for want in platforms {
+        if !out
+            .manifests
+            .iter()
+            .any(|d| d.platform.as_ref().is_some_and(|p| want.accepts(p)))
+        {
+            tracing::warn!(platform = %want, "the source list has no image for this platform");
+        }
+    }
+    if out.manifests.is_empty() {
+        let wanted: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+        return Err(CopyError::Unsupported(format!(
+            "the source list has none of the platforms {}",
+            wanted.join(", ")
+        )));
+    }
+    Ok(out)
 }
 
 /// Choose the media type to write: `--format`, else the source's if the
@@ -373,7 +409,10 @@ async fn copy_list(
             }
         }
     }
-    let unchanged = target == index.mime() && out.manifests == index.manifests;
+    let unchanged = target == index.mime()
+        && out.manifests == index.manifests
+        && Manifest::parse(bytes, index.mime())
+            .is_ok_and(|m| matches!(m, Manifest::Index(i) if i.manifests == index.manifests));
     if unchanged {
         return Ok((bytes.clone(), target));
     }

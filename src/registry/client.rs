@@ -11,7 +11,7 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Largest manifest kopeo accepts, as containers/image (4 MiB).
@@ -69,6 +69,8 @@ pub struct RegistryClient {
     challenge: Mutex<Challenge>,
     tokens: Mutex<TokenCache>,
     creds: Mutex<HashMap<String, Credentials>>,
+    /// One lock per (repository, blob) being made present, see [`RegistryClient::blob_lock`].
+    blob_locks: Mutex<HashMap<(String, Digest), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -138,7 +140,25 @@ impl RegistryClient {
             challenge: Mutex::new(Challenge::None),
             tokens: Mutex::new(TokenCache::default()),
             creds: Mutex::new(HashMap::new()),
+            blob_locks: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Serialise work that makes `digest` present in `repo` among the users of
+    /// this client (images of one sync): Distribution's filesystem storage
+    /// rewrites a repository's blob link on every upload, and a concurrent
+    /// manifest PUT can read it half-written and fail with DIGEST_INVALID.
+    /// Whoever waits here then finds the blob present instead of uploading it
+    /// a second time.
+    pub async fn blob_lock(&self, repo: &str, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .blob_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((repo.to_string(), digest.clone()))
+            .or_default()
+            .clone();
+        lock.lock_owned().await
     }
 
     /// The registry name this client serves.
@@ -440,15 +460,35 @@ impl RegistryClient {
         let op = format!("writing manifest {reference} to {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let body = Bytes::copy_from_slice(body);
-        let resp = self
-            .send(&op, repo, Self::scopes(repo, true), |c, base| {
-                Ok(c.put(self.url(base, &path)?)
-                    .header(CONTENT_TYPE, mime)
-                    .body(body.clone()))
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(error_from(&op, resp).await);
+        // Distribution can answer DIGEST_INVALID to a manifest put by tag when
+        // another client is uploading one of its blobs into the same
+        // repository at that moment (it reads the blob's link file while it
+        // is being rewritten). The manifest is fine: try again shortly.
+        let mut races = 0;
+        loop {
+            let resp = self
+                .send(&op, repo, Self::scopes(repo, true), |c, base| {
+                    Ok(c.put(self.url(base, &path)?)
+                        .header(CONTENT_TYPE, mime)
+                        .body(body.clone()))
+                })
+                .await?;
+            if resp.status().is_success() {
+                break;
+            }
+            let err = error_from(&op, resp).await;
+            let raced = matches!(&err, RegistryError::Status { code: Some(c), .. } if c == "DIGEST_INVALID");
+            if raced && races < 3 && reference.parse::<Digest>().is_err() {
+                races += 1;
+                tracing::debug!(
+                    op,
+                    attempt = races,
+                    "registry reported DIGEST_INVALID for a manifest; retrying"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200 * races)).await;
+                continue;
+            }
+            return Err(err);
         }
         Ok(())
     }

@@ -95,8 +95,20 @@ async fn up_to_date(item: &PlannedImage, have: &Digest, copy: &CopyOptions) -> R
         }
         _ => (None, String::new()),
     };
-    if digest.as_ref() == Some(have) {
+    if digest.as_ref() == Some(have) && copy.platforms.is_empty() {
         return Ok(true);
+    }
+    if !copy.platforms.is_empty() && (digest.is_none() || is_list_type(&mime)) {
+        // A platform subset is written as a reduced list: compare with the
+        // digest that list would have (this needs the source list itself).
+        let src = transport::open_source(&item.source, &item.source_options).await?;
+        let (bytes, mime) = src.manifest(None).await?;
+        return Ok(match Manifest::parse(&bytes, &mime) {
+            Ok(Manifest::Index(index)) => copy::platform_subset(&index, &copy.platforms)
+                .map(|sub| Digest::sha256_of(&manifest::to_bytes(&sub)) == *have)
+                .unwrap_or(false),
+            _ => Digest::sha256_of(&bytes) == *have,
+        });
     }
     let resolve_list = digest.is_none() || (is_list_type(&mime) && copy.multi_arch == MultiArch::System);
     if !resolve_list {

@@ -76,6 +76,8 @@ pub struct DockerDestination {
     reference: DockerReference,
     /// Upload sessions a refused mount opened, reused for the upload.
     pending_uploads: Mutex<HashMap<Digest, reqwest::Url>>,
+    /// Blob locks held from a failed reuse attempt until the upload ends.
+    held: Mutex<HashMap<Digest, tokio::sync::OwnedMutexGuard<()>>>,
 }
 
 impl DockerDestination {
@@ -90,6 +92,7 @@ impl DockerDestination {
             client,
             reference,
             pending_uploads: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -106,6 +109,7 @@ impl ImageDestination for DockerDestination {
 
     async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
         let repo = self.reference.path();
+        let guard = self.client.blob_lock(repo, &info.digest).await;
         if self.client.head_blob(repo, &info.digest).await?.is_some() {
             return Ok(true);
         }
@@ -124,6 +128,10 @@ impl ImageDestination for DockerDestination {
                 MountOutcome::NotMounted(None) => {}
             }
         }
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(info.digest.clone(), guard);
         Ok(false)
     }
 
@@ -143,6 +151,9 @@ impl ImageDestination for DockerDestination {
         };
         let body = reqwest::Body::wrap_stream(stream);
         self.client.put_blob(repo, url, &info.digest, size, body).await?;
+        // The blob is in place: others waiting for it may go on. (After a
+        // failure the lock stays held for a retry, until this destination drops.)
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&info.digest);
         Ok(())
     }
 

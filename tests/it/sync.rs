@@ -372,3 +372,102 @@ fn catalog_source_takes_every_repository_under_a_prefix() {
         "{lines}"
     );
 }
+
+#[test]
+fn parallel_images_sharing_a_base_layer_sync_cleanly() {
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    for t in 0..8u64 {
+        seed(
+            &src,
+            home.path(),
+            &format!("shared/app:t{t}"),
+            &Spec {
+                base_seed: Some(99),
+                ..spec(60 + t)
+            },
+        );
+    }
+    let out = kopeo(
+        home.path(),
+        &sync_args(
+            &["--src", "docker", "--dest", "docker", "--parallel-images", "4"],
+            &format!("{}/shared/app", src.host),
+            &dst.host,
+        ),
+    )
+    .ok();
+    assert_eq!(tags(&dst, home.path(), "app").len(), 8, "{}", out.stderr);
+    // The shared base layer went up once; the others waited and found it.
+    assert_eq!(
+        dst.requests("PUT", "/v2/app/blobs/uploads/"),
+        1 + 8 * 2,
+        "{}",
+        dst.log().lines().filter(|l| l.contains("PUT")).count()
+    );
+}
+
+#[test]
+fn platform_subset_copies_only_the_chosen_instances() {
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    seed(
+        &src,
+        home.path(),
+        "multi/app:1",
+        &Spec {
+            archs: vec!["amd64", "arm64", "s390x"],
+            ..spec(70)
+        },
+    );
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--platform",
+            "linux/arm64,linux/s390x",
+        ];
+        a.extend_from_slice(extra);
+        kopeo(
+            home.path(),
+            &sync_args(&a, &format!("{}/multi/app", src.host), &dst.host),
+        )
+        .ok()
+    };
+    run(&[]);
+    let raw = kopeo(
+        home.path(),
+        &["inspect", "--raw", "--tls-verify=false", &dst.image("app:1")],
+    )
+    .ok()
+    .stdout;
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["arm64", "s390x"]);
+    let again = run(&[]);
+    assert!(
+        again.stderr.contains("(1 already present)"),
+        "the reduced list is recognised: {}",
+        again.stderr
+    );
+    let bad = kopeo(
+        home.path(),
+        &[
+            "copy",
+            "--platform",
+            "linux",
+            "--src-tls-verify=false",
+            &src.image("multi/app:1"),
+            "dir:/tmp/never-written",
+        ],
+    );
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("os/arch"), "{}", bad.stderr);
+}

@@ -15,6 +15,8 @@ pub struct Spec {
     pub docker: bool,
     /// Seed for layer contents (different seeds, different blobs).
     pub seed: u64,
+    /// Seed of the first (base) layer when it should be shared with other images.
+    pub base_seed: Option<u64>,
 }
 
 impl Default for Spec {
@@ -24,6 +26,7 @@ impl Default for Spec {
             archs: vec!["amd64"],
             docker: false,
             seed: 1,
+            base_seed: None,
         }
     }
 }
@@ -92,10 +95,10 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
         let mut diff_ids = vec![];
         for (li, size) in spec.layers.iter().enumerate() {
             // The first layer is shared by every platform, as base layers often are.
-            let seed = if li == 0 {
-                spec.seed * 1000
-            } else {
-                spec.seed * 1000 + (ai as u64 + 1) * 100 + li as u64
+            let seed = match (li, spec.base_seed) {
+                (0, Some(b)) => b * 7919,
+                (0, None) => spec.seed * 1000,
+                _ => spec.seed * 1000 + (ai as u64 + 1) * 100 + li as u64,
             };
             let (d, n) = put(layout, &noise(*size, seed));
             layer_descs.push(serde_json::json!({"mediaType": mt_layer, "digest": d, "size": n}));

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Side-by-side sync benchmark: kopeo sync vs skopeo sync, in one run.
+
+20 repositories x 10 tags on a source Distribution registry (2 layers of
+~1 MiB each: the first shared by every tag of a repository, the second
+unique), synced to a destination registry under a fresh prefix per tool and
+repetition; then the same sync again (nothing to do). skopeo runs both ways
+people use it: one `--src docker` run per repository, and one `--src yaml`
+run. kopeo syncs the same YAML in one run (4 images in flight).
+
+Usage: python3 bench/sync.py [--reps N] [--out FILE]
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import BOLT, KOPEO, start_registry, timed  # noqa: E402
+
+REPOS, TAGS, MIB = 20, 10, 1 << 20
+
+
+def blob(layout, data):
+    import hashlib
+    d = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(layout, "blobs", "sha256", d), "wb") as f:
+        f.write(data)
+    return {"digest": "sha256:" + d, "size": len(data)}
+
+
+def build(layout):
+    os.makedirs(os.path.join(layout, "blobs", "sha256"))
+    with open(os.path.join(layout, "oci-layout"), "w") as f:
+        f.write('{"imageLayoutVersion":"1.0.0"}')
+    entries = []
+    for r in range(REPOS):
+        base = blob(layout, os.urandom(MIB))
+        for t in range(TAGS):
+            top = blob(layout, os.urandom(MIB))
+            cfg = blob(layout, json.dumps({"architecture": "amd64", "os": "linux", "config": {"Env": [f"R={r}", f"T={t}"]},
+                                           "rootfs": {"type": "layers", "diff_ids": [base["digest"], top["digest"]]}}).encode())
+            m = blob(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg},
+                                         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **base},
+                                                    {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **top}]}).encode())
+            entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", **m,
+                            "annotations": {"org.opencontainers.image.ref.name": f"repo{r:02d}-{t}"}})
+    with open(os.path.join(layout, "index.json"), "w") as f:
+        json.dump({"schemaVersion": 2, "manifests": entries}, f)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    base = tempfile.mkdtemp(prefix="kopeo-sync-bench-")
+    procs = []
+    try:
+        p1, src = start_registry(base, "src")
+        p2, dst = start_registry(base, "dst")
+        procs += [p1, p2]
+        layout = os.path.join(base, "layout")
+        build(layout)
+        env = dict(os.environ, HOME=base, XDG_RUNTIME_DIR=os.path.join(base, "run"))
+        print("seeding the source registry ...", flush=True)
+        # Parallel across repositories only: concurrent pushes into one
+        # repository race in Distribution's storage (see RegistryClient::blob_lock).
+        for t in range(TAGS):
+            wave = [subprocess.Popen([KOPEO, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:repo{r:02d}-{t}",
+                                      f"docker://{src}/bench/repo{r:02d}:v1.{t}.0"], env=env) for r in range(REPOS)]
+            if any(p.wait() != 0 for p in wave):
+                sys.exit("seeding failed")
+        yaml = os.path.join(base, "sync.yaml")
+        with open(yaml, "w") as f:
+            f.write(f"{src}:\n  tls-verify: false\n  images:\n" + "".join(f"    bench/repo{r:02d}: []\n" for r in range(REPOS)))
+        policy = os.path.join(base, "policy.json")
+        with open(policy, "w") as f:
+            f.write('{"default":[{"type":"insecureAcceptAnything"}]}')
+        tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+
+        def runs(tool, prefix):
+            if tool == "kopeo":
+                return [[KOPEO, "sync", "-q", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
+            if tool == "skopeo-yaml":
+                return [["skopeo", "--policy", policy, "sync", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
+            return [["skopeo", "--policy", policy, "sync", "--src", "docker", "--dest", "docker"] + tls + [f"{src}/bench/repo{r:02d}", f"{dst}/{prefix}"]
+                    for r in range(REPOS)]
+
+        tools = ["kopeo", "skopeo-per-repo", "skopeo-yaml"]
+        results = {(t, phase): [] for t in tools for phase in ("first", "no-op")}
+        for i in range(a.reps):
+            order = tools if i % 2 == 0 else list(reversed(tools))
+            for tool in order:
+                prefix = f"{tool}-{i}"
+                for phase in ("first", "no-op"):
+                    wall = cpu = rss = 0.0
+                    for c in runs(tool, prefix):
+                        if tool != "kopeo" and os.path.exists(BOLT):
+                            os.remove(BOLT)
+                        w, u, r = timed(c, env)
+                        wall, cpu, rss = wall + w, cpu + u, max(rss, r)
+                    results[(tool, phase)].append((wall, cpu, rss))
+                    print(f"rep {i + 1} {tool:16} {phase:6} wall {wall:7.2f}s cpu {cpu:6.2f}s rss {rss:6.1f} MiB", flush=True)
+        lines = ["| run | kopeo | skopeo, one run per repository | ratio | skopeo, one YAML run | ratio |", "|---|---|---|---|---|---|"]
+        summary = {}
+        for phase in ("first", "no-op"):
+            med = {t: statistics.median(x[0] for x in results[(t, phase)]) for t in tools}
+            k, s1, s2 = med["kopeo"], med["skopeo-per-repo"], med["skopeo-yaml"]
+            summary[phase] = {"kopeo": k, "skopeo_per_repo": s1, "skopeo_yaml": s2}
+            lines.append(f"| {phase} | {k:.2f} s | {s1:.2f} s | **{k / s1:.2f}** | {s2:.2f} s | **{k / s2:.2f}** |")
+        print("\n" + "\n".join(lines))
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump({"summary": summary, "raw": {f"{t}/{p}": v for (t, p), v in results.items()}}, f, indent=1)
+    finally:
+        for p in procs:
+            p.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
