@@ -59,6 +59,9 @@ pub enum MountOutcome {
     NotMounted(Option<Url>),
 }
 
+/// A lock serialising work on one blob in one repository.
+type BlobLock = Arc<tokio::sync::Mutex<()>>;
+
 /// A client for one registry host.
 pub struct RegistryClient {
     registry: String,
@@ -70,7 +73,7 @@ pub struct RegistryClient {
     tokens: Mutex<TokenCache>,
     creds: Mutex<HashMap<String, Credentials>>,
     /// One lock per (repository, blob) being made present, see [`RegistryClient::blob_lock`].
-    blob_locks: Mutex<HashMap<(String, Digest), Arc<tokio::sync::Mutex<()>>>>,
+    blob_locks: Mutex<HashMap<(String, Digest), BlobLock>>,
 }
 
 impl std::fmt::Debug for RegistryClient {
