@@ -471,3 +471,62 @@ fn platform_subset_copies_only_the_chosen_instances() {
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("os/arch"), "{}", bad.stderr);
 }
+
+#[test]
+fn yaml_credentials_reach_an_authenticating_source() {
+    use crate::support::registry::{PASSWORD, USER};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
+    let img = crate::support::image::build(&home.path().join("l"), "x", &spec(80));
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("--dest-creds={USER}:{PASSWORD}"),
+            &img.reference(),
+            &src.image("private/app:1"),
+        ],
+    )
+    .ok();
+    let yaml = home.path().join("s.yaml");
+    std::fs::write(&yaml, format!("{}:\n  tls-verify: false\n  credentials:\n    username: {USER}\n    password: {PASSWORD}\n  images:\n    private/app: [\"1\"]\n", src.host)).unwrap();
+    kopeo(
+        home.path(),
+        &[
+            "sync",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dest-tls-verify=false",
+            yaml.to_str().unwrap(),
+            &dst.host,
+        ],
+    )
+    .ok();
+    assert_eq!(tags(&dst, home.path(), "app"), ["1"]);
+    std::fs::write(
+        &yaml,
+        format!(
+            "{}:\n  tls-verify: false\n  images:\n    private/app: [\"1\"]\n",
+            src.host
+        ),
+    )
+    .unwrap();
+    let anon = kopeo(
+        home.path(),
+        &[
+            "sync",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+            "--dest-tls-verify=false",
+            yaml.to_str().unwrap(),
+            &format!("{}/other", dst.host),
+        ],
+    );
+    assert_eq!(anon.code, 1, "without the credentials the source refuses");
+}
