@@ -13,6 +13,7 @@ pub mod media {
     pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
     pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
     pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
     pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -256,7 +257,9 @@ fn convert_layer_type(mt: &str, target: &str) -> Option<&'static str> {
         (OCI_LAYER, OCI_MANIFEST) => OCI_LAYER,
         (OCI_LAYER_ZSTD, OCI_MANIFEST) => OCI_LAYER_ZSTD,
         (OCI_LAYER_ND, OCI_MANIFEST) => OCI_LAYER_ND,
-        (DOCKER_LAYER_GZIP | OCI_LAYER_GZIP | OCI_LAYER, DOCKER_V2S2) => DOCKER_LAYER_GZIP,
+        (DOCKER_LAYER_TAR, OCI_MANIFEST) => OCI_LAYER,
+        (DOCKER_LAYER_GZIP | OCI_LAYER_GZIP, DOCKER_V2S2) => DOCKER_LAYER_GZIP,
+        (DOCKER_LAYER_TAR | OCI_LAYER, DOCKER_V2S2) => DOCKER_LAYER_TAR,
         (DOCKER_LAYER_FOREIGN | OCI_LAYER_ND_GZIP | OCI_LAYER_ND, DOCKER_V2S2) => DOCKER_LAYER_FOREIGN,
         _ => return None,
     })

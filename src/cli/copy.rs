@@ -2,7 +2,7 @@
 
 use super::flags::{DestFlags, RetryFlags, SrcFlags};
 use super::{CliError, Global, parse_image, progress};
-use crate::copy::{self, CopyOptions, Format, MultiArch};
+use crate::copy::{self, Compression, CompressionOptions, CopyOptions, Format, MultiArch};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -87,6 +87,9 @@ pub struct CopyArgs {
     /// LEVEL to use for the compression
     #[arg(long = "dest-compress-level", value_name = "LEVEL")]
     dest_compress_level: Option<i32>,
+    /// Use the compression format given by --dest-compress-format even for layers that would be reused
+    #[arg(long = "dest-force-compress-format")]
+    dest_force_compress_format: bool,
     /// Allow uncompressed image layers when saving to an OCI image using the 'oci' transport
     #[arg(long = "dest-oci-accept-uncompressed-layers")]
     dest_oci_accept_uncompressed_layers: bool,
@@ -157,6 +160,47 @@ fn format(f: &Option<String>) -> Result<Option<Format>, CliError> {
     }
 }
 
+fn compression(args: &CopyArgs) -> Result<CompressionOptions, CliError> {
+    if args.dest_compress && args.dest_decompress {
+        return Err(CliError::new(
+            "--dest-compress and --dest-decompress cannot be used together",
+        ));
+    }
+    let format = args
+        .dest_compress_format
+        .as_deref()
+        .map(Compression::parse)
+        .transpose()
+        .map_err(CliError::new)?;
+    if args.dest_compress_format.as_deref() == Some("zstd:chunked") {
+        tracing::warn!(
+            "zstd:chunked is written as plain zstd (no chunked table of contents); every zstd reader accepts it"
+        );
+    }
+    if args.dest_force_compress_format && format.is_none() {
+        return Err(CliError::new(
+            "--dest-force-compress-format requires --dest-compress-format",
+        ));
+    }
+    if let Some(l) = args.dest_compress_level {
+        let ok = match format.unwrap_or(Compression::Gzip) {
+            Compression::Zstd => (1..=22).contains(&l),
+            _ => (0..=9).contains(&l),
+        };
+        if !ok {
+            return Err(CliError::new(format!(
+                "--dest-compress-level {l} is out of range (gzip 0-9, zstd 1-22)"
+            )));
+        }
+    }
+    Ok(CompressionOptions {
+        compress: args.dest_compress,
+        decompress: args.dest_decompress,
+        format,
+        level: args.dest_compress_level,
+    })
+}
+
 /// Copy one image, printing progress like skopeo.
 pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
     args.refuse_unsupported()?;
@@ -164,7 +208,8 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
     let dst = parse_image(&args.destination)?;
     let retry = args.retry.options();
     let src_opts = args.src.open_options(&args.authfile, retry)?;
-    let dst_opts = args.dest.open_options(&args.authfile, retry)?;
+    let mut dst_opts = args.dest.open_options(&args.authfile, retry)?;
+    dst_opts.oci_accept_uncompressed_layers = args.dest_oci_accept_uncompressed_layers;
     if args.image_parallel_copies == Some(0) {
         return Err(CliError::new("--image-parallel-copies must be at least 1"));
     }
@@ -177,6 +222,7 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
         remove_signatures: args.remove_signatures,
         parallel: args.image_parallel_copies.unwrap_or(0),
         retry,
+        compression: compression(&args)?,
         progress: (!args.quiet).then(progress::reporter),
     };
     if !args.quiet {

@@ -155,6 +155,7 @@ macro_rules! image_flags {
                     },
                     shared_blob_dir: self.shared_blob_dir.clone(),
                     pool: None,
+                    oci_accept_uncompressed_layers: false,
                 })
             }
         }

@@ -157,6 +157,7 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
             remove_signatures: args.remove_signatures,
             parallel: args.image_parallel_copies.unwrap_or(0),
             retry,
+            compression: Default::default(),
             progress: per_layer.then(progress::reporter),
         },
         scoped: args.scoped,

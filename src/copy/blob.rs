@@ -2,18 +2,21 @@
 //! source through a verifying stage into the destination, retrying
 //! transient failures.
 
+use super::compress::{Compression, transcode};
 use super::{CopyOptions, Progress, ProgressEvent};
 use crate::digest::{Digest, Hasher};
+use crate::manifest::media;
 use crate::transport::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What happened to a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobOutcome {
-    /// Bytes were copied.
-    Copied(u64),
+    /// Bytes were copied; digest and size as written (they differ from the
+    /// source's when a transform ran).
+    Copied { digest: Digest, size: u64 },
     /// The destination already had it, or mounted it.
     Reused,
 }
@@ -115,19 +118,29 @@ pub fn verify(
     .boxed()
 }
 
-/// Copy one blob from `src` to `dst`.
+/// A compression change applied while a blob streams through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transform {
+    pub from: Compression,
+    pub to: Compression,
+    pub level: Option<i32>,
+}
+
+/// Copy one blob from `src` to `dst`, through `transform` if given (then the
+/// result's digest and size are those of the transformed bytes).
 pub async fn copy_blob(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
     info: &BlobInfo,
     from: Option<&RegistryLocation>,
     opts: &CopyOptions,
+    transform: Option<Transform>,
 ) -> Result<BlobOutcome, TransportError> {
     let progress = opts.progress.clone();
     if let Some(p) = &progress {
         p.event(ProgressEvent::BlobStart { info });
     }
-    if dst.try_reuse_blob(info, from).await? {
+    if transform.is_none() && dst.try_reuse_blob(info, from).await? {
         if let Some(p) = &progress {
             p.event(ProgressEvent::BlobDone {
                 digest: &info.digest,
@@ -140,20 +153,29 @@ pub async fn copy_blob(
     loop {
         let mismatch = Arc::new(AtomicBool::new(false));
         let result = async {
-            let stream = src.blob(info).await?;
-            dst.put_blob(info, verify(stream, info, mismatch.clone(), progress.clone()))
-                .await
+            let stream = verify(src.blob(info).await?, info, mismatch.clone(), progress.clone());
+            match transform {
+                None => dst
+                    .put_blob(info, stream)
+                    .await
+                    .map(|()| (info.digest.clone(), info.size.unwrap_or(0))),
+                Some(t) => {
+                    let stream = transcode(stream, t.from, t.to, t.level)?;
+                    dst.put_blob_computed(&t.to.layer_media_type(media::OCI_MANIFEST).to_string(), stream)
+                        .await
+                }
+            }
         }
         .await;
         match result {
-            Ok(()) => {
+            Ok((digest, size)) => {
                 if let Some(p) = &progress {
                     p.event(ProgressEvent::BlobDone {
                         digest: &info.digest,
                         reused: false,
                     });
                 }
-                return Ok(BlobOutcome::Copied(info.size.unwrap_or(0)));
+                return Ok(BlobOutcome::Copied { digest, size });
             }
             Err(e) if mismatch.load(Ordering::SeqCst) => {
                 tracing::debug!(error = %e, "blob failed verification");

@@ -6,17 +6,20 @@
 //! `parallel` × the transports' chunk sizes, whatever the image size.
 
 mod blob;
+pub mod compress;
 
-pub use blob::{BlobOutcome, copy_blob, verify};
+pub use blob::{BlobOutcome, Transform, copy_blob, verify};
+pub use compress::Compression;
 
 use crate::digest::Digest;
-use crate::manifest::{self, ImageIndex, Manifest, ManifestError, Platform, is_list_type, media};
+use crate::manifest::{self, Descriptor, ImageIndex, Manifest, ManifestError, Platform, is_list_type, media};
 use crate::reference::ImageReference;
 use crate::registry::RetryOptions;
-use crate::transport::{self, BlobInfo, ImageDestination, ImageSource, OpenOptions, TransportError};
+use crate::transport::{self, BlobInfo, ImageDestination, ImageSource, LayerCompression, OpenOptions, TransportError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// containers/image's default number of blobs copied at once.
@@ -109,6 +112,8 @@ pub struct CopyOptions {
     /// Blobs copied at once (`--image-parallel-copies`); 0 means the default.
     pub parallel: usize,
     pub retry: RetryOptions,
+    /// Layer compression changes.
+    pub compression: CompressionOptions,
     pub progress: Option<Arc<dyn Progress>>,
 }
 
@@ -260,9 +265,56 @@ fn target_type(
         })
 }
 
-/// Copy one image's blobs, then return the manifest to write (converted if
-/// needed). Instance manifests (`as_instance`) are written here; the
-/// top-level one by the caller.
+/// What to do with each layer's compression (`--dest-compress`, …).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompressionOptions {
+    /// `--dest-compress`: compress uncompressed layers even where the destination keeps them as they are.
+    pub compress: bool,
+    /// `--dest-decompress`: store layers uncompressed.
+    pub decompress: bool,
+    /// `--dest-compress-format`: the format to compress to; layers compressed otherwise are recompressed.
+    pub format: Option<Compression>,
+    /// `--dest-compress-level`.
+    pub level: Option<i32>,
+}
+
+/// The compression a layer should have at `dst`.
+fn wanted_compression(have: Compression, dst: LayerCompression, o: &CompressionOptions) -> Compression {
+    if o.decompress || dst == LayerCompression::Decompress {
+        return Compression::None;
+    }
+    match (have, o.format) {
+        (Compression::None, f) if o.compress || dst == LayerCompression::Compress => f.unwrap_or(Compression::Gzip),
+        (Compression::None, _) => Compression::None,
+        (h, Some(f)) if f != h => f,
+        (h, _) => h,
+    }
+}
+
+/// Read and verify a config blob (small) into memory.
+async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>, TransportError> {
+    let info = BlobInfo {
+        digest: d.digest.clone(),
+        size: u64::try_from(d.size).ok(),
+        media_type: d.media_type.clone(),
+    };
+    let mut stream = verify(src.blob(&info).await?, &info, Arc::new(AtomicBool::new(false)), None);
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+        if buf.len() > 64 << 20 {
+            return Err(TransportError::Invalid(format!(
+                "config {} is larger than 64 MiB",
+                d.digest
+            )));
+        }
+    }
+    Ok(buf)
+}
+
+/// Copy one image's blobs, then return the manifest to write (converted and
+/// with rewritten layer descriptors where compression changed). Instance
+/// manifests (`as_instance`) are written here; the top-level one by the caller.
 async fn copy_single(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
@@ -284,59 +336,144 @@ async fn copy_single(
             src.describe()
         )));
     };
-    let target = target_type(m.mime(), dst, opts.format.map(Format::image_type), false)?;
-    let out_manifest = if target == m.mime() {
-        None
-    } else if opts.preserve_digests {
+    let mut target = target_type(m.mime(), dst, opts.format.map(Format::image_type), false)?;
+
+    // Plan each layer's compression.
+    let desired = dst.desired_layer_compression();
+    let transforms: Vec<Option<Transform>> = m
+        .layers
+        .iter()
+        .map(|l| {
+            let have = Compression::of_media_type(&l.media_type)?;
+            let to = wanted_compression(have, desired, &opts.compression);
+            (to != have).then_some(Transform {
+                from: have,
+                to,
+                level: opts.compression.level,
+            })
+        })
+        .collect();
+    let zstd = transforms.iter().flatten().any(|t| t.to == Compression::Zstd);
+    if zstd && target == media::DOCKER_V2S2 {
+        // Docker schema2 has no zstd layer type.
+        if opts.format == Some(Format::V2s2)
+            || !(dst.supported_manifest_types().is_empty()
+                || dst.supported_manifest_types().contains(&media::OCI_MANIFEST))
+        {
+            return Err(CopyError::Unsupported(
+                "zstd-compressed layers need an OCI manifest, but the destination or --format requires Docker schema2"
+                    .into(),
+            ));
+        }
+        target = media::OCI_MANIFEST.to_string();
+    }
+    let changes_layers = transforms.iter().any(Option::is_some);
+    if opts.preserve_digests && (target != m.mime() || changes_layers) {
         return Err(CopyError::Unsupported(format!(
-            "writing {} requires converting the manifest from {} to {target}, which changes its digest, but --preserve-digests was given",
+            "writing {} requires {}, which changes the image's digest, but --preserve-digests was given",
             dst.describe(),
-            m.mime()
+            if target != m.mime() {
+                format!("converting the manifest from {} to {target}", m.mime())
+            } else {
+                "changing layer compression".to_string()
+            }
         )));
+    }
+    let diff_ids: Vec<Option<Digest>> = if transforms.iter().flatten().any(|t| t.to == Compression::None) {
+        let config = read_config(src, &m.config).await?;
+        let v: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| TransportError::Invalid(format!("parsing config {}: {e}", m.config.digest)))?;
+        let ids = v
+            .pointer("/rootfs/diff_ids")
+            .and_then(|x| x.as_array())
+            .cloned()
+            .unwrap_or_default();
+        ids.iter().map(|d| d.as_str().and_then(|s| s.parse().ok())).collect()
     } else {
-        Some(m.convert(&target)?)
+        vec![]
     };
 
-    let mut blobs: Vec<BlobInfo> = vec![];
-    for d in m.layers.iter().chain(std::iter::once(&m.config)) {
+    // Distinct blobs: layers (with their transforms) then the config.
+    let mut jobs: Vec<(BlobInfo, Option<Transform>)> = vec![];
+    for (d, t) in m
+        .layers
+        .iter()
+        .zip(transforms.iter().copied())
+        .chain(std::iter::once((&m.config, None)))
+    {
         if d.urls.is_some() && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable")) {
             continue;
         }
-        if !blobs.iter().any(|b| b.digest == d.digest) {
-            blobs.push(BlobInfo {
-                digest: d.digest.clone(),
-                size: u64::try_from(d.size).ok(),
-                media_type: d.media_type.clone(),
-            });
+        if !jobs.iter().any(|(b, _)| b.digest == d.digest) {
+            jobs.push((
+                BlobInfo {
+                    digest: d.digest.clone(),
+                    size: u64::try_from(d.size).ok(),
+                    media_type: d.media_type.clone(),
+                },
+                t,
+            ));
         }
     }
     let from = src.registry_location();
-    let parallel = if opts.parallel == 0 {
-        DEFAULT_PARALLEL_COPIES
-    } else {
-        opts.parallel
+    let parallel = match (dst.concurrent_blobs(), opts.parallel) {
+        (false, _) => 1,
+        (true, 0) => DEFAULT_PARALLEL_COPIES,
+        (true, n) => n,
     };
-    futures::stream::iter(blobs.iter())
-        .map(|info| {
+    let written: Vec<(Digest, Digest, u64)> = futures::stream::iter(jobs.iter())
+        .map(|(info, t)| {
             let from = from.as_ref();
             async move {
-                match copy_blob(src, dst, info, from, opts).await? {
-                    BlobOutcome::Reused => stats.reused.fetch_add(1, Ordering::Relaxed),
-                    BlobOutcome::Copied(n) => {
-                        stats.bytes.fetch_add(n, Ordering::Relaxed);
-                        stats.copied.fetch_add(1, Ordering::Relaxed)
+                let out = match copy_blob(src, dst, info, from, opts, *t).await? {
+                    BlobOutcome::Reused => {
+                        stats.reused.fetch_add(1, Ordering::Relaxed);
+                        (info.digest.clone(), info.digest.clone(), info.size.unwrap_or(0))
+                    }
+                    BlobOutcome::Copied { digest, size } => {
+                        stats.bytes.fetch_add(size, Ordering::Relaxed);
+                        stats.copied.fetch_add(1, Ordering::Relaxed);
+                        (info.digest.clone(), digest, size)
                     }
                 };
-                Ok::<_, TransportError>(())
+                Ok::<_, TransportError>(out)
             }
         })
-        .buffer_unordered(parallel)
-        .try_collect::<()>()
+        .buffered(parallel)
+        .try_collect()
         .await?;
 
-    let out = match out_manifest {
-        Some(conv) => Bytes::from(manifest::to_bytes(&conv)),
-        None => bytes,
+    let mut out_m = if target == m.mime() {
+        m.clone()
+    } else {
+        m.convert(&target)?
+    };
+    if changes_layers {
+        for (i, (layer, t)) in out_m.layers.iter_mut().zip(transforms.iter()).enumerate() {
+            let Some(t) = t else { continue };
+            let Some((_, new, size)) = written.iter().find(|(old, _, _)| *old == layer.digest) else {
+                continue;
+            };
+            if t.to == Compression::None {
+                if let Some(Some(want)) = diff_ids.get(i) {
+                    if want != new {
+                        return Err(CopyError::Transport(TransportError::Invalid(format!(
+                            "layer {} decompresses to {new}, but the image config says {want}",
+                            layer.digest
+                        ))));
+                    }
+                }
+            }
+            layer.digest = new.clone();
+            layer.size = *size as i64;
+            layer.media_type = t.to.layer_media_type(&target).to_string();
+            layer.annotations = None;
+        }
+    }
+    let out = if target == m.mime() && !changes_layers {
+        bytes
+    } else {
+        Bytes::from(manifest::to_bytes(&out_m))
     };
     if as_instance {
         dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out))).await?;

@@ -653,6 +653,42 @@ impl RegistryClient {
         Err(error_from(&op, resp).await)
     }
 
+    /// Upload a blob whose digest is not known beforehand: one streaming
+    /// PATCH with the whole body, then a PUT naming the digest `finish` yields
+    /// once the body has been sent.
+    pub async fn put_blob_chunked(
+        &self,
+        repo: &str,
+        body: reqwest::Body,
+        finish: impl FnOnce() -> Result<Digest, RegistryError>,
+    ) -> Result<Digest, RegistryError> {
+        let upload = self.start_upload(repo).await?;
+        let op = format!("uploading a blob to {}/{repo}", self.registry);
+        let resp = self
+            .send_once(&op, repo, Self::scopes(repo, true), |c| {
+                c.request(Method::PATCH, upload)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body)
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED && resp.status() != StatusCode::NO_CONTENT {
+            return Err(error_from(&op, resp).await);
+        }
+        let mut url = self.location(&op, &resp).await?;
+        let digest = finish()?;
+        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        let op = format!("uploading blob {digest} to {}/{repo}", self.registry);
+        let resp = self
+            .send_once(&op, repo, Self::scopes(repo, true), |c| {
+                c.put(url).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(error_from(&op, resp).await);
+        }
+        Ok(digest)
+    }
+
     /// All tags of `repo`, following `Link` pagination.
     pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
         self.list_tags_paged(repo, None).await

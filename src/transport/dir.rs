@@ -161,6 +161,10 @@ impl ImageDestination for DirDestination {
             .map(|_| ())
     }
 
+    async fn put_blob_computed(&self, _media_type: &str, stream: BlobStream) -> Result<(Digest, u64), TransportError> {
+        super::local::write_stream_hashed(&self.staging, stream, blob_name).await
+    }
+
     async fn put_manifest(
         &self,
         manifest: &[u8],

@@ -157,6 +157,27 @@ impl ImageDestination for DockerDestination {
         Ok(())
     }
 
+    fn desired_layer_compression(&self) -> super::LayerCompression {
+        super::LayerCompression::Compress
+    }
+
+    async fn put_blob_computed(&self, _media_type: &str, stream: BlobStream) -> Result<(Digest, u64), TransportError> {
+        let (stream, slot) = super::hashing(stream);
+        let digest = self
+            .client
+            .put_blob_chunked(self.reference.path(), reqwest::Body::wrap_stream(stream), || {
+                super::hashed(&slot)
+                    .map(|(d, _)| d)
+                    .map_err(|e| crate::registry::RegistryError::Protocol {
+                        op: "uploading a blob".into(),
+                        reason: e.to_string(),
+                    })
+            })
+            .await?;
+        let (_, size) = super::hashed(&slot)?;
+        Ok((digest, size))
+    }
+
     async fn put_manifest(
         &self,
         manifest: &[u8],

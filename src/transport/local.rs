@@ -127,3 +127,23 @@ pub async fn mkdir_all(path: &Path) -> Result<(), TransportError> {
         .await
         .map_err(TransportError::io("creating directory", path))
 }
+
+/// Write a blob of unknown digest into `dir` (named `<hex>` by
+/// `name(digest)`), hashing it on the way; returns its digest and size.
+pub async fn write_stream_hashed(
+    dir: &Path,
+    stream: BlobStream,
+    name: impl Fn(&crate::digest::Digest) -> String,
+) -> Result<(crate::digest::Digest, u64), TransportError> {
+    let (stream, slot) = super::hashing(stream);
+    let tmp_target = dir.join(format!(".incoming-{}", TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let mut guard = TempGuard(Some(tmp_target.clone()));
+    write_stream(&tmp_target, stream).await?;
+    let (digest, size) = super::hashed(&slot)?;
+    let target = dir.join(name(&digest));
+    tokio::fs::rename(&tmp_target, &target)
+        .await
+        .map_err(TransportError::io("renaming into place", &target))?;
+    guard.0 = None;
+    Ok((digest, size))
+}

@@ -143,6 +143,70 @@ pub trait ImageDestination: Send + Sync {
     ) -> Result<(), TransportError>;
     /// Make the image visible. Must be called for the image to persist.
     async fn commit(&self) -> Result<(), TransportError>;
+    /// What this destination wants done to layer compression.
+    fn desired_layer_compression(&self) -> LayerCompression {
+        LayerCompression::Preserve
+    }
+    /// Whether `put_blob`/`put_blob_computed` may run concurrently.
+    fn concurrent_blobs(&self) -> bool {
+        true
+    }
+    /// Store a blob whose digest and size are known only once it has been
+    /// written (the output of a compression stage). Returns both. As with
+    /// `put_blob`, an `Err` item means the data must not be kept.
+    async fn put_blob_computed(&self, media_type: &str, stream: BlobStream) -> Result<(Digest, u64), TransportError>;
+}
+
+/// What a destination wants done to layers' compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// Keep layers as they are.
+    Preserve,
+    /// Compress uncompressed layers (registries, OCI layouts).
+    Compress,
+    /// Store layers uncompressed (docker-archive, docker-daemon).
+    Decompress,
+}
+
+/// Wrap `stream` so that its digest and size are recorded in the returned
+/// slot once it ends cleanly.
+pub fn hashing(stream: BlobStream) -> (BlobStream, std::sync::Arc<std::sync::Mutex<Option<(Digest, u64)>>>) {
+    use futures::StreamExt as _;
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let out = slot.clone();
+    let state = (
+        stream,
+        Some(crate::digest::Hasher::new(crate::digest::Algorithm::Sha256)),
+        0u64,
+        slot,
+    );
+    let s = futures::stream::unfold(state, |(mut inner, mut hasher, mut n, slot)| async move {
+        match inner.next().await {
+            Some(Ok(chunk)) => {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                n += chunk.len() as u64;
+                Some((Ok(chunk), (inner, hasher, n, slot)))
+            }
+            Some(Err(e)) => Some((Err(e), (inner, None, n, slot))),
+            None => {
+                if let Some(h) = hasher.take() {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((h.finish(), n));
+                }
+                None
+            }
+        }
+    });
+    (s.boxed(), out)
+}
+
+/// The digest and size a [`hashing`] stream recorded, or an error if it did not finish.
+pub fn hashed(slot: &std::sync::Mutex<Option<(Digest, u64)>>) -> Result<(Digest, u64), TransportError> {
+    slot.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .ok_or_else(|| TransportError::Invalid("blob stream ended early".into()))
 }
 
 /// Options that open a transport: per-side registry settings and shared blob dirs.
@@ -153,6 +217,8 @@ pub struct OpenOptions {
     pub shared_blob_dir: Option<PathBuf>,
     /// Share registry clients with other images of the same operation.
     pub pool: Option<std::sync::Arc<crate::registry::ClientPool>>,
+    /// `--dest-oci-accept-uncompressed-layers`.
+    pub oci_accept_uncompressed_layers: bool,
 }
 
 impl OpenOptions {
@@ -193,9 +259,11 @@ pub async fn open_destination(
             r.clone(),
             opts.client(r.domain())?,
         )?)),
-        ImageReference::Oci { path, image } => Ok(Box::new(
-            oci::OciDestination::open(path, image.clone(), opts.shared_blob_dir.clone()).await?,
-        )),
+        ImageReference::Oci { path, image } => {
+            let mut d = oci::OciDestination::open(path, image.clone(), opts.shared_blob_dir.clone()).await?;
+            d.accept_uncompressed = opts.oci_accept_uncompressed_layers;
+            Ok(Box::new(d))
+        }
         ImageReference::Dir { path } => Ok(Box::new(dir::DirDestination::open(path).await?)),
         other => Err(TransportError::Unsupported(other.transport())),
     }

@@ -116,6 +116,8 @@ impl ImageSource for OciSource {
 
 /// Writes one image into an OCI layout; index.json changes only at commit.
 pub struct OciDestination {
+    /// `--dest-oci-accept-uncompressed-layers`: do not compress uncompressed layers.
+    pub accept_uncompressed: bool,
     path: PathBuf,
     image: Option<String>,
     blobs: PathBuf,
@@ -145,6 +147,7 @@ impl OciDestination {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
         }
         Ok(OciDestination {
+            accept_uncompressed: false,
             path: path.to_path_buf(),
             image,
             blobs,
@@ -181,6 +184,20 @@ impl ImageDestination for OciDestination {
         let dir = self.blobs.join(info.digest.algorithm().as_str());
         mkdir_all(&dir).await?;
         write_stream(&dir.join(info.digest.hex()), stream).await.map(|_| ())
+    }
+
+    fn desired_layer_compression(&self) -> super::LayerCompression {
+        if self.accept_uncompressed {
+            super::LayerCompression::Preserve
+        } else {
+            super::LayerCompression::Compress
+        }
+    }
+
+    async fn put_blob_computed(&self, _media_type: &str, stream: BlobStream) -> Result<(Digest, u64), TransportError> {
+        let dir = self.blobs.join("sha256");
+        mkdir_all(&dir).await?;
+        super::local::write_stream_hashed(&dir, stream, |d| d.hex().to_string()).await
     }
 
     async fn put_manifest(
