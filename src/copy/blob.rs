@@ -161,7 +161,7 @@ pub async fn copy_blob(
                     .map(|()| (info.digest.clone(), info.size.unwrap_or(0))),
                 Some(t) => {
                     let stream = transcode(stream, t.from, t.to, t.level)?;
-                    dst.put_blob_computed(&t.to.layer_media_type(media::OCI_MANIFEST).to_string(), stream)
+                    dst.put_blob_computed(t.to.layer_media_type(media::OCI_MANIFEST), stream)
                         .await
                 }
             }

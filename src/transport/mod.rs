@@ -168,9 +168,12 @@ pub enum LayerCompression {
     Decompress,
 }
 
+/// Where [`hashing`] leaves a stream's digest and size.
+pub type HashSlot = std::sync::Arc<std::sync::Mutex<Option<(Digest, u64)>>>;
+
 /// Wrap `stream` so that its digest and size are recorded in the returned
 /// slot once it ends cleanly.
-pub fn hashing(stream: BlobStream) -> (BlobStream, std::sync::Arc<std::sync::Mutex<Option<(Digest, u64)>>>) {
+pub fn hashing(stream: BlobStream) -> (BlobStream, HashSlot) {
     use futures::StreamExt as _;
     let slot = std::sync::Arc::new(std::sync::Mutex::new(None));
     let out = slot.clone();
