@@ -6,7 +6,9 @@
 pub mod dir;
 pub mod docker;
 mod local;
+pub mod tarball;
 pub mod oci;
+pub mod oci_archive;
 
 use crate::digest::Digest;
 use crate::manifest::ManifestError;
@@ -248,6 +250,7 @@ pub async fn open_source(
             oci::OciSource::open(path, image.as_deref(), opts.shared_blob_dir.clone()).await?,
         )),
         ImageReference::Dir { path } => Ok(Box::new(dir::DirSource::open(path).await?)),
+        ImageReference::OciArchive { path, image } => Ok(Box::new(oci::OciSource::open_archive(path, image.as_deref()).await?)),
         other => Err(TransportError::Unsupported(other.transport())),
     }
 }
@@ -268,6 +271,9 @@ pub async fn open_destination(
             Ok(Box::new(d))
         }
         ImageReference::Dir { path } => Ok(Box::new(dir::DirDestination::open(path).await?)),
+        ImageReference::OciArchive { path, image } => Ok(Box::new(
+            oci_archive::OciArchiveDestination::create(path, image.clone(), opts.oci_accept_uncompressed_layers).await?,
+        )),
         other => Err(TransportError::Unsupported(other.transport())),
     }
 }

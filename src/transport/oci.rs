@@ -22,21 +22,57 @@ fn blob_path(blobs: &Path, d: &Digest) -> PathBuf {
     blobs.join(d.algorithm().as_str()).join(d.hex())
 }
 
-/// Reads one image from an OCI layout.
+/// Where a layout's files live: a directory, or a tar of one (`oci-archive:`).
+enum Store {
+    Dir { root: PathBuf, blobs: PathBuf },
+    Tar(super::tarball::TarIndex),
+}
+
+impl Store {
+    async fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
+        match self {
+            Store::Dir { root, .. } => read_small(&root.join(name), limit).await,
+            Store::Tar(t) => t.read_small(name, limit).await,
+        }
+    }
+    async fn read_blob(&self, d: &Digest, limit: u64) -> Result<Vec<u8>, TransportError> {
+        match self {
+            Store::Dir { blobs, .. } => read_small(&blob_path(blobs, d), limit).await,
+            Store::Tar(t) => t.read_small(&format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()), limit).await,
+        }
+    }
+    async fn stream_blob(&self, d: &Digest) -> Result<BlobStream, TransportError> {
+        match self {
+            Store::Dir { blobs, .. } => read_stream(&blob_path(blobs, d)).await,
+            Store::Tar(t) => t.stream(&format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())).await,
+        }
+    }
+}
+
+/// Reads one image from an OCI layout or an OCI archive.
 pub struct OciSource {
-    path: PathBuf,
-    image: Option<String>,
-    blobs: PathBuf,
+    name: String,
+    store: Store,
     descriptor: Descriptor,
 }
 
 impl OciSource {
     /// Open the layout at `path` and find `image` (or its only image) in index.json.
     pub async fn open(path: &Path, image: Option<&str>, shared_blobs: Option<PathBuf>) -> Result<Self, TransportError> {
-        let index_path = path.join("index.json");
-        let data = read_small(&index_path, INDEX_LIMIT).await?;
+        let store = Store::Dir { root: path.to_path_buf(), blobs: shared_blobs.unwrap_or_else(|| path.join("blobs")) };
+        Self::from_store(store, "oci", path, image).await
+    }
+
+    /// Open the OCI archive (a tar of a layout) at `path`, without unpacking it.
+    pub async fn open_archive(path: &Path, image: Option<&str>) -> Result<Self, TransportError> {
+        let store = Store::Tar(super::tarball::TarIndex::open(path).await?);
+        Self::from_store(store, "oci-archive", path, image).await
+    }
+
+    async fn from_store(store: Store, transport: &str, path: &Path, image: Option<&str>) -> Result<Self, TransportError> {
+        let data = store.read("index.json", INDEX_LIMIT).await?;
         let index: ImageIndex = serde_json::from_slice(&data)
-            .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?;
+            .map_err(|e| TransportError::Invalid(format!("parsing index.json of {}: {e}", path.display())))?;
         let descriptor = match image {
             Some(name) => index
                 .manifests
@@ -44,43 +80,30 @@ impl OciSource {
                 .find(|d| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name))
                 .cloned()
                 .ok_or_else(|| {
-                    TransportError::ImageNotFound(format!(
-                        "no descriptor found for reference {name:?} in {}",
-                        path.display()
-                    ))
+                    TransportError::ImageNotFound(format!("no descriptor found for reference {name:?} in {}", path.display()))
                 })?,
             None => match index.manifests.as_slice() {
                 [one] => one.clone(),
-                [] => {
-                    return Err(TransportError::ImageNotFound(format!(
-                        "no images in {}",
-                        path.display()
-                    )));
-                }
+                [] => return Err(TransportError::ImageNotFound(format!("no images in {}", path.display()))),
                 _ => {
                     return Err(TransportError::Invalid(format!(
-                        "more than one image in {}, choose an image with oci:{}:NAME",
-                        path.display(),
+                        "more than one image in {0}, choose an image with {transport}:{0}:NAME",
                         path.display()
                     )));
                 }
             },
         };
-        Ok(OciSource {
-            path: path.to_path_buf(),
-            image: image.map(str::to_string),
-            blobs: shared_blobs.unwrap_or_else(|| path.join("blobs")),
-            descriptor,
-        })
+        let name = match image {
+            Some(i) => format!("{transport}:{}:{i}", path.display()),
+            None => format!("{transport}:{}", path.display()),
+        };
+        Ok(OciSource { name, store, descriptor })
     }
 
     async fn read_manifest(&self, d: &Digest) -> Result<Bytes, TransportError> {
-        let bytes = read_small(&blob_path(&self.blobs, d), MANIFEST_LIMIT).await?;
+        let bytes = self.store.read_blob(d, MANIFEST_LIMIT).await?;
         if !d.matches(&bytes) {
-            return Err(TransportError::Invalid(format!(
-                "manifest {d} in {} does not match its digest",
-                self.path.display()
-            )));
+            return Err(TransportError::Invalid(format!("manifest {d} in {} does not match its digest", self.name)));
         }
         Ok(bytes.into())
     }
@@ -89,10 +112,7 @@ impl OciSource {
 #[async_trait]
 impl ImageSource for OciSource {
     fn describe(&self) -> String {
-        match &self.image {
-            Some(i) => format!("oci:{}:{i}", self.path.display()),
-            None => format!("oci:{}", self.path.display()),
-        }
+        self.name.clone()
     }
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
@@ -110,7 +130,7 @@ impl ImageSource for OciSource {
     }
 
     async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
-        read_stream(&blob_path(&self.blobs, &info.digest)).await
+        self.store.stream_blob(&info.digest).await
     }
 }
 

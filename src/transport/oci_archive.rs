@@ -1,0 +1,107 @@
+//! `oci-archive:path[:ref]`: a tar of an OCI layout. Read in place through a
+//! tar index (see [`super::oci::OciSource::open_archive`]); written as one
+//! stream into a temporary file renamed over `path` at commit, so a failed
+//! copy leaves no archive behind. Like skopeo, writing replaces the archive.
+
+use super::tarball::TarWriter;
+use super::{BlobInfo, BlobStream, ImageDestination, LayerCompression, RegistryLocation, TransportError};
+use crate::digest::Digest;
+use crate::manifest::{Descriptor, media};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tokio::sync::Mutex;
+
+fn blob_name(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().as_str(), d.hex())
+}
+
+/// Writes one image into a new OCI archive.
+pub struct OciArchiveDestination {
+    path: PathBuf,
+    image: Option<String>,
+    accept_uncompressed: bool,
+    tar: Mutex<TarWriter>,
+    top: Mutex<Option<Descriptor>>,
+}
+
+impl OciArchiveDestination {
+    /// Start the archive for `path`.
+    pub async fn create(path: &Path, image: Option<String>, accept_uncompressed: bool) -> Result<Self, TransportError> {
+        if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
+            return Err(TransportError::Invalid(format!("{} is a directory, not an archive", path.display())));
+        }
+        let mut tar = TarWriter::create(path).await?;
+        tar.add_file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
+        tar.add_dir("blobs/").await?;
+        tar.add_dir("blobs/sha256/").await?;
+        Ok(OciArchiveDestination { path: path.to_path_buf(), image, accept_uncompressed, tar: Mutex::new(tar), top: Mutex::new(None) })
+    }
+}
+
+#[async_trait]
+impl ImageDestination for OciArchiveDestination {
+    fn describe(&self) -> String {
+        match &self.image {
+            Some(i) => format!("oci-archive:{}:{i}", self.path.display()),
+            None => format!("oci-archive:{}", self.path.display()),
+        }
+    }
+
+    fn supported_manifest_types(&self) -> Vec<&'static str> {
+        vec![media::OCI_MANIFEST, media::OCI_INDEX]
+    }
+
+    fn desired_layer_compression(&self) -> LayerCompression {
+        if self.accept_uncompressed { LayerCompression::Preserve } else { LayerCompression::Compress }
+    }
+
+    fn concurrent_blobs(&self) -> bool {
+        false
+    }
+
+    async fn try_reuse_blob(&self, info: &BlobInfo, _from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
+        Ok(self.tar.lock().await.has(&blob_name(&info.digest)))
+    }
+
+    async fn put_blob(&self, info: &BlobInfo, stream: BlobStream) -> Result<(), TransportError> {
+        let name = blob_name(&info.digest);
+        self.tar.lock().await.add_stream(stream, |_| Ok(name)).await.map(|_| ())
+    }
+
+    async fn put_blob_computed(&self, _media_type: &str, stream: BlobStream) -> Result<(Digest, u64), TransportError> {
+        let (stream, slot) = super::hashing(stream);
+        let mut tar = self.tar.lock().await;
+        tar.add_stream(stream, |_| super::hashed(&slot).map(|(d, _)| blob_name(&d))).await?;
+        super::hashed(&slot)
+    }
+
+    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+        let digest = Digest::sha256_of(manifest);
+        let mut tar = self.tar.lock().await;
+        if !tar.has(&blob_name(&digest)) {
+            tar.add_file(&blob_name(&digest), manifest).await?;
+        }
+        if instance.is_none() {
+            let annotations = self.image.as_ref().map(|i| BTreeMap::from([(super::oci::REF_NAME.to_string(), i.clone())]));
+            *self.top.lock().await = Some(Descriptor {
+                media_type: media_type.to_string(),
+                digest,
+                size: manifest.len() as i64,
+                urls: None,
+                annotations,
+                platform: None,
+                artifact_type: None,
+            });
+        }
+        Ok(())
+    }
+
+    async fn commit(&self) -> Result<(), TransportError> {
+        let top = self.top.lock().await.clone().ok_or_else(|| TransportError::Invalid("commit without a manifest".into()))?;
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [top]});
+        let mut tar = self.tar.lock().await;
+        tar.add_file("index.json", index.to_string().as_bytes()).await?;
+        tar.finish().await
+    }
+}

@@ -1,0 +1,333 @@
+//! Tar archives for the archive transports: an index of a tar file's
+//! members (read without unpacking: each blob is served by seeking to its
+//! offset) that refuses hostile archives, and a writer that streams members
+//! of unknown size by patching their headers afterwards.
+
+use super::{BlobStream, TransportError};
+use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::io::SeekFrom;
+use std::path::{Component, Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+/// Largest JSON member (manifest.json, index.json, configs) kopeo reads.
+pub const JSON_LIMIT: u64 = 64 << 20;
+
+/// One regular file inside the archive.
+#[derive(Debug, Clone, Copy)]
+struct Member {
+    offset: u64,
+    size: u64,
+}
+
+/// The regular files of a tar archive, by normalised path.
+#[derive(Debug)]
+pub struct TarIndex {
+    path: PathBuf,
+    members: HashMap<String, Member>,
+}
+
+fn bad(path: &Path, why: String) -> TransportError {
+    TransportError::Invalid(format!("archive {}: {why}", path.display()))
+}
+
+/// Normalise a member path; `None` if it is absolute or climbs out with `..`.
+fn clean(name: &Path) -> Option<String> {
+    let mut parts: Vec<String> = vec![];
+    for c in name.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+impl TarIndex {
+    /// Read every header of the archive at `path` (skipping file data).
+    pub async fn open(path: &Path) -> Result<TarIndex, TransportError> {
+        let p = path.to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&p))
+            .await
+            .map_err(|e| TransportError::Invalid(format!("indexing archive: {e}")))?
+    }
+
+    fn open_blocking(path: &Path) -> Result<TarIndex, TransportError> {
+        let file = std::fs::File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                TransportError::ImageNotFound(format!("archive {} does not exist", path.display()))
+            } else {
+                TransportError::Io { op: "opening", path: path.to_path_buf(), source: e }
+            }
+        })?;
+        let len = file.metadata().map_err(TransportError::io("reading", path))?.len();
+        let mut archive = tar::Archive::new(file);
+        let mut members = HashMap::new();
+        let mut links: Vec<(String, String)> = vec![];
+        let mut seen = HashSet::new();
+        let entries = archive.entries_with_seek().map_err(|e| bad(path, e.to_string()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| bad(path, format!("corrupt or truncated: {e}")))?;
+            let raw = entry.path().map_err(|e| bad(path, e.to_string()))?.into_owned();
+            let name = clean(&raw).ok_or_else(|| bad(path, format!("member {} points outside the archive", raw.display())))?;
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                continue;
+            }
+            if !seen.insert(name.clone()) {
+                return Err(bad(path, format!("member {name} appears more than once")));
+            }
+            if kind.is_symlink() || kind.is_hard_link() {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| bad(path, e.to_string()))?
+                    .ok_or_else(|| bad(path, format!("link {name} has no target")))?;
+                let joined = if kind.is_symlink() {
+                    Path::new(&name).parent().unwrap_or(Path::new("")).join(&target)
+                } else {
+                    target.to_path_buf()
+                };
+                let resolved = clean(&joined)
+                    .filter(|_| !target.is_absolute())
+                    .ok_or_else(|| bad(path, format!("link {name} points outside the archive ({})", target.display())))?;
+                links.push((name, resolved));
+                continue;
+            }
+            if !kind.is_file() && kind != tar::EntryType::Continuous {
+                continue;
+            }
+            let size = entry.size();
+            let offset = entry.raw_file_position();
+            if offset.checked_add(size).is_none_or(|end| end > len) {
+                return Err(bad(path, format!("member {name} is truncated")));
+            }
+            members.insert(name, Member { offset, size });
+        }
+        // Links may only name regular files of the same archive.
+        for (name, target) in links {
+            let m = *members
+                .get(&target)
+                .ok_or_else(|| bad(path, format!("link {name} points to {target}, which is not a file in the archive")))?;
+            members.insert(name, m);
+        }
+        Ok(TarIndex { path: path.to_path_buf(), members })
+    }
+
+    /// Whether `name` is a file in the archive.
+    pub fn contains(&self, name: &str) -> bool {
+        clean(Path::new(name)).is_some_and(|n| self.members.contains_key(&n))
+    }
+
+    fn member(&self, name: &str) -> Result<Member, TransportError> {
+        clean(Path::new(name))
+            .and_then(|n| self.members.get(&n).copied())
+            .ok_or_else(|| bad(&self.path, format!("{name} is missing from the archive")))
+    }
+
+    /// Size of member `name`.
+    pub fn size(&self, name: &str) -> Result<u64, TransportError> {
+        Ok(self.member(name)?.size)
+    }
+
+    /// Read a small member whole, refusing anything over `limit` bytes.
+    pub async fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
+        let m = self.member(name)?;
+        if m.size > limit {
+            return Err(bad(&self.path, format!("{name} is {} bytes, more than the {limit} allowed", m.size)));
+        }
+        let mut f = tokio::fs::File::open(&self.path).await.map_err(TransportError::io("opening", &self.path))?;
+        f.seek(SeekFrom::Start(m.offset)).await.map_err(TransportError::io("reading", &self.path))?;
+        let mut buf = vec![0; m.size as usize];
+        f.read_exact(&mut buf).await.map_err(TransportError::io("reading", &self.path))?;
+        Ok(buf)
+    }
+
+    /// The first bytes of a member (to sniff compression).
+    pub async fn head(&self, name: &str, n: usize) -> Result<Vec<u8>, TransportError> {
+        let m = self.member(name)?;
+        let mut f = tokio::fs::File::open(&self.path).await.map_err(TransportError::io("opening", &self.path))?;
+        f.seek(SeekFrom::Start(m.offset)).await.map_err(TransportError::io("reading", &self.path))?;
+        let mut buf = vec![0; n.min(m.size as usize)];
+        f.read_exact(&mut buf).await.map_err(TransportError::io("reading", &self.path))?;
+        Ok(buf)
+    }
+
+    /// Stream member `name` straight from the archive file.
+    pub async fn stream(&self, name: &str) -> Result<BlobStream, TransportError> {
+        let m = self.member(name)?;
+        let mut f = tokio::fs::File::open(&self.path).await.map_err(TransportError::io("opening", &self.path))?;
+        f.seek(SeekFrom::Start(m.offset)).await.map_err(TransportError::io("reading", &self.path))?;
+        let p = self.path.clone();
+        Ok(tokio_util::io::ReaderStream::with_capacity(f.take(m.size), 256 * 1024)
+            .map(move |r| r.map_err(|e| TransportError::Io { op: "reading", path: p.clone(), source: e }))
+            .boxed())
+    }
+}
+
+/// Writes a tar archive to a temporary file beside its target, renamed into
+/// place by [`TarWriter::finish`]; dropped unfinished, the file is removed.
+pub struct TarWriter {
+    target: PathBuf,
+    tmp: PathBuf,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    pos: u64,
+    names: HashSet<String>,
+}
+
+fn header(name: &str, size: u64, kind: tar::EntryType, link: Option<&str>) -> Result<tar::Header, TransportError> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name).map_err(|e| TransportError::Invalid(format!("archive member name {name}: {e}")))?;
+    if let Some(l) = link {
+        h.set_link_name(l).map_err(|e| TransportError::Invalid(format!("archive link {l}: {e}")))?;
+    }
+    h.set_size(size);
+    h.set_entry_type(kind);
+    h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_cksum();
+    Ok(h)
+}
+
+impl TarWriter {
+    /// Start writing the archive that will appear at `target`.
+    pub async fn create(target: &Path) -> Result<TarWriter, TransportError> {
+        let tmp = super::local::temp_path(target);
+        let f = tokio::fs::File::create(&tmp).await.map_err(TransportError::io("creating", &tmp))?;
+        Ok(TarWriter {
+            target: target.to_path_buf(),
+            tmp,
+            file: Some(tokio::io::BufWriter::with_capacity(256 * 1024, f)),
+            pos: 0,
+            names: HashSet::new(),
+        })
+    }
+
+    fn out(&mut self) -> Result<&mut tokio::io::BufWriter<tokio::fs::File>, TransportError> {
+        self.file.as_mut().ok_or_else(|| TransportError::Invalid("archive already finished".into()))
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        let tmp = self.tmp.clone();
+        self.out()?.write_all(data).await.map_err(TransportError::io("writing", &tmp))?;
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    async fn pad(&mut self) -> Result<(), TransportError> {
+        let rem = (self.pos % 512) as usize;
+        if rem != 0 {
+            self.write(&[0u8; 512][..512 - rem]).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a member of this name was written already.
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Add a small file.
+    pub async fn add_file(&mut self, name: &str, data: &[u8]) -> Result<(), TransportError> {
+        let h = header(name, data.len() as u64, tar::EntryType::Regular, None)?;
+        self.write(h.as_bytes()).await?;
+        self.write(data).await?;
+        self.pad().await?;
+        self.names.insert(name.to_string());
+        Ok(())
+    }
+
+    /// Add a directory entry.
+    pub async fn add_dir(&mut self, name: &str) -> Result<(), TransportError> {
+        let h = header(name, 0, tar::EntryType::Directory, None)?;
+        self.write(h.as_bytes()).await?;
+        self.names.insert(name.to_string());
+        Ok(())
+    }
+
+    /// Add a symbolic link.
+    pub async fn add_symlink(&mut self, name: &str, target: &str) -> Result<(), TransportError> {
+        let h = header(name, 0, tar::EntryType::Symlink, Some(target))?;
+        self.write(h.as_bytes()).await?;
+        self.names.insert(name.to_string());
+        Ok(())
+    }
+
+    /// Stream a member whose size (and, through `name`, whose name) is known
+    /// only at its end: a placeholder header is written first and patched.
+    /// `name` is called with the number of bytes written.
+    pub async fn add_stream(&mut self, mut stream: BlobStream, name: impl FnOnce(u64) -> Result<String, TransportError>) -> Result<String, TransportError> {
+        let start = self.pos;
+        let placeholder = header("incomplete", 0, tar::EntryType::Regular, None)?;
+        self.write(placeholder.as_bytes()).await?;
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            n += chunk.len() as u64;
+            self.write(&chunk).await?;
+        }
+        self.pad().await?;
+        let name = name(n)?;
+        let h = header(&name, n, tar::EntryType::Regular, None)?;
+        let tmp = self.tmp.clone();
+        let end = self.pos;
+        let out = self.out()?;
+        out.flush().await.map_err(TransportError::io("writing", &tmp))?;
+        let f = out.get_mut();
+        f.seek(SeekFrom::Start(start)).await.map_err(TransportError::io("writing", &tmp))?;
+        f.write_all(h.as_bytes()).await.map_err(TransportError::io("writing", &tmp))?;
+        f.seek(SeekFrom::Start(end)).await.map_err(TransportError::io("writing", &tmp))?;
+        self.names.insert(name.clone());
+        Ok(name)
+    }
+
+    /// End the archive and move it into place.
+    pub async fn finish(&mut self) -> Result<(), TransportError> {
+        self.write(&[0u8; 1024]).await?;
+        let tmp = self.tmp.clone();
+        let mut f = self.file.take().ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
+        f.flush().await.map_err(TransportError::io("writing", &tmp))?;
+        let f = f.into_inner();
+        f.sync_all().await.map_err(TransportError::io("syncing", &tmp))?;
+        drop(f);
+        tokio::fs::rename(&self.tmp, &self.target).await.map_err(TransportError::io("renaming into place", &self.target))
+    }
+
+    /// Where the archive is being written (for handing it on before `finish`).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// End the archive without moving it into place (it stays at [`TarWriter::temp_path`]).
+    pub async fn close(&mut self) -> Result<(), TransportError> {
+        self.write(&[0u8; 1024]).await?;
+        let tmp = self.tmp.clone();
+        let mut f = self.file.take().ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
+        f.flush().await.map_err(TransportError::io("writing", &tmp))
+    }
+}
+
+impl Drop for TarWriter {
+    fn drop(&mut self) {
+        // Unfinished archives are not kept; a finished one was renamed away.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_member_paths() {
+        assert_eq!(clean(Path::new("./a/b")).as_deref(), Some("a/b"));
+        assert_eq!(clean(Path::new("a/../b")).as_deref(), Some("b"));
+        assert_eq!(clean(Path::new("../b")), None);
+        assert_eq!(clean(Path::new("/etc/passwd")), None);
+    }
+}
