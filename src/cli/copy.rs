@@ -114,9 +114,6 @@ impl CopyArgs {
         {
             used.push("recompression (--dest-compress*, --dest-decompress)");
         }
-        if !self.additional_tag.is_empty() {
-            used.push("--additional-tag (docker-archive)");
-        }
         if used.is_empty() {
             return Ok(());
         }
@@ -210,6 +207,16 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
     let src_opts = args.src.open_options(&args.authfile, retry)?;
     let mut dst_opts = args.dest.open_options(&args.authfile, retry)?;
     dst_opts.oci_accept_uncompressed_layers = args.dest_oci_accept_uncompressed_layers;
+    for t in &args.additional_tag {
+        let r = crate::reference::DockerReference::parse_normalized(t)
+            .map_err(|e| CliError::new(format!("invalid --additional-tag {t:?}: {e}")))?;
+        if r.digest().is_some() {
+            return Err(CliError::new(format!(
+                "--additional-tag {t:?} must be a tag, not a digest"
+            )));
+        }
+        dst_opts.additional_tags.push(r.with_default_tag());
+    }
     if args.image_parallel_copies == Some(0) {
         return Err(CliError::new("--image-parallel-copies must be at least 1"));
     }

@@ -156,6 +156,8 @@ macro_rules! image_flags {
                     shared_blob_dir: self.shared_blob_dir.clone(),
                     pool: None,
                     oci_accept_uncompressed_layers: false,
+                    daemon_host: self.daemon_host.clone(),
+                    additional_tags: vec![],
                 })
             }
         }

@@ -5,10 +5,12 @@
 
 pub mod dir;
 pub mod docker;
+pub mod docker_archive;
+pub mod docker_daemon;
 mod local;
-pub mod tarball;
 pub mod oci;
 pub mod oci_archive;
+pub mod tarball;
 
 use crate::digest::Digest;
 use crate::manifest::ManifestError;
@@ -224,6 +226,10 @@ pub struct OpenOptions {
     pub pool: Option<std::sync::Arc<crate::registry::ClientPool>>,
     /// `--dest-oci-accept-uncompressed-layers`.
     pub oci_accept_uncompressed_layers: bool,
+    /// `--src-daemon-host` / `--dest-daemon-host` for `docker-daemon:`.
+    pub daemon_host: Option<String>,
+    /// `--additional-tag` for `docker-archive:` destinations.
+    pub additional_tags: Vec<crate::reference::DockerReference>,
 }
 
 impl OpenOptions {
@@ -250,7 +256,15 @@ pub async fn open_source(
             oci::OciSource::open(path, image.as_deref(), opts.shared_blob_dir.clone()).await?,
         )),
         ImageReference::Dir { path } => Ok(Box::new(dir::DirSource::open(path).await?)),
-        ImageReference::OciArchive { path, image } => Ok(Box::new(oci::OciSource::open_archive(path, image.as_deref()).await?)),
+        ImageReference::OciArchive { path, image } => {
+            Ok(Box::new(oci::OciSource::open_archive(path, image.as_deref()).await?))
+        }
+        ImageReference::DockerArchive { path, target } => Ok(Box::new(
+            docker_archive::DockerArchiveSource::open(path, target.as_ref()).await?,
+        )),
+        ImageReference::DockerDaemon(t) => Ok(Box::new(
+            docker_daemon::DaemonSource::open(t, opts.daemon_host.as_deref()).await?,
+        )),
         other => Err(TransportError::Unsupported(other.transport())),
     }
 }
@@ -272,7 +286,26 @@ pub async fn open_destination(
         }
         ImageReference::Dir { path } => Ok(Box::new(dir::DirDestination::open(path).await?)),
         ImageReference::OciArchive { path, image } => Ok(Box::new(
-            oci_archive::OciArchiveDestination::create(path, image.clone(), opts.oci_accept_uncompressed_layers).await?,
+            oci_archive::OciArchiveDestination::create(path, image.clone(), opts.oci_accept_uncompressed_layers)
+                .await?,
+        )),
+        ImageReference::DockerArchive { path, target } => {
+            let mut tags = match target {
+                Some(crate::reference::ArchiveTarget::Reference(r)) => vec![r.clone()],
+                Some(crate::reference::ArchiveTarget::Index(_)) => {
+                    return Err(TransportError::Invalid(
+                        "docker-archive: a destination cannot use @INDEX".into(),
+                    ));
+                }
+                None => vec![],
+            };
+            tags.extend(opts.additional_tags.iter().cloned());
+            Ok(Box::new(
+                docker_archive::DockerArchiveDestination::create(path, tags).await?,
+            ))
+        }
+        ImageReference::DockerDaemon(t) => Ok(Box::new(
+            docker_daemon::DaemonDestination::create(t, opts.daemon_host.as_deref()).await?,
         )),
         other => Err(TransportError::Unsupported(other.transport())),
     }

@@ -38,7 +38,10 @@ impl Store {
     async fn read_blob(&self, d: &Digest, limit: u64) -> Result<Vec<u8>, TransportError> {
         match self {
             Store::Dir { blobs, .. } => read_small(&blob_path(blobs, d), limit).await,
-            Store::Tar(t) => t.read_small(&format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()), limit).await,
+            Store::Tar(t) => {
+                t.read_small(&format!("blobs/{}/{}", d.algorithm().as_str(), d.hex()), limit)
+                    .await
+            }
         }
     }
     async fn stream_blob(&self, d: &Digest) -> Result<BlobStream, TransportError> {
@@ -59,7 +62,10 @@ pub struct OciSource {
 impl OciSource {
     /// Open the layout at `path` and find `image` (or its only image) in index.json.
     pub async fn open(path: &Path, image: Option<&str>, shared_blobs: Option<PathBuf>) -> Result<Self, TransportError> {
-        let store = Store::Dir { root: path.to_path_buf(), blobs: shared_blobs.unwrap_or_else(|| path.join("blobs")) };
+        let store = Store::Dir {
+            root: path.to_path_buf(),
+            blobs: shared_blobs.unwrap_or_else(|| path.join("blobs")),
+        };
         Self::from_store(store, "oci", path, image).await
     }
 
@@ -69,7 +75,12 @@ impl OciSource {
         Self::from_store(store, "oci-archive", path, image).await
     }
 
-    async fn from_store(store: Store, transport: &str, path: &Path, image: Option<&str>) -> Result<Self, TransportError> {
+    async fn from_store(
+        store: Store,
+        transport: &str,
+        path: &Path,
+        image: Option<&str>,
+    ) -> Result<Self, TransportError> {
         let data = store.read("index.json", INDEX_LIMIT).await?;
         let index: ImageIndex = serde_json::from_slice(&data)
             .map_err(|e| TransportError::Invalid(format!("parsing index.json of {}: {e}", path.display())))?;
@@ -80,11 +91,19 @@ impl OciSource {
                 .find(|d| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str) == Some(name))
                 .cloned()
                 .ok_or_else(|| {
-                    TransportError::ImageNotFound(format!("no descriptor found for reference {name:?} in {}", path.display()))
+                    TransportError::ImageNotFound(format!(
+                        "no descriptor found for reference {name:?} in {}",
+                        path.display()
+                    ))
                 })?,
             None => match index.manifests.as_slice() {
                 [one] => one.clone(),
-                [] => return Err(TransportError::ImageNotFound(format!("no images in {}", path.display()))),
+                [] => {
+                    return Err(TransportError::ImageNotFound(format!(
+                        "no images in {}",
+                        path.display()
+                    )));
+                }
                 _ => {
                     return Err(TransportError::Invalid(format!(
                         "more than one image in {0}, choose an image with {transport}:{0}:NAME",
@@ -97,13 +116,20 @@ impl OciSource {
             Some(i) => format!("{transport}:{}:{i}", path.display()),
             None => format!("{transport}:{}", path.display()),
         };
-        Ok(OciSource { name, store, descriptor })
+        Ok(OciSource {
+            name,
+            store,
+            descriptor,
+        })
     }
 
     async fn read_manifest(&self, d: &Digest) -> Result<Bytes, TransportError> {
         let bytes = self.store.read_blob(d, MANIFEST_LIMIT).await?;
         if !d.matches(&bytes) {
-            return Err(TransportError::Invalid(format!("manifest {d} in {} does not match its digest", self.name)));
+            return Err(TransportError::Invalid(format!(
+                "manifest {d} in {} does not match its digest",
+                self.name
+            )));
         }
         Ok(bytes.into())
     }

@@ -29,13 +29,22 @@ impl OciArchiveDestination {
     /// Start the archive for `path`.
     pub async fn create(path: &Path, image: Option<String>, accept_uncompressed: bool) -> Result<Self, TransportError> {
         if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
-            return Err(TransportError::Invalid(format!("{} is a directory, not an archive", path.display())));
+            return Err(TransportError::Invalid(format!(
+                "{} is a directory, not an archive",
+                path.display()
+            )));
         }
         let mut tar = TarWriter::create(path).await?;
         tar.add_file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
         tar.add_dir("blobs/").await?;
         tar.add_dir("blobs/sha256/").await?;
-        Ok(OciArchiveDestination { path: path.to_path_buf(), image, accept_uncompressed, tar: Mutex::new(tar), top: Mutex::new(None) })
+        Ok(OciArchiveDestination {
+            path: path.to_path_buf(),
+            image,
+            accept_uncompressed,
+            tar: Mutex::new(tar),
+            top: Mutex::new(None),
+        })
     }
 }
 
@@ -53,7 +62,11 @@ impl ImageDestination for OciArchiveDestination {
     }
 
     fn desired_layer_compression(&self) -> LayerCompression {
-        if self.accept_uncompressed { LayerCompression::Preserve } else { LayerCompression::Compress }
+        if self.accept_uncompressed {
+            LayerCompression::Preserve
+        } else {
+            LayerCompression::Compress
+        }
     }
 
     fn concurrent_blobs(&self) -> bool {
@@ -72,18 +85,27 @@ impl ImageDestination for OciArchiveDestination {
     async fn put_blob_computed(&self, _media_type: &str, stream: BlobStream) -> Result<(Digest, u64), TransportError> {
         let (stream, slot) = super::hashing(stream);
         let mut tar = self.tar.lock().await;
-        tar.add_stream(stream, |_| super::hashed(&slot).map(|(d, _)| blob_name(&d))).await?;
+        tar.add_stream(stream, |_| super::hashed(&slot).map(|(d, _)| blob_name(&d)))
+            .await?;
         super::hashed(&slot)
     }
 
-    async fn put_manifest(&self, manifest: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<(), TransportError> {
+    async fn put_manifest(
+        &self,
+        manifest: &[u8],
+        media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<(), TransportError> {
         let digest = Digest::sha256_of(manifest);
         let mut tar = self.tar.lock().await;
         if !tar.has(&blob_name(&digest)) {
             tar.add_file(&blob_name(&digest), manifest).await?;
         }
         if instance.is_none() {
-            let annotations = self.image.as_ref().map(|i| BTreeMap::from([(super::oci::REF_NAME.to_string(), i.clone())]));
+            let annotations = self
+                .image
+                .as_ref()
+                .map(|i| BTreeMap::from([(super::oci::REF_NAME.to_string(), i.clone())]));
             *self.top.lock().await = Some(Descriptor {
                 media_type: media_type.to_string(),
                 digest,
@@ -98,7 +120,12 @@ impl ImageDestination for OciArchiveDestination {
     }
 
     async fn commit(&self) -> Result<(), TransportError> {
-        let top = self.top.lock().await.clone().ok_or_else(|| TransportError::Invalid("commit without a manifest".into()))?;
+        let top = self
+            .top
+            .lock()
+            .await
+            .clone()
+            .ok_or_else(|| TransportError::Invalid("commit without a manifest".into()))?;
         let index = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [top]});
         let mut tar = self.tar.lock().await;
         tar.add_file("index.json", index.to_string().as_bytes()).await?;

@@ -61,7 +61,11 @@ impl TarIndex {
             if e.kind() == std::io::ErrorKind::NotFound {
                 TransportError::ImageNotFound(format!("archive {} does not exist", path.display()))
             } else {
-                TransportError::Io { op: "opening", path: path.to_path_buf(), source: e }
+                TransportError::Io {
+                    op: "opening",
+                    path: path.to_path_buf(),
+                    source: e,
+                }
             }
         })?;
         let len = file.metadata().map_err(TransportError::io("reading", path))?.len();
@@ -73,7 +77,8 @@ impl TarIndex {
         for entry in entries {
             let entry = entry.map_err(|e| bad(path, format!("corrupt or truncated: {e}")))?;
             let raw = entry.path().map_err(|e| bad(path, e.to_string()))?.into_owned();
-            let name = clean(&raw).ok_or_else(|| bad(path, format!("member {} points outside the archive", raw.display())))?;
+            let name =
+                clean(&raw).ok_or_else(|| bad(path, format!("member {} points outside the archive", raw.display())))?;
             let kind = entry.header().entry_type();
             if kind.is_dir() {
                 continue;
@@ -91,9 +96,12 @@ impl TarIndex {
                 } else {
                     target.to_path_buf()
                 };
-                let resolved = clean(&joined)
-                    .filter(|_| !target.is_absolute())
-                    .ok_or_else(|| bad(path, format!("link {name} points outside the archive ({})", target.display())))?;
+                let resolved = clean(&joined).filter(|_| !target.is_absolute()).ok_or_else(|| {
+                    bad(
+                        path,
+                        format!("link {name} points outside the archive ({})", target.display()),
+                    )
+                })?;
                 links.push((name, resolved));
                 continue;
             }
@@ -109,12 +117,18 @@ impl TarIndex {
         }
         // Links may only name regular files of the same archive.
         for (name, target) in links {
-            let m = *members
-                .get(&target)
-                .ok_or_else(|| bad(path, format!("link {name} points to {target}, which is not a file in the archive")))?;
+            let m = *members.get(&target).ok_or_else(|| {
+                bad(
+                    path,
+                    format!("link {name} points to {target}, which is not a file in the archive"),
+                )
+            })?;
             members.insert(name, m);
         }
-        Ok(TarIndex { path: path.to_path_buf(), members })
+        Ok(TarIndex {
+            path: path.to_path_buf(),
+            members,
+        })
     }
 
     /// Whether `name` is a file in the archive.
@@ -137,33 +151,58 @@ impl TarIndex {
     pub async fn read_small(&self, name: &str, limit: u64) -> Result<Vec<u8>, TransportError> {
         let m = self.member(name)?;
         if m.size > limit {
-            return Err(bad(&self.path, format!("{name} is {} bytes, more than the {limit} allowed", m.size)));
+            return Err(bad(
+                &self.path,
+                format!("{name} is {} bytes, more than the {limit} allowed", m.size),
+            ));
         }
-        let mut f = tokio::fs::File::open(&self.path).await.map_err(TransportError::io("opening", &self.path))?;
-        f.seek(SeekFrom::Start(m.offset)).await.map_err(TransportError::io("reading", &self.path))?;
+        let mut f = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(TransportError::io("opening", &self.path))?;
+        f.seek(SeekFrom::Start(m.offset))
+            .await
+            .map_err(TransportError::io("reading", &self.path))?;
         let mut buf = vec![0; m.size as usize];
-        f.read_exact(&mut buf).await.map_err(TransportError::io("reading", &self.path))?;
+        f.read_exact(&mut buf)
+            .await
+            .map_err(TransportError::io("reading", &self.path))?;
         Ok(buf)
     }
 
     /// The first bytes of a member (to sniff compression).
     pub async fn head(&self, name: &str, n: usize) -> Result<Vec<u8>, TransportError> {
         let m = self.member(name)?;
-        let mut f = tokio::fs::File::open(&self.path).await.map_err(TransportError::io("opening", &self.path))?;
-        f.seek(SeekFrom::Start(m.offset)).await.map_err(TransportError::io("reading", &self.path))?;
+        let mut f = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(TransportError::io("opening", &self.path))?;
+        f.seek(SeekFrom::Start(m.offset))
+            .await
+            .map_err(TransportError::io("reading", &self.path))?;
         let mut buf = vec![0; n.min(m.size as usize)];
-        f.read_exact(&mut buf).await.map_err(TransportError::io("reading", &self.path))?;
+        f.read_exact(&mut buf)
+            .await
+            .map_err(TransportError::io("reading", &self.path))?;
         Ok(buf)
     }
 
     /// Stream member `name` straight from the archive file.
     pub async fn stream(&self, name: &str) -> Result<BlobStream, TransportError> {
         let m = self.member(name)?;
-        let mut f = tokio::fs::File::open(&self.path).await.map_err(TransportError::io("opening", &self.path))?;
-        f.seek(SeekFrom::Start(m.offset)).await.map_err(TransportError::io("reading", &self.path))?;
+        let mut f = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(TransportError::io("opening", &self.path))?;
+        f.seek(SeekFrom::Start(m.offset))
+            .await
+            .map_err(TransportError::io("reading", &self.path))?;
         let p = self.path.clone();
         Ok(tokio_util::io::ReaderStream::with_capacity(f.take(m.size), 256 * 1024)
-            .map(move |r| r.map_err(|e| TransportError::Io { op: "reading", path: p.clone(), source: e }))
+            .map(move |r| {
+                r.map_err(|e| TransportError::Io {
+                    op: "reading",
+                    path: p.clone(),
+                    source: e,
+                })
+            })
             .boxed())
     }
 }
@@ -180,9 +219,11 @@ pub struct TarWriter {
 
 fn header(name: &str, size: u64, kind: tar::EntryType, link: Option<&str>) -> Result<tar::Header, TransportError> {
     let mut h = tar::Header::new_gnu();
-    h.set_path(name).map_err(|e| TransportError::Invalid(format!("archive member name {name}: {e}")))?;
+    h.set_path(name)
+        .map_err(|e| TransportError::Invalid(format!("archive member name {name}: {e}")))?;
     if let Some(l) = link {
-        h.set_link_name(l).map_err(|e| TransportError::Invalid(format!("archive link {l}: {e}")))?;
+        h.set_link_name(l)
+            .map_err(|e| TransportError::Invalid(format!("archive link {l}: {e}")))?;
     }
     h.set_size(size);
     h.set_entry_type(kind);
@@ -198,7 +239,9 @@ impl TarWriter {
     /// Start writing the archive that will appear at `target`.
     pub async fn create(target: &Path) -> Result<TarWriter, TransportError> {
         let tmp = super::local::temp_path(target);
-        let f = tokio::fs::File::create(&tmp).await.map_err(TransportError::io("creating", &tmp))?;
+        let f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(TransportError::io("creating", &tmp))?;
         Ok(TarWriter {
             target: target.to_path_buf(),
             tmp,
@@ -209,12 +252,17 @@ impl TarWriter {
     }
 
     fn out(&mut self) -> Result<&mut tokio::io::BufWriter<tokio::fs::File>, TransportError> {
-        self.file.as_mut().ok_or_else(|| TransportError::Invalid("archive already finished".into()))
+        self.file
+            .as_mut()
+            .ok_or_else(|| TransportError::Invalid("archive already finished".into()))
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), TransportError> {
         let tmp = self.tmp.clone();
-        self.out()?.write_all(data).await.map_err(TransportError::io("writing", &tmp))?;
+        self.out()?
+            .write_all(data)
+            .await
+            .map_err(TransportError::io("writing", &tmp))?;
         self.pos += data.len() as u64;
         Ok(())
     }
@@ -261,7 +309,11 @@ impl TarWriter {
     /// Stream a member whose size (and, through `name`, whose name) is known
     /// only at its end: a placeholder header is written first and patched.
     /// `name` is called with the number of bytes written.
-    pub async fn add_stream(&mut self, mut stream: BlobStream, name: impl FnOnce(u64) -> Result<String, TransportError>) -> Result<String, TransportError> {
+    pub async fn add_stream(
+        &mut self,
+        mut stream: BlobStream,
+        name: impl FnOnce(u64) -> Result<String, TransportError>,
+    ) -> Result<String, TransportError> {
         let start = self.pos;
         let placeholder = header("incomplete", 0, tar::EntryType::Regular, None)?;
         self.write(placeholder.as_bytes()).await?;
@@ -279,9 +331,15 @@ impl TarWriter {
         let out = self.out()?;
         out.flush().await.map_err(TransportError::io("writing", &tmp))?;
         let f = out.get_mut();
-        f.seek(SeekFrom::Start(start)).await.map_err(TransportError::io("writing", &tmp))?;
-        f.write_all(h.as_bytes()).await.map_err(TransportError::io("writing", &tmp))?;
-        f.seek(SeekFrom::Start(end)).await.map_err(TransportError::io("writing", &tmp))?;
+        f.seek(SeekFrom::Start(start))
+            .await
+            .map_err(TransportError::io("writing", &tmp))?;
+        f.write_all(h.as_bytes())
+            .await
+            .map_err(TransportError::io("writing", &tmp))?;
+        f.seek(SeekFrom::Start(end))
+            .await
+            .map_err(TransportError::io("writing", &tmp))?;
         self.names.insert(name.clone());
         Ok(name)
     }
@@ -290,12 +348,17 @@ impl TarWriter {
     pub async fn finish(&mut self) -> Result<(), TransportError> {
         self.write(&[0u8; 1024]).await?;
         let tmp = self.tmp.clone();
-        let mut f = self.file.take().ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
+        let mut f = self
+            .file
+            .take()
+            .ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
         f.flush().await.map_err(TransportError::io("writing", &tmp))?;
         let f = f.into_inner();
         f.sync_all().await.map_err(TransportError::io("syncing", &tmp))?;
         drop(f);
-        tokio::fs::rename(&self.tmp, &self.target).await.map_err(TransportError::io("renaming into place", &self.target))
+        tokio::fs::rename(&self.tmp, &self.target)
+            .await
+            .map_err(TransportError::io("renaming into place", &self.target))
     }
 
     /// Where the archive is being written (for handing it on before `finish`).
@@ -307,7 +370,10 @@ impl TarWriter {
     pub async fn close(&mut self) -> Result<(), TransportError> {
         self.write(&[0u8; 1024]).await?;
         let tmp = self.tmp.clone();
-        let mut f = self.file.take().ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
+        let mut f = self
+            .file
+            .take()
+            .ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
         f.flush().await.map_err(TransportError::io("writing", &tmp))
     }
 }
