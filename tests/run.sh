@@ -9,6 +9,7 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v openssl >/dev/null || need+=(openssl)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v dockerd >/dev/null || need+=(docker.io)
 if ((${#need[@]})); then
   echo "tests/run.sh: installing ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
@@ -17,8 +18,9 @@ if ((${#need[@]})); then
     exit 1
   fi
 fi
-# Debian's docker-registry package may start a registry on :5000; the tests
-# run their own on ephemeral ports and do not need it.
+# Debian's docker-registry and docker.io packages may start services of their
+# own; the tests run their own registries (ephemeral loopback ports) and their
+# own dockerd (private socket and data root) and need neither.
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings

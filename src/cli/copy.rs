@@ -107,13 +107,6 @@ impl CopyArgs {
         if !self.encryption_key.is_empty() || !self.encrypt_layer.is_empty() || !self.decryption_key.is_empty() {
             used.push("layer encryption (--encryption-key, --encrypt-layer, --decryption-key)");
         }
-        if self.dest_compress
-            || self.dest_decompress
-            || self.dest_compress_format.is_some()
-            || self.dest_compress_level.is_some()
-        {
-            used.push("recompression (--dest-compress*, --dest-decompress)");
-        }
         if used.is_empty() {
             return Ok(());
         }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod archives;
 mod auth;
 mod cli;
 mod interop;

@@ -17,6 +17,9 @@ pub struct Spec {
     pub seed: u64,
     /// Seed of the first (base) layer when it should be shared with other images.
     pub base_seed: Option<u64>,
+    /// Real gzip-compressed tar layers (each holding one file of noise), as
+    /// a Docker daemon needs; otherwise layers are opaque noise.
+    pub tar_layers: bool,
 }
 
 impl Default for Spec {
@@ -27,6 +30,7 @@ impl Default for Spec {
             docker: false,
             seed: 1,
             base_seed: None,
+            tar_layers: false,
         }
     }
 }
@@ -69,6 +73,22 @@ fn put(layout: &Path, data: &[u8]) -> (String, usize) {
     (format!("sha256:{hex}"), data.len())
 }
 
+/// A gzip-compressed tar holding one file; returns it and its diff_id.
+pub fn tar_layer(name: &str, content: &[u8]) -> (Vec<u8>, String) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append_data(&mut h, name, content).expect("tar");
+    let raw = tar.into_inner().expect("tar");
+    let diff = format!("sha256:{}", hex::encode(Sha256::digest(&raw)));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).expect("gzip");
+    (gz.finish().expect("gzip"), diff)
+}
+
 /// Write the image described by `spec` into the OCI layout at `layout` under `name`.
 pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
     std::fs::create_dir_all(layout.join("blobs/sha256")).expect("creating layout");
@@ -100,9 +120,16 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
                 (0, None) => spec.seed * 1000,
                 _ => spec.seed * 1000 + (ai as u64 + 1) * 100 + li as u64,
             };
-            let (d, n) = put(layout, &noise(*size, seed));
+            let (d, n, diff_id) = if spec.tar_layers {
+                let (gz, diff) = tar_layer(&format!("layer-{seed}.bin"), &noise(*size, seed));
+                let (d, n) = put(layout, &gz);
+                (d, n, diff)
+            } else {
+                let (d, n) = put(layout, &noise(*size, seed));
+                (d.clone(), n, d)
+            };
             layer_descs.push(serde_json::json!({"mediaType": mt_layer, "digest": d, "size": n}));
-            diff_ids.push(d.clone());
+            diff_ids.push(diff_id);
             if !all_layers.contains(&d) {
                 all_layers.push(d);
             }

@@ -1,6 +1,7 @@
 //! Test fixtures: real registries on loopback, a token server, a
 //! connection-dropping proxy, generated images, and running the CLI.
 
+pub mod dockerd;
 pub mod image;
 pub mod paging;
 pub mod proxy;

@@ -1,0 +1,369 @@
+//! Archive and daemon transports: the full transport matrix, format and
+//! compression conversions, interop with docker and skopeo, hostile archives.
+
+use crate::support::dockerd::dockerd;
+use crate::support::image::{Built, Spec, build};
+use crate::support::registry::{Mode, Registry};
+use crate::support::{kopeo, skopeo, tempdir};
+use std::path::Path;
+
+fn real_image(dir: &Path, docker: bool) -> Built {
+    build(
+        dir,
+        "seed",
+        &Spec {
+            layers: vec![120_000, 40_000],
+            tar_layers: true,
+            docker,
+            seed: 90,
+            ..Spec::default()
+        },
+    )
+}
+
+/// Flags that let any command reach the test registry and daemon.
+fn reach(prefix: &str) -> Vec<String> {
+    vec![
+        format!("--{prefix}tls-verify=false"),
+        format!("--{prefix}daemon-host={}", dockerd().host()),
+    ]
+}
+
+fn copy(home: &Path, extra: &[&str], from: &str, to: &str) -> crate::support::Run {
+    let mut a: Vec<String> = vec!["copy".into(), "-q".into()];
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a.extend(reach("src-"));
+    a.extend(reach("dest-"));
+    a.push(from.into());
+    a.push(to.into());
+    kopeo(home, &a.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn config(home: &Path, image: &str) -> serde_json::Value {
+    let mut a: Vec<String> = vec!["inspect".into(), "--config".into(), "--raw".into()];
+    a.extend(reach(""));
+    a.push(image.into());
+    let out = kopeo(home, &a.iter().map(String::as_str).collect::<Vec<_>>()).ok();
+    serde_json::from_str(&out.stdout).expect("config JSON")
+}
+
+fn raw_manifest(home: &Path, image: &str) -> String {
+    let mut a: Vec<String> = vec!["inspect".into(), "--raw".into()];
+    a.extend(reach(""));
+    a.push(image.into());
+    kopeo(home, &a.iter().map(String::as_str).collect::<Vec<_>>())
+        .ok()
+        .stdout
+}
+
+fn location(home: &Path, reg: &Registry, transport: &str, tag: &str) -> String {
+    let p = home.display();
+    match transport {
+        "docker" => reg.image(&format!("matrix/{tag}:1")),
+        "oci" => format!("oci:{p}/oci-{tag}:x"),
+        "dir" => format!("dir:{p}/dir-{tag}"),
+        "oci-archive" => format!("oci-archive:{p}/{tag}.oci.tar:x"),
+        "docker-archive" => format!("docker-archive:{p}/{tag}.docker.tar:matrix/{tag}:1"),
+        "docker-daemon" => format!("docker-daemon:kopeo-matrix/{tag}:1"),
+        other => panic!("unknown transport {other}"),
+    }
+}
+
+#[test]
+fn every_transport_pair_copies_with_identical_layer_contents() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Plain);
+    let seed = real_image(&home.path().join("seed"), true);
+    let want = config(home.path(), &seed.reference())["rootfs"]["diff_ids"].clone();
+    assert_eq!(want.as_array().map(Vec::len), Some(2));
+    let transports = ["docker", "oci", "dir", "oci-archive", "docker-archive", "docker-daemon"];
+    for t in transports {
+        copy(
+            home.path(),
+            &[],
+            &seed.reference(),
+            &location(home.path(), &reg, t, &format!("src-{t}")),
+        )
+        .ok();
+    }
+    for s in transports {
+        for d in transports {
+            let from = location(home.path(), &reg, s, &format!("src-{s}"));
+            let to = location(home.path(), &reg, d, &format!("{s}-to-{d}"));
+            let r = copy(home.path(), &[], &from, &to);
+            assert_eq!(r.code, 0, "{s} → {d}: {}", r.stderr);
+            let got = config(home.path(), &to)["rootfs"]["diff_ids"].clone();
+            assert_eq!(got, want, "{s} → {d}: diff_ids");
+            // Decompressing into a docker-archive checks every layer's
+            // contents against those diff_ids.
+            let check = format!("docker-archive:{}/check-{s}-{d}.tar", home.path().display());
+            let r = copy(home.path(), &[], &to, &check);
+            assert_eq!(r.code, 0, "{s} → {d} → docker-archive: {}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn daemon_round_trip_and_docker_load_of_kopeo_archives() {
+    let home = tempdir();
+    let d = dockerd();
+    let seed = real_image(&home.path().join("seed"), false);
+    copy(
+        home.path(),
+        &[],
+        &seed.reference(),
+        "docker-daemon:kopeo-test/roundtrip:1",
+    )
+    .ok();
+    let id = d.docker(&["image", "inspect", "--format", "{{.Id}}", "kopeo-test/roundtrip:1"]);
+    assert_eq!(id.code, 0, "{}", id.stderr);
+    let want = config(home.path(), &seed.reference());
+    let back = format!("oci:{}/back:x", home.path().display());
+    copy(home.path(), &[], "docker-daemon:kopeo-test/roundtrip:1", &back).ok();
+    assert_eq!(config(home.path(), &back)["rootfs"], want["rootfs"]);
+    // By image ID too.
+    copy(
+        home.path(),
+        &[],
+        &format!("docker-daemon:{}", id.stdout.trim()),
+        &format!("dir:{}/by-id", home.path().display()),
+    )
+    .ok();
+    // An archive kopeo writes is accepted by `docker load`, with every tag.
+    let archive = home.path().join("k.tar");
+    copy(
+        home.path(),
+        &["--additional-tag", "kopeo-test/extra:2"],
+        &seed.reference(),
+        &format!("docker-archive:{}:kopeo-test/loaded:1", archive.display()),
+    )
+    .ok();
+    let load = d.docker(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(load.code, 0, "{}", load.stderr);
+    for tag in ["kopeo-test/loaded:1", "kopeo-test/extra:2"] {
+        assert_eq!(
+            d.docker(&["image", "inspect", tag]).code,
+            0,
+            "{tag} loaded: {}",
+            load.stdout
+        );
+    }
+    let missing = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            &format!("--daemon-host={}", d.host()),
+            "docker-daemon:kopeo-test/absent:1",
+        ],
+    );
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+}
+
+#[test]
+fn skopeo_and_kopeo_read_each_others_archives() {
+    let home = tempdir();
+    let seed = real_image(&home.path().join("seed"), false);
+    let s_docker = format!("docker-archive:{}/s.tar:skopeo/made:1", home.path().display());
+    skopeo(home.path(), &["copy", &seed.reference(), &s_docker]).ok();
+    let want = config(home.path(), &seed.reference())["rootfs"].clone();
+    assert_eq!(config(home.path(), &s_docker)["rootfs"], want);
+    copy(
+        home.path(),
+        &[],
+        &s_docker,
+        &format!("oci:{}/from-skopeo:x", home.path().display()),
+    )
+    .ok();
+    let k_oci = format!("oci-archive:{}/k.oci.tar:k", home.path().display());
+    copy(home.path(), &[], &seed.reference(), &k_oci).ok();
+    skopeo(
+        home.path(),
+        &["copy", &k_oci, &format!("dir:{}/by-skopeo", home.path().display())],
+    )
+    .ok();
+    let k_docker = format!("docker-archive:{}/k.docker.tar:kopeo/made:1", home.path().display());
+    copy(home.path(), &[], &seed.reference(), &k_docker).ok();
+    skopeo(
+        home.path(),
+        &[
+            "copy",
+            &k_docker,
+            &format!("oci:{}/by-skopeo-2:x", home.path().display()),
+        ],
+    )
+    .ok();
+}
+
+#[test]
+fn format_and_compression_conversions_keep_layer_contents() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Plain);
+    let seed = real_image(&home.path().join("seed"), true);
+    let want = config(home.path(), &seed.reference())["rootfs"].clone();
+    let p = home.path().display();
+    // v2s2 → OCI → v2s2.
+    let oci = format!("oci:{p}/conv:x");
+    copy(home.path(), &[], &seed.reference(), &oci).ok();
+    assert!(raw_manifest(home.path(), &oci).contains("application/vnd.oci.image.manifest.v1+json"));
+    let back = reg.image("conv:v2s2");
+    copy(home.path(), &["--format", "v2s2"], &oci, &back).ok();
+    let raw = raw_manifest(home.path(), &back);
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.v2+json") && !raw.contains("vnd.oci"),
+        "{raw}"
+    );
+    assert_eq!(config(home.path(), &back)["rootfs"], want);
+    // gzip → zstd → gzip.
+    let z = format!("oci:{p}/zstd:x");
+    copy(home.path(), &["--dest-compress-format", "zstd"], &seed.reference(), &z).ok();
+    let raw = raw_manifest(home.path(), &z);
+    assert_eq!(raw.matches("tar+zstd").count(), 2, "{raw}");
+    let g = format!("dir:{p}/gzip-again");
+    copy(home.path(), &["--dest-compress-format", "gzip"], &z, &g).ok();
+    let raw = raw_manifest(home.path(), &g);
+    assert_eq!(raw.matches("tar+gzip").count(), 2, "{raw}");
+    assert_eq!(config(home.path(), &g)["rootfs"], want);
+    copy(home.path(), &[], &g, &format!("docker-archive:{p}/verify.tar")).ok();
+    // Decompressed into dir:, then compressed on the way to a registry.
+    let plain = format!("dir:{p}/plain");
+    copy(home.path(), &["--dest-decompress"], &seed.reference(), &plain).ok();
+    assert!(raw_manifest(home.path(), &plain).contains("rootfs.diff.tar\""));
+    copy(home.path(), &[], &plain, &reg.image("from-plain:1")).ok();
+    assert!(raw_manifest(home.path(), &reg.image("from-plain:1")).contains("diff.tar.gzip"));
+    // Digests cannot be preserved through a compression change.
+    let r = copy(
+        home.path(),
+        &["--dest-compress-format", "zstd", "--preserve-digests"],
+        &seed.reference(),
+        &format!("oci:{p}/nope:x"),
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--preserve-digests"), "{}", r.stderr);
+}
+
+/// A tar member with any name, link and type, written byte by byte (the tar
+/// crate rightly refuses to build hostile names).
+fn member(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
+    let mut h = tar::Header::new_old();
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+fn archive(members: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+    let mut out = vec![];
+    for (n, k, l, d) in members {
+        member(&mut out, n, *k, l, d);
+    }
+    out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+#[test]
+fn hostile_archives_are_refused_with_a_clear_error() {
+    use tar::EntryType::{Link, Regular, Symlink};
+    let home = tempdir();
+    let manifest = br#"[{"Config":"c.json","RepoTags":["x:1"],"Layers":["l.tar"]}]"#;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "traversal",
+            archive(&[("../evil", Regular, "", b"x"), ("manifest.json", Regular, "", manifest)]),
+            "outside the archive",
+        ),
+        (
+            "absolute",
+            archive(&[("/etc/evil", Regular, "", b"x")]),
+            "outside the archive",
+        ),
+        (
+            "symlink-out",
+            archive(&[("l.tar", Symlink, "../../etc/passwd", b"")]),
+            "outside the archive",
+        ),
+        (
+            "hardlink-out",
+            archive(&[("l.tar", Link, "/etc/passwd", b"")]),
+            "outside the archive",
+        ),
+        (
+            "duplicate",
+            archive(&[
+                ("manifest.json", Regular, "", manifest),
+                ("manifest.json", Regular, "", manifest),
+            ]),
+            "more than once",
+        ),
+        (
+            "missing",
+            archive(&[("manifest.json", Regular, "", manifest)]),
+            "missing from the archive",
+        ),
+        (
+            "dangling-link",
+            archive(&[
+                ("manifest.json", Regular, "", manifest),
+                ("l.tar", Symlink, "nowhere.tar", b""),
+            ]),
+            "not a file in the archive",
+        ),
+    ];
+    for (name, bytes, expect) in cases {
+        let path = home.path().join(format!("{name}.tar"));
+        std::fs::write(&path, bytes).unwrap();
+        for t in ["docker-archive", "oci-archive"] {
+            let out = kopeo(home.path(), &["inspect", &format!("{t}:{}", path.display())]);
+            assert_ne!(out.code, 0, "{name} via {t} must fail");
+            if t == "docker-archive" {
+                assert!(out.stderr.contains(expect), "{name}: {}", out.stderr);
+            }
+        }
+    }
+    assert!(
+        !home.path().parent().unwrap().join("evil").exists(),
+        "nothing written outside"
+    );
+    // Truncated: a valid archive cut short inside a member.
+    let seed = real_image(&home.path().join("seed"), false);
+    let good = home.path().join("good.tar");
+    copy(
+        home.path(),
+        &[],
+        &seed.reference(),
+        &format!("docker-archive:{}", good.display()),
+    )
+    .ok();
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = home.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = kopeo(
+        home.path(),
+        &[
+            "copy",
+            &format!("docker-archive:{}", cut.display()),
+            &format!("oci:{}/never:x", home.path().display()),
+        ],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("truncated") || out.stderr.contains("missing"),
+        "{}",
+        out.stderr
+    );
+    assert!(!home.path().join("never/index.json").exists());
+    // An oversized JSON member is refused before it is read.
+    let big = vec![b' '; 65 << 20];
+    let huge = home.path().join("huge.tar");
+    std::fs::write(&huge, archive(&[("manifest.json", Regular, "", &big)])).unwrap();
+    let out = kopeo(home.path(), &["inspect", &format!("docker-archive:{}", huge.display())]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("more than"), "{}", out.stderr);
+}
