@@ -150,10 +150,12 @@ fn bad_references_and_unsupported_transports_have_clear_errors() {
     assert!(upper.stderr.contains("must be lowercase"), "{}", upper.stderr);
     let none = kopeo(home.path(), &["inspect", "alpine"]);
     assert!(none.stderr.contains("transport:reference"), "{}", none.stderr);
-    let later = kopeo(home.path(), &["inspect", "docker-archive:/tmp/x.tar"]);
+    let later = kopeo(home.path(), &["inspect", "containers-storage:app:1"]);
     assert_eq!(later.code, 1);
     assert!(
-        later.stderr.contains("docker-archive transport is not yet supported"),
+        later
+            .stderr
+            .contains("containers-storage transport is not yet supported"),
         "{}",
         later.stderr
     );

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 /// The running daemon.
 pub struct Dockerd {
     pub dir: PathBuf,
+    /// The daemon and the watchdog that stops it when the test process ends.
+    _processes: Vec<std::process::Child>,
 }
 
 impl Dockerd {
@@ -61,8 +63,14 @@ pub fn dockerd() -> &'static Dockerd {
             d = child.id(),
             dir = dir.display()
         );
-        Command::new("sh").args(["-c", &watchdog]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("watchdog");
-        let d = Dockerd { dir };
+        let watchdog = Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("watchdog");
+        let d = Dockerd { dir, _processes: vec![child, watchdog] };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if d.docker(&["version"]).code == 0 {
