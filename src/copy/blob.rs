@@ -118,6 +118,27 @@ pub fn verify(
     .boxed()
 }
 
+/// Drive `stream` in its own task, `depth` chunks ahead of the consumer, so
+/// that the two ends of a CPU-heavy pipeline run in parallel. Memory stays
+/// bounded by `depth` chunks; dropping the result stops the task.
+pub fn prefetch(stream: BlobStream, depth: usize) -> BlobStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(depth);
+    tokio::spawn(async move {
+        let mut stream = stream;
+        while let Some(item) = stream.next().await {
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, TransportError>>) -> BlobStream {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
 /// A compression change applied while a blob streams through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transform {
@@ -160,7 +181,9 @@ pub async fn copy_blob(
                     .await
                     .map(|()| (info.digest.clone(), info.size.unwrap_or(0))),
                 Some(t) => {
-                    let stream = transcode(stream, t.from, t.to, t.level)?;
+                    // Fetching and verifying run on one core, (de)compressing,
+                    // hashing and writing on the other.
+                    let stream = transcode(prefetch(stream, 4), t.from, t.to, t.level)?;
                     dst.put_blob_computed(t.to.layer_media_type(media::OCI_MANIFEST), stream)
                         .await
                 }

@@ -7,6 +7,7 @@
 
 mod blob;
 pub mod compress;
+mod schema1;
 
 pub use blob::{BlobOutcome, Transform, copy_blob, verify};
 pub use compress::Compression;
@@ -190,6 +191,19 @@ pub async fn copy(
                 copy_single(src, dst, ib, &im, false, opts, &stats).await?
             }
             mode => copy_list(src, dst, &bytes, &index, mode, opts, &stats).await?,
+        }
+    } else if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
+        let (s2, s2_mime) = schema1::copy(src, dst, &bytes, opts, &stats).await?;
+        // The blobs are in place: finish as any schema2 image (converted
+        // further if the destination wants another format).
+        let Manifest::Image(m) = Manifest::parse(&s2, &s2_mime)? else {
+            return Err(CopyError::Unsupported("schema1 conversion produced a list".into()));
+        };
+        let target = target_type(&s2_mime, dst, opts.format.map(Format::image_type), false)?;
+        if target == s2_mime {
+            (s2, s2_mime)
+        } else {
+            (Bytes::from(manifest::to_bytes(&m.convert(&target)?)), target)
         }
     } else {
         copy_single(src, dst, bytes, &mime, false, opts, &stats).await?

@@ -367,3 +367,65 @@ fn hostile_archives_are_refused_with_a_clear_error() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("more than"), "{}", out.stderr);
 }
+
+#[test]
+fn schema1_images_are_read_and_converted_to_schema2() {
+    use crate::support::image::tar_layer;
+    let home = tempdir();
+    let dir = home.path().join("s1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("version"), "Directory Transport Version: 1.1\n").unwrap();
+    let mut put = |data: &[u8]| {
+        let d = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
+        std::fs::write(dir.join(&d), data).unwrap();
+        format!("sha256:{d}")
+    };
+    let (base_gz, base_diff) = tar_layer("base.bin", &crate::support::image::noise(50_000, 1));
+    let (top_gz, top_diff) = tar_layer("top.bin", &crate::support::image::noise(20_000, 2));
+    let (empty_gz, _) = tar_layer("empty", b"");
+    let (base, top, empty) = (put(&base_gz), put(&top_gz), put(&empty_gz));
+    let v1 = |id: &str, parent: Option<&str>, extra: serde_json::Value| {
+        let mut v = serde_json::json!({"id": id, "created": "2020-01-01T00:00:00Z", "container_config": {"Cmd": ["/bin/sh", "-c", format!("step {id}")]}});
+        if let Some(p) = parent {
+            v["parent"] = p.into();
+        }
+        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        serde_json::json!({"v1Compatibility": v.to_string()})
+    };
+    let manifest = serde_json::json!({
+        "schemaVersion": 1, "name": "legacy/app", "tag": "1", "architecture": "amd64",
+        "fsLayers": [{"blobSum": top}, {"blobSum": empty}, {"blobSum": base}],
+        "history": [
+            v1("c", Some("b"), serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Env": ["A=1"]}})),
+            v1("b", Some("a"), serde_json::json!({"throwaway": true})),
+            v1("a", None, serde_json::json!({})),
+        ],
+    });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    let src = format!("dir:{}", dir.display());
+    let out = format!("oci:{}/converted:x", home.path().display());
+    copy(home.path(), &[], &src, &out).ok();
+    let cfg = config(home.path(), &out);
+    assert_eq!(cfg["rootfs"]["diff_ids"], serde_json::json!([base_diff, top_diff]));
+    assert_eq!(cfg["config"]["Env"], serde_json::json!(["A=1"]));
+    assert_eq!(cfg["history"].as_array().unwrap().len(), 3);
+    assert_eq!(cfg["history"][1]["empty_layer"], true);
+    assert!(cfg.get("id").is_none() && cfg.get("parent").is_none());
+    copy(
+        home.path(),
+        &[],
+        &out,
+        &format!("docker-archive:{}/s1-check.tar", home.path().display()),
+    )
+    .ok();
+    let r = copy(
+        home.path(),
+        &["--preserve-digests"],
+        &src,
+        &format!("dir:{}/never", home.path().display()),
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("schema1"), "{}", r.stderr);
+}

@@ -1,0 +1,180 @@
+//! Reading Docker schema1 images: they are converted to schema2 while they
+//! are copied, as containers/image does. Schema1 has no config blob and no
+//! layer sizes; the layers' uncompressed digests (diff_ids) are computed by
+//! decompressing each layer on the side while its compressed bytes stream
+//! through unchanged, and the config is built from the `v1Compatibility`
+//! history.
+
+use super::{CopyError, CopyOptions, Stats, verify};
+use crate::digest::{Algorithm, Digest, Hasher};
+use crate::manifest::{self, media};
+use crate::transport::{BlobInfo, ImageDestination, ImageSource, TransportError};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FsLayer {
+    blob_sum: Digest,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct History {
+    v1_compatibility: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Schema1 {
+    fs_layers: Vec<FsLayer>,
+    history: Vec<History>,
+}
+
+/// A `Write` that hashes what it is given (the decompressed layer).
+struct HashSink(Hasher);
+
+impl std::io::Write for HashSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Copy one schema1 layer unchanged, computing its diff_id on the side.
+async fn copy_layer(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    blob: &Digest,
+) -> Result<(u64, Digest), TransportError> {
+    let info = BlobInfo {
+        digest: blob.clone(),
+        size: None,
+        media_type: media::DOCKER_LAYER_GZIP.into(),
+    };
+    let tap = Arc::new(Mutex::new(Some(flate2::write::MultiGzDecoder::new(HashSink(
+        Hasher::new(Algorithm::Sha256),
+    )))));
+    let failed = Arc::new(AtomicBool::new(false));
+    let (t, f) = (tap.clone(), failed.clone());
+    let stream = verify(src.blob(&info).await?, &info, Arc::new(AtomicBool::new(false)), None)
+        .map(move |chunk| {
+            if let Ok(c) = &chunk {
+                if let Some(d) = t.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    if d.write_all(c).is_err() {
+                        f.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+            chunk
+        })
+        .boxed();
+    let (digest, size) = dst.put_blob_computed(media::DOCKER_LAYER_GZIP, stream).await?;
+    if digest != *blob {
+        return Err(TransportError::Invalid(format!(
+            "schema1 layer {blob} arrived as {digest}"
+        )));
+    }
+    let decoder = tap.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let diff_id = match decoder.map(|d| d.finish()) {
+        Some(Ok(sink)) if !failed.load(Ordering::SeqCst) => sink.0.finish(),
+        _ => {
+            return Err(TransportError::Invalid(format!(
+                "schema1 layer {blob} is not valid gzip"
+            )));
+        }
+    };
+    Ok((size, diff_id))
+}
+
+/// Copy a schema1 image as schema2; returns the schema2 manifest to write.
+pub(super) async fn copy(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    bytes: &[u8],
+    opts: &CopyOptions,
+    stats: &Stats,
+) -> Result<(Bytes, String), CopyError> {
+    if opts.preserve_digests {
+        return Err(CopyError::Unsupported(format!(
+            "{} is a Docker schema1 image; kopeo converts it to schema2, which changes its digest, but --preserve-digests was given",
+            src.describe()
+        )));
+    }
+    let s1: Schema1 = serde_json::from_slice(bytes).map_err(manifest::ManifestError::from)?;
+    if s1.fs_layers.len() != s1.history.len() || s1.fs_layers.is_empty() {
+        return Err(CopyError::Unsupported(
+            "schema1 manifest: fsLayers and history do not match".into(),
+        ));
+    }
+    // Schema1 lists the top layer first.
+    let mut layers = vec![];
+    let mut history = vec![];
+    let mut diff_ids = vec![];
+    for (fs, h) in s1.fs_layers.iter().zip(&s1.history).rev() {
+        let v1: Map<String, Value> =
+            serde_json::from_str(&h.v1_compatibility).map_err(manifest::ManifestError::from)?;
+        let empty = v1.get("throwaway").and_then(Value::as_bool).unwrap_or(false);
+        let created_by = v1
+            .get("container_config")
+            .and_then(|c| c.get("Cmd"))
+            .and_then(Value::as_array)
+            .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        let mut entry =
+            serde_json::json!({"created": v1.get("created").cloned().unwrap_or(Value::Null), "created_by": created_by});
+        for k in ["author", "comment"] {
+            if let Some(v) = v1.get(k) {
+                entry[k] = v.clone();
+            }
+        }
+        if empty {
+            entry["empty_layer"] = Value::Bool(true);
+            history.push(entry);
+            continue;
+        }
+        history.push(entry);
+        let (size, diff_id) = copy_layer(src, dst, &fs.blob_sum).await?;
+        stats.copied.fetch_add(1, Ordering::Relaxed);
+        stats.bytes.fetch_add(size, Ordering::Relaxed);
+        layers.push(serde_json::json!({"mediaType": media::DOCKER_LAYER_GZIP, "size": size, "digest": fs.blob_sum}));
+        diff_ids.push(diff_id);
+    }
+    let top = &s1.history[0].v1_compatibility;
+    let mut config: Map<String, Value> = serde_json::from_str(top).map_err(manifest::ManifestError::from)?;
+    for k in ["id", "parent", "parent_id", "layer_id", "Size", "throwaway"] {
+        config.remove(k);
+    }
+    config.insert(
+        "rootfs".into(),
+        serde_json::json!({"type": "layers", "diff_ids": diff_ids}),
+    );
+    config.insert("history".into(), Value::Array(history));
+    let config = serde_json::to_vec(&Value::Object(config)).map_err(manifest::ManifestError::from)?;
+    let config_info = BlobInfo {
+        digest: Digest::sha256_of(&config),
+        size: Some(config.len() as u64),
+        media_type: media::DOCKER_CONFIG.into(),
+    };
+    if !dst.try_reuse_blob(&config_info, None).await? {
+        let body = Bytes::from(config.clone());
+        dst.put_blob(&config_info, futures::stream::once(async move { Ok(body) }).boxed())
+            .await?;
+    }
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::DOCKER_V2S2,
+        "config": {"mediaType": media::DOCKER_CONFIG, "size": config.len(), "digest": config_info.digest},
+        "layers": layers,
+    });
+    let out = Bytes::from(manifest::to_bytes(&m));
+    Ok((out, media::DOCKER_V2S2.to_string()))
+}
