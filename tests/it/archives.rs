@@ -375,7 +375,7 @@ fn schema1_images_are_read_and_converted_to_schema2() {
     let dir = home.path().join("s1");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("version"), "Directory Transport Version: 1.1\n").unwrap();
-    let mut put = |data: &[u8]| {
+    let put = |data: &[u8]| {
         let d = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data));
         std::fs::write(dir.join(&d), data).unwrap();
         format!("sha256:{d}")
