@@ -23,5 +23,5 @@ fi
 # own dockerd (private socket and data root) and need neither.
 
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --all-targets --locked
