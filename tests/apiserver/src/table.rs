@@ -67,7 +67,11 @@ pub fn table(rt: &ResourceType, items: Vec<Value>) -> Value {
                 cells.push(jsonpath(&o, c["jsonPath"].as_str().unwrap_or("")));
             }
             if !has_age {
-                cells.push(o.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null));
+                let created = o
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                cells.push(Value::String(crate::time::age(created)));
             }
             let meta =
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]});
