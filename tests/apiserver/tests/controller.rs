@@ -50,7 +50,9 @@ enum Error {
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self:?}")
+        match self {
+            Error::Finalizer(e) => write!(f, "finalizer: {e}"),
+        }
     }
 }
 impl std::error::Error for Error {}
