@@ -30,6 +30,9 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     /// Require this bearer token on every request.
     pub token: Option<String>,
+    /// Events kept for watches to resume from (default 4096); older
+    /// resourceVersions get 410 Gone.
+    pub watch_log: Option<usize>,
 }
 
 /// A running server; it stops when dropped.
@@ -48,7 +51,7 @@ impl ApiServer {
         std_listener.set_nonblocking(true).expect("nonblocking listener");
         let addr = std_listener.local_addr().expect("local address");
         let shared = Arc::new(http::Shared {
-            state: Mutex::new(store::State::new()),
+            state: Mutex::new(store::State::with_log_size(opts.watch_log.unwrap_or(store::LOG_SIZE))),
             token: opts.token.clone(),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();

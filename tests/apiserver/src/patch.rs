@@ -23,6 +23,87 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// Lists that strategic merge patches merge element-wise instead of
+/// replacing: (path, merge key); an empty key merges a list of scalars as a set.
+const MERGED_LISTS: &[(&str, &str)] = &[
+    ("metadata.finalizers", ""),
+    ("metadata.ownerReferences", "uid"),
+    ("secrets", "name"),
+];
+
+/// Apply a strategic merge patch to a built-in object: a merge patch whose
+/// known lists merge by key, with the `$patch`, `$setElementOrder` and
+/// `$deleteFromPrimitiveList` directives kubectl sends.
+pub fn strategic(target: &mut Value, patch: &Value) {
+    strategic_at(target, patch, "");
+}
+
+fn strategic_at(target: &mut Value, patch: &Value, path: &str) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    match p.get("$patch").and_then(Value::as_str) {
+        Some("delete") => {
+            *target = Value::Null;
+            return;
+        }
+        Some("replace") => {
+            let mut clean = p.clone();
+            clean.remove("$patch");
+            *target = Value::Object(clean);
+            return;
+        }
+        _ => {}
+    }
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    let Value::Object(t) = target else { return };
+    for (k, v) in p {
+        if k.starts_with("$setElementOrder/") || k == "$patch" || k == "$retainKeys" {
+            continue;
+        }
+        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(list)), Value::Array(del)) = (t.get_mut(field), v) {
+                list.retain(|x| !del.contains(x));
+            }
+            continue;
+        }
+        let child = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        if v.is_null() {
+            t.remove(k);
+            continue;
+        }
+        let merge_key = MERGED_LISTS.iter().find(|(p, _)| *p == child).map(|(_, key)| *key);
+        match (merge_key, v, t.get_mut(k)) {
+            (Some(""), Value::Array(add), Some(Value::Array(have))) => {
+                for x in add {
+                    if !have.contains(x) {
+                        have.push(x.clone());
+                    }
+                }
+            }
+            (Some(key), Value::Array(add), Some(Value::Array(have))) => {
+                for x in add {
+                    let id = x.get(key);
+                    match have.iter_mut().find(|h| h.get(key) == id) {
+                        Some(h) if x.get("$patch").and_then(Value::as_str) == Some("delete") => *h = Value::Null,
+                        Some(h) => strategic_at(h, x, &child),
+                        None => have.push(x.clone()),
+                    }
+                }
+                have.retain(|h| !h.is_null());
+            }
+            _ => strategic_at(t.entry(k.clone()).or_insert(Value::Null), v, &child),
+        }
+    }
+}
+
 fn unescape(s: &str) -> String {
     s.replace("~1", "/").replace("~0", "~")
 }
@@ -161,6 +242,25 @@ mod tests {
         let mut d = json!({"a": 1, "b": {"c": 2, "d": 3}});
         merge(&mut d, &json!({"a": null, "b": {"c": 5}, "e": [1]}));
         assert_eq!(d, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+    }
+
+    #[test]
+    fn strategic_merge_lists_and_directives() {
+        let mut d = json!({"metadata": {"finalizers": ["a"], "ownerReferences": [{"uid": "1", "name": "x"}]}, "secrets": [{"name": "s1"}], "data": {"k": "v"}});
+        strategic(
+            &mut d,
+            &json!({"metadata": {"finalizers": ["b"], "ownerReferences": [{"uid": "2", "name": "y"}], "$setElementOrder/finalizers": ["a", "b"]},
+                                  "secrets": [{"name": "s1", "$patch": "delete"}, {"name": "s2"}], "data": {"$patch": "replace", "n": "m"}}),
+        );
+        assert_eq!(d["metadata"]["finalizers"], json!(["a", "b"]));
+        assert_eq!(d["metadata"]["ownerReferences"].as_array().unwrap().len(), 2);
+        assert_eq!(d["secrets"], json!([{"name": "s2"}]));
+        assert_eq!(d["data"], json!({"n": "m"}));
+        strategic(
+            &mut d,
+            &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        );
+        assert_eq!(d["metadata"]["finalizers"], json!(["b"]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use tokio::sync::broadcast;
 
-/// How many events the watch log keeps; older resourceVersions get 410 Gone.
+/// How many events the watch log keeps by default; older resourceVersions get 410 Gone.
 pub const LOG_SIZE: usize = 4096;
 
 /// An API error, rendered as a `Status` object.
@@ -102,6 +102,7 @@ pub struct State {
     pub log_floor: u64,
     pub tx: broadcast::Sender<Event>,
     uid: u64,
+    log_size: usize,
 }
 
 fn meta<'a>(o: &'a Value, k: &str) -> Option<&'a Value> {
@@ -159,6 +160,11 @@ pub struct WriteOpts {
 impl State {
     /// A fresh server with `default`, `kube-system` and `kube-public`.
     pub fn new() -> State {
+        Self::with_log_size(LOG_SIZE)
+    }
+
+    /// A fresh server whose watch log keeps `log_size` events.
+    pub fn with_log_size(log_size: usize) -> State {
         let (tx, _) = broadcast::channel(4096);
         let mut s = State {
             types: types::builtins(),
@@ -168,6 +174,7 @@ impl State {
             log_floor: 0,
             tx,
             uid: 0,
+            log_size: log_size.max(1),
         };
         for ns in ["default", "kube-system", "kube-public"] {
             let rt = s.find("", "v1", "namespaces").cloned();
@@ -216,7 +223,7 @@ impl State {
             object,
         };
         self.log.push_back(ev.clone());
-        while self.log.len() > LOG_SIZE {
+        while self.log.len() > self.log_size {
             if let Some(old) = self.log.pop_front() {
                 self.log_floor = old.rv;
             }
@@ -639,7 +646,8 @@ impl State {
         };
         let mut new = old.clone();
         match kind {
-            "merge" | "strategic" => patch::merge(&mut new, body),
+            "merge" => patch::merge(&mut new, body),
+            "strategic" => patch::strategic(&mut new, body),
             "json" => patch::json_patch(&mut new, body).map_err(|e| ApiError::new(422, "Invalid", e))?,
             "apply" => {
                 self.check_apply_conflicts(&old, body, opts, force)?;

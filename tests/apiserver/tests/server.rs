@@ -540,3 +540,52 @@ async fn bearer_token_is_checked_when_configured() {
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn watch_from_a_resource_version_older_than_the_log_is_gone() {
+    let s = ApiServer::start(Options {
+        watch_log: Some(3),
+        ..Default::default()
+    });
+    let c = C::new(&s);
+    let (_, list) = c.get("/api/v1/namespaces/default/configmaps").await;
+    let rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    for i in 0..6 {
+        c.post(
+            "/api/v1/namespaces/default/configmaps",
+            json!({"metadata": {"name": format!("c{i}")}}),
+        )
+        .await;
+    }
+    let text = c
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1",
+            c.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ev: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(ev["type"], "ERROR");
+    assert_eq!(ev["object"]["code"], 410);
+    assert_eq!(ev["object"]["reason"], "Expired");
+    // Strategic merge on a built-in merges metadata.finalizers.
+    c.patch(
+        "/api/v1/namespaces/default/configmaps/c0",
+        "application/merge-patch+json",
+        json!({"metadata": {"finalizers": ["a"]}}),
+    )
+    .await;
+    let (_, v) = c
+        .patch(
+            "/api/v1/namespaces/default/configmaps/c0",
+            "application/strategic-merge-patch+json",
+            json!({"metadata": {"finalizers": ["b"]}}),
+        )
+        .await;
+    assert_eq!(v["metadata"]["finalizers"], json!(["a", "b"]));
+}
