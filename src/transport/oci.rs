@@ -160,6 +160,28 @@ impl ImageSource for OciSource {
     }
 }
 
+/// `transport:path[:image]`, for messages.
+pub(super) fn describe(transport: &str, path: &Path, image: Option<&str>) -> String {
+    match image {
+        Some(i) => format!("{transport}:{}:{i}", path.display()),
+        None => format!("{transport}:{}", path.display()),
+    }
+}
+
+/// The index.json entry of a top-level manifest, named by `image`.
+pub(super) fn top_descriptor(manifest: &[u8], media_type: &str, image: Option<&String>) -> Descriptor {
+    let annotations = image.map(|i| BTreeMap::from([(REF_NAME.to_string(), i.clone())]));
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest: Digest::sha256_of(manifest),
+        size: manifest.len() as i64,
+        urls: None,
+        annotations,
+        platform: None,
+        artifact_type: None,
+    }
+}
+
 /// Writes one image into an OCI layout; index.json changes only at commit.
 pub struct OciDestination {
     /// `--dest-oci-accept-uncompressed-layers`: do not compress uncompressed layers.
@@ -205,10 +227,7 @@ impl OciDestination {
 #[async_trait]
 impl ImageDestination for OciDestination {
     fn describe(&self) -> String {
-        match &self.image {
-            Some(i) => format!("oci:{}:{i}", self.path.display()),
-            None => format!("oci:{}", self.path.display()),
-        }
+        describe("oci", &self.path, self.image.as_deref())
     }
 
     fn supported_manifest_types(&self) -> Vec<&'static str> {
@@ -262,19 +281,8 @@ impl ImageDestination for OciDestination {
         }
         write_atomic(&blob_path(&self.blobs, &digest), manifest).await?;
         if instance.is_none() {
-            let annotations = self
-                .image
-                .as_ref()
-                .map(|i| BTreeMap::from([(REF_NAME.to_string(), i.clone())]));
-            *self.top.lock().unwrap_or_else(|p| p.into_inner()) = Some(Descriptor {
-                media_type: media_type.to_string(),
-                digest,
-                size: manifest.len() as i64,
-                urls: None,
-                annotations,
-                platform: None,
-                artifact_type: None,
-            });
+            *self.top.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(top_descriptor(manifest, media_type, self.image.as_ref()));
         }
         Ok(())
     }

@@ -8,7 +8,6 @@ use super::{BlobInfo, BlobStream, ImageDestination, LayerCompression, RegistryLo
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, media};
 use async_trait::async_trait;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
@@ -51,10 +50,7 @@ impl OciArchiveDestination {
 #[async_trait]
 impl ImageDestination for OciArchiveDestination {
     fn describe(&self) -> String {
-        match &self.image {
-            Some(i) => format!("oci-archive:{}:{i}", self.path.display()),
-            None => format!("oci-archive:{}", self.path.display()),
-        }
+        super::oci::describe("oci-archive", &self.path, self.image.as_deref())
     }
 
     fn supported_manifest_types(&self) -> Vec<&'static str> {
@@ -102,19 +98,7 @@ impl ImageDestination for OciArchiveDestination {
             tar.add_file(&blob_name(&digest), manifest).await?;
         }
         if instance.is_none() {
-            let annotations = self
-                .image
-                .as_ref()
-                .map(|i| BTreeMap::from([(super::oci::REF_NAME.to_string(), i.clone())]));
-            *self.top.lock().await = Some(Descriptor {
-                media_type: media_type.to_string(),
-                digest,
-                size: manifest.len() as i64,
-                urls: None,
-                annotations,
-                platform: None,
-                artifact_type: None,
-            });
+            *self.top.lock().await = Some(super::oci::top_descriptor(manifest, media_type, self.image.as_ref()));
         }
         Ok(())
     }

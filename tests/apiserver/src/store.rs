@@ -148,6 +148,45 @@ pub struct PatchRequest<'a> {
     pub force: bool,
 }
 
+/// Keep `new` from changing what its endpoint may not change: through the
+/// status subresource only status changes; through the main resource of a
+/// type with a status subresource, status does not.
+fn isolate(rt: &ResourceType, old: &Value, new: Value, status: bool) -> Value {
+    let (mut out, keep) = if status {
+        (old.clone(), new.get("status").cloned())
+    } else {
+        (new, old.get("status").cloned())
+    };
+    if !status && !rt.status_subresource {
+        return out;
+    }
+    match keep {
+        Some(s) => out["status"] = s,
+        None => {
+            if let Some(m) = out.as_object_mut() {
+                m.remove("status");
+            }
+        }
+    }
+    out
+}
+
+/// The 409 a stale write gets.
+fn conflict(rt: &ResourceType, name: &str) -> ApiError {
+    let what = if rt.group.is_empty() {
+        rt.plural.clone()
+    } else {
+        format!("{}.{}", rt.plural, rt.group)
+    };
+    ApiError::new(
+        409,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+    )
+}
+
 /// Options of a write that the HTTP layer passes on.
 #[derive(Debug, Clone, Default)]
 pub struct WriteOpts {
@@ -456,7 +495,7 @@ impl State {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        mut o: Value,
+        o: Value,
         status: bool,
         opts: &WriteOpts,
     ) -> Result<Value, ApiError> {
@@ -475,42 +514,9 @@ impl State {
         }
         let rv = meta_str(&o, "resourceVersion");
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
-            let what = if rt.group.is_empty() {
-                rt.plural.clone()
-            } else {
-                format!("{}.{}", rt.plural, rt.group)
-            };
-            return Err(ApiError::new(
-                409,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-                ),
-            ));
+            return Err(conflict(rt, name));
         }
-        if status {
-            // The status subresource changes status only.
-            let new_status = o.get("status").cloned();
-            o = old.clone();
-            match new_status {
-                Some(s) => o["status"] = s,
-                None => {
-                    if let Some(m) = o.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-        } else if rt.status_subresource {
-            // The main resource cannot change status.
-            match old.get("status") {
-                Some(s) => o["status"] = s.clone(),
-                None => {
-                    if let Some(m) = o.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-        }
+        let o = isolate(rt, &old, o, status);
         self.write(rt, ns, name, o, &old, opts)
     }
 
@@ -664,37 +670,10 @@ impl State {
         // A resourceVersion in the patch is a precondition.
         let want = meta_str(body, "resourceVersion");
         if kind != "json" && !want.is_empty() && want != meta_str(&old, "resourceVersion") {
-            return Err(ApiError::new(
-                409,
-                "Conflict",
-                format!(
-                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
-                    rt.plural
-                ),
-            ));
+            return Err(conflict(rt, name));
         }
         set_meta(&mut new, "resourceVersion", Value::Null);
-        if status {
-            let s = new.get("status").cloned();
-            new = old.clone();
-            match s {
-                Some(s) => new["status"] = s,
-                None => {
-                    if let Some(m) = new.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-        } else if rt.status_subresource {
-            match old.get("status") {
-                Some(s) => new["status"] = s.clone(),
-                None => {
-                    if let Some(m) = new.as_object_mut() {
-                        m.remove("status");
-                    }
-                }
-            }
-        }
+        let mut new = isolate(rt, &old, new, status);
         if kind == "apply" {
             record_apply(&mut new, body, opts, rt);
         }
