@@ -99,6 +99,8 @@ enum Command {
     Sync(Box<sync::SyncArgs>),
     /// Login to a container registry
     Login(login::LoginArgs),
+    /// Print the operator's CustomResourceDefinitions as YAML
+    Crd,
     /// Logout of a container registry
     Logout(login::LogoutArgs),
 }
@@ -224,6 +226,11 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::Sync(a) => sync::run(*a, global).await,
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a),
+        Command::Crd => {
+            let yaml = crate::operator::crd_yaml().map_err(CliError::new)?;
+            print!("{yaml}");
+            Ok(())
+        }
     }
 }
 

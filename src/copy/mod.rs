@@ -8,6 +8,7 @@
 mod blob;
 pub mod compress;
 mod schema1;
+pub mod settings;
 
 pub use blob::{BlobOutcome, Transform, copy_blob, verify};
 pub use compress::Compression;

@@ -9,5 +9,6 @@ mod auth;
 mod cli;
 mod interop;
 mod local;
+mod operator;
 mod registry_copy;
 mod sync;

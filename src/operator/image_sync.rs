@@ -1,0 +1,122 @@
+//! ImageSync: keep a set of repositories mirrored, like `kopeo sync --src yaml`.
+
+use super::condition::Condition;
+use crate::copy::settings::CopySettings;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which repositories and tags to take from the source registry (the sync YAML's keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSelection {
+    /// Repository → tags or digests; an empty list means every tag.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, Vec<String>>,
+    /// Repository → regular expression the tags must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images_by_tag_regex: BTreeMap<String, String>,
+    /// Repository → semver constraint the tags must satisfy.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images_by_semver: BTreeMap<String, String>,
+    /// Tags matching any of these regular expressions are left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_tags: Vec<String>,
+    /// Keep only the newest N semver tags of each repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_newest: Option<u32>,
+    /// Repository prefixes to take from the registry's catalog ("" for all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalog: Vec<String>,
+}
+
+/// Mirror images from `registry` to `destination`.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kopeo.dev",
+    version = "v1alpha1",
+    kind = "ImageSync",
+    namespaced,
+    status = "ImageSyncStatus",
+    shortname = "isy",
+    category = "kopeo",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.registry"}"#,
+    printcolumn = r#"{"name":"Destination","type":"string","jsonPath":".spec.destination"}"#,
+    printcolumn = r#"{"name":"Copied","type":"integer","priority":1,"jsonPath":".status.copied"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSyncSpec {
+    /// The source registry host (and port).
+    #[schemars(length(min = 1))]
+    pub registry: String,
+    /// What to take from it.
+    #[serde(flatten)]
+    pub selection: SyncSelection,
+    /// Destination registry and prefix, e.g. `mirror.example/team`.
+    #[schemars(length(min = 1))]
+    pub destination: String,
+    /// Keep the source's full name under the destination (`--scoped`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scoped: bool,
+    /// Appended to every destination tag (`--append-suffix`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub append_suffix: String,
+    /// How to copy each image.
+    #[serde(flatten)]
+    pub copy: CopySettings,
+    /// How often to sync, e.g. `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ns|us|µs|ms|s|m|h))+$"))]
+    pub interval: Option<String>,
+    /// Images copied at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub concurrency: Option<u32>,
+    /// Carry on past a failed image.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_going: bool,
+    /// Put the plan in status and copy nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Stop syncing (a running sync is cancelled).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+}
+
+/// One image that failed in the last sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SyncFailure {
+    pub source: String,
+    pub reason: String,
+}
+
+/// What the last sync saw and did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSyncStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub seen: u64,
+    #[serde(default)]
+    pub copied: u64,
+    #[serde(default)]
+    pub already_present: u64,
+    #[serde(default)]
+    pub failed: u64,
+    /// The first failures (at most 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<SyncFailure>,
+    /// With `dryRun`: what would be copied (at most 100 entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_sync_time: Option<String>,
+}
