@@ -8,3 +8,5 @@ out="$(mktemp -d)/layout"
 ./target/release/kopeo copy --all oci:examples/hello:1.0 "oci:$out:hello"
 ./target/release/kopeo inspect "oci:$out:hello"
 echo "copied to $out"
+# The operator's reconcile code, once and without a cluster:
+./target/release/kopeo run -f examples/operator

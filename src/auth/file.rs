@@ -176,6 +176,13 @@ impl AuthFile {
             (u.to_string(), p.to_string())
         };
         if let Some(t) = entry
+            .get("registrytoken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Credentials::Bearer(t.to_string()));
+        }
+        if let Some(t) = entry
             .get("identitytoken")
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
@@ -215,6 +222,13 @@ impl AuthFile {
         match self.root.get_mut("auths").and_then(Value::as_object_mut) {
             Some(m) => m.remove(key).is_some(),
             None => false,
+        }
+    }
+
+    /// Replace the whole document (a rendered auth.json).
+    pub fn replace_all(&mut self, doc: Value) {
+        if let Value::Object(m) = doc {
+            self.root = m;
         }
     }
 

@@ -101,8 +101,18 @@ enum Command {
     Login(login::LoginArgs),
     /// Print the operator's CustomResourceDefinitions as YAML
     Crd,
+    /// Reconcile ImageCopy/ImageSync/RegistryCredential manifests once, without a cluster
+    Run(RunArgs),
     /// Logout of a container registry
     Logout(login::LogoutArgs),
+}
+
+/// `kopeo run`.
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// A manifest file or a directory of them (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    files: Vec<std::path::PathBuf>,
 }
 
 /// Options every command sees.
@@ -226,6 +236,17 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::Sync(a) => sync::run(*a, global).await,
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a),
+        Command::Run(a) => {
+            let (out, ready) = crate::operator::run::run(&a.files, &now_rfc3339())
+                .await
+                .map_err(CliError::new)?;
+            print!("{out}");
+            if ready {
+                Ok(())
+            } else {
+                Err(CliError::new("not every resource is Ready"))
+            }
+        }
         Command::Crd => {
             let yaml = crate::operator::crd_yaml().map_err(CliError::new)?;
             print!("{yaml}");

@@ -5,9 +5,12 @@
 //! types (`kopeo crd`) and checked in under `crds/`.
 
 pub mod condition;
+pub mod credentials;
 pub mod image_copy;
+pub mod image_copy_reconcile;
 pub mod image_sync;
 pub mod registry_credential;
+pub mod run;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

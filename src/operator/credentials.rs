@@ -1,0 +1,82 @@
+//! Rendering a namespace's RegistryCredentials and their Secrets into one
+//! auth.json (what the copies use), and judging each credential's Secret.
+
+use super::registry_credential::RegistryCredential;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::{Map, Value, json};
+
+/// Why a credential cannot be used (the condition reason and a message; never the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialProblem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn string(secret: &Secret, key: &str) -> Option<String> {
+    let b = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(b.0.clone()).ok()
+}
+
+/// The auth.json entries (`key → {"auth": …}` or identity token) one credential contributes.
+pub fn entries(cred: &RegistryCredential, secret: Option<&Secret>) -> Result<Map<String, Value>, CredentialProblem> {
+    let name = &cred.spec.secret_ref.name;
+    let Some(secret) = secret else {
+        return Err(CredentialProblem {
+            reason: "SecretNotFound",
+            message: format!("Secret {name:?} does not exist in this namespace"),
+        });
+    };
+    let bad = |what: &str| CredentialProblem {
+        reason: "SecretMalformed",
+        message: format!("Secret {name:?}: {what}"),
+    };
+    let key = cred.spec.registry.clone();
+    let mut out = Map::new();
+    match secret.type_.as_deref().unwrap_or("Opaque") {
+        "kubernetes.io/dockerconfigjson" => {
+            let raw = string(secret, ".dockerconfigjson").ok_or_else(|| bad("has no .dockerconfigjson key"))?;
+            let v: Value = serde_json::from_str(&raw).map_err(|_| bad(".dockerconfigjson is not JSON"))?;
+            let auths = v
+                .get("auths")
+                .and_then(Value::as_object)
+                .ok_or_else(|| bad(".dockerconfigjson has no auths"))?;
+            // Only the entries for this credential's registry (or below it) are taken.
+            for (k, e) in auths {
+                let norm = k
+                    .trim_start_matches("https://")
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/');
+                if norm == key || norm.starts_with(&format!("{key}/")) || key.starts_with(&format!("{norm}/")) {
+                    out.insert(norm.to_string(), e.clone());
+                }
+            }
+            if out.is_empty() {
+                return Err(bad(&format!("has no entry for {key}")));
+            }
+        }
+        "kubernetes.io/basic-auth" | "Opaque" => {
+            match (
+                string(secret, "username"),
+                string(secret, "password"),
+                string(secret, "token"),
+            ) {
+                (Some(u), Some(p), _) => {
+                    out.insert(key, json!({"auth": B64.encode(format!("{u}:{p}"))}));
+                }
+                (_, _, Some(t)) => {
+                    out.insert(key, json!({"registrytoken": t}));
+                }
+                _ => return Err(bad("needs username and password, or token")),
+            }
+        }
+        other => return Err(bad(&format!("has unsupported type {other}"))),
+    }
+    Ok(out)
+}
+
+/// The auth.json document for a set of credential entries.
+pub fn auth_json(entries: Map<String, Value>) -> Value {
+    json!({ "auths": entries })
+}

@@ -1,0 +1,183 @@
+//! Reconciling one ImageCopy: the same function serves the controller and
+//! `kopeo run`. It copies when the spec changed or the source tag moved,
+//! and reports kstatus conditions; nothing secret goes into the status.
+
+use super::condition::{Condition, set};
+use super::image_copy::{ImageCopy, ImageCopyStatus};
+use crate::copy;
+use crate::digest::Digest;
+use crate::reference::ImageReference;
+use crate::transport::{self, OpenOptions, TransportError};
+use kube::ResourceExt;
+
+/// How to reach the source and destination (credentials and TLS rendered for the namespace).
+#[derive(Clone, Default)]
+pub struct CopyEnv {
+    pub src: OpenOptions,
+    pub dest: OpenOptions,
+}
+
+fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {
+    Condition {
+        type_: t.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: now.into(),
+    }
+}
+
+/// The three kstatus conditions at once.
+#[derive(Clone, Copy)]
+struct Verdict {
+    ready: bool,
+    progressing: bool,
+    stalled: bool,
+}
+
+const DONE: Verdict = Verdict {
+    ready: true,
+    progressing: false,
+    stalled: false,
+};
+const IDLE: Verdict = Verdict {
+    ready: false,
+    progressing: false,
+    stalled: false,
+};
+const RETRYING: Verdict = Verdict {
+    ready: false,
+    progressing: true,
+    stalled: false,
+};
+const STALLED: Verdict = Verdict {
+    ready: false,
+    progressing: false,
+    stalled: true,
+};
+
+/// Set Ready/Progressing/Stalled together.
+fn conditions(st: &mut ImageCopyStatus, v: Verdict, reason: &str, message: &str, generation: Option<i64>, now: &str) {
+    set(
+        &mut st.conditions,
+        cond("Ready", v.ready, reason, message, generation, now),
+    );
+    set(
+        &mut st.conditions,
+        cond("Progressing", v.progressing, reason, message, generation, now),
+    );
+    set(
+        &mut st.conditions,
+        cond("Stalled", v.stalled, reason, message, generation, now),
+    );
+    st.message = message.into();
+    st.observed_generation = generation;
+}
+
+/// Why a copy failed, as a condition reason, and whether retrying can help.
+fn classify(e: &copy::CopyError) -> (&'static str, bool) {
+    let text = e.to_string();
+    if e.is_image_not_found() {
+        ("SourceNotFound", false)
+    } else if text.contains("authentication required") || text.contains("invalid username/password") {
+        ("AuthenticationFailed", false)
+    } else if matches!(e, copy::CopyError::Transport(t) if t.is_transient()) {
+        ("Retrying", true)
+    } else {
+        ("CopyFailed", true)
+    }
+}
+
+/// The source's current manifest digest (a HEAD for registries).
+async fn source_digest(src: &ImageReference, env: &CopyEnv) -> Result<Option<Digest>, TransportError> {
+    match src {
+        ImageReference::Docker(r) => {
+            let reference = r
+                .digest()
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| r.tag().unwrap_or("latest").to_string());
+            Ok(env
+                .src
+                .client(r.domain())?
+                .head_manifest(r.path(), &reference)
+                .await?
+                .and_then(|h| h.digest))
+        }
+        other => {
+            let s = transport::open_source(other, &env.src).await?;
+            Ok(Some(Digest::sha256_of(&s.manifest(None).await?.0)))
+        }
+    }
+}
+
+/// Bring `ic` to its desired state once and return its new status.
+pub async fn reconcile(ic: &ImageCopy, env: &CopyEnv, now: &str) -> ImageCopyStatus {
+    let generation = ic.metadata.generation;
+    let mut st = ic.status.clone().unwrap_or_default();
+    if ic.spec.suspend {
+        conditions(
+            &mut st,
+            IDLE,
+            "Suspended",
+            "reconciliation is suspended",
+            generation,
+            now,
+        );
+        return st;
+    }
+    let parsed = (
+        ic.spec.source.parse::<ImageReference>(),
+        ic.spec.destination.parse::<ImageReference>(),
+        ic.spec.copy.to_options(),
+    );
+    let (src, dst, opts) = match parsed {
+        (Ok(s), Ok(d), Ok(o)) => (s, d, o),
+        (s, d, o) => {
+            let msg = [s.err().map(|e| e.to_string()), d.err().map(|e| e.to_string()), o.err()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
+            conditions(&mut st, STALLED, "InvalidSpec", &msg, generation, now);
+            return st;
+        }
+    };
+    // Unchanged spec and unmoved source tag: nothing to copy.
+    let current = source_digest(&src, env).await;
+    if let Ok(Some(d)) = &current {
+        let same_spec = st.observed_generation == generation;
+        let ready = st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        if same_spec && ready && st.source_digest.as_deref() == Some(d.to_string().as_str()) {
+            return st;
+        }
+    }
+    match copy::copy_image(&src, &dst, &env.src, &env.dest, &opts).await {
+        Ok(report) => {
+            st.source_digest = current.ok().flatten().map(|d| d.to_string());
+            st.destination_digest = Some(report.manifest_digest.to_string());
+            st.blobs_copied = report.blobs_copied;
+            st.blobs_reused = report.blobs_reused;
+            st.bytes_copied = report.bytes_copied;
+            st.last_copy_time = Some(now.to_string());
+            let msg = format!(
+                "copied {} to {} ({})",
+                ic.spec.source, ic.spec.destination, report.manifest_digest
+            );
+            conditions(&mut st, DONE, "Copied", &msg, generation, now);
+        }
+        Err(e) => {
+            let (reason, retry) = classify(&e);
+            tracing::warn!(imagecopy = %ic.name_any(), reason, error = %e, "copy failed");
+            conditions(
+                &mut st,
+                if retry { RETRYING } else { STALLED },
+                reason,
+                &e.to_string(),
+                generation,
+                now,
+            );
+        }
+    }
+    st
+}

@@ -1,0 +1,372 @@
+//! `kopeo run -f PATH`: reconcile ImageCopy, ImageSync and
+//! RegistryCredential manifests once, without a cluster, through the same
+//! reconcile code as the controllers. Secrets come from the same manifests.
+
+use super::condition::{Condition, set};
+use super::credentials;
+use super::image_copy::ImageCopy;
+use super::image_copy_reconcile::{CopyEnv, reconcile};
+use super::image_sync::{ImageSync, ImageSyncStatus};
+use super::registry_credential::{RegistryCredential, RegistryCredentialStatus};
+use crate::reference::ImageReference;
+use crate::sync::{self, Action, SyncOptions};
+use crate::transport::OpenOptions;
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything read from the manifests.
+#[derive(Default)]
+struct Manifests {
+    secrets: Vec<Secret>,
+    creds: Vec<RegistryCredential>,
+    copies: Vec<ImageCopy>,
+    syncs: Vec<ImageSync>,
+}
+
+fn files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_dir() {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
+            .collect();
+        out.sort();
+        Ok(out)
+    } else {
+        Ok(vec![path.to_path_buf()])
+    }
+}
+
+fn load(paths: &[PathBuf]) -> Result<Manifests, String> {
+    use serde::Deserialize as _;
+    let mut m = Manifests::default();
+    for p in paths.iter().map(|p| files(p)).collect::<Result<Vec<_>, _>>()?.concat() {
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let mut v = Value::deserialize(doc).map_err(|e| format!("{}: {e}", p.display()))?;
+            if v.is_null() {
+                continue;
+            }
+            if v.pointer("/metadata/namespace").is_none() {
+                v["metadata"]["namespace"] = json!("default");
+            }
+            let api_version = v["apiVersion"].as_str().unwrap_or("").to_string();
+            let kind_name = v["kind"].as_str().unwrap_or("").to_string();
+            let obj_name = v
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            let err = |e: serde_json::Error| format!("{}: {kind_name} {obj_name}: {e}", p.display());
+            match (api_version.as_str(), kind_name.as_str()) {
+                ("v1", "Secret") => {
+                    // Fold stringData into data, as the API server does.
+                    if let Some(Value::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
+                        for (k, val) in sd {
+                            let enc = base64::engine::general_purpose::STANDARD.encode(val.as_str().unwrap_or(""));
+                            v["data"][k] = Value::String(enc);
+                        }
+                    }
+                    m.secrets.push(serde_json::from_value(v.clone()).map_err(err)?);
+                }
+                ("kopeo.dev/v1alpha1", "RegistryCredential") => {
+                    m.creds.push(serde_json::from_value(v.clone()).map_err(err)?)
+                }
+                ("kopeo.dev/v1alpha1", "ImageCopy") => m.copies.push(serde_json::from_value(v.clone()).map_err(err)?),
+                ("kopeo.dev/v1alpha1", "ImageSync") => m.syncs.push(serde_json::from_value(v.clone()).map_err(err)?),
+                (a, k) => return Err(format!("{}: unsupported kind {k} ({a})", p.display())),
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// One namespace's rendered credentials: an auth.json file and the registries to reach without TLS checks.
+struct Rendered {
+    _dir: tempfile::TempDir,
+    authfile: PathBuf,
+    insecure: Vec<String>,
+}
+
+fn render(
+    ns: &str,
+    m: &Manifests,
+    statuses: &mut Vec<(String, String, String, Value)>,
+    now: &str,
+) -> Result<Rendered, String> {
+    let mut entries = Map::new();
+    let mut insecure = vec![];
+    for c in m.creds.iter().filter(|c| c.namespace().as_deref() == Some(ns)) {
+        // Credentials resolve only within their own namespace.
+        let secret = m
+            .secrets
+            .iter()
+            .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == c.spec.secret_ref.name);
+        let mut st = RegistryCredentialStatus {
+            observed_generation: c.metadata.generation,
+            ..Default::default()
+        };
+        let cond = match credentials::entries(c, secret) {
+            Ok(e) => {
+                entries.extend(e);
+                Condition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    reason: "SecretValid".into(),
+                    message: String::new(),
+                    observed_generation: c.metadata.generation,
+                    last_transition_time: now.into(),
+                }
+            }
+            Err(p) => Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: p.reason.into(),
+                message: p.message,
+                observed_generation: c.metadata.generation,
+                last_transition_time: now.into(),
+            },
+        };
+        set(&mut st.conditions, cond);
+        if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
+            insecure.push(c.spec.registry.clone());
+        }
+        statuses.push((
+            "RegistryCredential".into(),
+            ns.into(),
+            c.name_any(),
+            serde_json::to_value(&st).unwrap_or_default(),
+        ));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kopeo-run-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let authfile = dir.path().join("auth.json");
+    let mut f = crate::auth::AuthFile::empty(&authfile);
+    f.replace_all(credentials::auth_json(entries));
+    f.save().map_err(|e| e.to_string())?;
+    Ok(Rendered {
+        _dir: dir,
+        authfile,
+        insecure,
+    })
+}
+
+fn side(reference: Option<&str>, r: &Rendered) -> OpenOptions {
+    let mut o = OpenOptions::default();
+    o.registry.auth.authfile = Some(r.authfile.clone());
+    let host = reference
+        .and_then(|s| s.parse::<ImageReference>().ok())
+        .and_then(|i| match i {
+            ImageReference::Docker(d) => Some(d.domain().to_string()),
+            _ => None,
+        });
+    if let Some(h) = host {
+        if r.insecure.iter().any(|k| k.split('/').next() == Some(h.as_str())) {
+            o.registry.tls.verify = Some(false);
+        }
+    }
+    o
+}
+
+async fn reconcile_sync(s: &ImageSync, r: &Rendered, now: &str) -> ImageSyncStatus {
+    let generation = s.metadata.generation;
+    let mut st = ImageSyncStatus {
+        observed_generation: generation,
+        ..s.status.clone().unwrap_or_default()
+    };
+    let fail = |st: &mut ImageSyncStatus, reason: &str, msg: String| {
+        set(
+            &mut st.conditions,
+            Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: reason.into(),
+                message: msg.clone(),
+                observed_generation: generation,
+                last_transition_time: now.into(),
+            },
+        );
+        set(
+            &mut st.conditions,
+            Condition {
+                type_: "Stalled".into(),
+                status: "True".into(),
+                reason: reason.into(),
+                message: msg,
+                observed_generation: generation,
+                last_transition_time: now.into(),
+            },
+        );
+    };
+    let sel = &s.spec.selection;
+    let cfg = sync::config::RegistryConfig {
+        images: sel
+            .images
+            .iter()
+            .map(|(k, v)| (k.clone(), (!v.is_empty()).then(|| v.clone())))
+            .collect(),
+        images_by_tag_regex: sel.images_by_tag_regex.clone(),
+        images_by_semver: sel.images_by_semver.clone(),
+        exclude_tags: sel.exclude_tags.clone(),
+        keep_newest: sel.keep_newest.map(|n| n as usize),
+        catalog: sel.catalog.clone(),
+        ..Default::default()
+    };
+    let copy = match s.spec.copy.to_options() {
+        Ok(c) => c,
+        Err(e) => {
+            fail(&mut st, "InvalidSpec", e);
+            return st;
+        }
+    };
+    let mut src = side(Some(&format!("docker://{}/x", s.spec.registry)), r);
+    src.pool = Some(Default::default());
+    let mut dest = side(
+        Some(&format!("docker://{}/x", s.spec.destination.trim_end_matches('/'))),
+        r,
+    );
+    dest.pool = Some(Default::default());
+    let opts = SyncOptions {
+        copy,
+        scoped: s.spec.scoped,
+        append_suffix: s.spec.append_suffix.clone(),
+        parallel_images: s.spec.concurrency.unwrap_or(0) as usize,
+        keep_going: s.spec.keep_going,
+        dry_run: s.spec.dry_run,
+        src,
+        dest,
+        ..SyncOptions::default()
+    };
+    let source = sync::SyncSource::Yaml(BTreeMap::from([(s.spec.registry.clone(), cfg)]));
+    let plan = match sync::plan(
+        &source,
+        &sync::SyncDestination::Docker(s.spec.destination.clone()),
+        &opts,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            fail(&mut st, "PlanFailed", e.to_string());
+            return st;
+        }
+    };
+    let report = sync::execute(&plan, &opts).await;
+    st.seen = plan.images.len() as u64;
+    st.copied = report.count(Action::Copied) as u64;
+    st.already_present = report.count(Action::Skipped) as u64;
+    st.failed = report.count(Action::Failed) as u64;
+    st.failures = report
+        .images
+        .iter()
+        .filter(|i| i.action == Action::Failed)
+        .take(20)
+        .map(|i| super::image_sync::SyncFailure {
+            source: i.source.clone(),
+            reason: i.error.clone().unwrap_or_default(),
+        })
+        .collect();
+    st.plan = if s.spec.dry_run {
+        report
+            .images
+            .iter()
+            .filter(|i| i.action == Action::Planned)
+            .take(100)
+            .map(|i| format!("{} -> {}", i.source, i.destination))
+            .collect()
+    } else {
+        vec![]
+    };
+    st.last_sync_time = Some(now.to_string());
+    let ok = st.failed == 0;
+    let (reason, msg) = if !ok {
+        ("SyncFailed", format!("{} of {} images failed", st.failed, st.seen))
+    } else if s.spec.dry_run {
+        ("Planned", format!("{} images would be copied", st.plan.len()))
+    } else {
+        (
+            "Synced",
+            format!("{} copied, {} already present", st.copied, st.already_present),
+        )
+    };
+    for (t, v) in [("Ready", ok), ("Progressing", false), ("Stalled", !ok)] {
+        set(
+            &mut st.conditions,
+            Condition {
+                type_: t.into(),
+                status: if v { "True" } else { "False" }.into(),
+                reason: reason.into(),
+                message: msg.clone(),
+                observed_generation: generation,
+                last_transition_time: now.into(),
+            },
+        );
+    }
+    st
+}
+
+fn ready(status: &Value) -> bool {
+    status["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// Reconcile every resource in `paths` once; the statuses as YAML, and whether all are Ready.
+pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String> {
+    let m = load(paths)?;
+    let mut namespaces: Vec<String> = m
+        .creds
+        .iter()
+        .map(|c| c.namespace())
+        .chain(m.copies.iter().map(|c| c.namespace()))
+        .chain(m.syncs.iter().map(|s| s.namespace()))
+        .flatten()
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let mut statuses: Vec<(String, String, String, Value)> = vec![];
+    for ns in &namespaces {
+        let rendered = render(ns, &m, &mut statuses, now)?;
+        for c in m
+            .copies
+            .iter()
+            .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+        {
+            let env = CopyEnv {
+                src: side(Some(&c.spec.source), &rendered),
+                dest: side(Some(&c.spec.destination), &rendered),
+            };
+            let st = reconcile(c, &env, now).await;
+            statuses.push((
+                "ImageCopy".into(),
+                ns.clone(),
+                c.name_any(),
+                serde_json::to_value(&st).unwrap_or_default(),
+            ));
+        }
+        for s in m.syncs.iter().filter(|s| s.namespace().as_deref() == Some(ns.as_str())) {
+            let st = reconcile_sync(s, &rendered, now).await;
+            statuses.push((
+                "ImageSync".into(),
+                ns.clone(),
+                s.name_any(),
+                serde_json::to_value(&st).unwrap_or_default(),
+            ));
+        }
+    }
+    let mut out = String::new();
+    let mut all_ready = true;
+    for (kind, ns, name, status) in statuses {
+        all_ready &= ready(&status);
+        let doc = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": ns}, "status": status});
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())?);
+    }
+    Ok((out, all_ready))
+}
