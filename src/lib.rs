@@ -15,6 +15,7 @@ pub mod operator;
 pub mod reference;
 pub mod registry;
 pub mod sync;
+pub mod timestamp;
 pub mod transport;
 
 /// Install the process-wide rustls crypto provider (aws-lc-rs). Call once at

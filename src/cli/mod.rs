@@ -101,10 +101,20 @@ enum Command {
     Login(login::LoginArgs),
     /// Print the operator's CustomResourceDefinitions as YAML
     Crd,
+    /// Run the operator's controllers against the cluster in the kubeconfig / service account
+    Operator(OperatorArgs),
     /// Reconcile ImageCopy/ImageSync/RegistryCredential manifests once, without a cluster
     Run(RunArgs),
     /// Logout of a container registry
     Logout(login::LogoutArgs),
+}
+
+/// `kopeo operator`.
+#[derive(clap::Args, Debug)]
+struct OperatorArgs {
+    /// Reconciles (copies) running at once
+    #[arg(long, default_value_t = 4)]
+    concurrency: u16,
 }
 
 /// `kopeo run`.
@@ -139,37 +149,16 @@ pub(crate) fn log_line(level: &str, msg: &str) {
         eprintln!("{tag}[0000] {msg}");
     } else {
         let escaped = msg.replace('\\', "\\\\").replace('"', "\\\"");
-        eprintln!("time=\"{}\" level={level} msg=\"{escaped}\"", now_rfc3339());
+        eprintln!(
+            "time=\"{}\" level={level} msg=\"{escaped}\"",
+            crate::timestamp::now_rfc3339()
+        );
     }
 }
 
 /// Print a fatal error the way skopeo does.
 fn print_fatal(msg: &str) {
     log_line("fatal", msg);
-}
-
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Run the CLI; returns the process exit code.
@@ -237,7 +226,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a),
         Command::Run(a) => {
-            let (out, ready) = crate::operator::run::run(&a.files, &now_rfc3339())
+            let (out, ready) = crate::operator::run::run(&a.files, &crate::timestamp::now_rfc3339())
                 .await
                 .map_err(CliError::new)?;
             print!("{out}");
@@ -245,6 +234,19 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
                 Ok(())
             } else {
                 Err(CliError::new("not every resource is Ready"))
+            }
+        }
+        Command::Operator(a) => {
+            let client = kube::Client::try_default()
+                .await
+                .map_err(|e| CliError::new(format!("connecting to the cluster: {e}")))?;
+            let opts = crate::operator::controller::OperatorOptions {
+                concurrency: a.concurrency,
+                ..Default::default()
+            };
+            tokio::select! {
+                _ = crate::operator::controller::run(client, opts) => Ok(()),
+                _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
         Command::Crd => {

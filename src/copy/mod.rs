@@ -436,23 +436,23 @@ async fn copy_single(
         (true, 0) => DEFAULT_PARALLEL_COPIES,
         (true, n) => n,
     };
-    let written: Vec<(Digest, Digest, u64)> = futures::stream::iter(jobs.iter())
-        .map(|(info, t)| {
-            let from = from.as_ref();
-            async move {
-                let out = match copy_blob(src, dst, info, from, opts, *t).await? {
-                    BlobOutcome::Reused => {
-                        stats.reused.fetch_add(1, Ordering::Relaxed);
-                        (info.digest.clone(), info.digest.clone(), info.size.unwrap_or(0))
-                    }
-                    BlobOutcome::Copied { digest, size } => {
-                        stats.bytes.fetch_add(size, Ordering::Relaxed);
-                        stats.copied.fetch_add(1, Ordering::Relaxed);
-                        (info.digest.clone(), digest, size)
-                    }
-                };
-                Ok::<_, TransportError>(out)
-            }
+    // Owned items: a closure over references here is not general enough for
+    // callers that need the whole copy future to be Send (the controllers).
+    let from = &from;
+    let written: Vec<(Digest, Digest, u64)> = futures::stream::iter(jobs)
+        .map(|(info, t)| async move {
+            let out = match copy_blob(src, dst, &info, from.as_ref(), opts, t).await? {
+                BlobOutcome::Reused => {
+                    stats.reused.fetch_add(1, Ordering::Relaxed);
+                    (info.digest.clone(), info.digest.clone(), info.size.unwrap_or(0))
+                }
+                BlobOutcome::Copied { digest, size } => {
+                    stats.bytes.fetch_add(size, Ordering::Relaxed);
+                    stats.copied.fetch_add(1, Ordering::Relaxed);
+                    (info.digest.clone(), digest, size)
+                }
+            };
+            Ok::<_, TransportError>(out)
         })
         .buffered(parallel)
         .try_collect()

@@ -5,6 +5,7 @@
 //! types (`kopeo crd`) and checked in under `crds/`.
 
 pub mod condition;
+pub mod controller;
 pub mod credentials;
 pub mod image_copy;
 pub mod image_copy_reconcile;

@@ -206,3 +206,108 @@ fn example_operator_manifests_reconcile() {
             || String::from_utf8_lossy(&out.stdout).contains("status: 'True'")
     );
 }
+
+#[test]
+fn operator_copies_and_recovers_when_the_credential_secret_appears() {
+    use crate::support::image::{Spec, build};
+    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+    use kube::api::{Api, PostParams};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
+    let img = build(&home.path().join("l"), "x", &Spec::default());
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("--dest-creds={USER}:{PASSWORD}"),
+            &img.reference(),
+            &src.image("team/app:1"),
+        ],
+    )
+    .ok();
+    let server = ApiServer::start(Options::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        kopeo::install_crypto_provider();
+        let http = reqwest::Client::new();
+        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
+        for doc in yaml.split("---\n").filter(|d| !d.trim().is_empty()) {
+            let crd: Value = serde_yaml_ng::from_str(doc).unwrap();
+            http.post(format!("{}/apis/apiextensions.k8s.io/v1/customresourcedefinitions", server.url())).header("content-type", "application/json").body(crd.to_string()).send().await.unwrap();
+        }
+        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "test".into() }));
+        let dynamic = |kind: &str, plural: &str| {
+            let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: kind.into(), plural: plural.into() };
+            Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar)
+        };
+        let obj = |v: Value| serde_json::from_value::<kube::api::DynamicObject>(v).unwrap();
+        let creds = dynamic("RegistryCredential", "registrycredentials");
+        for (name, registry, secret) in [("src", &src.host, "src-login"), ("dst", &dst.host, "dst-anon")] {
+            creds.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": name},
+                "spec": {"registry": registry, "secretRef": {"name": secret}, "tls": {"insecure": true}}}))).await.unwrap();
+        }
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+        let secret = |name: &str, user: &str, pass: &str| serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json!({"metadata": {"name": name}, "stringData": {"username": user, "password": pass}})).unwrap();
+        secrets.create(&PostParams::default(), &secret("dst-anon", "nobody", "unused")).await.unwrap();
+        let copies = dynamic("ImageCopy", "imagecopies");
+        copies.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "mirror"},
+            "spec": {"source": format!("docker://{}/team/app:1", src.host), "destination": format!("docker://{}/mirror/app:1", dst.host)}}))).await.unwrap();
+        let ready_reason = || {
+            let copies = copies.clone();
+            async move {
+                let o = copies.get("mirror").await.ok()?;
+                let c = o.data["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")?.clone();
+                Some((c["status"].as_str()?.to_string(), c["reason"].as_str()?.to_string(), o.data["status"]["destinationDigest"].as_str().map(str::to_string)))
+            }
+        };
+        let mut seen = None;
+        for _ in 0..200 {
+            seen = ready_reason().await;
+            if seen.as_ref().is_some_and(|s| s.1 == "AuthenticationFailed") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen.as_ref().map(|s| s.1.as_str()), Some("AuthenticationFailed"), "without the Secret the copy cannot authenticate: {seen:?}");
+        // The Secret appears: the operator notices and copies, without a restart.
+        secrets.create(&PostParams::default(), &secret("src-login", USER, PASSWORD)).await.unwrap();
+        for _ in 0..300 {
+            seen = ready_reason().await;
+            if seen.as_ref().is_some_and(|s| s.0 == "True") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen, Some(("True".into(), "Copied".into(), Some(img.digest.clone()))));
+        let pull = secrets.get("kopeo-registry-auth").await.unwrap();
+        assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+        let evs = events.list(&Default::default()).await.unwrap();
+        assert!(evs.items.iter().any(|e| e.reason.as_deref() == Some("Copied")));
+        for e in &evs.items {
+            assert!(!e.note.as_deref().unwrap_or("").contains(PASSWORD), "no secret in Events");
+        }
+        let status = copies.get("mirror").await.unwrap().data["status"].to_string();
+        assert!(!status.contains(PASSWORD), "no secret in status");
+        operator.abort();
+    });
+    let mirrored = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--tls-verify=false",
+            "--format",
+            "{{.Digest}}",
+            &dst.image("mirror/app:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(mirrored.stdout.trim(), img.digest);
+}

@@ -1,0 +1,323 @@
+//! The controllers: ImageCopy and RegistryCredential reconciled with
+//! `kube::runtime::Controller` — level-triggered, one reconcile per object at
+//! a time, a global concurrency limit, Secret and credential changes
+//! requeueing the resources of their namespace, failures backing off
+//! exponentially, and status written only when it changed.
+
+use super::condition::{Condition, set};
+use super::credentials;
+use super::image_copy::ImageCopy;
+use super::image_copy_reconcile::{CopyEnv, reconcile};
+use super::registry_credential::RegistryCredential;
+use crate::reference::ImageReference;
+use crate::transport::OpenOptions;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Map, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Why a reconcile failed (shown in logs; status carries the user-facing reason).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Render(String),
+}
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct OperatorOptions {
+    /// Reconciles (copies) running at once across all resources.
+    pub concurrency: u16,
+    /// Name of the controller in Events.
+    pub instance: String,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        OperatorOptions {
+            concurrency: 4,
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "kopeo".into()),
+        }
+    }
+}
+
+/// Shared by all reconciles.
+pub struct Context {
+    client: Client,
+    recorder: Recorder,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+fn now() -> String {
+    crate::timestamp::now_rfc3339()
+}
+
+/// A namespace's rendered credentials: an auth.json in a temporary
+/// directory, and the registries to reach without TLS verification.
+pub struct RenderedCredentials {
+    _dir: tempfile::TempDir,
+    authfile: std::path::PathBuf,
+    insecure: Vec<String>,
+    /// The merged auth.json document (kept as a pull Secret too).
+    pub document: serde_json::Value,
+}
+
+impl RenderedCredentials {
+    /// Open options for one side of a copy whose reference is `reference`.
+    pub fn side(&self, reference: &str) -> OpenOptions {
+        let mut o = OpenOptions::default();
+        o.registry.auth.authfile = Some(self.authfile.clone());
+        if let Ok(ImageReference::Docker(d)) = reference.parse::<ImageReference>() {
+            if self.insecure.iter().any(|k| k.split('/').next() == Some(d.domain())) {
+                o.registry.tls.verify = Some(false);
+            }
+        }
+        o
+    }
+}
+
+/// Render every RegistryCredential of `ns` (Secrets looked up in `ns` only).
+pub async fn render_namespace(client: &Client, ns: &str) -> Result<RenderedCredentials, Error> {
+    let creds: Api<RegistryCredential> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut entries = Map::new();
+    let mut insecure = vec![];
+    for c in creds.list(&ListParams::default()).await?.items {
+        let secret = secrets.get_opt(&c.spec.secret_ref.name).await?;
+        if let Ok(e) = credentials::entries(&c, secret.as_ref()) {
+            entries.extend(e);
+        }
+        if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
+            insecure.push(c.spec.registry.clone());
+        }
+    }
+    let document = credentials::auth_json(entries);
+    let dir = tempfile::Builder::new()
+        .prefix("kopeo-auth-")
+        .tempdir()
+        .map_err(|e| Error::Render(e.to_string()))?;
+    let authfile = dir.path().join("auth.json");
+    let mut f = crate::auth::AuthFile::empty(&authfile);
+    f.replace_all(document.clone());
+    f.save().map_err(|e| Error::Render(e.to_string()))?;
+    Ok(RenderedCredentials {
+        _dir: dir,
+        authfile,
+        insecure,
+        document,
+    })
+}
+
+fn backoff(ctx: &Context, key: &str, failed: bool) -> Option<Duration> {
+    let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    if !failed {
+        f.remove(key);
+        return None;
+    }
+    let n = f.entry(key.to_string()).or_insert(0);
+    *n += 1;
+    // 1 s, 2 s, 4 s, … capped at 5 minutes: never a hot loop.
+    Some(Duration::from_secs((1u64 << (*n - 1).min(8)).min(300)))
+}
+
+async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = ic.namespace().unwrap_or_else(|| "default".into());
+    let name = ic.name_any();
+    let rendered = render_namespace(&ctx.client, &ns).await?;
+    let env = CopyEnv {
+        src: rendered.side(&ic.spec.source),
+        dest: rendered.side(&ic.spec.destination),
+    };
+    let status = reconcile(&ic, &env, &now()).await;
+    let changed = ic.status.as_ref() != Some(&status);
+    if changed {
+        let api: Api<ImageCopy> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .await?;
+        if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready") {
+            let was = ic
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .map(|c| (c.status.clone(), c.reason.clone()));
+            if was != Some((ready.status.clone(), ready.reason.clone())) {
+                let ev = Event {
+                    type_: if ready.status == "True" {
+                        EventType::Normal
+                    } else {
+                        EventType::Warning
+                    },
+                    reason: ready.reason.clone(),
+                    note: Some(ready.message.chars().take(1000).collect()),
+                    action: "Copy".into(),
+                    secondary: None,
+                };
+                ctx.recorder.publish(&ev, &ic.object_ref(&())).await?;
+            }
+        }
+    }
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let stalled = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Stalled" && c.status == "True");
+    let key = format!("ImageCopy/{ns}/{name}");
+    if let Some(wait) = backoff(&ctx, &key, !ready && !ic.spec.suspend) {
+        return Ok(Action::requeue(if stalled {
+            wait.max(Duration::from_secs(60))
+        } else {
+            wait
+        }));
+    }
+    let refresh = ic
+        .spec
+        .refresh_interval
+        .as_deref()
+        .and_then(|r| crate::duration::parse_duration(r).ok());
+    Ok(match refresh {
+        Some(d) if !ic.spec.suspend => Action::requeue(d),
+        _ => Action::await_change(),
+    })
+}
+
+async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = c.namespace().unwrap_or_else(|| "default".into());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = secrets.get_opt(&c.spec.secret_ref.name).await?;
+    let generation = c.meta().generation;
+    let cond = match credentials::entries(&c, secret.as_ref()) {
+        Ok(_) => Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "SecretValid".into(),
+            message: String::new(),
+            observed_generation: generation,
+            last_transition_time: now(),
+        },
+        Err(p) => Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: p.reason.into(),
+            message: p.message,
+            observed_generation: generation,
+            last_transition_time: now(),
+        },
+    };
+    let mut st = c.status.clone().unwrap_or_default();
+    let before = st.clone();
+    set(&mut st.conditions, cond);
+    st.observed_generation = generation;
+    if st != before {
+        let api: Api<RegistryCredential> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(
+            &c.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": st})),
+        )
+        .await?;
+    }
+    // The namespace's rendered auth.json, usable as an imagePullSecret.
+    let rendered = render_namespace(&ctx.client, &ns).await?;
+    let body = serde_json::to_string(&rendered.document).map_err(|e| Error::Render(e.to_string()))?;
+    let pull = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "kopeo-registry-auth", "labels": {"app.kubernetes.io/managed-by": "kopeo"}},
+        "stringData": {".dockerconfigjson": body},
+    });
+    secrets
+        .patch(
+            "kopeo-registry-auth",
+            &PatchParams::apply("kopeo").force(),
+            &Patch::Apply(pull),
+        )
+        .await?;
+    Ok(Action::await_change())
+}
+
+fn error_policy<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
+    tracing::warn!(error = %e, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Every object of kind `K` in `ns`, as controller references.
+fn all_in<K: Resource<DynamicType = ()> + Clone>(
+    store: &kube::runtime::reflector::Store<K>,
+    ns: Option<String>,
+) -> Vec<ObjectRef<K>> {
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == ns)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Run the controllers until the process is asked to stop.
+pub async fn run(client: Client, opts: OperatorOptions) {
+    let reporter = Reporter {
+        controller: "kopeo".into(),
+        instance: Some(opts.instance.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let config = ControllerConfig::default().concurrency(opts.concurrency);
+
+    let copies =
+        Controller::new(Api::<ImageCopy>::all(client.clone()), watcher::Config::default()).with_config(config.clone());
+    let store = copies.store();
+    let (s1, s2) = (store.clone(), store);
+    let copies = copies
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            move |s: Secret| all_in(&s1, s.namespace()),
+        )
+        .watches(
+            Api::<RegistryCredential>::all(client.clone()),
+            watcher::Config::default(),
+            move |c: RegistryCredential| all_in(&s2, c.namespace()),
+        )
+        .run(reconcile_copy, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "imagecopy controller");
+            }
+        });
+
+    let creds = Controller::new(
+        Api::<RegistryCredential>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(config);
+    let cstore = creds.store();
+    let creds = creds
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels("!app.kubernetes.io/managed-by"),
+            move |s: Secret| all_in(&cstore, s.namespace()),
+        )
+        .run(reconcile_credential, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "registrycredential controller");
+            }
+        });
+    futures::future::join(copies, creds).await;
+}
