@@ -5,12 +5,10 @@
 //! exponentially, and status written only when it changed.
 
 use super::condition::{Condition, set};
-use super::credentials;
+use super::credentials::{self, Rendered};
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, reconcile};
 use super::registry_credential::RegistryCredential;
-use crate::reference::ImageReference;
-use crate::transport::OpenOptions;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -19,7 +17,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::{Map, json};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,60 +61,17 @@ fn now() -> String {
     crate::timestamp::now_rfc3339()
 }
 
-/// A namespace's rendered credentials: an auth.json in a temporary
-/// directory, and the registries to reach without TLS verification.
-pub struct RenderedCredentials {
-    _dir: tempfile::TempDir,
-    authfile: std::path::PathBuf,
-    insecure: Vec<String>,
-    /// The merged auth.json document (kept as a pull Secret too).
-    pub document: serde_json::Value,
-}
-
-impl RenderedCredentials {
-    /// Open options for one side of a copy whose reference is `reference`.
-    pub fn side(&self, reference: &str) -> OpenOptions {
-        let mut o = OpenOptions::default();
-        o.registry.auth.authfile = Some(self.authfile.clone());
-        if let Ok(ImageReference::Docker(d)) = reference.parse::<ImageReference>() {
-            if self.insecure.iter().any(|k| k.split('/').next() == Some(d.domain())) {
-                o.registry.tls.verify = Some(false);
-            }
-        }
-        o
-    }
-}
-
 /// Render every RegistryCredential of `ns` (Secrets looked up in `ns` only).
-pub async fn render_namespace(client: &Client, ns: &str) -> Result<RenderedCredentials, Error> {
-    let creds: Api<RegistryCredential> = Api::namespaced(client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let mut entries = Map::new();
-    let mut insecure = vec![];
-    for c in creds.list(&ListParams::default()).await?.items {
-        let secret = secrets.get_opt(&c.spec.secret_ref.name).await?;
-        if let Ok(e) = credentials::entries(&c, secret.as_ref()) {
-            entries.extend(e);
-        }
-        if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
-            insecure.push(c.spec.registry.clone());
-        }
-    }
-    let document = credentials::auth_json(entries);
-    let dir = tempfile::Builder::new()
-        .prefix("kopeo-auth-")
-        .tempdir()
-        .map_err(|e| Error::Render(e.to_string()))?;
-    let authfile = dir.path().join("auth.json");
-    let mut f = crate::auth::AuthFile::empty(&authfile);
-    f.replace_all(document.clone());
-    f.save().map_err(|e| Error::Render(e.to_string()))?;
-    Ok(RenderedCredentials {
-        _dir: dir,
-        authfile,
-        insecure,
-        document,
-    })
+pub async fn render_namespace(client: &Client, ns: &str) -> Result<Rendered, Error> {
+    let creds = Api::<RegistryCredential>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items;
+    Rendered::new(&creds, |name| secrets.iter().find(|s| s.name_any() == name)).map_err(Error::Render)
 }
 
 fn backoff(ctx: &Context, key: &str, failed: bool) -> Option<Duration> {

@@ -2,10 +2,14 @@
 //! auth.json (what the copies use), and judging each credential's Secret.
 
 use super::registry_credential::RegistryCredential;
+use crate::reference::ImageReference;
+use crate::transport::OpenOptions;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use serde_json::{Map, Value, json};
+use std::path::PathBuf;
 
 /// Why a credential cannot be used (the condition reason and a message; never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,4 +83,63 @@ pub fn entries(cred: &RegistryCredential, secret: Option<&Secret>) -> Result<Map
 /// The auth.json document for a set of credential entries.
 pub fn auth_json(entries: Map<String, Value>) -> Value {
     json!({ "auths": entries })
+}
+
+/// A namespace's credentials rendered for copies: an auth.json in a private
+/// temporary directory, and the registries to reach without TLS checks.
+pub struct Rendered {
+    _dir: tempfile::TempDir,
+    authfile: PathBuf,
+    insecure: Vec<String>,
+    /// The merged auth.json document (also kept as a pull Secret).
+    pub document: Value,
+    /// Each credential's verdict, by name.
+    pub verdicts: Vec<(String, Result<(), CredentialProblem>)>,
+}
+
+impl Rendered {
+    /// Render `creds`, finding each one's Secret with `secret` (same namespace only).
+    pub fn new<'a>(
+        creds: impl IntoIterator<Item = &'a RegistryCredential>,
+        secret: impl Fn(&str) -> Option<&'a Secret>,
+    ) -> Result<Rendered, String> {
+        let mut all = Map::new();
+        let mut insecure = vec![];
+        let mut verdicts = vec![];
+        for c in creds {
+            let verdict = entries(c, secret(&c.spec.secret_ref.name)).map(|e| all.extend(e));
+            verdicts.push((c.name_any(), verdict));
+            if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
+                insecure.push(c.spec.registry.clone());
+            }
+        }
+        let document = auth_json(all);
+        let dir = tempfile::Builder::new()
+            .prefix("kopeo-auth-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let authfile = dir.path().join("auth.json");
+        let mut f = crate::auth::AuthFile::empty(&authfile);
+        f.replace_all(document.clone());
+        f.save().map_err(|e| e.to_string())?;
+        Ok(Rendered {
+            _dir: dir,
+            authfile,
+            insecure,
+            document,
+            verdicts,
+        })
+    }
+
+    /// Open options for one side of a copy whose reference is `reference`.
+    pub fn side(&self, reference: &str) -> OpenOptions {
+        let mut o = OpenOptions::default();
+        o.registry.auth.authfile = Some(self.authfile.clone());
+        if let Ok(ImageReference::Docker(d)) = reference.parse::<ImageReference>() {
+            if self.insecure.iter().any(|k| k.split('/').next() == Some(d.domain())) {
+                o.registry.tls.verify = Some(false);
+            }
+        }
+        o
+    }
 }

@@ -3,18 +3,16 @@
 //! reconcile code as the controllers. Secrets come from the same manifests.
 
 use super::condition::{Condition, set};
-use super::credentials;
+use super::credentials::Rendered;
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, reconcile};
 use super::image_sync::{ImageSync, ImageSyncStatus};
 use super::registry_credential::{RegistryCredential, RegistryCredentialStatus};
-use crate::reference::ImageReference;
 use crate::sync::{self, Action, SyncOptions};
-use crate::transport::OpenOptions;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -85,93 +83,53 @@ fn load(paths: &[PathBuf]) -> Result<Manifests, String> {
     Ok(m)
 }
 
-/// One namespace's rendered credentials: an auth.json file and the registries to reach without TLS checks.
-struct Rendered {
-    _dir: tempfile::TempDir,
-    authfile: PathBuf,
-    insecure: Vec<String>,
-}
-
 fn render(
     ns: &str,
     m: &Manifests,
     statuses: &mut Vec<(String, String, String, Value)>,
     now: &str,
 ) -> Result<Rendered, String> {
-    let mut entries = Map::new();
-    let mut insecure = vec![];
-    for c in m.creds.iter().filter(|c| c.namespace().as_deref() == Some(ns)) {
-        // Credentials resolve only within their own namespace.
-        let secret = m
-            .secrets
+    let creds: Vec<&RegistryCredential> = m
+        .creds
+        .iter()
+        .filter(|c| c.namespace().as_deref() == Some(ns))
+        .collect();
+    // Credentials resolve only within their own namespace.
+    let secret = |name: &str| {
+        m.secrets
             .iter()
-            .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == c.spec.secret_ref.name);
+            .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name)
+    };
+    let rendered = Rendered::new(creds.iter().copied(), secret)?;
+    for (c, (name, verdict)) in creds.iter().zip(&rendered.verdicts) {
+        let generation = c.metadata.generation;
+        let (status, reason, message) = match verdict {
+            Ok(()) => ("True", "SecretValid", String::new()),
+            Err(p) => ("False", p.reason, p.message.clone()),
+        };
         let mut st = RegistryCredentialStatus {
-            observed_generation: c.metadata.generation,
+            observed_generation: generation,
             ..Default::default()
         };
-        let cond = match credentials::entries(c, secret) {
-            Ok(e) => {
-                entries.extend(e);
-                Condition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    reason: "SecretValid".into(),
-                    message: String::new(),
-                    observed_generation: c.metadata.generation,
-                    last_transition_time: now.into(),
-                }
-            }
-            Err(p) => Condition {
+        set(
+            &mut st.conditions,
+            Condition {
                 type_: "Ready".into(),
-                status: "False".into(),
-                reason: p.reason.into(),
-                message: p.message,
-                observed_generation: c.metadata.generation,
+                status: status.into(),
+                reason: reason.into(),
+                message,
+                observed_generation: generation,
                 last_transition_time: now.into(),
             },
-        };
-        set(&mut st.conditions, cond);
-        if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
-            insecure.push(c.spec.registry.clone());
-        }
+        );
         statuses.push((
             "RegistryCredential".into(),
             ns.into(),
-            c.name_any(),
+            name.clone(),
             serde_json::to_value(&st).unwrap_or_default(),
         ));
     }
-    let dir = tempfile::Builder::new()
-        .prefix("kopeo-run-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
-    let authfile = dir.path().join("auth.json");
-    let mut f = crate::auth::AuthFile::empty(&authfile);
-    f.replace_all(credentials::auth_json(entries));
-    f.save().map_err(|e| e.to_string())?;
-    Ok(Rendered {
-        _dir: dir,
-        authfile,
-        insecure,
-    })
-}
-
-fn side(reference: Option<&str>, r: &Rendered) -> OpenOptions {
-    let mut o = OpenOptions::default();
-    o.registry.auth.authfile = Some(r.authfile.clone());
-    let host = reference
-        .and_then(|s| s.parse::<ImageReference>().ok())
-        .and_then(|i| match i {
-            ImageReference::Docker(d) => Some(d.domain().to_string()),
-            _ => None,
-        });
-    if let Some(h) = host {
-        if r.insecure.iter().any(|k| k.split('/').next() == Some(h.as_str())) {
-            o.registry.tls.verify = Some(false);
-        }
-    }
-    o
+    Ok(rendered)
 }
 
 async fn reconcile_sync(s: &ImageSync, r: &Rendered, now: &str) -> ImageSyncStatus {
@@ -225,12 +183,9 @@ async fn reconcile_sync(s: &ImageSync, r: &Rendered, now: &str) -> ImageSyncStat
             return st;
         }
     };
-    let mut src = side(Some(&format!("docker://{}/x", s.spec.registry)), r);
+    let mut src = r.side(&format!("docker://{}/x", s.spec.registry));
     src.pool = Some(Default::default());
-    let mut dest = side(
-        Some(&format!("docker://{}/x", s.spec.destination.trim_end_matches('/'))),
-        r,
-    );
+    let mut dest = r.side(&format!("docker://{}/x", s.spec.destination.trim_end_matches('/')));
     dest.pool = Some(Default::default());
     let opts = SyncOptions {
         copy,
@@ -339,8 +294,8 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String>
             .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
         {
             let env = CopyEnv {
-                src: side(Some(&c.spec.source), &rendered),
-                dest: side(Some(&c.spec.destination), &rendered),
+                src: rendered.side(&c.spec.source),
+                dest: rendered.side(&c.spec.destination),
             };
             let st = reconcile(c, &env, now).await;
             statuses.push((

@@ -5,6 +5,28 @@ use crate::support::{kopeo, tempdir};
 use kopeo_test_apiserver::{ApiServer, Options};
 use serde_json::{Value, json};
 
+/// The checked-in CRDs, one JSON value each.
+fn crd_documents() -> Vec<Value> {
+    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
+    yaml.split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str(d).unwrap())
+        .collect()
+}
+
+/// POST a JSON body to the test API server; its status code and reply.
+async fn post(server: &ApiServer, path: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", server.url()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    (code, r.json::<Value>().await.unwrap_or(Value::Null))
+}
+
 #[test]
 fn checked_in_crds_match_the_rust_types() {
     let home = tempdir();
@@ -24,34 +46,22 @@ fn the_api_server_serves_and_validates_the_custom_resources() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let http = reqwest::Client::new();
-        let post = |path: String, body: Value| {
-            let http = http.clone();
-            let url = format!("{}{path}", server.url());
-            async move {
-                let r = http.post(url).header("content-type", "application/json").body(body.to_string()).send().await.unwrap();
-                let code = r.status().as_u16();
-                (code, r.json::<Value>().await.unwrap_or(Value::Null))
-            }
-        };
-        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
-        for doc in yaml.split("---\n").filter(|d| !d.trim().is_empty()) {
-            let crd: Value = serde_yaml_ng::from_str(doc).unwrap();
-            let (code, v) = post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions".into(), crd).await;
+        for crd in crd_documents() {
+            let (code, v) = post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
             assert_eq!(code, 201, "{v}");
         }
         let example: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/imagecopy.yaml")).unwrap()).unwrap();
-        let (code, v) = post("/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies".into(), example).await;
+        let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &example).await;
         assert_eq!(code, 201, "{v}");
         assert_eq!(v["spec"]["retry"]["times"], 3);
         let bad = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "bad"},
                           "spec": {"source": "ftp://nope", "destination": "oci:/x", "format": "v2s1", "refreshInterval": "soon"}});
-        let (code, v) = post("/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies".into(), bad).await;
+        let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &bad).await;
         assert_eq!(code, 422, "{v}");
         let msg = v["message"].as_str().unwrap();
         assert!(msg.contains("spec.source") && msg.contains("spec.format") && msg.contains("spec.refreshInterval"), "{msg}");
         let cred = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "c"}, "spec": {"registry": "reg.example/team"}});
-        let (code, v) = post("/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials".into(), cred).await;
+        let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &cred).await;
         assert_eq!(code, 422, "secretRef is required: {v}");
     });
 }
@@ -235,11 +245,8 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         .unwrap();
     rt.block_on(async {
         kopeo::install_crypto_provider();
-        let http = reqwest::Client::new();
-        let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
-        for doc in yaml.split("---\n").filter(|d| !d.trim().is_empty()) {
-            let crd: Value = serde_yaml_ng::from_str(doc).unwrap();
-            http.post(format!("{}/apis/apiextensions.k8s.io/v1/customresourcedefinitions", server.url())).header("content-type", "application/json").body(crd.to_string()).send().await.unwrap();
+        for crd in crd_documents() {
+            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
         }
         let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
         let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "test".into() }));
