@@ -8,6 +8,7 @@ use super::condition::{Condition, set};
 use super::credentials::{self, Rendered};
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, reconcile};
+use super::image_sync::ImageSync;
 use super::registry_credential::RegistryCredential;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -203,6 +204,52 @@ async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> 
     Ok(Action::await_change())
 }
 
+async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = s.namespace().unwrap_or_else(|| "default".into());
+    let name = s.name_any();
+    let interval = s
+        .spec
+        .interval
+        .as_deref()
+        .and_then(|i| crate::duration::parse_duration(i).ok())
+        .unwrap_or(Duration::from_secs(3600));
+    if s.spec.suspend {
+        return Ok(Action::await_change());
+    }
+    // Level-triggered, but a sync is expensive: run it when the spec changed
+    // or the interval has passed since the last one.
+    let st = s.status.clone().unwrap_or_default();
+    let same_spec = st.observed_generation == s.meta().generation;
+    let due = st
+        .last_sync_time
+        .as_deref()
+        .and_then(crate::timestamp::parse_rfc3339)
+        .map(|last| crate::timestamp::now_unix() - last >= interval.as_secs() as i64)
+        .unwrap_or(true);
+    if same_spec && !due {
+        let left = st
+            .last_sync_time
+            .as_deref()
+            .and_then(crate::timestamp::parse_rfc3339)
+            .map(|last| interval.as_secs() as i64 - (crate::timestamp::now_unix() - last))
+            .unwrap_or(60);
+        return Ok(Action::requeue(Duration::from_secs(left.max(1) as u64)));
+    }
+    let rendered = render_namespace(&ctx.client, &ns).await?;
+    let mut status = super::image_sync_reconcile::reconcile(&s, &rendered, &now()).await;
+    status.next_sync_time = Some(crate::timestamp::format_unix(
+        crate::timestamp::now_unix() + interval.as_secs() as i64,
+    ));
+    let api: Api<ImageSync> = Api::namespaced(ctx.client.clone(), &ns);
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+        .await?;
+    let failed = status.failed > 0;
+    if let Some(wait) = backoff(&ctx, &format!("ImageSync/{ns}/{name}"), failed) {
+        return Ok(Action::requeue(wait.min(interval)));
+    }
+    Ok(Action::requeue(interval))
+}
+
 fn error_policy<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
     tracing::warn!(error = %e, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
@@ -233,6 +280,7 @@ pub async fn run(client: Client, opts: OperatorOptions) {
         failures: Mutex::new(HashMap::new()),
     });
     let config = ControllerConfig::default().concurrency(opts.concurrency);
+    let ctx_sync = ctx.clone();
 
     let copies =
         Controller::new(Api::<ImageCopy>::all(client.clone()), watcher::Config::default()).with_config(config.clone());
@@ -268,11 +316,19 @@ pub async fn run(client: Client, opts: OperatorOptions) {
             watcher::Config::default().labels("!app.kubernetes.io/managed-by"),
             move |s: Secret| all_in(&cstore, s.namespace()),
         )
-        .run(reconcile_credential, error_policy, ctx)
+        .run(reconcile_credential, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "registrycredential controller");
             }
         });
-    futures::future::join(copies, creds).await;
+    let syncs = Controller::new(Api::<ImageSync>::all(client.clone()), watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(opts.concurrency))
+        .run(reconcile_sync, error_policy, ctx_sync)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "imagesync controller");
+            }
+        });
+    futures::future::join3(copies, creds, syncs).await;
 }

@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod image_copy;
 pub mod image_copy_reconcile;
 pub mod image_sync;
+pub mod image_sync_reconcile;
 pub mod registry_credential;
 pub mod run;
 

@@ -208,10 +208,13 @@ pub async fn execute(plan: &Plan, opts: &SyncOptions) -> SyncReport {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let total = plan.images.len();
-    let results: Vec<(usize, ImageResult)> = futures::stream::iter(plan.images.iter().enumerate())
-        .map(|(i, item)| {
+    // Indices, not references: a closure over borrowed items is not general
+    // enough for callers that need the sync future to be Send (controllers).
+    let results: Vec<(usize, ImageResult)> = futures::stream::iter(0..total)
+        .map(|i| {
             let stop = stop.clone();
             async move {
+                let item = &plan.images[i];
                 if stop.load(Ordering::SeqCst) {
                     let r = ImageResult {
                         source: item.source.to_string(),

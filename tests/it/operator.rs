@@ -303,6 +303,21 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         }
         let status = copies.get("mirror").await.unwrap().data["status"].to_string();
         assert!(!status.contains(PASSWORD), "no secret in status");
+        // An ImageSync with the same credentials mirrors the repository.
+        let syncs = dynamic("ImageSync", "imagesyncs");
+        syncs.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "team"},
+            "spec": {"registry": src.host, "images": {"team/app": []}, "destination": format!("{}/synced", dst.host), "interval": "1h"}}))).await.unwrap();
+        let mut st = Value::Null;
+        for _ in 0..300 {
+            st = syncs.get("team").await.unwrap().data["status"].clone();
+            if st["copied"] == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(st["copied"], 1, "{st}");
+        assert!(st["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"), "{st}");
+        assert!(st["nextSyncTime"].is_string());
         operator.abort();
     });
     let mirrored = kopeo(

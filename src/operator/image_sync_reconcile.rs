@@ -1,0 +1,143 @@
+//! Reconciling one ImageSync: plan and run the sync with the engine's sync
+//! code (the same function serves the controller and `kopeo run`).
+
+use super::condition::{Condition, set};
+use super::credentials::Rendered;
+use super::image_sync::{ImageSync, ImageSyncStatus, SyncFailure};
+use crate::sync::{self, Action, SyncOptions};
+use std::collections::BTreeMap;
+
+/// Run one sync for `s` (or plan it, with `dryRun`) and return its new status.
+pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str) -> ImageSyncStatus {
+    let generation = s.metadata.generation;
+    let mut st = ImageSyncStatus {
+        observed_generation: generation,
+        ..s.status.clone().unwrap_or_default()
+    };
+    let fail = |st: &mut ImageSyncStatus, reason: &str, msg: String| {
+        set(
+            &mut st.conditions,
+            Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: reason.into(),
+                message: msg.clone(),
+                observed_generation: generation,
+                last_transition_time: now.into(),
+            },
+        );
+        set(
+            &mut st.conditions,
+            Condition {
+                type_: "Stalled".into(),
+                status: "True".into(),
+                reason: reason.into(),
+                message: msg,
+                observed_generation: generation,
+                last_transition_time: now.into(),
+            },
+        );
+    };
+    let sel = &s.spec.selection;
+    let cfg = sync::config::RegistryConfig {
+        images: sel
+            .images
+            .iter()
+            .map(|(k, v)| (k.clone(), (!v.is_empty()).then(|| v.clone())))
+            .collect(),
+        images_by_tag_regex: sel.images_by_tag_regex.clone(),
+        images_by_semver: sel.images_by_semver.clone(),
+        exclude_tags: sel.exclude_tags.clone(),
+        keep_newest: sel.keep_newest.map(|n| n as usize),
+        catalog: sel.catalog.clone(),
+        ..Default::default()
+    };
+    let copy = match s.spec.copy.to_options() {
+        Ok(c) => c,
+        Err(e) => {
+            fail(&mut st, "InvalidSpec", e);
+            return st;
+        }
+    };
+    let mut src = r.side(&format!("docker://{}/x", s.spec.registry));
+    src.pool = Some(Default::default());
+    let mut dest = r.side(&format!("docker://{}/x", s.spec.destination.trim_end_matches('/')));
+    dest.pool = Some(Default::default());
+    let opts = SyncOptions {
+        copy,
+        scoped: s.spec.scoped,
+        append_suffix: s.spec.append_suffix.clone(),
+        parallel_images: s.spec.concurrency.unwrap_or(0) as usize,
+        keep_going: s.spec.keep_going,
+        dry_run: s.spec.dry_run,
+        src,
+        dest,
+        ..SyncOptions::default()
+    };
+    let source = sync::SyncSource::Yaml(BTreeMap::from([(s.spec.registry.clone(), cfg)]));
+    let plan = match sync::plan(
+        &source,
+        &sync::SyncDestination::Docker(s.spec.destination.clone()),
+        &opts,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            fail(&mut st, "PlanFailed", e.to_string());
+            return st;
+        }
+    };
+    let report = sync::execute(&plan, &opts).await;
+    st.seen = plan.images.len() as u64;
+    st.copied = report.count(Action::Copied) as u64;
+    st.already_present = report.count(Action::Skipped) as u64;
+    st.failed = report.count(Action::Failed) as u64;
+    st.failures = report
+        .images
+        .iter()
+        .filter(|i| i.action == Action::Failed)
+        .take(20)
+        .map(|i| SyncFailure {
+            source: i.source.clone(),
+            reason: i.error.clone().unwrap_or_default(),
+        })
+        .collect();
+    st.plan = if s.spec.dry_run {
+        report
+            .images
+            .iter()
+            .filter(|i| i.action == Action::Planned)
+            .take(100)
+            .map(|i| format!("{} -> {}", i.source, i.destination))
+            .collect()
+    } else {
+        vec![]
+    };
+    st.last_sync_time = Some(now.to_string());
+    let ok = st.failed == 0;
+    let (reason, msg) = if !ok {
+        ("SyncFailed", format!("{} of {} images failed", st.failed, st.seen))
+    } else if s.spec.dry_run {
+        ("Planned", format!("{} images would be copied", st.plan.len()))
+    } else {
+        (
+            "Synced",
+            format!("{} copied, {} already present", st.copied, st.already_present),
+        )
+    };
+    for (t, v) in [("Ready", ok), ("Progressing", false), ("Stalled", !ok)] {
+        set(
+            &mut st.conditions,
+            Condition {
+                type_: t.into(),
+                status: if v { "True" } else { "False" }.into(),
+                reason: reason.into(),
+                message: msg.clone(),
+                observed_generation: generation,
+                last_transition_time: now.into(),
+            },
+        );
+    }
+    st
+}
