@@ -115,6 +115,18 @@ struct OperatorArgs {
     /// Reconciles (copies) running at once
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
+    /// Serve /metrics, /healthz and /readyz here
+    #[arg(long = "metrics-addr", default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Run the controllers only while holding the leader Lease (for several replicas)
+    #[arg(long = "leader-elect", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else "default")
+    #[arg(long = "lease-namespace")]
+    lease_namespace: Option<String>,
+    /// Name of the leader Lease
+    #[arg(long = "lease-name", default_value = "kopeo-leader")]
+    lease_name: String,
 }
 
 /// `kopeo run`.

@@ -32,13 +32,24 @@ pub enum Error {
     Render(String),
 }
 
-/// How the operator runs.
+/// Where the leader-election Lease lives.
 #[derive(Debug, Clone)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease: String,
+}
+
+/// How the operator runs.
+#[derive(Clone)]
 pub struct OperatorOptions {
     /// Reconciles (copies) running at once across all resources.
     pub concurrency: u16,
-    /// Name of the controller in Events.
+    /// This replica's identity (Events, the Lease holder).
     pub instance: String,
+    /// Run the controllers only while holding this Lease.
+    pub leader_election: Option<LeaderElection>,
+    /// Where metrics and readiness are recorded.
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 impl Default for OperatorOptions {
@@ -46,6 +57,8 @@ impl Default for OperatorOptions {
         OperatorOptions {
             concurrency: 4,
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "kopeo".into()),
+            leader_election: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -53,6 +66,7 @@ impl Default for OperatorOptions {
 /// Shared by all reconciles.
 pub struct Context {
     client: Client,
+    metrics: Arc<super::metrics::Metrics>,
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
@@ -95,7 +109,26 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
         src: rendered.side(&ic.spec.source),
         dest: rendered.side(&ic.spec.destination),
     };
+    ctx.metrics.in_flight.inc();
+    let started = std::time::Instant::now();
     let status = reconcile(&ic, &env, &now()).await;
+    ctx.metrics.in_flight.dec();
+    let previous_copy = ic.status.as_ref().and_then(|s| s.last_copy_time.clone());
+    if status.last_copy_time != previous_copy {
+        ctx.metrics.record(
+            "ImageCopy",
+            "copied",
+            started.elapsed().as_secs_f64(),
+            status.bytes_copied,
+        );
+    } else if let Some(r) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+    {
+        ctx.metrics
+            .record("ImageCopy", &r.reason, started.elapsed().as_secs_f64(), 0);
+    }
     let changed = ic.status.as_ref() != Some(&status);
     if changed {
         let api: Api<ImageCopy> = Api::namespaced(ctx.client.clone(), &ns);
@@ -153,7 +186,10 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
 async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = secrets.get_opt(&c.spec.secret_ref.name).await?;
+    let secret = match &c.spec.secret_ref {
+        Some(r) => secrets.get_opt(&r.name).await?,
+        None => None,
+    };
     let generation = c.meta().generation;
     let cond = match credentials::entries(&c, secret.as_ref()) {
         Ok(_) => Condition {
@@ -236,7 +272,13 @@ async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, 
         return Ok(Action::requeue(Duration::from_secs(left.max(1) as u64)));
     }
     let rendered = render_namespace(&ctx.client, &ns).await?;
+    ctx.metrics.in_flight.inc();
+    let started = std::time::Instant::now();
     let mut status = super::image_sync_reconcile::reconcile(&s, &rendered, &now()).await;
+    ctx.metrics.in_flight.dec();
+    let result = if status.failed > 0 { "failed" } else { "synced" };
+    ctx.metrics
+        .record("ImageSync", result, started.elapsed().as_secs_f64(), 0);
     status.next_sync_time = Some(crate::timestamp::format_unix(
         crate::timestamp::now_unix() + interval.as_secs() as i64,
     ));
@@ -250,8 +292,16 @@ async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, 
     Ok(Action::requeue(interval))
 }
 
-fn error_policy<K>(_: Arc<K>, e: &Error, _: Arc<Context>) -> Action {
+fn error_policy<K>(_: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %e, "reconcile failed");
+    let reason = match e {
+        Error::Kube(_) => "KubernetesApi",
+        Error::Render(_) => "CredentialRendering",
+    };
+    ctx.metrics
+        .errors
+        .get_or_create(&super::metrics::Reason { reason: reason.into() })
+        .inc();
     Action::requeue(Duration::from_secs(5))
 }
 
@@ -268,14 +318,62 @@ fn all_in<K: Resource<DynamicType = ()> + Clone>(
         .collect()
 }
 
-/// Run the controllers until the process is asked to stop.
+/// Run the controllers until the process is asked to stop; with leader
+/// election, only while this replica holds the Lease (standing by otherwise).
 pub async fn run(client: Client, opts: OperatorOptions) {
+    opts.metrics.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    let Some(le) = opts.leader_election.clone() else {
+        controllers(client, opts).await;
+        return;
+    };
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease)
+        .with_namespace(&le.namespace)
+        .with_identity(&opts.instance)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await;
+    let manager = match manager {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "leader election unavailable");
+            return;
+        }
+    };
+    let (mut leading, _task) = manager.watch().await;
+    loop {
+        while !*leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                return;
+            }
+        }
+        tracing::info!(instance = %opts.instance, "leading");
+        opts.metrics.leader.set(1);
+        let lost = async {
+            loop {
+                if leading.changed().await.is_err() || !*leading.borrow() {
+                    break;
+                }
+            }
+        };
+        // Losing the Lease drops the controllers: running copies stop, and
+        // destinations only ever show committed images.
+        tokio::select! {
+            _ = controllers(client.clone(), opts.clone()) => {}
+            _ = lost => tracing::warn!(instance = %opts.instance, "lost the lease, standing by"),
+        }
+        opts.metrics.leader.set(0);
+    }
+}
+
+async fn controllers(client: Client, opts: OperatorOptions) {
     let reporter = Reporter {
         controller: "kopeo".into(),
         instance: Some(opts.instance.clone()),
     };
     let ctx = Arc::new(Context {
         client: client.clone(),
+        metrics: opts.metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         failures: Mutex::new(HashMap::new()),
     });

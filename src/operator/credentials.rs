@@ -25,7 +25,10 @@ fn string(secret: &Secret, key: &str) -> Option<String> {
 
 /// The auth.json entries (`key → {"auth": …}` or identity token) one credential contributes.
 pub fn entries(cred: &RegistryCredential, secret: Option<&Secret>) -> Result<Map<String, Value>, CredentialProblem> {
-    let name = &cred.spec.secret_ref.name;
+    let Some(secret_ref) = &cred.spec.secret_ref else {
+        return Ok(Map::new());
+    };
+    let name = &secret_ref.name;
     let Some(secret) = secret else {
         return Err(CredentialProblem {
             reason: "SecretNotFound",
@@ -107,7 +110,8 @@ impl Rendered {
         let mut insecure = vec![];
         let mut verdicts = vec![];
         for c in creds {
-            let verdict = entries(c, secret(&c.spec.secret_ref.name)).map(|e| all.extend(e));
+            let found = c.spec.secret_ref.as_ref().and_then(|r| secret(&r.name));
+            let verdict = entries(c, found).map(|e| all.extend(e));
             verdicts.push((c.name_any(), verdict));
             if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
                 insecure.push(c.spec.registry.clone());

@@ -11,6 +11,7 @@ pub mod image_copy;
 pub mod image_copy_reconcile;
 pub mod image_sync;
 pub mod image_sync_reconcile;
+pub mod metrics;
 pub mod registry_credential;
 pub mod run;
 

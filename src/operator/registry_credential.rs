@@ -49,8 +49,10 @@ pub struct RegistryCredentialSpec {
     #[schemars(length(min = 1), regex(pattern = r"^[a-zA-Z0-9.\-\[\]:]+(/[a-z0-9._\-/]+)?$"))]
     pub registry: String,
     /// A Secret of type `kubernetes.io/dockerconfigjson`, `kubernetes.io/basic-auth`,
-    /// or Opaque with `username`/`password` or `token`.
-    pub secret_ref: SecretRef,
+    /// or Opaque with `username`/`password` or `token`. Without one the
+    /// registry is used anonymously (with the TLS settings below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
 }

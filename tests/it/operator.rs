@@ -60,9 +60,9 @@ fn the_api_server_serves_and_validates_the_custom_resources() {
         assert_eq!(code, 422, "{v}");
         let msg = v["message"].as_str().unwrap();
         assert!(msg.contains("spec.source") && msg.contains("spec.format") && msg.contains("spec.refreshInterval"), "{msg}");
-        let cred = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "c"}, "spec": {"registry": "reg.example/team"}});
+        let cred = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "c"}, "spec": {"registry": "reg example/Team"}});
         let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &cred).await;
-        assert_eq!(code, 422, "secretRef is required: {v}");
+        assert_eq!(code, 422, "the registry must look like a host[/namespace]: {v}");
     });
 }
 
@@ -249,7 +249,7 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
             post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
         }
         let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "test".into() }));
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "test".into(), ..Default::default() }));
         let dynamic = |kind: &str, plural: &str| {
             let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: kind.into(), plural: plural.into() };
             Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar)
@@ -332,4 +332,99 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
     )
     .ok();
     assert_eq!(mirrored.stdout.trim(), img.digest);
+}
+
+#[test]
+fn two_operators_elect_one_leader_that_does_the_copying() {
+    use crate::support::image::{Spec, build};
+    use crate::support::registry::{Mode, Registry};
+    use kopeo::operator::controller::{LeaderElection, OperatorOptions, run};
+    use kube::api::{Api, PostParams};
+    let home = tempdir();
+    let reg = Registry::start(Mode::Plain);
+    let img = build(&home.path().join("l"), "x", &Spec::default());
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &img.reference(),
+            &reg.image("le/src:1"),
+        ],
+    )
+    .ok();
+    let server = ApiServer::start(Options::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        kopeo::install_crypto_provider();
+        for crd in crd_documents() {
+            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
+        }
+        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+        let mut replicas = vec![];
+        for name in ["replica-a", "replica-b"] {
+            let opts = OperatorOptions {
+                concurrency: 2,
+                instance: name.into(),
+                leader_election: Some(LeaderElection { namespace: "default".into(), lease: "kopeo-leader".into() }),
+                ..Default::default()
+            };
+            let metrics = opts.metrics.clone();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(kopeo::operator::metrics::serve(listener, metrics.clone()));
+            replicas.push((name, metrics, addr, tokio::spawn(run(client.clone(), opts))));
+        }
+        // The plain-HTTP registry needs no Secret, only its TLS setting.
+        let insecure = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "plain", "namespace": "default"},
+            "spec": {"registry": reg.host, "tls": {"insecure": true}}});
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &insecure).await;
+        let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: "ImageCopy".into(), plural: "imagecopies".into() };
+        let copies = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar);
+        let ic = serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "le"},
+            "spec": {"source": format!("docker://{}/le/src:1", reg.host), "destination": format!("oci:{}/le:x", home.path().display())}})).unwrap();
+        copies.create(&PostParams::default(), &ic).await.unwrap();
+        let mut ready = false;
+        for _ in 0..400 {
+            let o = copies.get("le").await.unwrap();
+            if o.data["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if !ready {
+            let lease = reqwest::get(format!("{}/apis/coordination.k8s.io/v1/namespaces/default/leases", server.url())).await.unwrap().text().await.unwrap();
+            let ic = copies.get("le").await.unwrap();
+            panic!("the leader did not copy the image: lease {lease}\nimagecopy {:?}", ic.data);
+        }
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "default");
+        let holder = leases.get("kopeo-leader").await.unwrap().spec.unwrap().holder_identity.unwrap();
+        let leaders: Vec<&str> = replicas.iter().filter(|r| r.1.leader.get() == 1).map(|r| r.0).collect();
+        assert_eq!(leaders, [holder.as_str()], "exactly one replica leads, the Lease holder");
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+        for e in events.list(&Default::default()).await.unwrap().items {
+            assert_eq!(e.reporting_instance.as_deref(), Some(holder.as_str()), "only the leader acts");
+        }
+        // Health and metrics endpoints.
+        let http = reqwest::Client::new();
+        for (name, _, addr, _) in &replicas {
+            assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.unwrap().status().as_u16(), 200);
+            assert_eq!(http.get(format!("http://{addr}/readyz")).send().await.unwrap().status().as_u16(), 200);
+            let m = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+            let expect = if *name == holder { "kopeo_leader 1" } else { "kopeo_leader 0" };
+            assert!(m.contains(expect), "{name}: {m}");
+            if *name == holder {
+                assert!(m.contains("kopeo_runs_total{kind=\"ImageCopy\",result=\"copied\"} 1"), "{m}");
+            }
+        }
+        for r in replicas {
+            r.3.abort();
+        }
+    });
 }

@@ -1,0 +1,133 @@
+//! `/metrics` (Prometheus text format), `/healthz` and `/readyz` for the
+//! operator.
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A label set: what kind of resource, and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub kind: String,
+    pub result: String,
+}
+
+/// A label set: why a reconcile failed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: String,
+}
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Copies and syncs by kind and result.
+    pub runs: Family<Outcome, Counter>,
+    /// Bytes copied.
+    pub bytes: Counter,
+    /// Duration of copies and syncs, in seconds.
+    pub duration: Family<Outcome, Histogram>,
+    /// Copies and syncs running now.
+    pub in_flight: Gauge,
+    /// Reconcile errors by reason.
+    pub errors: Family<Reason, Counter>,
+    /// Whether this replica is the leader.
+    pub leader: Gauge,
+    /// Set once the controllers run.
+    pub ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kopeo");
+        let runs = Family::<Outcome, Counter>::default();
+        let bytes = Counter::default();
+        let duration =
+            Family::<Outcome, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.05, 2.0, 14)));
+        let in_flight = Gauge::default();
+        let errors = Family::<Reason, Counter>::default();
+        let leader = Gauge::default();
+        registry.register("runs", "Copies and syncs by kind and result", runs.clone());
+        registry.register("copied_bytes", "Bytes copied", bytes.clone());
+        registry.register("run_duration_seconds", "Duration of copies and syncs", duration.clone());
+        registry.register("runs_in_flight", "Copies and syncs running now", in_flight.clone());
+        registry.register("reconcile_errors", "Reconcile errors by reason", errors.clone());
+        registry.register("leader", "1 when this replica leads", leader.clone());
+        Metrics {
+            registry,
+            runs,
+            bytes,
+            duration,
+            in_flight,
+            errors,
+            leader,
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Metrics {
+    /// Record one finished copy or sync.
+    pub fn record(&self, kind: &str, result: &str, seconds: f64, bytes: u64) {
+        let o = Outcome {
+            kind: kind.into(),
+            result: result.into(),
+        };
+        self.runs.get_or_create(&o).inc();
+        self.duration.get_or_create(&o).observe(seconds);
+        self.bytes.inc_by(bytes);
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serve the endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let (code, body) = match req.uri().path() {
+                        "/healthz" => (200, "ok".to_string()),
+                        "/readyz" if metrics.ready.load(Ordering::SeqCst) => (200, "ok".to_string()),
+                        "/readyz" => (503, "starting".to_string()),
+                        "/metrics" => (200, metrics.render()),
+                        _ => (404, "not found".to_string()),
+                    };
+                    let resp = hyper::Response::builder()
+                        .status(code)
+                        .header(
+                            "content-type",
+                            if body.starts_with('#') {
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                            } else {
+                                "text/plain"
+                            },
+                        )
+                        .body(Full::new(Bytes::from(body)));
+                    resp.map_err(|e| std::io::Error::other(e.to_string()))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
