@@ -318,12 +318,21 @@ impl TarWriter {
         let placeholder = header("incomplete", 0, tar::EntryType::Regular, None)?;
         self.write(placeholder.as_bytes()).await?;
         let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            n += chunk.len() as u64;
-            self.write(&chunk).await?;
+        let streamed = async {
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk?;
+                n += chunk.len() as u64;
+                self.write(&chunk).await?;
+            }
+            self.pad().await
         }
-        self.pad().await?;
+        .await;
+        if let Err(e) = streamed {
+            // Cut the half-written member off, so that a retry (or the next
+            // member) continues a well-formed archive.
+            self.truncate_to(start).await?;
+            return Err(e);
+        }
         let name = name(n)?;
         let h = header(&name, n, tar::EntryType::Regular, None)?;
         let tmp = self.tmp.clone();
@@ -342,6 +351,21 @@ impl TarWriter {
             .map_err(TransportError::io("writing", &tmp))?;
         self.names.insert(name.clone());
         Ok(name)
+    }
+
+    async fn truncate_to(&mut self, offset: u64) -> Result<(), TransportError> {
+        let tmp = self.tmp.clone();
+        let out = self.out()?;
+        out.flush().await.map_err(TransportError::io("writing", &tmp))?;
+        let f = out.get_mut();
+        f.set_len(offset)
+            .await
+            .map_err(TransportError::io("truncating", &tmp))?;
+        f.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(TransportError::io("writing", &tmp))?;
+        self.pos = offset;
+        Ok(())
     }
 
     /// End the archive and move it into place.
@@ -388,6 +412,28 @@ impl Drop for TarWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_member_leaves_a_well_formed_archive() {
+        use futures::StreamExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.tar");
+        let mut w = TarWriter::create(&target).await.unwrap();
+        w.add_file("first", b"one").await.unwrap();
+        let failing = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"partial")),
+            Err(TransportError::Invalid("boom".into())),
+        ])
+        .boxed();
+        assert!(w.add_stream(failing, |_| Ok("broken".into())).await.is_err());
+        let ok = futures::stream::iter(vec![Ok(bytes::Bytes::from_static(b"two"))]).boxed();
+        w.add_stream(ok, |_| Ok("second".into())).await.unwrap();
+        w.finish().await.unwrap();
+        let index = TarIndex::open(&target).await.unwrap();
+        assert_eq!(index.read_small("first", 10).await.unwrap(), b"one");
+        assert_eq!(index.read_small("second", 10).await.unwrap(), b"two");
+        assert!(!index.contains("broken") && !index.contains("incomplete"));
+    }
 
     #[test]
     fn cleans_member_paths() {
