@@ -428,3 +428,79 @@ fn two_operators_elect_one_leader_that_does_the_copying() {
         }
     });
 }
+
+#[test]
+fn operator_recovers_from_wrong_credentials_and_follows_a_moved_tag() {
+    use crate::registry_copy::seed;
+    use crate::support::image::Spec;
+    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+    use kube::api::{Api, Patch, PatchParams};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
+    let first = seed(
+        &src,
+        home.path(),
+        "app/x:stable",
+        &Spec {
+            seed: 101,
+            ..Spec::default()
+        },
+    );
+    let server = ApiServer::start(Options::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        kopeo::install_crypto_provider();
+        for crd in crd_documents() {
+            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
+        }
+        post(&server, "/api/v1/namespaces", &json!({"metadata": {"name": "other"}})).await;
+        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "t".into(), ..Default::default() }));
+        let ns_post = |ns: &str, plural: &str, body: Value| {
+            let path = if plural == "secrets" { format!("/api/v1/namespaces/{ns}/secrets") } else { format!("/apis/kopeo.dev/v1alpha1/namespaces/{ns}/{plural}") };
+            let server = &server;
+            async move { post(server, &path, &body).await }
+        };
+        // The right Secret exists only in another namespace; here it is wrong.
+        ns_post("other", "secrets", json!({"metadata": {"name": "login"}, "stringData": {"username": USER, "password": PASSWORD}})).await;
+        ns_post("default", "secrets", json!({"metadata": {"name": "login"}, "stringData": {"username": USER, "password": "wrong"}})).await;
+        ns_post("default", "registrycredentials", json!({"metadata": {"name": "src"}, "spec": {"registry": src.host, "secretRef": {"name": "login"}, "tls": {"insecure": true}}})).await;
+        ns_post("default", "registrycredentials", json!({"metadata": {"name": "dst"}, "spec": {"registry": dst.host, "tls": {"insecure": true}}})).await;
+        ns_post("default", "imagecopies", json!({"metadata": {"name": "follow"}, "spec": {
+            "source": format!("docker://{}/app/x:stable", src.host), "destination": format!("docker://{}/app/x:stable", dst.host), "refreshInterval": "1s"}})).await;
+        let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: "ImageCopy".into(), plural: "imagecopies".into() };
+        let copies = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar);
+        let wait_for = |pred: Box<dyn Fn(&Value) -> bool + Send>| {
+            let copies = copies.clone();
+            async move {
+                let mut last = Value::Null;
+                for _ in 0..400 {
+                    last = copies.get("follow").await.unwrap().data["status"].clone();
+                    if pred(&last) {
+                        return last;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                panic!("condition not reached; status: {last}");
+            }
+        };
+        let reason = |st: &Value| st["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).map(|c| c["reason"].as_str().unwrap_or("").to_string());
+        let st = wait_for(Box::new(move |st| reason(st).as_deref() == Some("AuthenticationFailed"))).await;
+        assert!(st["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Stalled" && c["status"] == "True"), "{st}");
+        // Fix the Secret: the credential is re-rendered and the copy recovers.
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+        secrets.patch("login", &PatchParams::default(), &Patch::Merge(json!({"stringData": {"password": PASSWORD}}))).await.unwrap();
+        let want = first.digest.clone();
+        wait_for(Box::new(move |st| st["destinationDigest"] == want.as_str())).await;
+        // The source tag moves: the refresh copies again.
+        let moved = seed(&src, home.path(), "app/x:stable", &Spec { seed: 102, ..Spec::default() });
+        let want = moved.digest.clone();
+        let st = wait_for(Box::new(move |st| st["destinationDigest"] == want.as_str())).await;
+        assert_eq!(st["sourceDigest"], moved.digest.as_str());
+        operator.abort();
+    });
+}
