@@ -101,6 +101,22 @@ fn backoff(ctx: &Context, key: &str, failed: bool) -> Option<Duration> {
     Some(Duration::from_secs((1u64 << (*n - 1).min(8)).min(300)))
 }
 
+/// Resolves when `ic` is deleted or its spec changes (polled: cheap, and
+/// independent of the controller's own watch).
+async fn superseded(client: &Client, ic: &ImageCopy) -> &'static str {
+    let api: Api<ImageCopy> = Api::namespaced(client.clone(), &ic.namespace().unwrap_or_else(|| "default".into()));
+    let name = ic.name_any();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match api.get_opt(&name).await {
+            Ok(None) => return "deleted",
+            Ok(Some(o)) if o.meta().deletion_timestamp.is_some() => return "deleted",
+            Ok(Some(o)) if o.meta().generation != ic.meta().generation => return "spec changed",
+            _ => {}
+        }
+    }
+}
+
 async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ic.namespace().unwrap_or_else(|| "default".into());
     let name = ic.name_any();
@@ -111,8 +127,23 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
     };
     ctx.metrics.in_flight.inc();
     let started = std::time::Instant::now();
-    let status = reconcile(&ic, &env, &now()).await;
+    // A spec change or a deletion cancels the running copy: dropping it
+    // leaves nothing committed (every destination commits atomically), and
+    // the controller runs again for the new generation.
+    let at = now();
+    let outcome = tokio::select! {
+        s = reconcile(&ic, &env, &at) => Some(s),
+        why = superseded(&ctx.client, &ic) => {
+            tracing::info!(imagecopy = %name, why, "copy cancelled");
+            None
+        }
+    };
     ctx.metrics.in_flight.dec();
+    let Some(status) = outcome else {
+        ctx.metrics
+            .record("ImageCopy", "cancelled", started.elapsed().as_secs_f64(), 0);
+        return Ok(Action::await_change());
+    };
     let previous_copy = ic.status.as_ref().and_then(|s| s.last_copy_time.clone());
     if status.last_copy_time != previous_copy {
         ctx.metrics.record(

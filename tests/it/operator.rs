@@ -504,3 +504,64 @@ fn operator_recovers_from_wrong_credentials_and_follows_a_moved_tag() {
         operator.abort();
     });
 }
+
+#[test]
+fn a_spec_change_mid_copy_cancels_the_running_copy() {
+    use crate::registry_copy::seed;
+    use crate::support::image::Spec;
+    use crate::support::registry::{Mode, Registry};
+    use kube::api::{Api, Patch, PatchParams};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let img = seed(
+        &src,
+        home.path(),
+        "big/app:1",
+        &Spec {
+            layers: vec![3_000_000],
+            seed: 111,
+            ..Spec::default()
+        },
+    );
+    // ~3 MB at 16 KiB per 10 ms: the first copy is still running when the spec changes.
+    let slow = crate::support::proxy::slow(&src.host, std::time::Duration::from_millis(10));
+    let server = ApiServer::start(Options::default());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        kopeo::install_crypto_provider();
+        for crd in crd_documents() {
+            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
+        }
+        for host in [&slow, &dst.host] {
+            post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
+                &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
+        }
+        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "t".into(), ..Default::default() }));
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &json!({"metadata": {"name": "c"}, "spec": {
+            "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/first/app:1", dst.host)}})).await;
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: "ImageCopy".into(), plural: "imagecopies".into() };
+        let copies = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar);
+        copies.patch("c", &PatchParams::default(), &Patch::Merge(json!({"spec": {"destination": format!("docker://{}/second/app:1", dst.host)}}))).await.unwrap();
+        let mut st = Value::Null;
+        for _ in 0..600 {
+            st = copies.get("c").await.unwrap().data["status"].clone();
+            if st["observedGeneration"] == 2 && st["destinationDigest"] == img.digest.as_str() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!((st["observedGeneration"].as_i64(), st["destinationDigest"].as_str()), (Some(2), Some(img.digest.as_str())), "{st}");
+        operator.abort();
+    });
+    let first = kopeo(
+        home.path(),
+        &["inspect", "--tls-verify=false", &dst.image("first/app:1")],
+    );
+    assert_eq!(first.code, 2, "the cancelled copy left no image at the old destination");
+}

@@ -86,3 +86,36 @@ impl DropProxy {
         DropProxy { host, cut }
     }
 }
+
+/// A loopback proxy that passes responses on slowly (one 16 KiB chunk per
+/// `pause`), so that a copy through it takes a while; returns its address.
+pub fn slow(upstream: &str, pause: std::time::Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding proxy");
+    let host = listener.local_addr().expect("addr").to_string();
+    let upstream = upstream.to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_read, &mut s_write);
+                let _ = s_write.shutdown(Shutdown::Write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = s_read.read(&mut buf) {
+                    if n == 0 || c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(pause);
+                }
+                let _ = c_write.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    host
+}
