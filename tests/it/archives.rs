@@ -429,3 +429,57 @@ fn schema1_images_are_read_and_converted_to_schema2() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("schema1"), "{}", r.stderr);
 }
+
+/// The operator image, built offline by the test daemon: the same layout as
+/// the repository's Dockerfile (binary in /usr/local/bin, non-root user,
+/// `operator` by default), assembled FROM scratch from this build and the
+/// shared libraries it links, because no base image can be pulled here.
+#[test]
+fn operator_image_builds_and_runs() {
+    let d = dockerd();
+    let home = tempdir();
+    let ctx = home.path().join("ctx");
+    let bin = env!("CARGO_BIN_EXE_kopeo");
+    std::fs::create_dir_all(ctx.join("rootfs/usr/local/bin")).unwrap();
+    std::fs::copy(bin, ctx.join("rootfs/usr/local/bin/kopeo")).unwrap();
+    let ldd = std::process::Command::new("ldd").arg(bin).output().expect("ldd");
+    for lib in String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let target = ctx.join("rootfs").join(lib.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &target).unwrap();
+    }
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("USER 65532:65532") && dockerfile.contains("CMD [\"operator\"]"));
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nUSER 65532:65532\nENTRYPOINT [\"/usr/local/bin/kopeo\"]\nCMD [\"operator\"]\n",
+    )
+    .unwrap();
+    let build = d.docker(&["build", "-q", "-t", "kopeo-test/operator:dev", ctx.to_str().unwrap()]);
+    assert_eq!(build.code, 0, "{}", build.stderr);
+    let user = d
+        .docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Config.User}} {{json .Config.Cmd}}",
+            "kopeo-test/operator:dev",
+        ])
+        .ok();
+    assert_eq!(user.stdout.trim(), "65532:65532 [\"operator\"]");
+    let run = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "kopeo-test/operator:dev",
+            "--version",
+        ])
+        .ok();
+    assert!(run.stdout.starts_with("kopeo "), "{}", run.stdout);
+}

