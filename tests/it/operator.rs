@@ -5,6 +5,20 @@ use crate::support::{kopeo, tempdir};
 use kopeo_test_apiserver::{ApiServer, Options};
 use serde_json::{Value, json};
 
+/// Tags of a repository, read straight from the registry.
+async fn kopeo_tags(reg: &crate::support::registry::Registry, repo: &str) -> Vec<String> {
+    let url = format!("http://{}/v2/{repo}/tags/list", reg.host);
+    match reqwest::get(url).await {
+        Ok(r) if r.status().is_success() => r
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value(v["tags"].clone()).ok())
+            .unwrap_or_default(),
+        _ => vec![],
+    }
+}
+
 /// The checked-in CRDs, one JSON value each.
 fn crd_documents() -> Vec<Value> {
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
@@ -318,6 +332,20 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         assert_eq!(st["copied"], 1, "{st}");
         assert!(st["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True"), "{st}");
         assert!(st["nextSyncTime"].is_string());
+        // A dry run with include/exclude rules only plans, into status.
+        syncs.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "plan-only"},
+            "spec": {"registry": src.host, "imagesByTagRegex": {"team/app": "^[0-9]+$"}, "excludeTags": ["^2$"], "destination": format!("{}/planned", dst.host), "dryRun": true}}))).await.unwrap();
+        for _ in 0..300 {
+            st = syncs.get("plan-only").await.unwrap().data["status"].clone();
+            if st["plan"].is_array() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(st["plan"].as_array().map(Vec::len), Some(1), "{st}");
+        assert!(st["plan"][0].as_str().unwrap().contains("/planned/app:1"), "{st}");
+        let planned = kopeo_tags(&dst, "planned/app").await;
+        assert!(planned.is_empty(), "a dry run copies nothing");
         operator.abort();
     });
     let mirrored = kopeo(
