@@ -2,7 +2,8 @@
 
 use super::flags::{DestFlags, RetryFlags, SrcFlags};
 use super::{CliError, Global, parse_image, progress};
-use crate::copy::{self, Compression, CompressionOptions, CopyOptions, Format, MultiArch};
+use crate::copy::settings::{CompressionName, CompressionSettings, CopySettings, FormatName, RetrySettings};
+use crate::copy::{self, Compression, CompressionOptions, Format, MultiArch};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -213,18 +214,37 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
     if args.image_parallel_copies == Some(0) {
         return Err(CliError::new("--image-parallel-copies must be at least 1"));
     }
-    let opts = CopyOptions {
-        multi_arch: multi_arch(args.all, &args.multi_arch)?,
-        platform: global.platform.clone(),
-        format: format(&args.format)?,
-        platforms: super::parse_platforms(&args.platform)?,
+    // The flags become the same CopySettings an ImageCopy spec holds, so the
+    // CLI and the operator cannot drift; what only the CLI has is added after.
+    let checked = compression(&args)?;
+    let settings = CopySettings {
+        all: args.all,
+        platforms: args.platform.clone(),
+        format: format(&args.format)?.map(|f| match f {
+            Format::Oci => FormatName::Oci,
+            Format::V2s2 => FormatName::V2s2,
+        }),
         preserve_digests: args.preserve_digests,
         remove_signatures: args.remove_signatures,
-        parallel: args.image_parallel_copies.unwrap_or(0),
-        retry,
-        compression: compression(&args)?,
-        progress: (!args.quiet).then(progress::reporter),
+        compression: Some(CompressionSettings {
+            format: checked.format.map(|c| match c {
+                Compression::Zstd => CompressionName::Zstd,
+                _ => CompressionName::Gzip,
+            }),
+            level: checked.level,
+            decompress: checked.decompress,
+        }),
+        retry: Some(RetrySettings {
+            times: retry.times,
+            delay: retry.delay.map(|d| format!("{}ms", d.as_millis())),
+        }),
     };
+    let mut opts = settings.to_options().map_err(CliError::new)?;
+    opts.multi_arch = multi_arch(args.all, &args.multi_arch)?;
+    opts.compression.compress = checked.compress;
+    opts.platform = global.platform.clone();
+    opts.parallel = args.image_parallel_copies.unwrap_or(0);
+    opts.progress = (!args.quiet).then(progress::reporter);
     if !args.quiet {
         println!("Getting image source signatures");
     }
