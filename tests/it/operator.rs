@@ -19,6 +19,46 @@ async fn kopeo_tags(reg: &crate::support::registry::Registry, repo: &str) -> Vec
     }
 }
 
+/// A two-thread runtime for tests that run the operator in-process.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Install the CRDs into the test API server; a client for it.
+async fn cluster(server: &ApiServer) -> kube::Client {
+    kopeo::install_crypto_provider();
+    for crd in crd_documents() {
+        post(server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
+    }
+    kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap()
+}
+
+/// The operator, in-process, without leader election.
+fn start_operator(client: &kube::Client) -> tokio::task::JoinHandle<()> {
+    let opts = kopeo::operator::controller::OperatorOptions {
+        concurrency: 2,
+        instance: "test".into(),
+        ..Default::default()
+    };
+    tokio::spawn(kopeo::operator::controller::run(client.clone(), opts))
+}
+
+/// The `kopeo.dev/v1alpha1` resources of `kind` in namespace `default`.
+fn kopeo_api(client: &kube::Client, kind: &str, plural: &str) -> kube::Api<kube::api::DynamicObject> {
+    let ar = kube::api::ApiResource {
+        group: "kopeo.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "kopeo.dev/v1alpha1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    kube::Api::namespaced_with(client.clone(), "default", &ar)
+}
+
 /// The checked-in CRDs, one JSON value each.
 fn crd_documents() -> Vec<Value> {
     let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
@@ -252,22 +292,10 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
     )
     .ok();
     let server = ApiServer::start(Options::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        kopeo::install_crypto_provider();
-        for crd in crd_documents() {
-            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
-        }
-        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "test".into(), ..Default::default() }));
-        let dynamic = |kind: &str, plural: &str| {
-            let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: kind.into(), plural: plural.into() };
-            Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar)
-        };
+    runtime().block_on(async {
+        let client = cluster(&server).await;
+        let operator = start_operator(&client);
+        let dynamic = |kind: &str, plural: &str| kopeo_api(&client, kind, plural);
         let obj = |v: Value| serde_json::from_value::<kube::api::DynamicObject>(v).unwrap();
         let creds = dynamic("RegistryCredential", "registrycredentials");
         for (name, registry, secret) in [("src", &src.host, "src-login"), ("dst", &dst.host, "dst-anon")] {
@@ -383,17 +411,8 @@ fn two_operators_elect_one_leader_that_does_the_copying() {
     )
     .ok();
     let server = ApiServer::start(Options::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        kopeo::install_crypto_provider();
-        for crd in crd_documents() {
-            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
-        }
-        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    runtime().block_on(async {
+        let client = cluster(&server).await;
         let mut replicas = vec![];
         for name in ["replica-a", "replica-b"] {
             let opts = OperatorOptions {
@@ -412,8 +431,7 @@ fn two_operators_elect_one_leader_that_does_the_copying() {
         let insecure = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "plain", "namespace": "default"},
             "spec": {"registry": reg.host, "tls": {"insecure": true}}});
         post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &insecure).await;
-        let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: "ImageCopy".into(), plural: "imagecopies".into() };
-        let copies = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar);
+        let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
         let ic = serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "le"},
             "spec": {"source": format!("docker://{}/le/src:1", reg.host), "destination": format!("oci:{}/le:x", home.path().display())}})).unwrap();
         copies.create(&PostParams::default(), &ic).await.unwrap();
@@ -475,19 +493,10 @@ fn operator_recovers_from_wrong_credentials_and_follows_a_moved_tag() {
         },
     );
     let server = ApiServer::start(Options::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        kopeo::install_crypto_provider();
-        for crd in crd_documents() {
-            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
-        }
+    runtime().block_on(async {
+        let client = cluster(&server).await;
         post(&server, "/api/v1/namespaces", &json!({"metadata": {"name": "other"}})).await;
-        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "t".into(), ..Default::default() }));
+        let operator = start_operator(&client);
         let ns_post = |ns: &str, plural: &str, body: Value| {
             let path = if plural == "secrets" { format!("/api/v1/namespaces/{ns}/secrets") } else { format!("/apis/kopeo.dev/v1alpha1/namespaces/{ns}/{plural}") };
             let server = &server;
@@ -500,8 +509,7 @@ fn operator_recovers_from_wrong_credentials_and_follows_a_moved_tag() {
         ns_post("default", "registrycredentials", json!({"metadata": {"name": "dst"}, "spec": {"registry": dst.host, "tls": {"insecure": true}}})).await;
         ns_post("default", "imagecopies", json!({"metadata": {"name": "follow"}, "spec": {
             "source": format!("docker://{}/app/x:stable", src.host), "destination": format!("docker://{}/app/x:stable", dst.host), "refreshInterval": "1s"}})).await;
-        let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: "ImageCopy".into(), plural: "imagecopies".into() };
-        let copies = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar);
+        let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
         let wait_for = |pred: Box<dyn Fn(&Value) -> bool + Send>| {
             let copies = copies.clone();
             async move {
@@ -554,27 +562,17 @@ fn a_spec_change_mid_copy_cancels_the_running_copy() {
     // ~3 MB at 16 KiB per 10 ms: the first copy is still running when the spec changes.
     let slow = crate::support::proxy::slow(&src.host, std::time::Duration::from_millis(10));
     let server = ApiServer::start(Options::default());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        kopeo::install_crypto_provider();
-        for crd in crd_documents() {
-            post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
-        }
+    runtime().block_on(async {
+        let client = cluster(&server).await;
         for host in [&slow, &dst.host] {
             post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
                 &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
         }
-        let client = kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), kopeo::operator::controller::OperatorOptions { concurrency: 2, instance: "t".into(), ..Default::default() }));
+        let operator = start_operator(&client);
         post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &json!({"metadata": {"name": "c"}, "spec": {
             "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/first/app:1", dst.host)}})).await;
         tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-        let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: "ImageCopy".into(), plural: "imagecopies".into() };
-        let copies = Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "default", &ar);
+        let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
         copies.patch("c", &PatchParams::default(), &Patch::Merge(json!({"spec": {"destination": format!("docker://{}/second/app:1", dst.host)}}))).await.unwrap();
         let mut st = Value::Null;
         for _ in 0..600 {
