@@ -546,7 +546,7 @@ fn a_spec_change_mid_copy_cancels_the_running_copy() {
     use crate::registry_copy::seed;
     use crate::support::image::Spec;
     use crate::support::registry::{Mode, Registry};
-    use kube::api::{Api, Patch, PatchParams};
+    use kube::api::{Patch, PatchParams};
     let home = tempdir();
     let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
     let img = seed(
