@@ -142,6 +142,17 @@ impl TarIndex {
             .ok_or_else(|| bad(&self.path, format!("{name} is missing from the archive")))
     }
 
+    /// The archive file, positioned at `offset`.
+    async fn open_at(&self, offset: u64) -> Result<tokio::fs::File, TransportError> {
+        let mut f = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(TransportError::io("opening", &self.path))?;
+        f.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(TransportError::io("reading", &self.path))?;
+        Ok(f)
+    }
+
     /// Size of member `name`.
     pub fn size(&self, name: &str) -> Result<u64, TransportError> {
         Ok(self.member(name)?.size)
@@ -156,12 +167,7 @@ impl TarIndex {
                 format!("{name} is {} bytes, more than the {limit} allowed", m.size),
             ));
         }
-        let mut f = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(TransportError::io("opening", &self.path))?;
-        f.seek(SeekFrom::Start(m.offset))
-            .await
-            .map_err(TransportError::io("reading", &self.path))?;
+        let mut f = self.open_at(m.offset).await?;
         let mut buf = vec![0; m.size as usize];
         f.read_exact(&mut buf)
             .await
@@ -172,12 +178,7 @@ impl TarIndex {
     /// The first bytes of a member (to sniff compression).
     pub async fn head(&self, name: &str, n: usize) -> Result<Vec<u8>, TransportError> {
         let m = self.member(name)?;
-        let mut f = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(TransportError::io("opening", &self.path))?;
-        f.seek(SeekFrom::Start(m.offset))
-            .await
-            .map_err(TransportError::io("reading", &self.path))?;
+        let mut f = self.open_at(m.offset).await?;
         let mut buf = vec![0; n.min(m.size as usize)];
         f.read_exact(&mut buf)
             .await
@@ -188,12 +189,7 @@ impl TarIndex {
     /// Stream member `name` straight from the archive file.
     pub async fn stream(&self, name: &str) -> Result<BlobStream, TransportError> {
         let m = self.member(name)?;
-        let mut f = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(TransportError::io("opening", &self.path))?;
-        f.seek(SeekFrom::Start(m.offset))
-            .await
-            .map_err(TransportError::io("reading", &self.path))?;
+        let f = self.open_at(m.offset).await?;
         let p = self.path.clone();
         Ok(tokio_util::io::ReaderStream::with_capacity(f.take(m.size), 256 * 1024)
             .map(move |r| {
