@@ -82,10 +82,19 @@ pub async fn render_namespace(client: &Client, ns: &str) -> Result<Rendered, Err
         .list(&ListParams::default())
         .await?
         .items;
-    let secrets = Api::<Secret>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await?
-        .items;
+    // Only the Secrets the credentials name are read: a namespace may hold
+    // many, and this runs on every reconcile.
+    let api = Api::<Secret>::namespaced(client.clone(), ns);
+    let mut secrets = vec![];
+    for name in creds
+        .iter()
+        .filter_map(|c| c.spec.secret_ref.as_ref())
+        .map(|r| r.name.clone())
+    {
+        if let Some(s) = api.get_opt(&name).await? {
+            secrets.push(s);
+        }
+    }
     Rendered::new(&creds, |name| secrets.iter().find(|s| s.name_any() == name)).map_err(Error::Render)
 }
 
