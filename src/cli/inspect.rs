@@ -6,14 +6,11 @@ use super::{CliError, Global, parse_image};
 use crate::digest::Digest;
 use crate::manifest::{self, Manifest, is_list_type};
 use crate::reference::ImageReference;
-use crate::transport::{self, BlobInfo, ImageSource, TransportError};
+use crate::transport::{self, TransportError};
 use clap::Args;
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::io::Write as _;
-
-const CONFIG_LIMIT: usize = 16 << 20;
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -81,28 +78,6 @@ pub fn print_json<T: Serialize>(v: &T) -> Result<String, CliError> {
         .replace('&', "\\u0026"))
 }
 
-async fn read_blob(src: &dyn ImageSource, info: &BlobInfo) -> Result<Vec<u8>, TransportError> {
-    let mut stream = src.blob(info).await?;
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        if buf.len() + chunk.len() > CONFIG_LIMIT {
-            return Err(TransportError::Invalid(format!(
-                "config blob {} is larger than {CONFIG_LIMIT} bytes",
-                info.digest
-            )));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    if !info.digest.matches(&buf) {
-        return Err(TransportError::Invalid(format!(
-            "config blob {} does not match its digest",
-            info.digest
-        )));
-    }
-    Ok(buf)
-}
-
 fn wrap(image: &ImageReference) -> impl Fn(TransportError) -> CliError + '_ {
     move |e| {
         let msg = format!("inspecting {image}: {e}");
@@ -144,12 +119,7 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))? else {
         return Err(CliError::new("nested manifest list"));
     };
-    let config_info = BlobInfo {
-        digest: m.config.digest.clone(),
-        size: u64::try_from(m.config.size).ok(),
-        media_type: m.config.media_type.clone(),
-    };
-    let config_bytes = read_blob(src.as_ref(), &config_info).await.map_err(&w)?;
+    let config_bytes = crate::copy::read_config(src.as_ref(), &m.config).await.map_err(&w)?;
     if args.config {
         if args.raw {
             return out.write_all(&config_bytes).map_err(|e| CliError::new(e.to_string()));

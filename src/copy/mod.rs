@@ -306,8 +306,8 @@ fn wanted_compression(have: Compression, dst: LayerCompression, o: &CompressionO
     }
 }
 
-/// Read and verify a config blob (small) into memory.
-async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>, TransportError> {
+/// Read a config blob (small) into memory, verified in flight.
+pub async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>, TransportError> {
     let info = BlobInfo {
         digest: d.digest.clone(),
         size: u64::try_from(d.size).ok(),
