@@ -93,10 +93,7 @@ fn classify(e: &copy::CopyError) -> (&'static str, bool) {
 async fn source_digest(src: &ImageReference, env: &CopyEnv) -> Result<Option<Digest>, TransportError> {
     match src {
         ImageReference::Docker(r) => {
-            let reference = r
-                .digest()
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| r.tag().unwrap_or("latest").to_string());
+            let reference = r.manifest_reference();
             Ok(env
                 .src
                 .client(r.domain())?

@@ -115,6 +115,16 @@ impl DockerReference {
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
+    /// What to ask a registry's manifest endpoint for: the digest if there
+    /// is one, else the tag (`latest` when neither is given).
+    pub fn manifest_reference(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        }
+    }
+
     /// True when neither tag nor digest is present.
     pub fn is_name_only(&self) -> bool {
         self.tag.is_none() && self.digest.is_none()

@@ -55,10 +55,7 @@ impl SyncReport {
 async fn existing_digest(dst: &ImageReference, opts: &OpenOptions) -> Result<Option<Digest>, TransportError> {
     match dst {
         ImageReference::Docker(r) => {
-            let reference = match (r.digest(), r.tag()) {
-                (Some(d), _) => d.to_string(),
-                (None, t) => t.unwrap_or("latest").to_string(),
-            };
+            let reference = r.manifest_reference();
             let head = opts.client(r.domain())?.head_manifest(r.path(), &reference).await?;
             Ok(head.and_then(|h| h.digest))
         }
@@ -79,10 +76,7 @@ async fn up_to_date(item: &PlannedImage, have: &Digest, copy: &CopyOptions) -> R
     }
     let (digest, mime) = match &item.source {
         ImageReference::Docker(r) => {
-            let reference = r
-                .digest()
-                .map(|d| d.to_string())
-                .unwrap_or_else(|| r.tag().unwrap_or("latest").to_string());
+            let reference = r.manifest_reference();
             match item
                 .source_options
                 .client(r.domain())?

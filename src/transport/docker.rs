@@ -10,15 +10,6 @@ use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// The tag or digest a reference points at, as used in a manifest URL.
-fn reference_part(r: &DockerReference) -> String {
-    match (r.digest(), r.tag()) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.to_string(),
-        (None, None) => "latest".to_string(),
-    }
-}
-
 /// Reads an image from a registry.
 pub struct DockerSource {
     client: Arc<RegistryClient>,
@@ -45,7 +36,7 @@ impl ImageSource for DockerSource {
     async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
         let r = match instance {
             Some(d) => d.to_string(),
-            None => reference_part(&self.reference),
+            None => self.reference.manifest_reference(),
         };
         Ok(self.client.get_manifest(self.reference.path(), &r).await?)
     }
@@ -186,7 +177,7 @@ impl ImageDestination for DockerDestination {
     ) -> Result<(), TransportError> {
         let r = match instance {
             Some(d) => d.to_string(),
-            None => reference_part(&self.reference),
+            None => self.reference.manifest_reference(),
         };
         if let (None, Some(want)) = (instance, self.reference.digest()) {
             if !want.matches(manifest) {
