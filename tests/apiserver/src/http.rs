@@ -23,6 +23,8 @@ pub struct Shared {
     pub state: Mutex<State>,
     /// When set, every request must carry `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Where every request is recorded, when set.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
@@ -112,8 +114,22 @@ fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Handle one request.
+/// Handle one request (and record it in the audit log).
 pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+    let Some(audit) = shared.audit.is_some().then(|| {
+        let watch = query(&req).get("watch").is_some_and(|w| w == "true" || w == "1");
+        (req.method().to_string(), req.uri().to_string(), watch)
+    }) else {
+        return serve(shared, req).await;
+    };
+    let response = serve(shared.clone(), req).await;
+    if let (Some(log), Ok(r)) = (&shared.audit, &response) {
+        log.record(&audit.0, &audit.1, audit.2, r.status().as_u16());
+    }
+    response
+}
+
+async fn serve(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
     if let Some(t) = &shared.token {
         let ok = req.headers().get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bearer {t}"));
         if !ok {

@@ -8,6 +8,7 @@
 //! let kubeconfig = server.write_kubeconfig(std::path::Path::new("/tmp/kubeconfig"));
 //! ```
 
+mod audit;
 mod discovery;
 mod http;
 pub mod patch;
@@ -33,6 +34,9 @@ pub struct Options {
     /// Events kept for watches to resume from (default 4096); older
     /// resourceVersions get 410 Gone.
     pub watch_log: Option<usize>,
+    /// Append an `audit.k8s.io/v1` Event for every request to this file
+    /// (as `kube-apiserver --audit-log-path`).
+    pub audit_log: Option<PathBuf>,
 }
 
 /// A running server; it stops when dropped.
@@ -53,6 +57,10 @@ impl ApiServer {
         let shared = Arc::new(http::Shared {
             state: Mutex::new(store::State::with_log_size(opts.watch_log.unwrap_or(store::LOG_SIZE))),
             token: opts.token.clone(),
+            audit: opts
+                .audit_log
+                .as_deref()
+                .map(|p| audit::AuditLog::open(p).expect("opening the audit log")),
         });
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

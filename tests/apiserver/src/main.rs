@@ -10,8 +10,11 @@ fn main() {
             "--listen" => opts.listen = args.next().and_then(|s| s.parse().ok()),
             "--kubeconfig" => kubeconfig = args.next(),
             "--token" => opts.token = args.next(),
+            "--audit-log-path" => opts.audit_log = args.next().map(Into::into),
             _ => {
-                eprintln!("usage: kopeo-test-apiserver [--listen 127.0.0.1:PORT] [--kubeconfig FILE] [--token TOKEN]");
+                eprintln!(
+                    "usage: kopeo-test-apiserver [--listen 127.0.0.1:PORT] [--kubeconfig FILE] [--token TOKEN] [--audit-log-path FILE]"
+                );
                 std::process::exit(2);
             }
         }

@@ -589,3 +589,59 @@ async fn watch_from_a_resource_version_older_than_the_log_is_gone() {
         .await;
     assert_eq!(v["metadata"]["finalizers"], json!(["a", "b"]));
 }
+
+#[tokio::test]
+async fn the_audit_log_records_every_request_with_its_verb_and_object() {
+    let dir = std::env::temp_dir().join(format!("audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("audit.log");
+    let s = ApiServer::start(Options {
+        audit_log: Some(path.clone()),
+        ..Default::default()
+    });
+    let c = C::new(&s);
+    c.post(
+        "/api/v1/namespaces/default/configmaps",
+        json!({"metadata": {"name": "a"}}),
+    )
+    .await;
+    c.patch(
+        "/api/v1/namespaces/default/configmaps/a",
+        "application/merge-patch+json",
+        json!({"data": {"k": "v"}}),
+    )
+    .await;
+    c.get("/api/v1/namespaces/default/configmaps/missing").await;
+    c.get("/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1")
+        .await;
+    let lines: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    let summary: Vec<(String, String, u64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["verb"].as_str().unwrap().to_string(),
+                l["objectRef"]["name"].as_str().unwrap_or("").to_string(),
+                l["responseStatus"]["code"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("create".into(), "".into(), 201),
+            ("patch".into(), "a".into(), 200),
+            ("get".into(), "missing".into(), 404),
+            ("watch".into(), "".into(), 200),
+        ]
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["apiVersion"] == "audit.k8s.io/v1" && l["objectRef"]["resource"] == "configmaps")
+    );
+}
