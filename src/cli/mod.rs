@@ -127,6 +127,13 @@ struct OperatorArgs {
     /// Name of the leader Lease
     #[arg(long = "lease-name", default_value = "kopeo-leader")]
     lease_name: String,
+    /// Write a running copy's progress to its status at most this often
+    #[arg(long = "progress-interval", default_value = "10s", value_parser = parse_go_duration)]
+    progress_interval: std::time::Duration,
+}
+
+fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// `kopeo run`.
@@ -142,8 +149,14 @@ pub(crate) struct Global {
     pub platform: Option<crate::manifest::Platform>,
 }
 
-fn init_tracing(debug: bool) {
-    let level = if debug { "debug" } else { "warn" };
+fn init_tracing(debug: bool, service: bool) {
+    // A long-running operator reports what it does (leading, copies); a
+    // command stays quiet unless something is wrong.
+    let level = match (debug, service) {
+        (true, _) => "debug",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOPEO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kopeo={level},warn")));
     let _ = tracing_subscriber::fmt()
@@ -186,7 +199,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.debug);
+    init_tracing(cli.debug, matches!(cli.command, Command::Operator(_)));
     if cli.policy.is_some() || cli.registries_d.is_some() {
         tracing::warn!("signature policy and registries.d are not enforced by this kopeo version");
     }
@@ -252,14 +265,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
             let client = kube::Client::try_default()
                 .await
                 .map_err(|e| CliError::new(format!("connecting to the cluster: {e}")))?;
-            let opts = crate::operator::controller::OperatorOptions {
-                concurrency: a.concurrency,
-                ..Default::default()
-            };
-            tokio::select! {
-                _ = crate::operator::controller::run(client, opts) => Ok(()),
-                _ = tokio::signal::ctrl_c() => Ok(()),
-            }
+            operator(client, a).await
         }
         Command::Crd => {
             let yaml = crate::operator::crd_yaml().map_err(CliError::new)?;
@@ -267,6 +273,40 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `kopeo operator`: metrics and health served, leader election, and a
+/// clean stop on SIGTERM or SIGINT.
+async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError> {
+    use crate::operator::controller::{LeaderElection, OperatorOptions, run_until};
+    let mut opts = OperatorOptions {
+        concurrency: a.concurrency,
+        progress_interval: a.progress_interval,
+        ..Default::default()
+    };
+    if a.leader_elect {
+        opts.leader_election = Some(LeaderElection {
+            namespace: a
+                .lease_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "default".into()),
+            lease: a.lease_name,
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(a.metrics_addr)
+        .await
+        .map_err(|e| CliError::new(format!("listening on {} for metrics: {e}", a.metrics_addr)))?;
+    tokio::spawn(crate::operator::metrics::serve(listener, opts.metrics.clone()));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| CliError::new(format!("handling SIGTERM: {e}")))?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    run_until(client, opts, shutdown).await;
+    Ok(())
 }
 
 /// Parse `--platform os/arch[/variant]` values.

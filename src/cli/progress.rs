@@ -68,7 +68,7 @@ impl Progress for Lines {
                 }
             }
             ProgressEvent::WritingManifest => line("Writing manifest to image destination".into()),
-            ProgressEvent::BlobBytes { .. } | ProgressEvent::BlobRestart { .. } => {}
+            ProgressEvent::BlobBytes { .. } | ProgressEvent::BlobRestart { .. } | ProgressEvent::ImageBlobs { .. } => {}
         }
     }
 }
@@ -122,6 +122,7 @@ impl Progress for Bars {
             ProgressEvent::WritingManifest => {
                 let _ = self.multi.println("Writing manifest to image destination");
             }
+            ProgressEvent::ImageBlobs { .. } => {}
         }
     }
 }

@@ -75,6 +75,12 @@ pub enum ProgressEvent<'a> {
         n: usize,
         count: usize,
     },
+    /// An image's blobs are known: `count` distinct blobs of `bytes` in all
+    /// (sizes as the manifest gives them).
+    ImageBlobs {
+        count: usize,
+        bytes: u64,
+    },
     BlobStart {
         info: &'a BlobInfo,
     },
@@ -429,6 +435,12 @@ async fn copy_single(
                 t,
             ));
         }
+    }
+    if let Some(p) = &opts.progress {
+        p.event(ProgressEvent::ImageBlobs {
+            count: jobs.len(),
+            bytes: jobs.iter().filter_map(|(b, _)| b.size).sum(),
+        });
     }
     let from = src.registry_location();
     let parallel = match (dst.concurrent_blobs(), opts.parallel) {

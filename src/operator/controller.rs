@@ -7,8 +7,9 @@
 use super::condition::{Condition, set};
 use super::credentials::{self, Rendered};
 use super::image_copy::ImageCopy;
-use super::image_copy_reconcile::{CopyEnv, reconcile};
+use super::image_copy_reconcile::{CopyEnv, copying, reconcile};
 use super::image_sync::ImageSync;
+use super::progress::{CopyProgress, Tally};
 use super::registry_credential::RegistryCredential;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -50,6 +51,8 @@ pub struct OperatorOptions {
     pub leader_election: Option<LeaderElection>,
     /// Where metrics and readiness are recorded.
     pub metrics: Arc<super::metrics::Metrics>,
+    /// Write a running copy's progress to status at most this often.
+    pub progress_interval: Duration,
 }
 
 impl Default for OperatorOptions {
@@ -59,6 +62,7 @@ impl Default for OperatorOptions {
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| "kopeo".into()),
             leader_election: None,
             metrics: Arc::default(),
+            progress_interval: Duration::from_secs(10),
         }
     }
 }
@@ -70,6 +74,7 @@ pub struct Context {
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    progress_interval: Duration,
 }
 
 fn now() -> String {
@@ -126,6 +131,69 @@ async fn superseded(client: &Client, ic: &ImageCopy) -> &'static str {
     }
 }
 
+/// Write a running copy's progress to status: first after a short grace
+/// (copies faster than that never show it), then at most every `every` and
+/// only when it moved. Returns when `done` fires, never in the middle of a
+/// write (one landing after the final status would undo it).
+async fn report_progress(
+    api: Api<ImageCopy>,
+    ic: &ImageCopy,
+    tally: Arc<Tally>,
+    every: Duration,
+    done: &tokio::sync::Notify,
+) {
+    let name = ic.name_any();
+    let mut last: Option<CopyProgress> = None;
+    loop {
+        let wait = if last.is_none() {
+            every.min(Duration::from_secs(1))
+        } else {
+            every
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = done.notified() => return,
+        }
+        let Some(p) = tally.snapshot() else { continue };
+        if last.as_ref() == Some(&p) {
+            continue;
+        }
+        let patch = if last.is_none() {
+            // The first write also says that a copy runs (kstatus Progressing).
+            json!({"status": copying(ic, &now(), p.clone())})
+        } else {
+            json!({"status": {"progress": p}})
+        };
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => last = Some(p),
+            Err(e) => tracing::debug!(imagecopy = %name, error = %e, "writing progress"),
+        }
+    }
+}
+
+/// A JSON merge patch taking status `old` to `new`: fields `new` drops are
+/// removed (a merge patch keeps what it does not mention), and `clear` too.
+fn status_patch<T: serde::Serialize>(old: Option<&T>, new: &T, clear: &[&str]) -> Result<serde_json::Value, Error> {
+    let to_value = |v| serde_json::to_value(v).map_err(|e: serde_json::Error| Error::Render(e.to_string()));
+    let mut patch = to_value(new)?;
+    let old = match old {
+        Some(o) => to_value(o)?,
+        None => serde_json::Value::Null,
+    };
+    let dropped = old.as_object().into_iter().flat_map(|o| o.keys().map(String::as_str));
+    if let Some(p) = patch.as_object_mut() {
+        for k in dropped.chain(clear.iter().copied()) {
+            if !p.contains_key(k) {
+                p.insert(k.to_string(), serde_json::Value::Null);
+            }
+        }
+    }
+    Ok(json!({ "status": patch }))
+}
+
 async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ic.namespace().unwrap_or_else(|| "default".into());
     let name = ic.name_any();
@@ -140,8 +208,21 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
     // leaves nothing committed (every destination commits atomically), and
     // the controller runs again for the new generation.
     let at = now();
+    let tally = Arc::new(Tally::default());
+    let api: Api<ImageCopy> = Api::namespaced(ctx.client.clone(), &ns);
+    let done = tokio::sync::Notify::new();
+    let work = async {
+        let copy = async {
+            let s = reconcile(&ic, &env, &at, Some(tally.clone())).await;
+            // `notify_one` keeps a permit should the writer be mid-write.
+            done.notify_one();
+            s
+        };
+        let progress = report_progress(api.clone(), &ic, tally.clone(), ctx.progress_interval, &done);
+        tokio::join!(copy, progress).0
+    };
     let outcome = tokio::select! {
-        s = reconcile(&ic, &env, &at) => Some(s),
+        s = work => Some(s),
         why = superseded(&ctx.client, &ic) => {
             tracing::info!(imagecopy = %name, why, "copy cancelled");
             None
@@ -169,10 +250,11 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
         ctx.metrics
             .record("ImageCopy", &r.reason, started.elapsed().as_secs_f64(), 0);
     }
-    let changed = ic.status.as_ref() != Some(&status);
-    if changed {
-        let api: Api<ImageCopy> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+    // A copy that ran may have written progress: always clear it.
+    let copied = tally.snapshot().is_some();
+    if copied || ic.status.as_ref() != Some(&status) {
+        let patch = status_patch(ic.status.as_ref(), &status, if copied { &["progress"] } else { &[] })?;
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready") {
             let was = ic
@@ -361,9 +443,19 @@ fn all_in<K: Resource<DynamicType = ()> + Clone>(
 /// Run the controllers until the process is asked to stop; with leader
 /// election, only while this replica holds the Lease (standing by otherwise).
 pub async fn run(client: Client, opts: OperatorOptions) {
+    run_until(client, opts, std::future::pending()).await
+}
+
+/// [`run`] until `shutdown` resolves: running copies are dropped (nothing
+/// half-committed: every destination commits atomically, last) and a held
+/// Lease is released, so that another replica takes over at once.
+pub async fn run_until(client: Client, opts: OperatorOptions, shutdown: impl std::future::Future<Output = ()>) {
     opts.metrics.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let Some(le) = opts.leader_election.clone() else {
-        controllers(client, opts).await;
+        tokio::select! {
+            _ = controllers(client, opts) => {}
+            _ = shutdown => tracing::info!("shutting down"),
+        }
         return;
     };
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease)
@@ -380,7 +472,23 @@ pub async fn run(client: Client, opts: OperatorOptions) {
             return;
         }
     };
-    let (mut leading, _task) = manager.watch().await;
+    let (leading, task) = manager.watch().await;
+    tokio::select! {
+        _ = lead(client, &opts, leading) => {}
+        _ = shutdown => tracing::info!(instance = %opts.instance, "shutting down"),
+    }
+    opts.metrics.leader.set(0);
+    // `lead` dropped the last receiver: the manager releases the Lease.
+    match tokio::time::timeout(Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => tracing::info!(instance = %opts.instance, "released the lease"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "lease manager task"),
+        Err(_) => tracing::warn!("releasing the lease timed out"),
+    }
+}
+
+/// Run the controllers whenever `leading` says this replica holds the Lease.
+async fn lead(client: Client, opts: &OperatorOptions, mut leading: tokio::sync::watch::Receiver<bool>) {
     loop {
         while !*leading.borrow_and_update() {
             if leading.changed().await.is_err() {
@@ -416,6 +524,7 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         metrics: opts.metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         failures: Mutex::new(HashMap::new()),
+        progress_interval: opts.progress_interval,
     });
     let config = ControllerConfig::default().concurrency(opts.concurrency);
     let ctx_sync = ctx.clone();
@@ -469,4 +578,25 @@ async fn controllers(client: Client, opts: OperatorOptions) {
             }
         });
     futures::future::join3(copies, creds, syncs).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_patch;
+    use serde_json::json;
+
+    #[test]
+    fn status_patches_remove_what_the_new_status_drops() {
+        let old = json!({"message": "m", "progress": {"bytesDone": 1}, "keep": 1});
+        let new = json!({"keep": 2});
+        assert_eq!(
+            status_patch(Some(&old), &new, &[]).unwrap(),
+            json!({"status": {"keep": 2, "message": null, "progress": null}})
+        );
+        // Without a previous status, only what is named is cleared.
+        assert_eq!(
+            status_patch(None, &new, &["progress"]).unwrap(),
+            json!({"status": {"keep": 2, "progress": null}})
+        );
+    }
 }

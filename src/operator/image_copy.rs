@@ -73,4 +73,7 @@ pub struct ImageCopyStatus {
     pub last_copy_time: Option<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// How far the running copy has got; absent when no copy runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::progress::CopyProgress>,
 }

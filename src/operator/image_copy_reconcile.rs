@@ -4,11 +4,13 @@
 
 use super::condition::{Condition, set};
 use super::image_copy::{ImageCopy, ImageCopyStatus};
+use super::progress::CopyProgress;
 use crate::copy;
 use crate::digest::Digest;
 use crate::reference::ImageReference;
 use crate::transport::{self, OpenOptions, TransportError};
 use kube::ResourceExt;
+use std::sync::Arc;
 
 /// How to reach the source and destination (credentials and TLS rendered for the namespace).
 #[derive(Clone, Default)]
@@ -46,6 +48,7 @@ const IDLE: Verdict = Verdict {
     progressing: false,
     stalled: false,
 };
+/// Working on it: a copy runs or will be retried.
 const RETRYING: Verdict = Verdict {
     ready: false,
     progressing: true,
@@ -108,10 +111,26 @@ async fn source_digest(src: &ImageReference, env: &CopyEnv) -> Result<Option<Dig
     }
 }
 
-/// Bring `ic` to its desired state once and return its new status.
-pub async fn reconcile(ic: &ImageCopy, env: &CopyEnv, now: &str) -> ImageCopyStatus {
+/// `ic`'s status while a copy runs: Progressing, not (yet) Ready.
+pub fn copying(ic: &ImageCopy, now: &str, progress: CopyProgress) -> ImageCopyStatus {
+    let mut st = ic.status.clone().unwrap_or_default();
+    let msg = format!("copying {} to {}", ic.spec.source, ic.spec.destination);
+    conditions(&mut st, RETRYING, "Copying", &msg, ic.metadata.generation, now);
+    st.progress = Some(progress);
+    st
+}
+
+/// Bring `ic` to its desired state once and return its new status;
+/// `progress` receives the copy's events when one runs.
+pub async fn reconcile(
+    ic: &ImageCopy,
+    env: &CopyEnv,
+    now: &str,
+    progress: Option<Arc<dyn copy::Progress>>,
+) -> ImageCopyStatus {
     let generation = ic.metadata.generation;
     let mut st = ic.status.clone().unwrap_or_default();
+    st.progress = None;
     if ic.spec.suspend {
         conditions(
             &mut st,
@@ -129,7 +148,7 @@ pub async fn reconcile(ic: &ImageCopy, env: &CopyEnv, now: &str) -> ImageCopySta
         ic.spec.copy.to_options(),
     );
     let (src, dst, opts) = match parsed {
-        (Ok(s), Ok(d), Ok(o)) => (s, d, o),
+        (Ok(s), Ok(d), Ok(o)) => (s, d, copy::CopyOptions { progress, ..o }),
         (s, d, o) => {
             let msg = [s.err().map(|e| e.to_string()), d.err().map(|e| e.to_string()), o.err()]
                 .into_iter()

@@ -12,6 +12,7 @@ pub mod image_copy_reconcile;
 pub mod image_sync;
 pub mod image_sync_reconcile;
 pub mod metrics;
+pub mod progress;
 pub mod registry_credential;
 pub mod run;
 

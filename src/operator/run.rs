@@ -161,7 +161,7 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String>
                 src: rendered.side(&c.spec.source),
                 dest: rendered.side(&c.spec.destination),
             };
-            let st = reconcile(c, &env, now).await;
+            let st = reconcile(c, &env, now, None).await;
             statuses.push((
                 "ImageCopy".into(),
                 ns.clone(),

@@ -39,12 +39,16 @@ async fn cluster(server: &ApiServer) -> kube::Client {
 
 /// The operator, in-process, without leader election.
 fn start_operator(client: &kube::Client) -> tokio::task::JoinHandle<()> {
-    let opts = kopeo::operator::controller::OperatorOptions {
+    tokio::spawn(kopeo::operator::controller::run(client.clone(), operator_options()))
+}
+
+/// Options for an in-process operator without leader election.
+fn operator_options() -> kopeo::operator::controller::OperatorOptions {
+    kopeo::operator::controller::OperatorOptions {
         concurrency: 2,
         instance: "test".into(),
         ..Default::default()
-    };
-    tokio::spawn(kopeo::operator::controller::run(client.clone(), opts))
+    }
 }
 
 /// The `kopeo.dev/v1alpha1` resources of `kind` in namespace `default`.
@@ -390,11 +394,95 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
     assert_eq!(mirrored.stdout.trim(), img.digest);
 }
 
+/// A `kopeo operator` process against the test API server.
+struct OperatorProcess {
+    name: &'static str,
+    child: std::process::Child,
+    metrics: std::net::SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl OperatorProcess {
+    fn start(home: &std::path::Path, kubeconfig: &std::path::Path, name: &'static str) -> OperatorProcess {
+        // A free loopback port for /metrics (released just before kopeo binds it).
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let log = home.join(format!("{name}.log"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kopeo"))
+            .args([
+                "operator",
+                "--lease-namespace",
+                "default",
+                "--metrics-addr",
+                &metrics.to_string(),
+            ])
+            .env("KUBECONFIG", kubeconfig)
+            .env("POD_NAME", name)
+            .env("HOME", home)
+            .stdout(std::fs::File::create(home.join(format!("{name}.out"))).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawning kopeo operator");
+        OperatorProcess {
+            name,
+            child,
+            metrics,
+            log,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        match reqwest::get(format!("http://{}{path}", self.metrics)).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    /// SIGTERM, then the exit code.
+    fn terminate(mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        None
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until the ImageCopy `name` is Ready.
+async fn wait_ready(copies: &kube::Api<kube::api::DynamicObject>, name: &str, tries: usize) -> bool {
+    for _ in 0..tries {
+        if let Ok(o) = copies.get(name).await {
+            if o.data["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            {
+                return true;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
 #[test]
-fn two_operators_elect_one_leader_that_does_the_copying() {
+fn two_operator_processes_elect_one_leader_and_fail_over_on_sigterm() {
     use crate::support::image::{Spec, build};
     use crate::support::registry::{Mode, Registry};
-    use kopeo::operator::controller::{LeaderElection, OperatorOptions, run};
     use kube::api::{Api, PostParams};
     let home = tempdir();
     let reg = Registry::start(Mode::Plain);
@@ -411,67 +499,61 @@ fn two_operators_elect_one_leader_that_does_the_copying() {
     )
     .ok();
     let server = ApiServer::start(Options::default());
+    let kubeconfig = server.write_kubeconfig(&home.path().join("kubeconfig"));
     runtime().block_on(async {
         let client = cluster(&server).await;
-        let mut replicas = vec![];
-        for name in ["replica-a", "replica-b"] {
-            let opts = OperatorOptions {
-                concurrency: 2,
-                instance: name.into(),
-                leader_election: Some(LeaderElection { namespace: "default".into(), lease: "kopeo-leader".into() }),
-                ..Default::default()
-            };
-            let metrics = opts.metrics.clone();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap();
-            tokio::spawn(kopeo::operator::metrics::serve(listener, metrics.clone()));
-            replicas.push((name, metrics, addr, tokio::spawn(run(client.clone(), opts))));
-        }
+        let mut replicas = vec![
+            OperatorProcess::start(home.path(), &kubeconfig, "replica-a"),
+            OperatorProcess::start(home.path(), &kubeconfig, "replica-b"),
+        ];
         // The plain-HTTP registry needs no Secret, only its TLS setting.
         let insecure = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "plain", "namespace": "default"},
             "spec": {"registry": reg.host, "tls": {"insecure": true}}});
         post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &insecure).await;
         let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
-        let ic = serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "le"},
-            "spec": {"source": format!("docker://{}/le/src:1", reg.host), "destination": format!("oci:{}/le:x", home.path().display())}})).unwrap();
-        copies.create(&PostParams::default(), &ic).await.unwrap();
-        let mut ready = false;
-        for _ in 0..400 {
-            let o = copies.get("le").await.unwrap();
-            if o.data["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")) {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        if !ready {
+        let image_copy = |name: &str| -> kube::api::DynamicObject {
+            serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": name},
+                "spec": {"source": format!("docker://{}/le/src:1", reg.host), "destination": format!("oci:{}/{name}:x", home.path().display())}})).unwrap()
+        };
+        copies.create(&PostParams::default(), &image_copy("first")).await.unwrap();
+        if !wait_ready(&copies, "first", 600).await {
             let lease = reqwest::get(format!("{}/apis/coordination.k8s.io/v1/namespaces/default/leases", server.url())).await.unwrap().text().await.unwrap();
-            let ic = copies.get("le").await.unwrap();
-            panic!("the leader did not copy the image: lease {lease}\nimagecopy {:?}", ic.data);
+            let logs: Vec<String> = replicas.iter().map(|r| std::fs::read_to_string(&r.log).unwrap_or_default()).collect();
+            panic!("the leader did not copy the image: lease {lease}\nimagecopy {:?}\nlogs {logs:#?}", copies.get("first").await.unwrap().data);
         }
         let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "default");
         let holder = leases.get("kopeo-leader").await.unwrap().spec.unwrap().holder_identity.unwrap();
-        let leaders: Vec<&str> = replicas.iter().filter(|r| r.1.leader.get() == 1).map(|r| r.0).collect();
-        assert_eq!(leaders, [holder.as_str()], "exactly one replica leads, the Lease holder");
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
         for e in events.list(&Default::default()).await.unwrap().items {
             assert_eq!(e.reporting_instance.as_deref(), Some(holder.as_str()), "only the leader acts");
         }
-        // Health and metrics endpoints.
-        let http = reqwest::Client::new();
-        for (name, _, addr, _) in &replicas {
-            assert_eq!(http.get(format!("http://{addr}/healthz")).send().await.unwrap().status().as_u16(), 200);
-            assert_eq!(http.get(format!("http://{addr}/readyz")).send().await.unwrap().status().as_u16(), 200);
-            let m = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
-            let expect = if *name == holder { "kopeo_leader 1" } else { "kopeo_leader 0" };
-            assert!(m.contains(expect), "{name}: {m}");
-            if *name == holder {
+        // Health and metrics endpoints of both processes.
+        for r in &replicas {
+            assert_eq!(r.get("/healthz").await.0, 200, "{}", r.name);
+            assert_eq!(r.get("/readyz").await.0, 200, "{}", r.name);
+            let (_, m) = r.get("/metrics").await;
+            let expect = if r.name == holder { "kopeo_leader 1" } else { "kopeo_leader 0" };
+            assert!(m.contains(expect), "{}: {m}", r.name);
+            if r.name == holder {
                 assert!(m.contains("kopeo_runs_total{kind=\"ImageCopy\",result=\"copied\"} 1"), "{m}");
             }
         }
-        for r in replicas {
-            r.3.abort();
-        }
+
+        // SIGTERM to the leader: it stops cleanly and releases the Lease; the
+        // other replica takes over and handles new resources.
+        let leader = replicas.iter().position(|r| r.name == holder).unwrap();
+        let leader = replicas.remove(leader);
+        let log = leader.log.clone();
+        let stopped = std::time::Instant::now();
+        assert_eq!(leader.terminate(), Some(0), "the operator exits 0 on SIGTERM");
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(log.contains("released the lease"), "{log}");
+        copies.create(&PostParams::default(), &image_copy("second")).await.unwrap();
+        assert!(wait_ready(&copies, "second", 1200).await, "the standby took over: {:?}", copies.get("second").await.unwrap().data);
+        let new_holder = leases.get("kopeo-leader").await.unwrap().spec.unwrap().holder_identity.unwrap();
+        assert_eq!(new_holder, replicas[0].name);
+        eprintln!("failover: the standby copied {:?} after the leader's SIGTERM", stopped.elapsed());
+        assert!(replicas[0].get("/metrics").await.1.contains("kopeo_leader 1"));
     });
 }
 
@@ -590,4 +672,113 @@ fn a_spec_change_mid_copy_cancels_the_running_copy() {
         &["inspect", "--tls-verify=false", &dst.image("first/app:1")],
     );
     assert_eq!(first.code, 2, "the cancelled copy left no image at the old destination");
+}
+
+#[test]
+fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
+    use crate::registry_copy::seed;
+    use crate::support::image::Spec;
+    use crate::support::registry::{Mode, Registry};
+    use kube::api::DeleteParams;
+    use std::time::{Duration, Instant};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let img = seed(
+        &src,
+        home.path(),
+        "big/app:1",
+        &Spec {
+            layers: vec![3_000_000],
+            seed: 112,
+            ..Spec::default()
+        },
+    );
+    // ~3 MB at 16 KiB per 10 ms: about two seconds a copy.
+    let slow = crate::support::proxy::slow(&src.host, Duration::from_millis(10));
+    let audit = home.path().join("audit.log");
+    let server = ApiServer::start(Options {
+        audit_log: Some(audit.clone()),
+        ..Default::default()
+    });
+    let interval = Duration::from_millis(200);
+    runtime().block_on(async {
+        let client = cluster(&server).await;
+        for host in [&slow, &dst.host] {
+            post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
+                &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
+        }
+        let opts = kopeo::operator::controller::OperatorOptions { progress_interval: interval, ..operator_options() };
+        let metrics = opts.metrics.clone();
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
+        let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
+        let started = Instant::now();
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &json!({"metadata": {"name": "c"}, "spec": {
+            "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/c/app:1", dst.host)}})).await;
+        // While it runs: Progressing, with progress that moves.
+        let mut seen: Vec<u64> = vec![];
+        let mut st = Value::Null;
+        for _ in 0..1200 {
+            st = copies.get("c").await.unwrap().data["status"].clone();
+            if st["destinationDigest"] == img.digest.as_str() {
+                break;
+            }
+            if let Some(done) = st["progress"]["bytesDone"].as_u64() {
+                let progressing = st["conditions"].as_array().unwrap().iter()
+                    .any(|c| c["type"] == "Progressing" && c["status"] == "True" && c["reason"] == "Copying");
+                assert!(progressing, "{st}");
+                let total = st["progress"]["bytesTotal"].as_u64().unwrap_or(0);
+                assert!(total > 3_000_000 && done <= total && st["progress"]["blobsTotal"] == 2, "{st}");
+                if seen.last() != Some(&done) {
+                    seen.push(done);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(st["destinationDigest"], img.digest.as_str(), "{st}");
+        assert!(st.get("progress").is_none(), "progress is cleared when the copy ends: {st}");
+        assert!(seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]), "progress moved forward in status: {seen:?}");
+        // Bounded: the first write after a grace, then one per interval at most, then the result.
+        let writes = status_writes(&audit, "imagecopies", "c");
+        let bound = (elapsed.as_millis() / interval.as_millis()) as usize + 2;
+        assert!(writes >= 3 && writes <= bound, "{writes} status writes in {elapsed:?} (at most {bound})");
+
+        // A deletion mid-copy cancels the copy: nothing reaches the destination.
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &json!({"metadata": {"name": "d"}, "spec": {
+            "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/d/app:1", dst.host)}})).await;
+        for _ in 0..500 {
+            if copies.get("d").await.unwrap().data["status"]["progress"]["bytesDone"].as_u64().unwrap_or(0) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(metrics.in_flight.get(), 1, "the second copy runs");
+        copies.delete("d", &DeleteParams::default()).await.unwrap();
+        for _ in 0..100 {
+            if metrics.in_flight.get() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(metrics.in_flight.get(), 0, "the deleted resource's copy stopped");
+        // Longer than the whole copy would have taken: still nothing there.
+        tokio::time::sleep(elapsed).await;
+        assert!(kopeo_tags(&dst, "d/app").await.is_empty(), "a cancelled copy commits nothing");
+        operator.abort();
+    });
+}
+
+/// How many writes to the status of `resource`/`name` the audit log records.
+fn status_writes(audit: &std::path::Path, resource: &str, name: &str) -> usize {
+    std::fs::read_to_string(audit)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            matches!(e["verb"].as_str(), Some("patch" | "update"))
+                && e["objectRef"]["resource"] == resource
+                && e["objectRef"]["name"] == name
+                && e["objectRef"]["subresource"] == "status"
+        })
+        .count()
 }
