@@ -349,6 +349,32 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         }
         let status = copies.get("mirror").await.unwrap().data["status"].to_string();
         assert!(!status.contains(PASSWORD), "no secret in status");
+        // Another namespace cannot borrow this namespace's credential: with
+        // only TLS settings of its own, its copy from the same source fails.
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "other"}})).unwrap()).await.unwrap();
+        let in_other = |kind: &str, plural: &str| {
+            let ar = kube::api::ApiResource { group: "kopeo.dev".into(), version: "v1alpha1".into(), api_version: "kopeo.dev/v1alpha1".into(), kind: kind.into(), plural: plural.into() };
+            kube::Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), "other", &ar)
+        };
+        for (name, registry) in [("src", &src.host), ("dst", &dst.host)] {
+            in_other("RegistryCredential", "registrycredentials").create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential",
+                "metadata": {"name": name}, "spec": {"registry": registry, "tls": {"insecure": true}}}))).await.unwrap();
+        }
+        let other_copies = in_other("ImageCopy", "imagecopies");
+        other_copies.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "borrow"},
+            "spec": {"source": format!("docker://{}/team/app:1", src.host), "destination": format!("docker://{}/borrowed/app:1", dst.host)}}))).await.unwrap();
+        let mut reason = Value::Null;
+        for _ in 0..200 {
+            let st = other_copies.get("borrow").await.unwrap().data["status"].clone();
+            reason = st["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).map(|c| c["reason"].clone()).unwrap_or(Value::Null);
+            if !reason.is_null() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(reason, "AuthenticationFailed", "a resource in namespace other cannot use default's credential");
+        assert!(kopeo_tags(&dst, "borrowed/app").await.is_empty());
         // An ImageSync with the same credentials mirrors the repository.
         let syncs = dynamic("ImageSync", "imagesyncs");
         syncs.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "team"},
