@@ -22,7 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a reconcile failed (shown in logs; status carries the user-facing reason).
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,8 @@ pub struct Context {
     recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// When each ImageCopy was last found up to date, and at which generation.
+    verified: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     progress_interval: Duration,
 }
 
@@ -197,6 +199,15 @@ fn status_patch<T: serde::Serialize>(old: Option<&T>, new: &T, clear: &[&str]) -
 async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ic.namespace().unwrap_or_else(|| "default".into());
     let name = ic.name_any();
+    let key = format!("ImageCopy/{ns}/{name}");
+    let refresh = ic
+        .spec
+        .refresh_interval
+        .as_deref()
+        .and_then(|r| crate::duration::parse_duration(r).ok());
+    if let Some(action) = still_verified(&ctx, &key, &ic, refresh) {
+        return Ok(action);
+    }
     let rendered = render_namespace(&ctx.client, &ns).await?;
     let env = CopyEnv {
         src: rendered.side(&ic.spec.source),
@@ -286,7 +297,14 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
         .conditions
         .iter()
         .any(|c| c.type_ == "Stalled" && c.status == "True");
-    let key = format!("ImageCopy/{ns}/{name}");
+    {
+        let mut verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if ready {
+            verified.insert(key.clone(), (ic.meta().generation, Instant::now()));
+        } else {
+            verified.remove(&key);
+        }
+    }
     if let Some(wait) = backoff(&ctx, &key, !ready && !ic.spec.suspend) {
         return Ok(Action::requeue(if stalled {
             wait.max(Duration::from_secs(60))
@@ -294,15 +312,31 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
             wait
         }));
     }
-    let refresh = ic
-        .spec
-        .refresh_interval
-        .as_deref()
-        .and_then(|r| crate::duration::parse_duration(r).ok());
     Ok(match refresh {
         Some(d) if !ic.spec.suspend => Action::requeue(d),
         _ => Action::await_change(),
     })
+}
+
+/// Skip a reconcile that cannot change anything: `ic` is Ready at this
+/// generation and this process verified that within its refresh interval.
+/// Its own status write and Secret changes in the namespace trigger such
+/// reconciles; each would otherwise render credentials and ask the source.
+fn still_verified(ctx: &Context, key: &str, ic: &ImageCopy, refresh: Option<Duration>) -> Option<Action> {
+    let st = ic.status.as_ref()?;
+    let ready = st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    if ic.spec.suspend || !ready || st.observed_generation != ic.meta().generation {
+        return None;
+    }
+    let verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
+    let (generation, at) = verified.get(key)?;
+    if *generation != ic.meta().generation {
+        return None;
+    }
+    match refresh {
+        None => Some(Action::await_change()),
+        Some(d) => d.checked_sub(at.elapsed()).map(Action::requeue),
+    }
 }
 
 async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -524,6 +558,7 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         metrics: opts.metrics.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         failures: Mutex::new(HashMap::new()),
+        verified: Mutex::new(HashMap::new()),
         progress_interval: opts.progress_interval,
     });
     let config = ControllerConfig::default().concurrency(opts.concurrency);
