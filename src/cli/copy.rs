@@ -174,11 +174,7 @@ fn compression(args: &CopyArgs) -> Result<CompressionOptions, CliError> {
         ));
     }
     if let Some(l) = args.dest_compress_level {
-        let ok = match format.unwrap_or(Compression::Gzip) {
-            Compression::Zstd => (1..=22).contains(&l),
-            _ => (0..=9).contains(&l),
-        };
-        if !ok {
+        if !crate::copy::settings::level_in_range(l, format) {
             return Err(CliError::new(format!(
                 "--dest-compress-level {l} is out of range (gzip 0-9, zstd 1-22)"
             )));

@@ -27,6 +27,10 @@ pub enum CompressionName {
 /// Layer compression settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.level) || ((has(self.format) && self.format == 'zstd') ? (self.level >= 1 && self.level <= 22) : self.level <= 9)",
+     "message": LEVEL_RANGE}
+]))]
 pub struct CompressionSettings {
     /// Compress layers with this format (and recompress layers in another one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +42,17 @@ pub struct CompressionSettings {
     /// Store layers uncompressed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub decompress: bool,
+}
+
+/// The valid compression levels (checked here, by the CRD and by the CLI).
+pub const LEVEL_RANGE: &str = "compression level out of range (gzip 0-9, zstd 1-22)";
+
+/// Whether `level` suits `format` (gzip when unset).
+pub fn level_in_range(level: i32, format: Option<Compression>) -> bool {
+    match format.unwrap_or(Compression::Gzip) {
+        Compression::Zstd => (1..=22).contains(&level),
+        _ => (0..=9).contains(&level),
+    }
 }
 
 /// Retries of failed transfers.
@@ -108,6 +123,11 @@ impl CopySettings {
                 level: c.level,
             },
         };
+        if let Some(l) = compression.level {
+            if !level_in_range(l, compression.format) {
+                return Err(format!("{LEVEL_RANGE}: {l}"));
+            }
+        }
         Ok(CopyOptions {
             multi_arch: if self.all { MultiArch::All } else { MultiArch::System },
             platforms,
@@ -151,5 +171,23 @@ mod tests {
         );
         let bad: Result<CopySettings, _> = serde_json::from_value(serde_json::json!({"format": "v2s1"}));
         assert!(bad.is_err());
+        // The level range the CRD's validation rule and the CLI also check.
+        let level = |format: Option<CompressionName>, level: i32| CopySettings {
+            compression: Some(CompressionSettings {
+                format,
+                level: Some(level),
+                decompress: false,
+            }),
+            ..Default::default()
+        };
+        assert!(level(None, 9).to_options().is_ok());
+        assert!(
+            level(None, 15)
+                .to_options()
+                .err()
+                .is_some_and(|e| e.contains("out of range"))
+        );
+        assert!(level(Some(CompressionName::Zstd), 15).to_options().is_ok());
+        assert!(level(Some(CompressionName::Zstd), 0).to_options().is_err());
     }
 }

@@ -26,6 +26,13 @@ fn string(secret: &Secret, key: &str) -> Option<String> {
 /// The auth.json entries (`key → {"auth": …}` or identity token) one credential contributes.
 pub fn entries(cred: &RegistryCredential, secret: Option<&Secret>) -> Result<Map<String, Value>, CredentialProblem> {
     let Some(secret_ref) = &cred.spec.secret_ref else {
+        if cred.spec.tls.is_none() {
+            // The CRD refuses this too; `kopeo run` has no API server to.
+            return Err(CredentialProblem {
+                reason: "InvalidSpec",
+                message: "set secretRef, tls, or both".into(),
+            });
+        }
         return Ok(Map::new());
     };
     let name = &secret_ref.name;

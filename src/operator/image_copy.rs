@@ -23,6 +23,9 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.source != self.destination", "message": "source and destination must differ"}
+]))]
 pub struct ImageCopySpec {
     /// The image to copy, e.g. `docker://registry.example/app:1.0`.
     #[schemars(

@@ -148,6 +148,11 @@ pub async fn reconcile(
         ic.spec.copy.to_options(),
     );
     let (src, dst, opts) = match parsed {
+        _ if ic.spec.source == ic.spec.destination => {
+            let msg = "source and destination must differ";
+            conditions(&mut st, STALLED, "InvalidSpec", msg, generation, now);
+            return st;
+        }
         (Ok(s), Ok(d), Ok(o)) => (s, d, copy::CopyOptions { progress, ..o }),
         (s, d, o) => {
             let msg = [s.err().map(|e| e.to_string()), d.err().map(|e| e.to_string()), o.err()]
@@ -196,4 +201,25 @@ pub async fn reconcile(
         }
     }
     st
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_copy_onto_itself_is_an_invalid_spec() {
+        let ic: ImageCopy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "same", "generation": 1},
+            "spec": {"source": "oci:/tmp/x:a", "destination": "oci:/tmp/x:a"}
+        }))
+        .unwrap();
+        let st = reconcile(&ic, &CopyEnv::default(), "2026-01-01T00:00:00Z", None).await;
+        let stalled = st.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        assert_eq!(st.message, "source and destination must differ");
+    }
 }

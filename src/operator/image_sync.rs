@@ -31,6 +31,19 @@ pub struct SyncSelection {
     pub catalog: Vec<String>,
 }
 
+/// Why an ImageSync that selects nothing is refused.
+pub const SELECT_SOMETHING: &str = "select images with images, imagesByTagRegex, imagesBySemver or catalog";
+
+impl SyncSelection {
+    /// Whether anything is selected at all.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+            && self.images_by_tag_regex.is_empty()
+            && self.images_by_semver.is_empty()
+            && self.catalog.is_empty()
+    }
+}
+
 /// Mirror images from `registry` to `destination`.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -48,6 +61,10 @@ pub struct SyncSelection {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.images) && size(self.images) > 0) || (has(self.imagesByTagRegex) && size(self.imagesByTagRegex) > 0) || (has(self.imagesBySemver) && size(self.imagesBySemver) > 0) || (has(self.catalog) && size(self.catalog) > 0)",
+     "message": SELECT_SOMETHING}
+]))]
 pub struct ImageSyncSpec {
     /// The source registry host (and port).
     #[schemars(length(min = 1))]

@@ -39,6 +39,10 @@ pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str) -> ImageSyncStatu
         );
     };
     let sel = &s.spec.selection;
+    if sel.is_empty() {
+        fail(&mut st, "InvalidSpec", super::image_sync::SELECT_SOMETHING.into());
+        return st;
+    }
     let cfg = sync::config::RegistryConfig {
         images: sel
             .images

@@ -44,6 +44,9 @@ pub struct TlsSettings {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.secretRef) || has(self.tls)", "message": "set secretRef, tls, or both"}
+]))]
 pub struct RegistryCredentialSpec {
     /// A registry host, or host/namespace prefix (auth.json key semantics).
     #[schemars(length(min = 1), regex(pattern = r"^[a-zA-Z0-9.\-\[\]:]+(/[a-z0-9._\-/]+)?$"))]

@@ -121,6 +121,25 @@ fn the_api_server_serves_and_validates_the_custom_resources() {
         let cred = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "c"}, "spec": {"registry": "reg example/Team"}});
         let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &cred).await;
         assert_eq!(code, 422, "the registry must look like a host[/namespace]: {v}");
+        // Validation rules (CEL) catch mistakes the schema alone cannot.
+        let cases = [
+            ("imagecopies", json!({"kind": "ImageCopy", "spec": {"source": "oci:/a:x", "destination": "oci:/a:x"}}), "spec: Invalid value: \"object\": source and destination must differ"),
+            ("imagecopies", json!({"kind": "ImageCopy", "spec": {"source": "oci:/a:x", "destination": "oci:/b:x", "compression": {"format": "gzip", "level": 15}}}),
+                "spec.compression: Invalid value: \"object\": compression level out of range (gzip 0-9, zstd 1-22)"),
+            ("imagesyncs", json!({"kind": "ImageSync", "spec": {"registry": "r.example", "destination": "m.example/x", "images": {}}}),
+                "select images with images, imagesByTagRegex, imagesBySemver or catalog"),
+            ("registrycredentials", json!({"kind": "RegistryCredential", "spec": {"registry": "r.example"}}), "set secretRef, tls, or both"),
+        ];
+        for (i, (plural, mut body, want)) in cases.into_iter().enumerate() {
+            body["apiVersion"] = json!("kopeo.dev/v1alpha1");
+            body["metadata"] = json!({"name": format!("rule-{i}")});
+            let (code, v) = post(&server, &format!("/apis/kopeo.dev/v1alpha1/namespaces/default/{plural}"), &body).await;
+            assert_eq!(code, 422, "{v}");
+            assert!(v["message"].as_str().unwrap().contains(want), "{v}");
+        }
+        let zstd = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "zstd-15"},
+            "spec": {"source": "oci:/a:x", "destination": "oci:/b:x", "compression": {"format": "zstd", "level": 15}}});
+        assert_eq!(post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &zstd).await.0, 201);
     });
 }
 

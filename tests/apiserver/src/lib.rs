@@ -9,6 +9,7 @@
 //! ```
 
 mod audit;
+mod cel;
 mod discovery;
 mod http;
 pub mod patch;

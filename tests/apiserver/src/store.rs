@@ -334,11 +334,24 @@ impl State {
     }
 
     /// Type-specific normalisation and validation of a new object version.
-    fn admit(&self, rt: &ResourceType, name: &str, o: &mut Value, strict: bool) -> Result<(), ApiError> {
+    fn admit(
+        &self,
+        rt: &ResourceType,
+        name: &str,
+        o: &mut Value,
+        old: Option<&Value>,
+        strict: bool,
+    ) -> Result<(), ApiError> {
         if rt.custom {
             if let Some(s) = &rt.schema {
                 let before = if strict { Some(o.clone()) } else { None };
                 schema::apply(o, s).map_err(|errs| invalid(rt, name, &errs))?;
+                // Validation rules run on the defaulted, pruned object.
+                let mut errs = vec![];
+                crate::cel::validate(o, old, s, &mut errs);
+                if !errs.is_empty() {
+                    return Err(invalid(rt, name, &errs));
+                }
                 if let Some(b) = before {
                     let mut unknown = vec![];
                     schema::dropped_fields(&b, o, "", &mut unknown);
@@ -383,7 +396,11 @@ impl State {
                 }
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
-                types::from_crd(o).map_err(|e| invalid(rt, name, &[e]))?;
+                for t in types::from_crd(o).map_err(|e| invalid(rt, name, &[e]))? {
+                    if let Some(s) = &t.schema {
+                        crate::cel::compile_all(s, &t.version).map_err(|errs| invalid(rt, name, &errs))?;
+                    }
+                }
             }
             ("", "namespaces") if o.pointer("/status/phase").is_none() => {
                 o["status"] = json!({"phase": "Active"});
@@ -444,7 +461,7 @@ impl State {
         for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion"] {
             set_meta(&mut o, k, Value::Null);
         }
-        self.admit(rt, &name, &mut o, opts.strict)?;
+        self.admit(rt, &name, &mut o, None, opts.strict)?;
         let uid = self.next_uid();
         set_meta(&mut o, "uid", Value::String(uid));
         set_meta(&mut o, "creationTimestamp", Value::String(time::now()));
@@ -571,7 +588,7 @@ impl State {
         {
             set_meta(&mut o, "finalizers", Value::Null);
         }
-        self.admit(rt, name, &mut o, opts.strict)?;
+        self.admit(rt, name, &mut o, Some(old), opts.strict)?;
         if spec_part(&o) != spec_part(old) {
             let g = meta(old, "generation").and_then(Value::as_i64).unwrap_or(1);
             set_meta(&mut o, "generation", json!(g + 1));

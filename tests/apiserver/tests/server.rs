@@ -645,3 +645,54 @@ async fn the_audit_log_records_every_request_with_its_verb_and_object() {
             .all(|l| l["apiVersion"] == "audit.k8s.io/v1" && l["objectRef"]["resource"] == "configmaps")
     );
 }
+
+#[tokio::test]
+async fn validation_rules_are_compiled_with_the_crd_and_run_on_writes() {
+    let s = ApiServer::start(Options::default());
+    let c = C::new(&s);
+    let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+    let mut broken = crd();
+    broken["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] =
+        json!([{"rule": "self.size >"}]);
+    let (code, v) = c.post(crds, broken).await;
+    assert_eq!(code, 422, "a rule that does not compile refuses the CRD: {v}");
+    assert!(v["message"].as_str().unwrap().contains("compilation failed"), "{v}");
+    let mut ruled = crd();
+    ruled["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"] = json!([
+        {"rule": "self.size % 2 == 0", "message": "size must be even"},
+        {"rule": "self.color == oldSelf.color", "message": "color is immutable"}]);
+    assert_eq!(c.post(crds, ruled).await.0, 201);
+    let (code, v) = c
+        .post(W, json!({"metadata": {"name": "odd"}, "spec": {"size": 3}}))
+        .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        v["message"],
+        "Widget.example.dev \"odd\" is invalid: spec: Invalid value: \"object\": size must be even"
+    );
+    // The transition rule runs only on updates, against the stored value
+    // (after defaulting: color is "red").
+    assert_eq!(
+        c.post(W, json!({"metadata": {"name": "w"}, "spec": {"size": 2}}))
+            .await
+            .0,
+        201
+    );
+    let (code, v) = c
+        .patch(
+            &format!("{W}/w"),
+            "application/merge-patch+json",
+            json!({"spec": {"color": "blue"}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("color is immutable"), "{v}");
+    let (code, v) = c
+        .patch(
+            &format!("{W}/w"),
+            "application/merge-patch+json",
+            json!({"spec": {"size": 4}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}");
+}
