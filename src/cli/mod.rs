@@ -127,6 +127,9 @@ struct OperatorArgs {
     /// Name of the leader Lease
     #[arg(long = "lease-name", default_value = "kopeo-leader")]
     lease_name: String,
+    /// Watch only these namespaces (comma-separated; default: the whole cluster)
+    #[arg(long = "watch-namespaces", value_name = "NAMESPACES", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
     /// Write a running copy's progress to its status at most this often
     #[arg(long = "progress-interval", default_value = "10s", value_parser = parse_go_duration)]
     progress_interval: std::time::Duration,
@@ -282,6 +285,7 @@ async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError>
     let mut opts = OperatorOptions {
         concurrency: a.concurrency,
         progress_interval: a.progress_interval,
+        namespaces: a.watch_namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
         ..Default::default()
     };
     if a.leader_elect {

@@ -53,6 +53,8 @@ pub struct OperatorOptions {
     pub metrics: Arc<super::metrics::Metrics>,
     /// Write a running copy's progress to status at most this often.
     pub progress_interval: Duration,
+    /// Watch only these namespaces (all when empty).
+    pub namespaces: Vec<String>,
 }
 
 impl Default for OperatorOptions {
@@ -63,6 +65,7 @@ impl Default for OperatorOptions {
             leader_election: None,
             metrics: Arc::default(),
             progress_interval: Duration::from_secs(10),
+            namespaces: vec![],
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct Context {
     /// When each ImageCopy was last found up to date, and at which generation.
     verified: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     progress_interval: Duration,
+    /// Copies and syncs running at once, across every controller and namespace.
+    work: tokio::sync::Semaphore,
 }
 
 fn now() -> String {
@@ -208,6 +213,10 @@ async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action,
     if let Some(action) = still_verified(&ctx, &key, &ic, refresh) {
         return Ok(action);
     }
+    // The semaphore is never closed; were it, trying later is right.
+    let Ok(_permit) = ctx.work.acquire().await else {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    };
     let rendered = render_namespace(&ctx.client, &ns).await?;
     let env = CopyEnv {
         src: rendered.side(&ic.spec.source),
@@ -427,6 +436,9 @@ async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, 
             .unwrap_or(60);
         return Ok(Action::requeue(Duration::from_secs(left.max(1) as u64)));
     }
+    let Ok(_permit) = ctx.work.acquire().await else {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    };
     let rendered = render_namespace(&ctx.client, &ns).await?;
     ctx.metrics.in_flight.inc();
     let started = std::time::Instant::now();
@@ -560,22 +572,50 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         failures: Mutex::new(HashMap::new()),
         verified: Mutex::new(HashMap::new()),
         progress_interval: opts.progress_interval,
+        work: tokio::sync::Semaphore::new(usize::from(opts.concurrency.max(1))),
     });
-    let config = ControllerConfig::default().concurrency(opts.concurrency);
-    let ctx_sync = ctx.clone();
+    // With watched namespaces, every watch is namespaced: a Role per
+    // namespace is all the RBAC the operator needs.
+    if opts.namespaces.is_empty() {
+        controllers_in(client, ctx, None, opts.concurrency).await;
+    } else {
+        futures::future::join_all(
+            opts.namespaces
+                .iter()
+                .map(|ns| controllers_in(client.clone(), ctx.clone(), Some(ns.clone()), opts.concurrency)),
+        )
+        .await;
+    }
+}
 
+/// An Api over the whole cluster, or one namespace.
+fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match ns {
+        Some(n) => Api::namespaced(client.clone(), n),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The three controllers over the whole cluster or one namespace.
+async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, concurrency: u16) {
+    let ns = ns.as_deref();
+    let config = ControllerConfig::default().concurrency(concurrency);
     let copies =
-        Controller::new(Api::<ImageCopy>::all(client.clone()), watcher::Config::default()).with_config(config.clone());
+        Controller::new(scoped::<ImageCopy>(&client, ns), watcher::Config::default()).with_config(config.clone());
     let store = copies.store();
     let (s1, s2) = (store.clone(), store);
     let copies = copies
         .watches(
-            Api::<Secret>::all(client.clone()),
+            scoped::<Secret>(&client, ns),
             watcher::Config::default(),
             move |s: Secret| all_in(&s1, s.namespace()),
         )
         .watches(
-            Api::<RegistryCredential>::all(client.clone()),
+            scoped::<RegistryCredential>(&client, ns),
             watcher::Config::default(),
             move |c: RegistryCredential| all_in(&s2, c.namespace()),
         )
@@ -586,15 +626,12 @@ async fn controllers(client: Client, opts: OperatorOptions) {
             }
         });
 
-    let creds = Controller::new(
-        Api::<RegistryCredential>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(config);
+    let creds = Controller::new(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
+        .with_config(config.clone());
     let cstore = creds.store();
     let creds = creds
         .watches(
-            Api::<Secret>::all(client.clone()),
+            scoped::<Secret>(&client, ns),
             watcher::Config::default().labels("!app.kubernetes.io/managed-by"),
             move |s: Secret| all_in(&cstore, s.namespace()),
         )
@@ -604,9 +641,9 @@ async fn controllers(client: Client, opts: OperatorOptions) {
                 tracing::debug!(error = %e, "registrycredential controller");
             }
         });
-    let syncs = Controller::new(Api::<ImageSync>::all(client.clone()), watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(opts.concurrency))
-        .run(reconcile_sync, error_policy, ctx_sync)
+    let syncs = Controller::new(scoped::<ImageSync>(&client, ns), watcher::Config::default())
+        .with_config(config)
+        .run(reconcile_sync, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "imagesync controller");

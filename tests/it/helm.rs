@@ -94,6 +94,8 @@ fn chart_lints_renders_and_applies() {
         "drop: [\"ALL\"]",
         "allowPrivilegeEscalation: false",
         "--leader-elect=true",
+        "--lease-name=kopeo-leader",
+        "--progress-interval=10s",
     ] {
         assert!(default.contains(hardening), "missing {hardening}");
     }
@@ -133,6 +135,11 @@ fn chart_lints_renders_and_applies() {
             && custom.contains("image: example/keyprovider:1")
     );
     assert!(custom.contains("namespace: team-a") && custom.contains("namespace: team-b"));
+    assert!(
+        custom.contains("--watch-namespaces=team-a,team-b"),
+        "with namespaced RBAC the operator must watch only those namespaces"
+    );
+    assert!(!default.contains("--watch-namespaces"));
 
     let (ok, _, err) = run(&helm, &["template", "kopeo", "charts/kopeo", "--set", "concurrency=0"]);
     assert!(

@@ -827,3 +827,79 @@ fn status_writes(audit: &std::path::Path, resource: &str, name: &str) -> usize {
         })
         .count()
 }
+
+#[test]
+fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
+    use crate::support::image::{Spec, build};
+    use kube::api::PostParams;
+    let home = tempdir();
+    let img = build(&home.path().join("l"), "x", &Spec::default());
+    let audit = home.path().join("audit.log");
+    let server = ApiServer::start(Options {
+        audit_log: Some(audit.clone()),
+        ..Default::default()
+    });
+    runtime().block_on(async {
+        let client = cluster(&server).await;
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+        for ns in ["team-a", "team-b"] {
+            namespaces
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        let before = std::fs::read_to_string(&audit).unwrap().lines().count();
+        let opts = kopeo::operator::controller::OperatorOptions {
+            namespaces: vec!["team-a".into()],
+            ..operator_options()
+        };
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
+        let ar = kube::api::ApiResource {
+            group: "kopeo.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "kopeo.dev/v1alpha1".into(),
+            kind: "ImageCopy".into(),
+            plural: "imagecopies".into(),
+        };
+        let copies = |ns: &str| kube::Api::<kube::api::DynamicObject>::namespaced_with(client.clone(), ns, &ar);
+        for ns in ["team-a", "team-b"] {
+            let ic = serde_json::from_value(
+                json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "c"},
+                "spec": {"source": img.reference(), "destination": format!("oci:{}/{ns}:x", home.path().display())}}),
+            )
+            .unwrap();
+            copies(ns).create(&PostParams::default(), &ic).await.unwrap();
+        }
+        assert!(
+            wait_ready(&copies("team-a"), "c", 400).await,
+            "the watched namespace is served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(
+            copies("team-b").get("c").await.unwrap().data.get("status").is_none(),
+            "team-b is not watched"
+        );
+        assert!(!home.path().join("team-b").exists());
+        operator.abort();
+        // Every request the operator made stayed in team-a: a Role there is all it needs.
+        let test_requests = [
+            "/apis/kopeo.dev/v1alpha1/namespaces/team-a/imagecopies",
+            "/apis/kopeo.dev/v1alpha1/namespaces/team-b/imagecopies",
+        ];
+        for line in std::fs::read_to_string(&audit).unwrap().lines().skip(before) {
+            let e: Value = serde_json::from_str(line).unwrap();
+            let uri = e["requestURI"].as_str().unwrap();
+            if test_requests.iter().any(|t| uri.starts_with(t)) && matches!(e["verb"].as_str(), Some("create" | "get"))
+            {
+                continue; // this test's own
+            }
+            assert_eq!(
+                e["objectRef"]["namespace"], "team-a",
+                "a request outside team-a: {line}"
+            );
+        }
+    });
+}
