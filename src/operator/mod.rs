@@ -8,12 +8,15 @@ pub mod condition;
 pub mod controller;
 pub mod credentials;
 pub mod image_copy;
+mod image_copy_controller;
 pub mod image_copy_reconcile;
 pub mod image_sync;
+mod image_sync_controller;
 pub mod image_sync_reconcile;
 pub mod metrics;
 pub mod progress;
 pub mod registry_credential;
+mod registry_credential_controller;
 pub mod run;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -883,6 +883,13 @@ fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
             "team-b is not watched"
         );
         assert!(!home.path().join("team-b").exists());
+        // Deleted and created again under the same name: a new resource, copied again.
+        copies("team-a").delete("c", &Default::default()).await.unwrap();
+        let again = serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "c"},
+            "spec": {"source": img.reference(), "destination": format!("oci:{}/team-a-again:x", home.path().display())}})).unwrap();
+        copies("team-a").create(&PostParams::default(), &again).await.unwrap();
+        assert!(wait_ready(&copies("team-a"), "c", 400).await);
+        assert!(home.path().join("team-a-again/index.json").exists());
         operator.abort();
         // Every request the operator made stayed in team-a: a Role there is all it needs.
         let test_requests = [

@@ -1,0 +1,71 @@
+//! The RegistryCredential controller's reconcile: report whether each
+//! credential's Secret exists and is well-formed, and keep the namespace's
+//! rendered auth.json as a `kubernetes.io/dockerconfigjson` pull Secret.
+
+use super::condition::{Condition, set};
+use super::controller::{Context, Error, now, render_namespace};
+use super::credentials;
+use super::registry_credential::RegistryCredential;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+
+pub(super) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = c.namespace().unwrap_or_else(|| "default".into());
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = match &c.spec.secret_ref {
+        Some(r) => secrets.get_opt(&r.name).await?,
+        None => None,
+    };
+    let generation = c.meta().generation;
+    let cond = match credentials::entries(&c, secret.as_ref()) {
+        Ok(_) => Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: "SecretValid".into(),
+            message: String::new(),
+            observed_generation: generation,
+            last_transition_time: now(),
+        },
+        Err(p) => Condition {
+            type_: "Ready".into(),
+            status: "False".into(),
+            reason: p.reason.into(),
+            message: p.message,
+            observed_generation: generation,
+            last_transition_time: now(),
+        },
+    };
+    let mut st = c.status.clone().unwrap_or_default();
+    let before = st.clone();
+    set(&mut st.conditions, cond);
+    st.observed_generation = generation;
+    if st != before {
+        let api: Api<RegistryCredential> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(
+            &c.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": st})),
+        )
+        .await?;
+    }
+    // The namespace's rendered auth.json, usable as an imagePullSecret.
+    let rendered = render_namespace(&ctx.client, &ns).await?;
+    let body = serde_json::to_string(&rendered.document).map_err(|e| Error::Render(e.to_string()))?;
+    let pull = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "kopeo-registry-auth", "labels": {"app.kubernetes.io/managed-by": "kopeo"}},
+        "stringData": {".dockerconfigjson": body},
+    });
+    secrets
+        .patch(
+            "kopeo-registry-auth",
+            &PatchParams::apply("kopeo").force(),
+            &Patch::Apply(pull),
+        )
+        .await?;
+    Ok(Action::await_change())
+}
