@@ -3,7 +3,6 @@
 
 use crate::support::tempdir;
 use kopeo_test_apiserver::{ApiServer, Options};
-use std::path::Path;
 use std::process::Command;
 
 fn run(bin: &str, args: &[&str]) -> (bool, String, String) {
