@@ -180,6 +180,7 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
                 ),
             );
         })),
+        on_done: None,
     };
     let plan = sync::plan(&source, &dest, &opts)
         .await

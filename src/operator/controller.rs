@@ -77,7 +77,7 @@ pub struct Context {
     pub(super) recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
     pub(super) failures: Mutex<HashMap<String, u32>>,
-    /// When this process last wrote each ImageCopy (by UID) Ready, and at which generation.
+    /// When this process last brought each resource (by UID) up to date, at which generation.
     pub(super) verified: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     pub(super) progress_interval: Duration,
     /// Copies and syncs running at once, across every controller and namespace.

@@ -6,92 +6,14 @@ use super::controller::{Context, Error, backoff, now, render_namespace};
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, copying, reconcile};
 use super::progress::{CopyProgress, Tally};
+use super::running::{Reporting, status_patch, supervise};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Resolves when `ic` is deleted or its spec changes (polled: cheap, and
-/// independent of the controller's own watch).
-async fn superseded(client: &Client, ic: &ImageCopy) -> &'static str {
-    let api: Api<ImageCopy> = Api::namespaced(client.clone(), &ic.namespace().unwrap_or_else(|| "default".into()));
-    let name = ic.name_any();
-    loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        match api.get_opt(&name).await {
-            Ok(None) => return "deleted",
-            Ok(Some(o)) if o.meta().deletion_timestamp.is_some() => return "deleted",
-            Ok(Some(o)) if o.meta().generation != ic.meta().generation => return "spec changed",
-            _ => {}
-        }
-    }
-}
-
-/// Write a running copy's progress to status: first after a short grace
-/// (copies faster than that never show it), then at most every `every` and
-/// only when it moved. Returns when `done` fires, never in the middle of a
-/// write (one landing after the final status would undo it).
-async fn report_progress(
-    api: Api<ImageCopy>,
-    ic: &ImageCopy,
-    tally: Arc<Tally>,
-    every: Duration,
-    done: &tokio::sync::Notify,
-) {
-    let name = ic.name_any();
-    let mut last: Option<CopyProgress> = None;
-    loop {
-        let wait = if last.is_none() {
-            every.min(Duration::from_secs(1))
-        } else {
-            every
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = done.notified() => return,
-        }
-        let Some(p) = tally.snapshot() else { continue };
-        if last.as_ref() == Some(&p) {
-            continue;
-        }
-        let patch = if last.is_none() {
-            // The first write also says that a copy runs (kstatus Progressing).
-            json!({"status": copying(ic, &now(), p.clone())})
-        } else {
-            json!({"status": {"progress": p}})
-        };
-        match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
-            Ok(_) => last = Some(p),
-            Err(e) => tracing::debug!(imagecopy = %name, error = %e, "writing progress"),
-        }
-    }
-}
-
-/// A JSON merge patch taking status `old` to `new`: fields `new` drops are
-/// removed (a merge patch keeps what it does not mention), and `clear` too.
-fn status_patch<T: serde::Serialize>(old: Option<&T>, new: &T, clear: &[&str]) -> Result<serde_json::Value, Error> {
-    let to_value = |v| serde_json::to_value(v).map_err(|e: serde_json::Error| Error::Render(e.to_string()));
-    let mut patch = to_value(new)?;
-    let old = match old {
-        Some(o) => to_value(o)?,
-        None => serde_json::Value::Null,
-    };
-    let dropped = old.as_object().into_iter().flat_map(|o| o.keys().map(String::as_str));
-    if let Some(p) = patch.as_object_mut() {
-        for k in dropped.chain(clear.iter().copied()) {
-            if !p.contains_key(k) {
-                p.insert(k.to_string(), serde_json::Value::Null);
-            }
-        }
-    }
-    Ok(json!({ "status": patch }))
-}
 
 pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ic.namespace().unwrap_or_else(|| "default".into());
@@ -122,20 +44,18 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
     let at = now();
     let tally = Arc::new(Tally::default());
     let api: Api<ImageCopy> = Api::namespaced(ctx.client.clone(), &ns);
-    let done = tokio::sync::Notify::new();
-    let work = async {
-        let copy = async {
-            let s = reconcile(&ic, &env, &at, Some(tally.clone())).await;
-            // `notify_one` keeps a permit should the writer be mid-write.
-            done.notify_one();
-            s
-        };
-        let progress = report_progress(api.clone(), &ic, tally.clone(), ctx.progress_interval, &done);
-        tokio::join!(copy, progress).0
+    let reporting = Reporting {
+        every: ctx.progress_interval,
+        snapshot: || tally.snapshot(),
+        // The first write also says that a copy runs (kstatus Progressing).
+        patch: |p: &CopyProgress, first: bool| match first {
+            true => json!({"status": copying(&ic, &now(), p.clone())}),
+            false => json!({"status": {"progress": p}}),
+        },
     };
-    let outcome = tokio::select! {
-        s = work => Some(s),
-        why = superseded(&ctx.client, &ic) => {
+    let outcome = match supervise(&api, &*ic, reporting, reconcile(&ic, &env, &at, Some(tally.clone()))).await {
+        Ok(s) => Some(s),
+        Err(why) => {
             tracing::info!(imagecopy = %name, why, "copy cancelled");
             None
         }
@@ -245,25 +165,4 @@ fn verified_key(ic: &ImageCopy) -> String {
         .uid
         .clone()
         .unwrap_or_else(|| format!("{:?}/{}", ic.namespace(), ic.name_any()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::status_patch;
-    use serde_json::json;
-
-    #[test]
-    fn status_patches_remove_what_the_new_status_drops() {
-        let old = json!({"message": "m", "progress": {"bytesDone": 1}, "keep": 1});
-        let new = json!({"keep": 2});
-        assert_eq!(
-            status_patch(Some(&old), &new, &[]).unwrap(),
-            json!({"status": {"keep": 2, "message": null, "progress": null}})
-        );
-        // Without a previous status, only what is named is cleared.
-        assert_eq!(
-            status_patch(None, &new, &["progress"]).unwrap(),
-            json!({"status": {"keep": 2, "progress": null}})
-        );
-    }
 }

@@ -136,4 +136,7 @@ pub struct ImageSyncStatus {
     pub last_sync_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_sync_time: Option<String>,
+    /// How far the running sync has got; absent when no sync runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::progress::SyncProgress>,
 }

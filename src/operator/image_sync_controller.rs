@@ -1,14 +1,18 @@
 //! The ImageSync controller's reconcile: sync on spec changes and every
-//! interval, within the operator's global concurrency limit.
+//! interval, within the operator's global concurrency limit, with progress
+//! in status at a bounded rate; a spec change or deletion cancels the sync.
 
 use super::controller::{Context, Error, backoff, now, render_namespace};
 use super::image_sync::ImageSync;
+use super::image_sync_reconcile::{reconcile, syncing};
+use super::progress::{SyncProgress, SyncTally};
+use super::running::{Reporting, status_patch, supervise};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_else(|| "default".into());
@@ -23,23 +27,24 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
     // Level-triggered, but a sync is expensive: run it when the spec changed
-    // or the interval has passed since the last one.
+    // or the interval has passed since the last one — as this process
+    // remembers it (a reconcile may see an object older than its own last
+    // status write), else as the status says.
+    let uid = s.meta().uid.clone().unwrap_or_else(|| format!("ImageSync/{ns}/{name}"));
+    let remembered = ctx
+        .verified
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&uid)
+        .filter(|(generation, _)| *generation == s.meta().generation)
+        .map(|(_, at)| at.elapsed());
     let st = s.status.clone().unwrap_or_default();
-    let same_spec = st.observed_generation == s.meta().generation;
-    let due = st
-        .last_sync_time
-        .as_deref()
-        .and_then(crate::timestamp::parse_rfc3339)
-        .map(|last| crate::timestamp::now_unix() - last >= interval.as_secs() as i64)
-        .unwrap_or(true);
-    if same_spec && !due {
-        let left = st
-            .last_sync_time
-            .as_deref()
-            .and_then(crate::timestamp::parse_rfc3339)
-            .map(|last| interval.as_secs() as i64 - (crate::timestamp::now_unix() - last))
-            .unwrap_or(60);
-        return Ok(Action::requeue(Duration::from_secs(left.max(1) as u64)));
+    let from_status = (st.observed_generation == s.meta().generation)
+        .then(|| st.last_sync_time.as_deref().and_then(crate::timestamp::parse_rfc3339))
+        .flatten()
+        .map(|last| Duration::from_secs((crate::timestamp::now_unix() - last).max(0) as u64));
+    if let Some(left) = remembered.or(from_status).and_then(|since| interval.checked_sub(since)) {
+        return Ok(Action::requeue(left.max(Duration::from_secs(1))));
     }
     let Ok(_permit) = ctx.work.acquire().await else {
         return Ok(Action::requeue(Duration::from_secs(5)));
@@ -47,18 +52,50 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     let rendered = render_namespace(&ctx.client, &ns).await?;
     ctx.metrics.in_flight.inc();
     let started = std::time::Instant::now();
-    let mut status = super::image_sync_reconcile::reconcile(&s, &rendered, &now()).await;
+    let api: Api<ImageSync> = Api::namespaced(ctx.client.clone(), &ns);
+    let tally = Arc::new(SyncTally::default());
+    let counter = tally.clone();
+    let on_done: crate::sync::OnDone =
+        Arc::new(move |r: &crate::sync::ImageResult, total: usize| counter.done(r, total));
+    let reporting = Reporting {
+        every: ctx.progress_interval,
+        snapshot: || tally.snapshot(),
+        // The first write also says that a sync runs (kstatus Progressing).
+        patch: |p: &SyncProgress, first: bool| match first {
+            true => json!({"status": syncing(&s, &now(), p.clone())}),
+            false => json!({"status": {"progress": p}}),
+        },
+    };
+    let at = now();
+    let outcome = supervise(&api, &*s, reporting, reconcile(&s, &rendered, &at, Some(on_done))).await;
     ctx.metrics.in_flight.dec();
+    let mut status = match outcome {
+        Ok(st) => st,
+        Err(why) => {
+            tracing::info!(imagesync = %name, why, "sync cancelled");
+            ctx.metrics
+                .record("ImageSync", "cancelled", started.elapsed().as_secs_f64(), 0);
+            return Ok(Action::await_change());
+        }
+    };
     let result = if status.failed > 0 { "failed" } else { "synced" };
     ctx.metrics
         .record("ImageSync", result, started.elapsed().as_secs_f64(), 0);
     status.next_sync_time = Some(crate::timestamp::format_unix(
         crate::timestamp::now_unix() + interval.as_secs() as i64,
     ));
-    let api: Api<ImageSync> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+    let patch = status_patch(s.status.as_ref(), &status, &["progress"])?;
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
     let failed = status.failed > 0;
+    {
+        let mut verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if failed {
+            verified.remove(&uid);
+        } else {
+            verified.insert(uid, (s.meta().generation, Instant::now()));
+        }
+    }
     if let Some(wait) = backoff(&ctx, &format!("ImageSync/{ns}/{name}"), failed) {
         return Ok(Action::requeue(wait.min(interval)));
     }

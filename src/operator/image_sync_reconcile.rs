@@ -4,14 +4,35 @@
 use super::condition::{Condition, set};
 use super::credentials::Rendered;
 use super::image_sync::{ImageSync, ImageSyncStatus, SyncFailure};
+use super::progress::SyncProgress;
 use crate::sync::{self, Action, SyncOptions};
 use std::collections::BTreeMap;
 
-/// Run one sync for `s` (or plan it, with `dryRun`) and return its new status.
-pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str) -> ImageSyncStatus {
+/// `s`'s status while a sync runs: Progressing, with how far it got.
+pub fn syncing(s: &ImageSync, now: &str, progress: SyncProgress) -> ImageSyncStatus {
+    let mut st = s.status.clone().unwrap_or_default();
+    set(
+        &mut st.conditions,
+        Condition {
+            type_: "Progressing".into(),
+            status: "True".into(),
+            reason: "Syncing".into(),
+            message: format!("syncing {} to {}", s.spec.registry, s.spec.destination),
+            observed_generation: s.metadata.generation,
+            last_transition_time: now.into(),
+        },
+    );
+    st.progress = Some(progress);
+    st
+}
+
+/// Run one sync for `s` (or plan it, with `dryRun`) and return its new
+/// status; `on_done` is told each image's result.
+pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str, on_done: Option<sync::OnDone>) -> ImageSyncStatus {
     let generation = s.metadata.generation;
     let mut st = ImageSyncStatus {
         observed_generation: generation,
+        progress: None,
         ..s.status.clone().unwrap_or_default()
     };
     let fail = |st: &mut ImageSyncStatus, reason: &str, msg: String| {
@@ -76,6 +97,7 @@ pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str) -> ImageSyncStatu
         dry_run: s.spec.dry_run,
         src,
         dest,
+        on_done,
         ..SyncOptions::default()
     };
     let source = sync::SyncSource::Yaml(BTreeMap::from([(s.spec.registry.clone(), cfg)]));

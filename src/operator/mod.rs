@@ -18,6 +18,7 @@ pub mod progress;
 pub mod registry_credential;
 mod registry_credential_controller;
 pub mod run;
+mod running;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -88,6 +88,46 @@ impl Progress for Tally {
     }
 }
 
+/// How far a running sync has got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncProgress {
+    /// Images done, whatever became of them.
+    pub images_done: u64,
+    /// Images in the plan.
+    pub images_total: u64,
+    /// Images copied so far.
+    pub copied: u64,
+    /// Images failed so far.
+    pub failed: u64,
+}
+
+/// Counts a sync's finished images; [`SyncTally::snapshot`] goes to status.
+#[derive(Default)]
+pub struct SyncTally {
+    inner: Mutex<Option<SyncProgress>>,
+}
+
+impl SyncTally {
+    /// The progress so far; `None` until the first image is done.
+    pub fn snapshot(&self) -> Option<SyncProgress> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Count one finished image of a plan of `total`.
+    pub fn done(&self, r: &crate::sync::ImageResult, total: usize) {
+        let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let p = i.get_or_insert_with(SyncProgress::default);
+        p.images_total = total as u64;
+        p.images_done += 1;
+        match r.action {
+            crate::sync::Action::Copied => p.copied += 1,
+            crate::sync::Action::Failed => p.failed += 1,
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

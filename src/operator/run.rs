@@ -170,7 +170,7 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String>
             ));
         }
         for s in m.syncs.iter().filter(|s| s.namespace().as_deref() == Some(ns.as_str())) {
-            let st = super::image_sync_reconcile::reconcile(s, &rendered, now).await;
+            let st = super::image_sync_reconcile::reconcile(s, &rendered, now, None).await;
             statuses.push((
                 "ImageSync".into(),
                 ns.clone(),

@@ -218,11 +218,17 @@ pub async fn execute(plan: &Plan, opts: &SyncOptions) -> SyncReport {
                         bytes: 0,
                         error: None,
                     };
+                    if let Some(f) = &opts.on_done {
+                        f(&r, total);
+                    }
                     return (i, r);
                 }
                 let r = sync_one(item, opts, i + 1, total).await;
                 if r.action == Action::Failed && !opts.keep_going {
                     stop.store(true, Ordering::SeqCst);
+                }
+                if let Some(f) = &opts.on_done {
+                    f(&r, total);
                 }
                 (i, r)
             }

@@ -45,10 +45,15 @@ pub struct SyncOptions {
     pub dest: OpenOptions,
     /// Told when each image starts copying (for the CLI's log lines).
     pub on_start: Option<OnStart>,
+    /// Told when each image is done, whatever became of it (for progress).
+    pub on_done: Option<OnDone>,
 }
 
 /// A callback told when each image starts.
 pub type OnStart = std::sync::Arc<dyn Fn(&ImageStart<'_>) + Send + Sync>;
+
+/// A callback told each image's result and the plan's size.
+pub type OnDone = std::sync::Arc<dyn Fn(&ImageResult, usize) + Send + Sync>;
 
 /// An image about to be copied (or, with `dry_run`, that would be).
 #[derive(Debug)]

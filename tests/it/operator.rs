@@ -988,3 +988,71 @@ fn kubectl_apply_of_the_example_then_wait_until_the_operator_made_it_ready() {
         "the mirror holds the same image (index and all)"
     );
 }
+
+#[test]
+fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
+    use crate::registry_copy::seed;
+    use crate::support::image::Spec;
+    use crate::support::registry::{Mode, Registry};
+    use kube::api::{Patch, PatchParams};
+    use std::time::Duration;
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    for i in 0..8u64 {
+        let spec = Spec {
+            layers: vec![400_000],
+            seed: 300 + i,
+            ..Spec::default()
+        };
+        seed(&src, home.path(), &format!("sync/app:{i}"), &spec);
+    }
+    // ~400 KB at 16 KiB per 10 ms: a quarter of a second an image, one at a time.
+    let slow = crate::support::proxy::slow(&src.host, Duration::from_millis(10));
+    let server = ApiServer::start(Options::default());
+    runtime().block_on(async {
+        let client = cluster(&server).await;
+        for host in [&slow, &dst.host] {
+            post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
+                &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
+        }
+        let opts = kopeo::operator::controller::OperatorOptions { progress_interval: Duration::from_millis(200), ..operator_options() };
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
+        let syncs = kopeo_api(&client, "ImageSync", "imagesyncs");
+        let sync = |name: &str| json!({"metadata": {"name": name}, "spec": {"registry": slow, "images": {"sync/app": []},
+            "destination": format!("{}/{name}", dst.host), "concurrency": 1, "interval": "1h"}});
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs", &sync("a")).await;
+        let mut done_seen = vec![];
+        let mut st = Value::Null;
+        for _ in 0..1500 {
+            st = syncs.get("a").await.unwrap().data["status"].clone();
+            if st["lastSyncTime"].is_string() {
+                break;
+            }
+            if let Some(d) = st["progress"]["imagesDone"].as_u64() {
+                assert_eq!(st["progress"]["imagesTotal"], 8, "{st}");
+                assert!(st["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Progressing" && c["status"] == "True" && c["reason"] == "Syncing"), "{st}");
+                if done_seen.last() != Some(&d) {
+                    done_seen.push(d);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(st["copied"], 8, "{st}");
+        assert!(st.get("progress").is_none(), "progress is cleared when the sync ends: {st}");
+        assert!(done_seen.len() >= 2 && done_seen.windows(2).all(|w| w[0] < w[1]), "{done_seen:?}");
+
+        // Suspending a running sync cancels it: the images not yet copied stay uncopied.
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs", &sync("b")).await;
+        for _ in 0..500 {
+            if syncs.get("b").await.unwrap().data["status"]["progress"]["imagesDone"].as_u64().unwrap_or(0) >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        syncs.patch("b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}}))).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let copied = kopeo_tags(&dst, "b/app").await.len();
+        assert!((1..8).contains(&copied), "the suspended sync stopped part-way: {copied} of 8 copied");
+        operator.abort();
+    });
+}
