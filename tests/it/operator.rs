@@ -449,6 +449,15 @@ struct OperatorProcess {
 
 impl OperatorProcess {
     fn start(home: &std::path::Path, kubeconfig: &std::path::Path, name: &'static str) -> OperatorProcess {
+        Self::start_with(home, kubeconfig, name, &[])
+    }
+
+    fn start_with(
+        home: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        name: &'static str,
+        env: &[(&str, &str)],
+    ) -> OperatorProcess {
         // A free loopback port for /metrics (released just before kopeo binds it).
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -466,6 +475,7 @@ impl OperatorProcess {
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
             .env("HOME", home)
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(home.join(format!("{name}.out"))).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -913,11 +923,14 @@ fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
 
 #[test]
 fn kubectl_apply_of_the_example_then_wait_until_the_operator_made_it_ready() {
-    use crate::support::registry::{Mode, Registry};
+    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+    use base64::Engine as _;
     use sha2::{Digest as _, Sha256};
     let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    // The source needs a password (a canary: it must not show up anywhere).
+    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
     let root = env!("CARGO_MANIFEST_DIR");
+    let creds = format!("--creds={USER}:{PASSWORD}");
     kopeo(
         home.path(),
         &[
@@ -925,13 +938,14 @@ fn kubectl_apply_of_the_example_then_wait_until_the_operator_made_it_ready() {
             "-q",
             "--all",
             "--dest-tls-verify=false",
+            &format!("--dest-{}", &creds[2..]),
             &format!("oci:{root}/examples/hello:1.0"),
             &src.image("hello:1.0"),
         ],
     )
     .ok();
     let raw = |image: String| {
-        let out = kopeo(home.path(), &["inspect", "--raw", "--tls-verify=false", &image])
+        let out = kopeo(home.path(), &["inspect", "--raw", "--tls-verify=false", &creds, &image])
             .ok()
             .stdout;
         format!("sha256:{}", hex::encode(Sha256::digest(out.as_bytes())))
@@ -960,20 +974,21 @@ fn kubectl_apply_of_the_example_then_wait_until_the_operator_made_it_ready() {
         .unwrap()
         .replace("registry.example", &src.host)
         .replace("mirror.example", &dst.host);
-    let creds: String = [("source", &src.host), ("mirror", &dst.host)]
-        .iter()
-        .map(|(name, host)| {
-            format!("---\napiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: {name}, namespace: default}}\nspec: {{registry: \"{host}\", tls: {{insecure: true}}}}\n")
-        })
-        .collect();
+    let credentials = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: source-login, namespace: default}}\ntype: kubernetes.io/basic-auth\nstringData: {{username: {USER}, password: {PASSWORD}}}\n\
+         ---\napiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: source, namespace: default}}\nspec: {{registry: \"{}\", secretRef: {{name: source-login}}, tls: {{insecure: true}}}}\n\
+         ---\napiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: mirror, namespace: default}}\nspec: {{registry: \"{}\", tls: {{insecure: true}}}}\n",
+        src.host, dst.host
+    );
     let manifests = home.path().join("manifests.yaml");
-    std::fs::write(&manifests, format!("{example}{creds}")).unwrap();
+    std::fs::write(&manifests, format!("{example}{credentials}")).unwrap();
     let applied = kubectl(&["apply", "-f", manifests.to_str().unwrap()]);
     assert!(
         applied.contains("imagecopy.kopeo.dev/hello-mirror created"),
         "{applied}"
     );
-    let _operator = OperatorProcess::start(home.path(), &kc, "e2e");
+    // Debug logging everywhere: still no secret in the log.
+    let operator = OperatorProcess::start_with(home.path(), &kc, "e2e", &[("KOPEO_LOG", "debug")]);
     kubectl(&[
         "wait",
         "--for=condition=Ready",
@@ -987,6 +1002,26 @@ fn kubectl_apply_of_the_example_then_wait_until_the_operator_made_it_ready() {
         want,
         "the mirror holds the same image (index and all)"
     );
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let shown = [
+        kubectl(&["get", "imagecopies,registrycredentials", "-o", "yaml"]),
+        kubectl(&["get", "events.events.k8s.io", "-o", "yaml"]),
+        std::fs::read_to_string(&operator.log).unwrap(),
+    ];
+    assert!(
+        shown[2].contains("leading") && shown[2].contains("DEBUG"),
+        "the operator's debug log: {}",
+        shown[2]
+    );
+    for text in &shown {
+        for canary in [PASSWORD, basic.as_str()] {
+            assert!(!text.contains(canary), "a secret leaked: {text}");
+        }
+        assert!(
+            !text.to_lowercase().contains("authorization: "),
+            "an auth header was logged: {text}"
+        );
+    }
 }
 
 #[test]
