@@ -680,31 +680,19 @@ fn operator_recovers_from_wrong_credentials_and_follows_a_moved_tag() {
 
 #[test]
 fn a_spec_change_mid_copy_cancels_the_running_copy() {
-    use crate::registry_copy::seed;
-    use crate::support::image::Spec;
-    use crate::support::registry::{Mode, Registry};
     use kube::api::{Patch, PatchParams};
-    let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
-    let img = seed(
-        &src,
-        home.path(),
-        "big/app:1",
-        &Spec {
-            layers: vec![3_000_000],
-            seed: 111,
-            ..Spec::default()
-        },
-    );
     // ~3 MB at 16 KiB per 10 ms: the first copy is still running when the spec changes.
-    let slow = crate::support::proxy::slow(&src.host, std::time::Duration::from_millis(10));
+    let SlowCopy {
+        home,
+        src: _src,
+        dst,
+        img,
+        slow,
+    } = slow_copy(111);
     let server = ApiServer::start(Options::default());
     runtime().block_on(async {
         let client = cluster(&server).await;
-        for host in [&slow, &dst.host] {
-            post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
-                &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
-        }
+        insecure_credentials(&server, &[&slow, &dst.host]).await;
         let operator = start_operator(&client);
         post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &json!({"metadata": {"name": "c"}, "spec": {
             "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/first/app:1", dst.host)}})).await;
@@ -731,25 +719,16 @@ fn a_spec_change_mid_copy_cancels_the_running_copy() {
 
 #[test]
 fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
-    use crate::registry_copy::seed;
-    use crate::support::image::Spec;
-    use crate::support::registry::{Mode, Registry};
     use kube::api::DeleteParams;
     use std::time::{Duration, Instant};
-    let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
-    let img = seed(
-        &src,
-        home.path(),
-        "big/app:1",
-        &Spec {
-            layers: vec![3_000_000],
-            seed: 112,
-            ..Spec::default()
-        },
-    );
     // ~3 MB at 16 KiB per 10 ms: about two seconds a copy.
-    let slow = crate::support::proxy::slow(&src.host, Duration::from_millis(10));
+    let SlowCopy {
+        home,
+        src: _src,
+        dst,
+        img,
+        slow,
+    } = slow_copy(112);
     let audit = home.path().join("audit.log");
     let server = ApiServer::start(Options {
         audit_log: Some(audit.clone()),
@@ -758,17 +737,22 @@ fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
     let interval = Duration::from_millis(200);
     runtime().block_on(async {
         let client = cluster(&server).await;
-        for host in [&slow, &dst.host] {
-            post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
-                &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
-        }
-        let opts = kopeo::operator::controller::OperatorOptions { progress_interval: interval, ..operator_options() };
+        insecure_credentials(&server, &[&slow, &dst.host]).await;
+        let opts = kopeo::operator::controller::OperatorOptions {
+            progress_interval: interval,
+            ..operator_options()
+        };
         let metrics = opts.metrics.clone();
         let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
         let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
         let started = Instant::now();
-        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &json!({"metadata": {"name": "c"}, "spec": {
-            "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/c/app:1", dst.host)}})).await;
+        post(
+            &server,
+            "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies",
+            &json!({"metadata": {"name": "c"}, "spec": {
+            "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/c/app:1", dst.host)}}),
+        )
+        .await;
         // While it runs: Progressing, with progress that moves.
         let mut seen: Vec<u64> = vec![];
         let mut st = Value::Null;
@@ -778,11 +762,17 @@ fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
                 break;
             }
             if let Some(done) = st["progress"]["bytesDone"].as_u64() {
-                let progressing = st["conditions"].as_array().unwrap().iter()
+                let progressing = st["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
                     .any(|c| c["type"] == "Progressing" && c["status"] == "True" && c["reason"] == "Copying");
                 assert!(progressing, "{st}");
                 let total = st["progress"]["bytesTotal"].as_u64().unwrap_or(0);
-                assert!(total > 3_000_000 && done <= total && st["progress"]["blobsTotal"] == 2, "{st}");
+                assert!(
+                    total > 3_000_000 && done <= total && st["progress"]["blobsTotal"] == 2,
+                    "{st}"
+                );
                 if seen.last() != Some(&done) {
                     seen.push(done);
                 }
@@ -791,18 +781,36 @@ fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
         }
         let elapsed = started.elapsed();
         assert_eq!(st["destinationDigest"], img.digest.as_str(), "{st}");
-        assert!(st.get("progress").is_none(), "progress is cleared when the copy ends: {st}");
-        assert!(seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]), "progress moved forward in status: {seen:?}");
+        assert!(
+            st.get("progress").is_none(),
+            "progress is cleared when the copy ends: {st}"
+        );
+        assert!(
+            seen.len() >= 2 && seen.windows(2).all(|w| w[0] < w[1]),
+            "progress moved forward in status: {seen:?}"
+        );
         // Bounded: the first write after a grace, then one per interval at most, then the result.
         let writes = status_writes(&audit, "imagecopies", "c");
         let bound = (elapsed.as_millis() / interval.as_millis()) as usize + 2;
-        assert!(writes >= 3 && writes <= bound, "{writes} status writes in {elapsed:?} (at most {bound})");
+        assert!(
+            writes >= 3 && writes <= bound,
+            "{writes} status writes in {elapsed:?} (at most {bound})"
+        );
 
         // A deletion mid-copy cancels the copy: nothing reaches the destination.
-        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &json!({"metadata": {"name": "d"}, "spec": {
-            "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/d/app:1", dst.host)}})).await;
+        post(
+            &server,
+            "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies",
+            &json!({"metadata": {"name": "d"}, "spec": {
+            "source": format!("docker://{slow}/big/app:1"), "destination": format!("docker://{}/d/app:1", dst.host)}}),
+        )
+        .await;
         for _ in 0..500 {
-            if copies.get("d").await.unwrap().data["status"]["progress"]["bytesDone"].as_u64().unwrap_or(0) > 0 {
+            if copies.get("d").await.unwrap().data["status"]["progress"]["bytesDone"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -818,9 +826,52 @@ fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
         assert_eq!(metrics.in_flight.get(), 0, "the deleted resource's copy stopped");
         // Longer than the whole copy would have taken: still nothing there.
         tokio::time::sleep(elapsed).await;
-        assert!(kopeo_tags(&dst, "d/app").await.is_empty(), "a cancelled copy commits nothing");
+        assert!(
+            kopeo_tags(&dst, "d/app").await.is_empty(),
+            "a cancelled copy commits nothing"
+        );
         operator.abort();
     });
+}
+
+/// Two plain registries and a ~3 MB image on the first, served through a
+/// slow proxy: about two seconds a copy.
+struct SlowCopy {
+    home: tempfile::TempDir,
+    src: crate::support::registry::Registry,
+    dst: crate::support::registry::Registry,
+    img: crate::support::image::Built,
+    slow: String,
+}
+
+fn slow_copy(seed: u64) -> SlowCopy {
+    use crate::support::image::Spec;
+    use crate::support::registry::{Mode, Registry};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let spec = Spec {
+        layers: vec![3_000_000],
+        seed,
+        ..Spec::default()
+    };
+    let img = crate::registry_copy::seed(&src, home.path(), "big/app:1", &spec);
+    // 16 KiB per 10 ms.
+    let slow = crate::support::proxy::slow(&src.host, std::time::Duration::from_millis(10));
+    SlowCopy {
+        home,
+        src,
+        dst,
+        img,
+        slow,
+    }
+}
+
+/// RegistryCredentials in `default` with only `tls.insecure`, one per host.
+async fn insecure_credentials(server: &ApiServer, hosts: &[&String]) {
+    for host in hosts {
+        post(server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
+            &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
+    }
 }
 
 /// How many writes to the status of `resource`/`name` the audit log records.
@@ -1046,16 +1097,23 @@ fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
     let server = ApiServer::start(Options::default());
     runtime().block_on(async {
         let client = cluster(&server).await;
-        for host in [&slow, &dst.host] {
-            post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
-                &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
-        }
-        let opts = kopeo::operator::controller::OperatorOptions { progress_interval: Duration::from_millis(200), ..operator_options() };
+        insecure_credentials(&server, &[&slow, &dst.host]).await;
+        let opts = kopeo::operator::controller::OperatorOptions {
+            progress_interval: Duration::from_millis(200),
+            ..operator_options()
+        };
         let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
         let syncs = kopeo_api(&client, "ImageSync", "imagesyncs");
-        let sync = |name: &str| json!({"metadata": {"name": name}, "spec": {"registry": slow, "images": {"sync/app": []},
-            "destination": format!("{}/{name}", dst.host), "concurrency": 1, "interval": "1h"}});
-        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs", &sync("a")).await;
+        let sync = |name: &str| {
+            json!({"metadata": {"name": name}, "spec": {"registry": slow, "images": {"sync/app": []},
+            "destination": format!("{}/{name}", dst.host), "concurrency": 1, "interval": "1h"}})
+        };
+        post(
+            &server,
+            "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs",
+            &sync("a"),
+        )
+        .await;
         let mut done_seen = vec![];
         let mut st = Value::Null;
         for _ in 0..1500 {
@@ -1065,7 +1123,14 @@ fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
             }
             if let Some(d) = st["progress"]["imagesDone"].as_u64() {
                 assert_eq!(st["progress"]["imagesTotal"], 8, "{st}");
-                assert!(st["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Progressing" && c["status"] == "True" && c["reason"] == "Syncing"), "{st}");
+                assert!(
+                    st["conditions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|c| c["type"] == "Progressing" && c["status"] == "True" && c["reason"] == "Syncing"),
+                    "{st}"
+                );
                 if done_seen.last() != Some(&d) {
                     done_seen.push(d);
                 }
@@ -1073,21 +1138,46 @@ fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(st["copied"], 8, "{st}");
-        assert!(st.get("progress").is_none(), "progress is cleared when the sync ends: {st}");
-        assert!(done_seen.len() >= 2 && done_seen.windows(2).all(|w| w[0] < w[1]), "{done_seen:?}");
+        assert!(
+            st.get("progress").is_none(),
+            "progress is cleared when the sync ends: {st}"
+        );
+        assert!(
+            done_seen.len() >= 2 && done_seen.windows(2).all(|w| w[0] < w[1]),
+            "{done_seen:?}"
+        );
 
         // Suspending a running sync cancels it: the images not yet copied stay uncopied.
-        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs", &sync("b")).await;
+        post(
+            &server,
+            "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs",
+            &sync("b"),
+        )
+        .await;
         for _ in 0..500 {
-            if syncs.get("b").await.unwrap().data["status"]["progress"]["imagesDone"].as_u64().unwrap_or(0) >= 1 {
+            if syncs.get("b").await.unwrap().data["status"]["progress"]["imagesDone"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        syncs.patch("b", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}}))).await.unwrap();
+        syncs
+            .patch(
+                "b",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"suspend": true}})),
+            )
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let copied = kopeo_tags(&dst, "b/app").await.len();
-        assert!((1..8).contains(&copied), "the suspended sync stopped part-way: {copied} of 8 copied");
+        assert!(
+            (1..8).contains(&copied),
+            "the suspended sync stopped part-way: {copied} of 8 copied"
+        );
         operator.abort();
     });
 }
