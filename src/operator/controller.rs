@@ -156,8 +156,7 @@ pub async fn run(client: Client, opts: OperatorOptions) {
 
 /// [`run`] until `shutdown` resolves: running copies are dropped (nothing
 /// half-committed: every destination commits atomically, last) and a held
-/// Lease is released. (A standby kube-lease-manager looks again only when
-/// the Lease would have expired, so it takes over within the 15 s duration.)
+/// Lease is released; a standby replica sees that and takes it at once.
 pub async fn run_until(client: Client, opts: OperatorOptions, shutdown: impl std::future::Future<Output = ()>) {
     opts.metrics.ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let Some(le) = opts.leader_election.clone() else {
@@ -167,33 +166,71 @@ pub async fn run_until(client: Client, opts: OperatorOptions, shutdown: impl std
         }
         return;
     };
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease)
-        .with_namespace(&le.namespace)
-        .with_identity(&opts.instance)
-        .with_duration(15)
-        .with_grace(5)
-        .build()
-        .await;
-    let manager = match manager {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::error!(error = %e, "leader election unavailable");
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease)
+            .with_namespace(&le.namespace)
+            .with_identity(&opts.instance)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await;
+        let manager = match manager {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "leader election unavailable, trying again in 5s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                    _ = &mut shutdown => return,
+                }
+            }
+        };
+        let (leading, task) = manager.watch().await;
+        let again = tokio::select! {
+            _ = lead(client.clone(), &opts, leading) => false,
+            _ = released(&client, &le, &opts.instance) => {
+                tracing::info!(instance = %opts.instance, "the lease was released, trying to take it");
+                true
+            }
+            _ = &mut shutdown => {
+                tracing::info!(instance = %opts.instance, "shutting down");
+                false
+            }
+        };
+        opts.metrics.leader.set(0);
+        // `lead` dropped the last receiver: the manager releases the Lease
+        // if this replica holds it.
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(_))) if !again => tracing::info!(instance = %opts.instance, "released the lease"),
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the lease"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease manager task"),
+            Err(_) => tracing::warn!("releasing the lease timed out"),
+        }
+        if !again {
             return;
         }
-    };
-    let (leading, task) = manager.watch().await;
-    tokio::select! {
-        _ = lead(client, &opts, leading) => {}
-        _ = shutdown => tracing::info!(instance = %opts.instance, "shutting down"),
     }
-    opts.metrics.leader.set(0);
-    // `lead` dropped the last receiver: the manager releases the Lease.
-    match tokio::time::timeout(Duration::from_secs(5), task).await {
-        Ok(Ok(Ok(_))) => tracing::info!(instance = %opts.instance, "released the lease"),
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the lease"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "lease manager task"),
-        Err(_) => tracing::warn!("releasing the lease timed out"),
+}
+
+/// Resolves when another replica, seen holding the Lease, released it on
+/// the way out. kube-lease-manager's standby would wait for the Lease to
+/// expire (15 s); a new manager takes a free Lease at once.
+async fn released(client: &Client, le: &LeaderElection, me: &str) {
+    use kube::runtime::WatchStreamExt as _;
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &le.namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", le.lease));
+    let mut leases = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+    let mut held_by_other = false;
+    while let Some(l) = leases.next().await {
+        let Ok(l) = l else { continue };
+        match l.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty()) {
+            Some(h) => held_by_other = h != me,
+            None if held_by_other => return,
+            None => {}
+        }
     }
+    std::future::pending().await
 }
 
 /// Run the controllers whenever `leading` says this replica holds the Lease.
