@@ -535,7 +535,7 @@ async fn wait_ready(copies: &kube::Api<kube::api::DynamicObject>, name: &str, tr
 }
 
 #[test]
-fn two_operator_processes_elect_one_leader_and_fail_over_on_sigterm() {
+fn operator_processes_elect_one_leader_and_fail_over_on_sigterm_and_on_a_crash() {
     use crate::support::image::{Spec, build};
     use crate::support::registry::{Mode, Registry};
     use kube::api::{Api, PostParams};
@@ -609,6 +609,20 @@ fn two_operator_processes_elect_one_leader_and_fail_over_on_sigterm() {
         assert_eq!(new_holder, replicas[0].name);
         eprintln!("failover: the standby copied {:?} after the leader's SIGTERM", stopped.elapsed());
         assert!(replicas[0].get("/metrics").await.1.contains("kopeo_leader 1"));
+
+        // A leader that dies without a word (SIGKILL) keeps the Lease until it
+        // expires (15 s); then a standby takes over.
+        replicas.push(OperatorProcess::start(home.path(), &kubeconfig, "replica-c"));
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut dead = replicas.remove(0);
+        dead.child.kill().unwrap();
+        dead.child.wait().unwrap();
+        let killed = std::time::Instant::now();
+        copies.create(&PostParams::default(), &image_copy("third")).await.unwrap();
+        assert!(wait_ready(&copies, "third", 1200).await, "the standby took over from a dead leader");
+        let holder = leases.get("kopeo-leader").await.unwrap().spec.unwrap().holder_identity.unwrap();
+        assert_eq!(holder, "replica-c");
+        eprintln!("failover: the standby copied {:?} after the leader was killed", killed.elapsed());
     });
 }
 
