@@ -110,11 +110,33 @@ pub async fn render_namespace(client: &Client, ns: &str) -> Result<Rendered, Err
     Rendered::new(&creds, |name| secrets.iter().find(|s| s.name_any() == name)).map_err(Error::Render)
 }
 
+/// Entries kept per in-memory map before it is emptied: deleted resources
+/// leave entries behind, and forgetting costs only a re-check (or a reset
+/// backoff) per resource.
+const REMEMBERED: usize = 100_000;
+
+/// Note that this process brought the resource `uid` up to date at
+/// `generation` (or forget it, when it is not).
+pub(super) fn remember(ctx: &Context, uid: String, generation: Option<i64>, up_to_date: bool) {
+    let mut verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
+    if !up_to_date {
+        verified.remove(&uid);
+        return;
+    }
+    if verified.len() >= REMEMBERED {
+        verified.clear();
+    }
+    verified.insert(uid, (generation, Instant::now()));
+}
+
 pub(super) fn backoff(ctx: &Context, key: &str, failed: bool) -> Option<Duration> {
     let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     if !failed {
         f.remove(key);
         return None;
+    }
+    if f.len() >= REMEMBERED && !f.contains_key(key) {
+        f.clear();
     }
     let n = f.entry(key.to_string()).or_insert(0);
     *n += 1;

@@ -2,7 +2,7 @@
 //! source tag moved, report progress at a bounded rate, cancel a copy whose
 //! resource changed or went away, and write status only when it changed.
 
-use super::controller::{Context, Error, backoff, now, render_namespace};
+use super::controller::{Context, Error, backoff, now, remember, render_namespace};
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, copying, reconcile};
 use super::progress::{CopyProgress, Tally};
@@ -13,7 +13,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = ic.namespace().unwrap_or_else(|| "default".into());
@@ -118,14 +118,7 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         .conditions
         .iter()
         .any(|c| c.type_ == "Stalled" && c.status == "True");
-    {
-        let mut verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if ready {
-            verified.insert(verified_key(&ic), (ic.meta().generation, Instant::now()));
-        } else {
-            verified.remove(&verified_key(&ic));
-        }
-    }
+    remember(&ctx, verified_key(&ic), ic.meta().generation, ready);
     if let Some(wait) = backoff(&ctx, &key, !ready && !ic.spec.suspend) {
         return Ok(Action::requeue(if stalled {
             wait.max(Duration::from_secs(60))

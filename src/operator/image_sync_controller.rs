@@ -2,7 +2,7 @@
 //! interval, within the operator's global concurrency limit, with progress
 //! in status at a bounded rate; a spec change or deletion cancels the sync.
 
-use super::controller::{Context, Error, backoff, now, render_namespace};
+use super::controller::{Context, Error, backoff, now, remember, render_namespace};
 use super::image_sync::ImageSync;
 use super::image_sync_reconcile::{reconcile, syncing};
 use super::progress::{SyncProgress, SyncTally};
@@ -12,7 +12,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_else(|| "default".into());
@@ -88,14 +88,7 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
     let failed = status.failed > 0;
-    {
-        let mut verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if failed {
-            verified.remove(&uid);
-        } else {
-            verified.insert(uid, (s.meta().generation, Instant::now()));
-        }
-    }
+    remember(&ctx, uid, s.meta().generation, !failed);
     if let Some(wait) = backoff(&ctx, &format!("ImageSync/{ns}/{name}"), failed) {
         return Ok(Action::requeue(wait.min(interval)));
     }
