@@ -5,7 +5,7 @@
 //! backing off exponentially — plus leader election and shutdown. Each
 //! kind's reconcile lives beside its type (`*_controller.rs`).
 
-use super::credentials::Rendered;
+use super::credentials::{self, Rendered};
 use super::image_copy::ImageCopy;
 use super::image_copy_controller::reconcile_copy;
 use super::image_sync::ImageSync;
@@ -97,12 +97,11 @@ pub async fn render_namespace(client: &Client, ns: &str) -> Result<Rendered, Err
     // Only the Secrets the credentials name are read: a namespace may hold
     // many, and this runs on every reconcile.
     let api = Api::<Secret>::namespaced(client.clone(), ns);
+    let mut names: Vec<String> = creds.iter().flat_map(credentials::secret_names).collect();
+    names.sort();
+    names.dedup();
     let mut secrets = vec![];
-    for name in creds
-        .iter()
-        .filter_map(|c| c.spec.secret_ref.as_ref())
-        .map(|r| r.name.clone())
-    {
+    for name in names {
         if let Some(s) = api.get_opt(&name).await? {
             secrets.push(s);
         }

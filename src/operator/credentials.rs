@@ -90,6 +90,71 @@ pub fn entries(cred: &RegistryCredential, secret: Option<&Secret>) -> Result<Map
     Ok(out)
 }
 
+/// The Secrets `cred` names (credentials, CA, client certificate).
+pub fn secret_names(cred: &RegistryCredential) -> Vec<String> {
+    let tls = cred.spec.tls.as_ref();
+    [
+        cred.spec.secret_ref.as_ref(),
+        tls.and_then(|t| t.ca_secret_ref.as_ref()),
+        tls.and_then(|t| t.client_cert_secret_ref.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|r| r.name.clone())
+    .collect()
+}
+
+/// TLS material from a credential's Secrets, as certs.d files: a CA
+/// (`ca.crt` of `caSecretRef`) and a client pair (`tls.crt`/`tls.key` of
+/// the `kubernetes.io/tls` Secret `clientCertSecretRef`).
+pub fn tls_files<'a>(
+    cred: &RegistryCredential,
+    secret: impl Fn(&str) -> Option<&'a Secret>,
+) -> Result<Vec<(String, Vec<u8>)>, CredentialProblem> {
+    let Some(tls) = &cred.spec.tls else {
+        return Ok(vec![]);
+    };
+    let find = |name: &str| {
+        secret(name).ok_or_else(|| CredentialProblem {
+            reason: "SecretNotFound",
+            message: format!("Secret {name:?} does not exist in this namespace"),
+        })
+    };
+    let key = |s: &Secret, name: &str, k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| b.0.clone())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| CredentialProblem {
+                reason: "SecretMalformed",
+                message: format!("Secret {name:?} has no {k} key"),
+            })
+    };
+    // Named after the credential: several credentials may share a host.
+    let stem = cred.name_any();
+    let mut files = vec![];
+    if let Some(r) = &tls.ca_secret_ref {
+        files.push((format!("{stem}.crt"), key(find(&r.name)?, &r.name, "ca.crt")?));
+    }
+    if let Some(r) = &tls.client_cert_secret_ref {
+        let s = find(&r.name)?;
+        files.push((format!("{stem}.cert"), key(s, &r.name, "tls.crt")?));
+        files.push((format!("{stem}.key"), key(s, &r.name, "tls.key")?));
+    }
+    Ok(files)
+}
+
+/// Whether `cred` can be used: its Secrets exist and are well-formed.
+pub fn verdict<'a>(
+    cred: &RegistryCredential,
+    secret: impl Fn(&str) -> Option<&'a Secret>,
+) -> Result<(), CredentialProblem> {
+    let auth = cred.spec.secret_ref.as_ref().and_then(|r| secret(&r.name));
+    entries(cred, auth)?;
+    tls_files(cred, secret).map(|_| ())
+}
+
 /// The auth.json document for a set of credential entries.
 pub fn auth_json(entries: Map<String, Value>) -> Value {
     json!({ "auths": entries })
@@ -101,6 +166,8 @@ pub struct Rendered {
     _dir: tempfile::TempDir,
     authfile: PathBuf,
     insecure: Vec<String>,
+    /// certs.d-style directories by registry host.
+    cert_dirs: std::collections::HashMap<String, PathBuf>,
     /// The merged auth.json document (also kept as a pull Secret).
     pub document: Value,
     /// Each credential's verdict, by name.
@@ -113,22 +180,39 @@ impl Rendered {
         creds: impl IntoIterator<Item = &'a RegistryCredential>,
         secret: impl Fn(&str) -> Option<&'a Secret>,
     ) -> Result<Rendered, String> {
-        let mut all = Map::new();
-        let mut insecure = vec![];
-        let mut verdicts = vec![];
-        for c in creds {
-            let found = c.spec.secret_ref.as_ref().and_then(|r| secret(&r.name));
-            let verdict = entries(c, found).map(|e| all.extend(e));
-            verdicts.push((c.name_any(), verdict));
-            if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
-                insecure.push(c.spec.registry.clone());
-            }
-        }
-        let document = auth_json(all);
         let dir = tempfile::Builder::new()
             .prefix("kopeo-auth-")
             .tempdir()
             .map_err(|e| e.to_string())?;
+        let mut all = Map::new();
+        let mut insecure = vec![];
+        let mut cert_dirs = std::collections::HashMap::new();
+        let mut verdicts = vec![];
+        for c in creds {
+            let host = c.spec.registry.split('/').next().unwrap_or_default().to_string();
+            let found = c.spec.secret_ref.as_ref().and_then(|r| secret(&r.name));
+            let verdict = entries(c, found).and_then(|e| Ok((e, tls_files(c, &secret)?)));
+            let verdict = match verdict {
+                Ok((e, files)) => {
+                    all.extend(e);
+                    if !files.is_empty() {
+                        let certs = dir.path().join("certs.d").join(&host);
+                        std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
+                        for (name, bytes) in files {
+                            std::fs::write(certs.join(name), bytes).map_err(|e| e.to_string())?;
+                        }
+                        cert_dirs.insert(host.clone(), certs);
+                    }
+                    Ok(())
+                }
+                Err(p) => Err(p),
+            };
+            verdicts.push((c.name_any(), verdict));
+            if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
+                insecure.push(host);
+            }
+        }
+        let document = auth_json(all);
         let authfile = dir.path().join("auth.json");
         let mut f = crate::auth::AuthFile::empty(&authfile);
         f.replace_all(document.clone());
@@ -137,6 +221,7 @@ impl Rendered {
             _dir: dir,
             authfile,
             insecure,
+            cert_dirs,
             document,
             verdicts,
         })
@@ -147,9 +232,10 @@ impl Rendered {
         let mut o = OpenOptions::default();
         o.registry.auth.authfile = Some(self.authfile.clone());
         if let Ok(ImageReference::Docker(d)) = reference.parse::<ImageReference>() {
-            if self.insecure.iter().any(|k| k.split('/').next() == Some(d.domain())) {
+            if self.insecure.iter().any(|h| h == d.domain()) {
                 o.registry.tls.verify = Some(false);
             }
+            o.registry.tls.cert_dir = self.cert_dirs.get(d.domain()).cloned();
         }
         o
     }

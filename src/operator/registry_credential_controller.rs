@@ -1,5 +1,6 @@
 //! The RegistryCredential controller's reconcile: report whether each
-//! credential's Secret exists and is well-formed, and keep the namespace's
+//! credential's Secrets (login, CA, client certificate) exist and are
+//! well-formed, and keep the namespace's
 //! rendered auth.json as a `kubernetes.io/dockerconfigjson` pull Secret.
 
 use super::condition::{Condition, set};
@@ -16,12 +17,14 @@ use std::sync::Arc;
 pub(super) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = match &c.spec.secret_ref {
-        Some(r) => secrets.get_opt(&r.name).await?,
-        None => None,
-    };
+    let mut found = vec![];
+    for name in credentials::secret_names(&c) {
+        if let Some(s) = secrets.get_opt(&name).await? {
+            found.push(s);
+        }
+    }
     let generation = c.meta().generation;
-    let cond = match credentials::entries(&c, secret.as_ref()) {
+    let cond = match credentials::verdict(&c, |name| found.iter().find(|s| s.name_any() == name)) {
         Ok(_) => Condition {
             type_: "Ready".into(),
             status: "True".into(),

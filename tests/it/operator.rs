@@ -1195,3 +1195,82 @@ fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
         operator.abort();
     });
 }
+
+#[test]
+fn kopeo_run_takes_a_registrys_ca_and_client_certificate_from_secrets() {
+    use crate::support::image::{Spec, build};
+    use crate::support::registry::{Mode, Registry};
+    let home = tempdir();
+    let reg = Registry::start(Mode::MutualTls);
+    let img = build(&home.path().join("l"), "x", &Spec::default());
+    let pem = |f: &str| std::fs::read_to_string(reg.client_cert_dir().join(f)).unwrap();
+    let run = |tls: Value, with_ca_secret: bool| {
+        let mut docs = vec![
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "reg-client", "namespace": "default"},
+                   "type": "kubernetes.io/tls", "stringData": {"tls.crt": pem("client.cert"), "tls.key": pem("client.key")}}),
+            json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "reg", "namespace": "default"},
+                   "spec": {"registry": reg.host, "tls": tls}}),
+            json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "push", "namespace": "default"},
+                   "spec": {"source": img.reference(), "destination": format!("docker://{}/tls/app:1", reg.host)}}),
+        ];
+        if with_ca_secret {
+            docs.push(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "reg-ca", "namespace": "default"},
+                             "stringData": {"ca.crt": pem("ca.crt")}}),
+            );
+        }
+        let text: String = docs.iter().map(|d| format!("---\n{d}\n")).collect();
+        let file = home.path().join("tls.yaml");
+        std::fs::write(&file, text).unwrap();
+        let out = kopeo(home.path(), &["run", "-f", file.to_str().unwrap()]);
+        let docs: Vec<Value> = out
+            .stdout
+            .split("---\n")
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| serde_yaml_ng::from_str(d).unwrap())
+            .collect();
+        let reason = |kind: &str| {
+            let d = docs.iter().find(|d| d["kind"] == kind).unwrap();
+            let ready = d["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .unwrap();
+            (
+                ready["reason"].as_str().unwrap().to_string(),
+                ready["message"].as_str().unwrap_or("").to_string(),
+            )
+        };
+        (out.code, reason("RegistryCredential"), reason("ImageCopy"))
+    };
+    let both = json!({"caSecretRef": {"name": "reg-ca"}, "clientCertSecretRef": {"name": "reg-client"}});
+    let (code, cred, copy) = run(both.clone(), true);
+    assert_eq!(
+        (code, cred.0.as_str(), copy.0.as_str()),
+        (0, "SecretValid", "Copied"),
+        "{cred:?} {copy:?}"
+    );
+    let pushed = kopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--cert-dir",
+            reg.client_cert_dir().to_str().unwrap(),
+            "--format",
+            "{{.Digest}}",
+            &reg.image("tls/app:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(pushed.stdout.trim(), img.digest);
+    // Without the client certificate the registry refuses the connection.
+    let (code, cred, copy) = run(json!({"caSecretRef": {"name": "reg-ca"}}), true);
+    assert_eq!((code, cred.0.as_str()), (1, "SecretValid"));
+    assert_ne!(copy.0, "Copied", "{copy:?}");
+    // Without the CA's Secret the credential says so, and the copy cannot verify the registry.
+    let (code, cred, copy) = run(both, false);
+    assert_eq!((code, cred.0.as_str()), (1, "SecretNotFound"), "{cred:?}");
+    assert!(cred.1.contains("reg-ca"), "{cred:?}");
+    assert_ne!(copy.0, "Copied", "{copy:?}");
+}
