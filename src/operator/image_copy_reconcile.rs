@@ -164,6 +164,11 @@ pub async fn reconcile(
             return st;
         }
     };
+    // The spec's retries cover registry requests too, as `--retry-times` does.
+    let mut env = env.clone();
+    env.src.registry.retry = opts.retry;
+    env.dest.registry.retry = opts.retry;
+    let env = &env;
     // Unchanged spec and unmoved source tag: nothing to copy.
     let current = source_digest(&src, env).await;
     if let Ok(Some(d)) = &current {

@@ -88,6 +88,9 @@ pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str, on_done: Option<s
     src.pool = Some(Default::default());
     let mut dest = r.side(&format!("docker://{}/x", s.spec.destination.trim_end_matches('/')));
     dest.pool = Some(Default::default());
+    // The spec's retries cover registry requests too, as `--retry-times` does.
+    src.registry.retry = copy.retry;
+    dest.registry.retry = copy.retry;
     let opts = SyncOptions {
         copy,
         scoped: s.spec.scoped,
