@@ -128,6 +128,35 @@ pub(super) fn remember(ctx: &Context, uid: String, generation: Option<i64>, up_t
     verified.insert(uid, (generation, Instant::now()));
 }
 
+/// Publish an Event when the Ready condition changed status or reason
+/// (Warning unless it became True): what `kubectl describe` shows.
+pub(super) async fn announce(
+    ctx: &Context,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    before: &[super::condition::Condition],
+    after: &[super::condition::Condition],
+    action: &str,
+) -> Result<(), Error> {
+    let ready = |cs: &[super::condition::Condition]| cs.iter().find(|c| c.type_ == "Ready").cloned();
+    let Some(now) = ready(after) else { return Ok(()) };
+    if ready(before).is_some_and(|b| b.status == now.status && b.reason == now.reason) {
+        return Ok(());
+    }
+    let ev = kube::runtime::events::Event {
+        type_: if now.status == "True" {
+            kube::runtime::events::EventType::Normal
+        } else {
+            kube::runtime::events::EventType::Warning
+        },
+        reason: now.reason.clone(),
+        note: Some(now.message.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    ctx.recorder.publish(&ev, object).await?;
+    Ok(())
+}
+
 pub(super) fn backoff(ctx: &Context, key: &str, failed: bool) -> Option<Duration> {
     let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     if !failed {

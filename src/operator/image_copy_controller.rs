@@ -2,14 +2,13 @@
 //! source tag moved, report progress at a bounded rate, cancel a copy whose
 //! resource changed or went away, and write status only when it changed.
 
-use super::controller::{Context, Error, backoff, now, remember, render_namespace};
+use super::controller::{Context, Error, announce, backoff, now, remember, render_namespace};
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, copying, reconcile};
 use super::progress::{CopyProgress, Tally};
 use super::running::{Reporting, status_patch, supervise};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -88,27 +87,8 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         let patch = status_patch(ic.status.as_ref(), &status, if copied { &["progress"] } else { &[] })?;
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
-        if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready") {
-            let was = ic
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                .map(|c| (c.status.clone(), c.reason.clone()));
-            if was != Some((ready.status.clone(), ready.reason.clone())) {
-                let ev = Event {
-                    type_: if ready.status == "True" {
-                        EventType::Normal
-                    } else {
-                        EventType::Warning
-                    },
-                    reason: ready.reason.clone(),
-                    note: Some(ready.message.chars().take(1000).collect()),
-                    action: "Copy".into(),
-                    secondary: None,
-                };
-                ctx.recorder.publish(&ev, &ic.object_ref(&())).await?;
-            }
-        }
+        let before = ic.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        announce(&ctx, &ic.object_ref(&()), before, &status.conditions, "Copy").await?;
     }
     let ready = status
         .conditions

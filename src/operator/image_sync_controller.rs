@@ -2,7 +2,7 @@
 //! interval, within the operator's global concurrency limit, with progress
 //! in status at a bounded rate; a spec change or deletion cancels the sync.
 
-use super::controller::{Context, Error, backoff, now, remember, render_namespace};
+use super::controller::{Context, Error, announce, backoff, now, remember, render_namespace};
 use super::image_sync::ImageSync;
 use super::image_sync_reconcile::{reconcile, syncing};
 use super::progress::{SyncProgress, SyncTally};
@@ -87,6 +87,8 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     let patch = status_patch(s.status.as_ref(), &status, &["progress"])?;
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
+    let before = s.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    announce(&ctx, &s.object_ref(&()), before, &status.conditions, "Sync").await?;
     let failed = status.failed > 0;
     remember(&ctx, uid, s.meta().generation, !failed);
     if let Some(wait) = backoff(&ctx, &format!("ImageSync/{ns}/{name}"), failed) {

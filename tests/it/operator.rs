@@ -1156,6 +1156,18 @@ fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
             st.get("progress").is_none(),
             "progress is cleared when the sync ends: {st}"
         );
+        let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(client.clone(), "default");
+        let synced = events
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("Synced")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a")
+            });
+        assert!(synced, "the finished sync is an Event");
         assert!(
             done_seen.len() >= 2 && done_seen.windows(2).all(|w| w[0] < w[1]),
             "{done_seen:?}"
