@@ -185,6 +185,18 @@ fn error_policy<K>(_: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
+/// The RegistryCredentials that name Secret `s` (login, CA or client certificate).
+fn naming(
+    creds: &kube::runtime::reflector::Store<RegistryCredential>,
+    s: &Secret,
+) -> impl Iterator<Item = Arc<RegistryCredential>> {
+    let (ns, name) = (s.namespace(), s.name_any());
+    creds
+        .state()
+        .into_iter()
+        .filter(move |c| c.namespace() == ns && credentials::secret_names(c).contains(&name))
+}
+
 /// Every object of kind `K` in `ns`, as controller references.
 fn all_in<K: Resource<DynamicType = ()> + Clone>(
     store: &kube::runtime::reflector::Store<K>,
@@ -354,6 +366,30 @@ where
 async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, concurrency: u16) {
     let ns = ns.as_deref();
     let config = ControllerConfig::default().concurrency(concurrency);
+    // The credentials' store decides which Secrets matter: only those a
+    // RegistryCredential names (any labels: Helm or external-secrets may
+    // manage them) requeue anything.
+    let creds = Controller::new(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
+        .with_config(config.clone());
+    let cstore = creds.store();
+    let (c1, c2) = (cstore.clone(), cstore);
+    let creds = creds
+        .watches(
+            scoped::<Secret>(&client, ns),
+            watcher::Config::default(),
+            move |s: Secret| {
+                naming(&c1, &s)
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .run(reconcile_credential, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "registrycredential controller");
+            }
+        });
+
     let copies =
         Controller::new(scoped::<ImageCopy>(&client, ns), watcher::Config::default()).with_config(config.clone());
     let store = copies.store();
@@ -362,7 +398,10 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
         .watches(
             scoped::<Secret>(&client, ns),
             watcher::Config::default(),
-            move |s: Secret| all_in(&s1, s.namespace()),
+            move |s: Secret| match naming(&c2, &s).next() {
+                Some(_) => all_in(&s1, s.namespace()),
+                None => vec![],
+            },
         )
         .watches(
             scoped::<RegistryCredential>(&client, ns),
@@ -376,21 +415,6 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
             }
         });
 
-    let creds = Controller::new(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
-        .with_config(config.clone());
-    let cstore = creds.store();
-    let creds = creds
-        .watches(
-            scoped::<Secret>(&client, ns),
-            watcher::Config::default().labels("!app.kubernetes.io/managed-by"),
-            move |s: Secret| all_in(&cstore, s.namespace()),
-        )
-        .run(reconcile_credential, error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "registrycredential controller");
-            }
-        });
     let syncs = Controller::new(scoped::<ImageSync>(&client, ns), watcher::Config::default())
         .with_config(config)
         .run(reconcile_sync, error_policy, ctx)

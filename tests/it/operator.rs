@@ -326,7 +326,9 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
                 "spec": {"registry": registry, "secretRef": {"name": secret}, "tls": {"insecure": true}}}))).await.unwrap();
         }
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
-        let secret = |name: &str, user: &str, pass: &str| serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json!({"metadata": {"name": name}, "stringData": {"username": user, "password": pass}})).unwrap();
+        // Labelled as Helm labels what it installs: any Secret a credential names counts.
+        let secret = |name: &str, user: &str, pass: &str| serde_json::from_value::<k8s_openapi::api::core::v1::Secret>(json!({"metadata": {"name": name,
+            "labels": {"app.kubernetes.io/managed-by": "Helm"}}, "stringData": {"username": user, "password": pass}})).unwrap();
         secrets.create(&PostParams::default(), &secret("dst-anon", "nobody", "unused")).await.unwrap();
         let copies = dynamic("ImageCopy", "imagecopies");
         copies.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "mirror"},
@@ -360,6 +362,26 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         assert_eq!(seen, Some(("True".into(), "Copied".into(), Some(img.digest.clone()))));
         let pull = secrets.get("kopeo-registry-auth").await.unwrap();
         assert_eq!(pull.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+        let mut reason = Value::Null;
+        for _ in 0..100 {
+            reason = creds.get("src").await.unwrap().data["status"]["conditions"][0]["reason"].clone();
+            if reason == "SecretValid" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(reason, "SecretValid", "the credential saw its Secret appear");
+        // Rendered after the Secret appeared (poll: the two controllers race).
+        let mut pulled = Default::default();
+        for _ in 0..100 {
+            pulled = secrets.get("kopeo-registry-auth").await.unwrap().data.unwrap_or_default();
+            if pulled.get(".dockerconfigjson").is_some_and(|v| String::from_utf8_lossy(&v.0).contains(&src.host)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let auth = String::from_utf8(pulled[".dockerconfigjson"].0.clone()).unwrap();
+        assert!(auth.contains(&src.host), "the pull Secret holds the source's login: {auth:?}");
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
         let evs = events.list(&Default::default()).await.unwrap();
         assert!(evs.items.iter().any(|e| e.reason.as_deref() == Some("Copied")));
