@@ -253,6 +253,12 @@ impl State {
         )
     }
 
+    fn uid_exists(&self, uid: &str) -> bool {
+        self.objects
+            .values()
+            .any(|o| meta(o, "uid").and_then(Value::as_str) == Some(uid))
+    }
+
     fn emit(&mut self, kind: &'static str, rt: &ResourceType, object: Value) {
         let ev = Event {
             rv: self.rv,
@@ -857,9 +863,31 @@ impl State {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        // As the garbage collector does: a dependent goes only when none of
+        // its owners is left; otherwise it loses the references to the gone.
         for (tk, n, name) in dependents {
-            if let Some(drt) = self.types.iter().find(|t| t.key() == tk).cloned() {
+            let Some(drt) = self.types.iter().find(|t| t.key() == tk).cloned() else {
+                continue;
+            };
+            let key = (tk, n.clone(), name.clone());
+            let Some(mut d) = self.objects.get(&key).cloned() else {
+                continue;
+            };
+            let live: Vec<Value> = meta(&d, "ownerReferences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|r| r["uid"] != uid.as_str() && r["uid"].as_str().is_some_and(|u| self.uid_exists(u)))
+                .cloned()
+                .collect();
+            if live.is_empty() {
                 let _ = self.delete(&drt, &n, &name, &Value::Null, &WriteOpts::default());
+            } else {
+                set_meta(&mut d, "ownerReferences", Value::Array(live));
+                self.rv += 1;
+                set_meta(&mut d, "resourceVersion", Value::String(self.rv.to_string()));
+                self.objects.insert(key, d.clone());
+                self.emit("MODIFIED", &drt, d);
             }
         }
         if rt.namespaced {

@@ -306,6 +306,37 @@ async fn finalizers_json_patch_and_deletion() {
         404,
         "dependent collected"
     );
+    // With two owners, a dependent outlives the first and loses its reference.
+    let mut uids = vec![];
+    for n in ["o1", "o2"] {
+        let (_, o) = c.post(W, json!({"metadata": {"name": n}, "spec": {"size": 1}})).await;
+        uids.push(o["metadata"]["uid"].clone());
+    }
+    let refs: Vec<Value> = ["o1", "o2"]
+        .iter()
+        .zip(&uids)
+        .map(|(n, u)| json!({"apiVersion": "example.dev/v1", "kind": "Widget", "name": n, "uid": u}))
+        .collect();
+    c.post(
+        "/api/v1/namespaces/default/configmaps",
+        json!({"metadata": {"name": "shared", "ownerReferences": refs}}),
+    )
+    .await;
+    c.delete(&format!("{W}/o1")).await;
+    let (code, shared) = c.get("/api/v1/namespaces/default/configmaps/shared").await;
+    assert_eq!(code, 200, "one owner is left");
+    assert_eq!(
+        shared["metadata"]["ownerReferences"].as_array().map(Vec::len),
+        Some(1),
+        "{shared}"
+    );
+    assert_eq!(shared["metadata"]["ownerReferences"][0]["name"], "o2");
+    c.delete(&format!("{W}/o2")).await;
+    assert_eq!(
+        c.get("/api/v1/namespaces/default/configmaps/shared").await.0,
+        404,
+        "the last owner took it along"
+    );
 }
 
 #[tokio::test]
