@@ -90,10 +90,14 @@ pub(super) fn now() -> String {
 
 /// Render every RegistryCredential of `ns` (Secrets looked up in `ns` only).
 pub async fn render_namespace(client: &Client, ns: &str) -> Result<Rendered, Error> {
-    let creds = Api::<RegistryCredential>::namespaced(client.clone(), ns)
+    // A credential being deleted is no longer used.
+    let creds: Vec<RegistryCredential> = Api::<RegistryCredential>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
         .await?
-        .items;
+        .items
+        .into_iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .collect();
     // Only the Secrets the credentials name are read: a namespace may hold
     // many, and this runs on every reconcile.
     let api = Api::<Secret>::namespaced(client.clone(), ns);
@@ -372,7 +376,7 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
     let creds = Controller::new(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
         .with_config(config.clone());
     let cstore = creds.store();
-    let (c1, c2) = (cstore.clone(), cstore);
+    let (c1, c2, c3) = (cstore.clone(), cstore.clone(), cstore);
     let creds = creds
         .watches(
             scoped::<Secret>(&client, ns),
@@ -382,6 +386,13 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
                     .map(|c| ObjectRef::from_obj(c.as_ref()))
                     .collect::<Vec<_>>()
             },
+        )
+        // A credential's change or deletion re-renders its namespace's pull
+        // Secret through the others (a deleted one has no reconcile of its own).
+        .watches(
+            scoped::<RegistryCredential>(&client, ns),
+            watcher::Config::default(),
+            move |c: RegistryCredential| all_in(&c3, c.namespace()),
         )
         .run(reconcile_credential, error_policy, ctx.clone())
         .for_each(|r| async move {

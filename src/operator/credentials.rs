@@ -172,6 +172,8 @@ pub struct Rendered {
     pub document: Value,
     /// Each credential's verdict, by name.
     pub verdicts: Vec<(String, Result<(), CredentialProblem>)>,
+    /// Owner references to the credentials rendered (for the pull Secret).
+    pub owners: Vec<Value>,
 }
 
 impl Rendered {
@@ -188,7 +190,11 @@ impl Rendered {
         let mut insecure = vec![];
         let mut cert_dirs = std::collections::HashMap::new();
         let mut verdicts = vec![];
+        let mut owners = vec![];
         for c in creds {
+            if let Some(uid) = &c.metadata.uid {
+                owners.push(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "name": c.name_any(), "uid": uid}));
+            }
             let host = c.spec.registry.split('/').next().unwrap_or_default().to_string();
             let found = c.spec.secret_ref.as_ref().and_then(|r| secret(&r.name));
             let verdict = entries(c, found).and_then(|e| Ok((e, tls_files(c, &secret)?)));
@@ -224,6 +230,7 @@ impl Rendered {
             cert_dirs,
             document,
             verdicts,
+            owners,
         })
     }
 

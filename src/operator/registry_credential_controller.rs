@@ -58,9 +58,12 @@ pub(super) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Co
     // The namespace's rendered auth.json, usable as an imagePullSecret.
     let rendered = render_namespace(&ctx.client, &ns).await?;
     let body = serde_json::to_string(&rendered.document).map_err(|e| Error::Render(e.to_string()))?;
+    // Owned by every credential in it: the garbage collector removes it with
+    // the last one, and never while one is left.
     let pull = json!({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-        "metadata": {"name": "kopeo-registry-auth", "labels": {"app.kubernetes.io/managed-by": "kopeo"}},
+        "metadata": {"name": "kopeo-registry-auth", "labels": {"app.kubernetes.io/managed-by": "kopeo"},
+                     "ownerReferences": rendered.owners},
         "stringData": {".dockerconfigjson": body},
     });
     secrets

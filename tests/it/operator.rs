@@ -445,6 +445,21 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         assert!(st["plan"][0].as_str().unwrap().contains("/planned/app:1"), "{st}");
         let planned = kopeo_tags(&dst, "planned/app").await;
         assert!(planned.is_empty(), "a dry run copies nothing");
+        // Deleting a credential takes its login out of the pull Secret; the
+        // pull Secret goes with the last credential.
+        creds.delete("src", &Default::default()).await.unwrap();
+        let mut auth = String::new();
+        for _ in 0..100 {
+            let data = secrets.get("kopeo-registry-auth").await.unwrap().data.unwrap_or_default();
+            auth = data.get(".dockerconfigjson").map(|v| String::from_utf8_lossy(&v.0).into_owned()).unwrap_or_default();
+            if !auth.contains(&src.host) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(!auth.contains(&src.host) && auth.contains(&dst.host), "{auth}");
+        creds.delete("dst", &Default::default()).await.unwrap();
+        assert!(secrets.get_opt("kopeo-registry-auth").await.unwrap().is_none(), "collected with its last owner");
         operator.abort();
     });
     let mirrored = kopeo(
