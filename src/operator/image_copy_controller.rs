@@ -65,31 +65,6 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
             .record("ImageCopy", "cancelled", started.elapsed().as_secs_f64(), 0);
         return Ok(Action::await_change());
     };
-    let previous_copy = ic.status.as_ref().and_then(|s| s.last_copy_time.clone());
-    if status.last_copy_time != previous_copy {
-        ctx.metrics.record(
-            "ImageCopy",
-            "copied",
-            started.elapsed().as_secs_f64(),
-            status.bytes_copied,
-        );
-    } else if let Some(r) = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "False")
-    {
-        ctx.metrics
-            .record("ImageCopy", &r.reason, started.elapsed().as_secs_f64(), 0);
-    }
-    // A copy that ran may have written progress: always clear it.
-    let copied = tally.snapshot().is_some();
-    if copied || ic.status.as_ref() != Some(&status) {
-        let patch = status_patch(ic.status.as_ref(), &status, if copied { &["progress"] } else { &[] })?;
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
-        let before = ic.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-        announce(&ctx, &ic.object_ref(&()), before, &status.conditions, "Copy").await?;
-    }
     let ready = status
         .conditions
         .iter()
@@ -98,6 +73,26 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         .conditions
         .iter()
         .any(|c| c.type_ == "Stalled" && c.status == "True");
+    // A copy ran when the engine reported the image's blobs.
+    let copied = tally.snapshot().is_some();
+    let seconds = started.elapsed().as_secs_f64();
+    if copied && ready {
+        ctx.metrics.record("ImageCopy", "copied", seconds, status.bytes_copied);
+    } else if let Some(r) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+    {
+        ctx.metrics.record("ImageCopy", &r.reason, seconds, 0);
+    }
+    // A copy that ran may have written progress: always clear it.
+    if copied || ic.status.as_ref() != Some(&status) {
+        let patch = status_patch(ic.status.as_ref(), &status, if copied { &["progress"] } else { &[] })?;
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await?;
+        let before = ic.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        announce(&ctx, &ic.object_ref(&()), before, &status.conditions, "Copy").await?;
+    }
     remember(&ctx, verified_key(&ic), ic.meta().generation, ready);
     if let Some(wait) = backoff(&ctx, &key, !ready && !ic.spec.suspend) {
         return Ok(Action::requeue(if stalled {
