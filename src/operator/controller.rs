@@ -82,19 +82,29 @@ pub struct Context {
     pub(super) progress_interval: Duration,
     /// Copies and syncs running at once, across every controller and namespace.
     pub(super) work: tokio::sync::Semaphore,
+    /// The credential controllers' caches (one per watched scope).
+    pub(super) credentials: std::sync::RwLock<Vec<kube::runtime::reflector::Store<RegistryCredential>>>,
 }
 
 pub(super) fn now() -> String {
     crate::timestamp::now_rfc3339()
 }
 
+/// Where to read a namespace's RegistryCredentials from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    /// The controllers' cache: no request per copy; may lag a moment.
+    Cached,
+    /// The API server: what the pull Secret is rendered from.
+    Fresh,
+}
+
 /// Render every RegistryCredential of `ns` (Secrets looked up in `ns` only).
-pub async fn render_namespace(client: &Client, ns: &str) -> Result<Rendered, Error> {
+pub(super) async fn render_namespace(ctx: &Context, ns: &str, read: Read) -> Result<Rendered, Error> {
+    let client = &ctx.client;
     // A credential being deleted is no longer used.
-    let creds: Vec<RegistryCredential> = Api::<RegistryCredential>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
+    let creds: Vec<RegistryCredential> = namespace_credentials(ctx, ns, read)
         .await?
-        .items
         .into_iter()
         .filter(|c| c.metadata.deletion_timestamp.is_none())
         .collect();
@@ -111,6 +121,34 @@ pub async fn render_namespace(client: &Client, ns: &str) -> Result<Rendered, Err
         }
     }
     Rendered::new(&creds, |name| secrets.iter().find(|s| s.name_any() == name)).map_err(Error::Render)
+}
+
+/// The RegistryCredentials of `ns`: from the credential controllers' caches
+/// (no API request per copy), or listed. A credential the cache has not
+/// seen yet requeues the copies of its namespace when it arrives, as any
+/// credential change does; the pull Secret, which nothing would correct
+/// later, is rendered from a fresh list.
+async fn namespace_credentials(ctx: &Context, ns: &str, read: Read) -> Result<Vec<RegistryCredential>, Error> {
+    let stores = match read {
+        Read::Cached => ctx.credentials.read().unwrap_or_else(|p| p.into_inner()).clone(),
+        Read::Fresh => vec![],
+    };
+    let mut cached = !stores.is_empty();
+    for s in &stores {
+        cached &= s.wait_until_ready().await.is_ok();
+    }
+    if cached {
+        return Ok(stores
+            .iter()
+            .flat_map(|s| s.state())
+            .filter(|c| c.namespace().as_deref() == Some(ns))
+            .map(|c| (*c).clone())
+            .collect());
+    }
+    Ok(Api::<RegistryCredential>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items)
 }
 
 /// Entries kept per in-memory map before it is emptied: deleted resources
@@ -339,6 +377,7 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         verified: Mutex::new(HashMap::new()),
         progress_interval: opts.progress_interval,
         work: tokio::sync::Semaphore::new(usize::from(opts.concurrency.max(1))),
+        credentials: Default::default(),
     });
     // With watched namespaces, every watch is namespaced: a Role per
     // namespace is all the RBAC the operator needs.
@@ -376,6 +415,10 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
     let creds = Controller::new(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
         .with_config(config.clone());
     let cstore = creds.store();
+    ctx.credentials
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(cstore.clone());
     let (c1, c2, c3) = (cstore.clone(), cstore.clone(), cstore);
     let creds = creds
         .watches(

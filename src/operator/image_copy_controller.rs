@@ -2,7 +2,7 @@
 //! source tag moved, report progress at a bounded rate, cancel a copy whose
 //! resource changed or went away, and write status only when it changed.
 
-use super::controller::{Context, Error, announce, backoff, now, remember, render_namespace};
+use super::controller::{Context, Error, Read, announce, backoff, now, remember, render_namespace};
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, copying, reconcile};
 use super::progress::{CopyProgress, Tally};
@@ -30,7 +30,7 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
     let Ok(_permit) = ctx.work.acquire().await else {
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
-    let rendered = render_namespace(&ctx.client, &ns).await?;
+    let rendered = render_namespace(&ctx, &ns, Read::Cached).await?;
     let env = CopyEnv {
         src: rendered.side(&ic.spec.source),
         dest: rendered.side(&ic.spec.destination),

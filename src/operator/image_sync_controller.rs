@@ -2,7 +2,7 @@
 //! interval, within the operator's global concurrency limit, with progress
 //! in status at a bounded rate; a spec change or deletion cancels the sync.
 
-use super::controller::{Context, Error, announce, backoff, now, remember, render_namespace};
+use super::controller::{Context, Error, Read, announce, backoff, now, remember, render_namespace};
 use super::image_sync::ImageSync;
 use super::image_sync_reconcile::{reconcile, syncing};
 use super::progress::{SyncProgress, SyncTally};
@@ -49,7 +49,7 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     let Ok(_permit) = ctx.work.acquire().await else {
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
-    let rendered = render_namespace(&ctx.client, &ns).await?;
+    let rendered = render_namespace(&ctx, &ns, Read::Cached).await?;
     ctx.metrics.in_flight.inc();
     let started = std::time::Instant::now();
     let api: Api<ImageSync> = Api::namespaced(ctx.client.clone(), &ns);

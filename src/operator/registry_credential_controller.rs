@@ -4,7 +4,7 @@
 //! rendered auth.json as a `kubernetes.io/dockerconfigjson` pull Secret.
 
 use super::condition::{Condition, set};
-use super::controller::{Context, Error, now, render_namespace};
+use super::controller::{Context, Error, Read, now, render_namespace};
 use super::credentials;
 use super::registry_credential::RegistryCredential;
 use k8s_openapi::api::core::v1::Secret;
@@ -56,7 +56,7 @@ pub(super) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Co
         .await?;
     }
     // The namespace's rendered auth.json, usable as an imagePullSecret.
-    let rendered = render_namespace(&ctx.client, &ns).await?;
+    let rendered = render_namespace(&ctx, &ns, Read::Fresh).await?;
     let body = serde_json::to_string(&rendered.document).map_err(|e| Error::Render(e.to_string()))?;
     // Owned by every credential in it: the garbage collector removes it with
     // the last one, and never while one is left.
