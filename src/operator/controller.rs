@@ -76,14 +76,23 @@ pub struct Context {
     pub(super) metrics: Arc<super::metrics::Metrics>,
     pub(super) recorder: Recorder,
     /// Consecutive failures per object, for exponential backoff.
-    pub(super) failures: Mutex<HashMap<String, u32>>,
+    pub(super) failures: Mutex<HashMap<String, Failures>>,
     /// When this process last brought each resource (by UID) up to date, at which generation.
     pub(super) verified: Mutex<HashMap<String, (Option<i64>, Instant)>>,
     pub(super) progress_interval: Duration,
     /// Copies and syncs running at once, across every controller and namespace.
     pub(super) work: tokio::sync::Semaphore,
-    /// The credential controllers' caches (one per watched scope).
-    pub(super) credentials: std::sync::RwLock<Vec<kube::runtime::reflector::Store<RegistryCredential>>>,
+    /// RegistryCredential caches (one per watched scope).
+    pub(super) credentials: std::sync::RwLock<Vec<CredentialCache>>,
+}
+
+/// RegistryCredentials kept by a watch of their own, and whether it has
+/// listed them once. (Not the controller's store: kube's store readiness
+/// wakes only one waiter, and the controller itself waits on it.)
+#[derive(Clone)]
+pub(super) struct CredentialCache {
+    store: kube::runtime::reflector::Store<RegistryCredential>,
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(super) fn now() -> String {
@@ -129,18 +138,19 @@ pub(super) async fn render_namespace(ctx: &Context, ns: &str, read: Read) -> Res
 /// credential change does; the pull Secret, which nothing would correct
 /// later, is rendered from a fresh list.
 async fn namespace_credentials(ctx: &Context, ns: &str, read: Read) -> Result<Vec<RegistryCredential>, Error> {
-    let stores = match read {
+    let caches = match read {
         Read::Cached => ctx.credentials.read().unwrap_or_else(|p| p.into_inner()).clone(),
         Read::Fresh => vec![],
     };
-    let mut cached = !stores.is_empty();
-    for s in &stores {
-        cached &= s.wait_until_ready().await.is_ok();
+    let mut cached = !caches.is_empty();
+    for c in &caches {
+        let mut ready = c.ready.clone();
+        cached &= ready.wait_for(|r| *r).await.is_ok();
     }
     if cached {
-        return Ok(stores
+        return Ok(caches
             .iter()
-            .flat_map(|s| s.state())
+            .flat_map(|c| c.store.state())
             .filter(|c| c.namespace().as_deref() == Some(ns))
             .map(|c| (*c).clone())
             .collect());
@@ -199,7 +209,10 @@ pub(super) async fn announce(
     Ok(())
 }
 
-pub(super) fn backoff(ctx: &Context, key: &str, failed: bool) -> Option<Duration> {
+/// Record whether `key`'s run at `generation` failed; the wait before the
+/// next attempt if it did: 1 s, 2 s, 4 s, … capped at 5 minutes (never a
+/// hot loop).
+pub(super) fn backoff(ctx: &Context, key: &str, generation: Option<i64>, failed: bool) -> Option<Duration> {
     let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     if !failed {
         f.remove(key);
@@ -208,10 +221,39 @@ pub(super) fn backoff(ctx: &Context, key: &str, failed: bool) -> Option<Duration
     if f.len() >= REMEMBERED && !f.contains_key(key) {
         f.clear();
     }
-    let n = f.entry(key.to_string()).or_insert(0);
-    *n += 1;
-    // 1 s, 2 s, 4 s, … capped at 5 minutes: never a hot loop.
-    Some(Duration::from_secs((1u64 << (*n - 1).min(8)).min(300)))
+    let e = f.entry(key.to_string()).or_insert(Failures {
+        count: 0,
+        at: Instant::now(),
+        generation,
+    });
+    if e.generation != generation {
+        e.count = 0;
+    }
+    e.count += 1;
+    e.at = Instant::now();
+    e.generation = generation;
+    Some(e.delay())
+}
+
+/// How long `key` must still wait after its last failure at `generation`
+/// (zero once the backoff has passed); `None` when it did not fail.
+pub(super) fn failure_wait(ctx: &Context, key: &str, generation: Option<i64>) -> Option<Duration> {
+    let f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let e = f.get(key).filter(|e| e.generation == generation)?;
+    Some(e.delay().saturating_sub(e.at.elapsed()))
+}
+
+/// Consecutive failures of one resource.
+pub(super) struct Failures {
+    count: u32,
+    at: Instant,
+    generation: Option<i64>,
+}
+
+impl Failures {
+    fn delay(&self) -> Duration {
+        Duration::from_secs((1u64 << self.count.saturating_sub(1).min(8)).min(300))
+    }
 }
 
 fn error_policy<K>(_: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action {
@@ -409,16 +451,30 @@ where
 async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, concurrency: u16) {
     let ns = ns.as_deref();
     let config = ControllerConfig::default().concurrency(concurrency);
+    let (store, writer) = kube::runtime::reflector::store();
+    let (listed, ready) = tokio::sync::watch::channel(false);
+    ctx.credentials
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(CredentialCache { store, ready });
+    let cache = {
+        use kube::runtime::WatchStreamExt as _;
+        watcher(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .for_each(move |e| {
+                if let Ok(watcher::Event::InitDone) = e {
+                    let _ = listed.send(true);
+                }
+                futures::future::ready(())
+            })
+    };
     // The credentials' store decides which Secrets matter: only those a
     // RegistryCredential names (any labels: Helm or external-secrets may
     // manage them) requeue anything.
     let creds = Controller::new(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
         .with_config(config.clone());
     let cstore = creds.store();
-    ctx.credentials
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(cstore.clone());
     let (c1, c2, c3) = (cstore.clone(), cstore.clone(), cstore);
     let creds = creds
         .watches(
@@ -477,5 +533,5 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
                 tracing::debug!(error = %e, "imagesync controller");
             }
         });
-    futures::future::join3(copies, creds, syncs).await;
+    futures::future::join4(copies, creds, syncs, cache).await;
 }

@@ -94,7 +94,7 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         announce(&ctx, &ic.object_ref(&()), before, &status.conditions, "Copy").await?;
     }
     remember(&ctx, verified_key(&ic), ic.meta().generation, ready);
-    if let Some(wait) = backoff(&ctx, &key, !ready && !ic.spec.suspend) {
+    if let Some(wait) = backoff(&ctx, &key, ic.meta().generation, !ready && !ic.spec.suspend) {
         return Ok(Action::requeue(if stalled {
             wait.max(Duration::from_secs(60))
         } else {

@@ -1,8 +1,9 @@
-//! The ImageSync controller's reconcile: sync on spec changes and every
-//! interval, within the operator's global concurrency limit, with progress
-//! in status at a bounded rate; a spec change or deletion cancels the sync.
+//! The ImageSync controller's reconcile: sync on spec changes, every
+//! interval, and after a failure once its backoff has passed; within the
+//! operator's global concurrency limit, with progress in status at a
+//! bounded rate; a spec change or deletion cancels the sync.
 
-use super::controller::{Context, Error, Read, announce, backoff, now, remember, render_namespace};
+use super::controller::{Context, Error, Read, announce, backoff, failure_wait, now, remember, render_namespace};
 use super::image_sync::ImageSync;
 use super::image_sync_reconcile::{reconcile, syncing};
 use super::progress::{SyncProgress, SyncTally};
@@ -26,24 +27,37 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     if s.spec.suspend {
         return Ok(Action::await_change());
     }
-    // Level-triggered, but a sync is expensive: run it when the spec changed
-    // or the interval has passed since the last one — as this process
-    // remembers it (a reconcile may see an object older than its own last
-    // status write), else as the status says.
-    let uid = s.meta().uid.clone().unwrap_or_else(|| format!("ImageSync/{ns}/{name}"));
+    // Level-triggered, but a sync is expensive: run it when the spec changed,
+    // when a failed run's backoff has passed, or when the interval has
+    // passed since the last run — as this process remembers it (a
+    // reconcile may see an object older than its own last status write),
+    // else as the status says.
+    let key = format!("ImageSync/{ns}/{name}");
+    let generation = s.meta().generation;
+    let uid = s.meta().uid.clone().unwrap_or_else(|| key.clone());
+    let st = s.status.clone().unwrap_or_default();
     let remembered = ctx
         .verified
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&uid)
-        .filter(|(generation, _)| *generation == s.meta().generation)
+        .filter(|(g, _)| *g == generation)
         .map(|(_, at)| at.elapsed());
-    let st = s.status.clone().unwrap_or_default();
-    let from_status = (st.observed_generation == s.meta().generation)
+    let from_status = (st.observed_generation == generation)
         .then(|| st.last_sync_time.as_deref().and_then(crate::timestamp::parse_rfc3339))
         .flatten()
         .map(|last| Duration::from_secs((crate::timestamp::now_unix() - last).max(0) as u64));
-    if let Some(left) = remembered.or(from_status).and_then(|since| interval.checked_sub(since)) {
+    let wait = if let Some(left) = failure_wait(&ctx, &key, generation) {
+        Some(left)
+    } else if let Some(since) = remembered {
+        interval.checked_sub(since)
+    } else if st.observed_generation == generation && !ready(&st.conditions) {
+        // It failed before this process started: try again now.
+        None
+    } else {
+        from_status.and_then(|since| interval.checked_sub(since))
+    };
+    if let Some(left) = wait.filter(|w| !w.is_zero()) {
         return Ok(Action::requeue(left.max(Duration::from_secs(1))));
     }
     let Ok(_permit) = ctx.work.acquire().await else {
@@ -78,7 +92,9 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
             return Ok(Action::await_change());
         }
     };
-    let result = if status.failed > 0 { "failed" } else { "synced" };
+    // A plan that could not be made fails as much as an image that could not be copied.
+    let failed = !ready(&status.conditions);
+    let result = if failed { "failed" } else { "synced" };
     ctx.metrics
         .record("ImageSync", result, started.elapsed().as_secs_f64(), 0);
     status.next_sync_time = Some(crate::timestamp::format_unix(
@@ -89,10 +105,13 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         .await?;
     let before = s.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     announce(&ctx, &s.object_ref(&()), before, &status.conditions, "Sync").await?;
-    let failed = status.failed > 0;
-    remember(&ctx, uid, s.meta().generation, !failed);
-    if let Some(wait) = backoff(&ctx, &format!("ImageSync/{ns}/{name}"), failed) {
+    remember(&ctx, uid, generation, !failed);
+    if let Some(wait) = backoff(&ctx, &key, generation, failed) {
         return Ok(Action::requeue(wait.min(interval)));
     }
     Ok(Action::requeue(interval))
+}
+
+fn ready(conditions: &[super::condition::Condition]) -> bool {
+    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }

@@ -987,7 +987,8 @@ fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
         }
         assert!(
             wait_ready(&copies("team-a"), "c", 400).await,
-            "the watched namespace is served"
+            "the watched namespace is served: {:?}",
+            copies("team-a").get("c").await.unwrap().data
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         assert!(
@@ -1322,4 +1323,67 @@ fn kopeo_run_takes_a_registrys_ca_and_client_certificate_from_secrets() {
     assert_eq!((code, cred.0.as_str()), (1, "SecretNotFound"), "{cred:?}");
     assert!(cred.1.contains("reg-ca"), "{cred:?}");
     assert_ne!(copy.0, "Copied", "{copy:?}");
+}
+
+#[test]
+fn a_failed_sync_is_retried_on_its_backoff_not_its_interval() {
+    use crate::support::image::{Spec, build};
+    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+    use kube::api::PostParams;
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
+    let img = build(&home.path().join("l"), "x", &Spec::default());
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("--dest-creds={USER}:{PASSWORD}"),
+            &img.reference(),
+            &src.image("team/app:1"),
+        ],
+    )
+    .ok();
+    let server = ApiServer::start(Options::default());
+    runtime().block_on(async {
+        let client = cluster(&server).await;
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
+            &json!({"metadata": {"name": "src"}, "spec": {"registry": src.host, "secretRef": {"name": "login"}, "tls": {"insecure": true}}})).await;
+        insecure_credentials(&server, &[&dst.host]).await;
+        let operator = start_operator(&client);
+        let syncs = kopeo_api(&client, "ImageSync", "imagesyncs");
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs", &json!({"metadata": {"name": "s"},
+            "spec": {"registry": src.host, "images": {"team/app": []}, "destination": format!("{}/mirror", dst.host), "interval": "1h"}})).await;
+        let reason = || {
+            let syncs = syncs.clone();
+            async move {
+                let st = syncs.get("s").await.unwrap().data["status"].clone();
+                st["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).map(|c| c["reason"].as_str().unwrap_or("").to_string())
+            }
+        };
+        let mut seen = None;
+        for _ in 0..200 {
+            seen = reason().await;
+            if seen.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_ne!(seen.as_deref(), Some("Synced"), "without its Secret the sync cannot log in");
+        // The Secret appears; the next attempt (seconds away, not an hour) succeeds.
+        let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), "default");
+        let login = serde_json::from_value(json!({"metadata": {"name": "login"}, "stringData": {"username": USER, "password": PASSWORD}})).unwrap();
+        secrets.create(&PostParams::default(), &login).await.unwrap();
+        for _ in 0..400 {
+            seen = reason().await;
+            if seen.as_deref() == Some("Synced") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen.as_deref(), Some("Synced"));
+        assert_eq!(kopeo_tags(&dst, "mirror/app").await, ["1"]);
+        operator.abort();
+    });
 }
