@@ -145,23 +145,8 @@ fn the_api_server_serves_and_validates_the_custom_resources() {
 
 #[test]
 fn kopeo_run_reconciles_manifests_with_namespace_credentials() {
-    use crate::support::image::{Spec, build};
-    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
-    let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
-    let img = build(&home.path().join("l"), "x", &Spec::default());
-    kopeo(
-        home.path(),
-        &[
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            &format!("--dest-creds={USER}:{PASSWORD}"),
-            &img.reference(),
-            &src.image("team/app:1"),
-        ],
-    )
-    .ok();
+    use crate::support::registry::{PASSWORD, USER};
+    let LoginSource { home, src, dst, img } = login_source();
     let manifests = |secret_ns: &str| {
         format!(
             r#"
@@ -296,24 +281,9 @@ fn example_operator_manifests_reconcile() {
 
 #[test]
 fn operator_copies_and_recovers_when_the_credential_secret_appears() {
-    use crate::support::image::{Spec, build};
-    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+    use crate::support::registry::{PASSWORD, USER};
     use kube::api::{Api, PostParams};
-    let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
-    let img = build(&home.path().join("l"), "x", &Spec::default());
-    kopeo(
-        home.path(),
-        &[
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            &format!("--dest-creds={USER}:{PASSWORD}"),
-            &img.reference(),
-            &src.image("team/app:1"),
-        ],
-    )
-    .ok();
+    let LoginSource { home, src, dst, img } = login_source();
     let server = ApiServer::start(Options::default());
     runtime().block_on(async {
         let client = cluster(&server).await;
@@ -885,6 +855,36 @@ fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
     });
 }
 
+/// A registry that needs a login (holding `team/app:1`) and a plain one.
+struct LoginSource {
+    home: tempfile::TempDir,
+    src: crate::support::registry::Registry,
+    dst: crate::support::registry::Registry,
+    img: crate::support::image::Built,
+}
+
+fn login_source() -> LoginSource {
+    use crate::support::image::{Spec, build};
+    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
+    let img = build(&home.path().join("l"), "x", &Spec::default());
+    let login = format!("--dest-creds={USER}:{PASSWORD}");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &login,
+            &img.reference(),
+            &src.image("team/app:1"),
+        ],
+    )
+    .ok();
+    LoginSource { home, src, dst, img }
+}
+
 /// Two plain registries and a ~3 MB image on the first, served through a
 /// slow proxy: about two seconds a copy.
 struct SlowCopy {
@@ -1327,24 +1327,14 @@ fn kopeo_run_takes_a_registrys_ca_and_client_certificate_from_secrets() {
 
 #[test]
 fn a_failed_sync_is_retried_on_its_backoff_not_its_interval() {
-    use crate::support::image::{Spec, build};
-    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
+    use crate::support::registry::{PASSWORD, USER};
     use kube::api::PostParams;
-    let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
-    let img = build(&home.path().join("l"), "x", &Spec::default());
-    kopeo(
-        home.path(),
-        &[
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            &format!("--dest-creds={USER}:{PASSWORD}"),
-            &img.reference(),
-            &src.image("team/app:1"),
-        ],
-    )
-    .ok();
+    let LoginSource {
+        home: _home,
+        src,
+        dst,
+        img: _,
+    } = login_source();
     let server = ApiServer::start(Options::default());
     runtime().block_on(async {
         let client = cluster(&server).await;
