@@ -224,18 +224,8 @@ spec:
         !out.stdout.contains(PASSWORD) && !out.stderr.contains(PASSWORD),
         "no secret in statuses or logs"
     );
-    let mirrored = kopeo(
-        home.path(),
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            &dst.image("mirror/app:1"),
-        ],
-    )
-    .ok();
-    assert_eq!(mirrored.stdout.trim(), img.digest);
+    let mirrored = dst.digest(home.path(), "mirror/app:1");
+    assert_eq!(mirrored, img.digest);
     // A Secret in another namespace is not usable: the credential and the copy fail.
     std::fs::write(&file, manifests("other")).unwrap();
     let out = kopeo(home.path(), &["run", "-f", file.to_str().unwrap()]);
@@ -432,18 +422,8 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         assert!(secrets.get_opt("kopeo-registry-auth").await.unwrap().is_none(), "collected with its last owner");
         operator.abort();
     });
-    let mirrored = kopeo(
-        home.path(),
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            &dst.image("mirror/app:1"),
-        ],
-    )
-    .ok();
-    assert_eq!(mirrored.stdout.trim(), img.digest);
+    let mirrored = dst.digest(home.path(), "mirror/app:1");
+    assert_eq!(mirrored, img.digest);
 }
 
 /// A `kopeo operator` process against the test API server.

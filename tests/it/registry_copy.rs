@@ -34,13 +34,6 @@ fn copy_args(src: &Registry, dst: &Registry, from: &str, to: &str, extra: &[&str
     a
 }
 
-fn digest_of(reg: &Registry, home: &std::path::Path, repo_tag: &str) -> String {
-    let mut a = vec!["inspect".to_string(), "--format".into(), "{{.Digest}}".into()];
-    a.extend(reg.flags(""));
-    a.push(reg.image(repo_tag));
-    kopeo(home, &args(&a)).ok().stdout.trim().to_string()
-}
-
 #[test]
 fn copy_within_one_registry_mounts_blobs_instead_of_uploading() {
     let home = tempdir();
@@ -59,7 +52,7 @@ fn copy_within_one_registry_mounts_blobs_instead_of_uploading() {
     )
     .ok();
     assert_eq!(
-        digest_of(&reg, home.path(), "other/dst:v1"),
+        reg.digest(home.path(), "other/dst:v1"),
         built.digest,
         "digest preserved"
     );
@@ -99,7 +92,7 @@ fn copy_between_registries_preserves_digests_and_recopy_skips_blobs() {
         )),
     )
     .ok();
-    assert_eq!(digest_of(&b, home.path(), "mirror/app:1"), built.digest);
+    assert_eq!(b.digest(home.path(), "mirror/app:1"), built.digest);
     assert_eq!(std::fs::read_to_string(home.path().join("d")).unwrap(), built.digest);
     let uploads = b.requests("PUT", "/blobs/uploads/");
     assert_eq!(uploads, 3);
@@ -147,8 +140,8 @@ fn registry_to_oci_and_dir_and_back_keeps_digests() {
     b.extend(reg.flags("dest-"));
     kopeo(home.path(), &args(&with(&b, &oci, &reg.image("from-oci:1")))).ok();
     kopeo(home.path(), &args(&with(&b, &dir, &reg.image("from-dir:1")))).ok();
-    assert_eq!(digest_of(&reg, home.path(), "from-oci:1"), built.digest);
-    assert_eq!(digest_of(&reg, home.path(), "from-dir:1"), built.digest);
+    assert_eq!(reg.digest(home.path(), "from-oci:1"), built.digest);
+    assert_eq!(reg.digest(home.path(), "from-dir:1"), built.digest);
 }
 
 #[test]
@@ -176,7 +169,7 @@ fn multi_arch_all_copies_every_instance_and_default_picks_one() {
     )
     .ok();
     assert_eq!(
-        digest_of(&b, home.path(), "multi:all"),
+        b.digest(home.path(), "multi:all"),
         built.digest,
         "list digest preserved"
     );
@@ -311,7 +304,7 @@ fn dropped_connection_mid_blob_is_resumed() {
         "the proxy cut the download twice: {}",
         r.stderr
     );
-    assert_eq!(digest_of(&b, home.path(), "big:1"), built.digest);
+    assert_eq!(b.digest(home.path(), "big:1"), built.digest);
     assert!(a.requests("GET", hex) >= 3, "resumed with new requests");
 }
 

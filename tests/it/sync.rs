@@ -266,18 +266,7 @@ fn dry_run_changes_nothing_and_skip_existing_keeps_moved_tags() {
         ),
     )
     .ok();
-    let first = kopeo(
-        home.path(),
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            &dst.image("app:1"),
-        ],
-    )
-    .ok()
-    .stdout;
+    let first = dst.digest(home.path(), "app:1");
     // The tag moves at the source.
     let moved = seed(&src, home.path(), "d/app:1", &spec(41));
     kopeo(
@@ -289,18 +278,7 @@ fn dry_run_changes_nothing_and_skip_existing_keeps_moved_tags() {
         ),
     )
     .ok();
-    let after_skip = kopeo(
-        home.path(),
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            &dst.image("app:1"),
-        ],
-    )
-    .ok()
-    .stdout;
+    let after_skip = dst.digest(home.path(), "app:1");
     assert_eq!(after_skip, first, "--skip-existing left the tag alone");
     kopeo(
         home.path(),
@@ -311,18 +289,7 @@ fn dry_run_changes_nothing_and_skip_existing_keeps_moved_tags() {
         ),
     )
     .ok();
-    let after = kopeo(
-        home.path(),
-        &[
-            "inspect",
-            "--tls-verify=false",
-            "--format",
-            "{{.Digest}}",
-            &dst.image("app:1"),
-        ],
-    )
-    .ok()
-    .stdout;
+    let after = dst.digest(home.path(), "app:1");
     assert_eq!(after.trim(), moved.digest, "without it the moved tag is copied again");
 }
 

@@ -201,6 +201,15 @@ impl Registry {
     pub fn image(&self, repo: &str) -> String {
         format!("docker://{}/{repo}", self.host)
     }
+
+    /// The digest of `repo_tag` here, as `kopeo inspect` reports it (empty when missing).
+    pub fn digest(&self, home: &Path, repo_tag: &str) -> String {
+        let mut args = vec!["inspect".to_string(), "--format".into(), "{{.Digest}}".into()];
+        args.extend(self.flags(""));
+        args.push(self.image(repo_tag));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        super::kopeo(home, &args).stdout.trim().to_string()
+    }
 }
 
 impl Drop for Registry {
