@@ -38,6 +38,11 @@ pub fn set(conditions: &mut Vec<Condition>, mut want: Condition) {
     }
 }
 
+/// Whether the condition `type_` is `True`.
+pub fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +67,6 @@ mod tests {
         assert_eq!(cs[0].last_transition_time, "t3");
         set(&mut cs, c("Stalled", "False", "t4"));
         assert_eq!(cs.len(), 2);
+        assert!(is_true(&cs, "Ready") && !is_true(&cs, "Stalled"));
     }
 }

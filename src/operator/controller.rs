@@ -166,18 +166,33 @@ async fn namespace_credentials(ctx: &Context, ns: &str, read: Read) -> Result<Ve
 /// backoff) per resource.
 const REMEMBERED: usize = 100_000;
 
-/// Note that this process brought the resource `uid` up to date at
-/// `generation` (or forget it, when it is not).
-pub(super) fn remember(ctx: &Context, uid: String, generation: Option<i64>, up_to_date: bool) {
+/// Note that this process brought `obj` up to date at its generation (or
+/// forget it, when it is not). Keyed by UID: a resource deleted and created
+/// again under its name starts afresh.
+pub(super) fn remember<K: Resource>(ctx: &Context, obj: &K, up_to_date: bool) {
     let mut verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
     if !up_to_date {
-        verified.remove(&uid);
+        verified.remove(&memory_key(obj));
         return;
     }
     if verified.len() >= REMEMBERED {
         verified.clear();
     }
-    verified.insert(uid, (generation, Instant::now()));
+    verified.insert(memory_key(obj), (obj.meta().generation, Instant::now()));
+}
+
+/// How long ago this process brought `obj` up to date at its current generation.
+pub(super) fn remembered<K: Resource>(ctx: &Context, obj: &K) -> Option<Duration> {
+    let verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
+    let (generation, at) = verified.get(&memory_key(obj))?;
+    (*generation == obj.meta().generation).then(|| at.elapsed())
+}
+
+fn memory_key<K: Resource>(obj: &K) -> String {
+    obj.meta()
+        .uid
+        .clone()
+        .unwrap_or_else(|| format!("{:?}/{}", obj.namespace(), obj.name_any()))
 }
 
 /// Publish an Event when the Ready condition changed status or reason

@@ -2,7 +2,8 @@
 //! source tag moved, report progress at a bounded rate, cancel a copy whose
 //! resource changed or went away, and write status only when it changed.
 
-use super::controller::{Context, Error, Read, announce, backoff, now, remember, render_namespace};
+use super::condition::is_true;
+use super::controller::{Context, Error, Read, announce, backoff, now, remember, remembered, render_namespace};
 use super::image_copy::ImageCopy;
 use super::image_copy_reconcile::{CopyEnv, copying, reconcile};
 use super::progress::{CopyProgress, Tally};
@@ -65,24 +66,14 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
             .record("ImageCopy", "cancelled", started.elapsed().as_secs_f64(), 0);
         return Ok(Action::await_change());
     };
-    let ready = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    let stalled = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Stalled" && c.status == "True");
+    let ready = is_true(&status.conditions, "Ready");
+    let stalled = is_true(&status.conditions, "Stalled");
     // A copy ran when the engine reported the image's blobs.
     let copied = tally.snapshot().is_some();
     let seconds = started.elapsed().as_secs_f64();
     if copied && ready {
         ctx.metrics.record("ImageCopy", "copied", seconds, status.bytes_copied);
-    } else if let Some(r) = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "False")
-    {
+    } else if let Some(r) = status.conditions.iter().find(|c| c.type_ == "Ready" && !ready) {
         ctx.metrics.record("ImageCopy", &r.reason, seconds, 0);
     }
     // A copy that ran may have written progress: always clear it.
@@ -93,7 +84,7 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         let before = ic.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
         announce(&ctx, &ic.object_ref(&()), before, &status.conditions, "Copy").await?;
     }
-    remember(&ctx, verified_key(&ic), ic.meta().generation, ready);
+    remember(&ctx, &*ic, ready);
     if let Some(wait) = backoff(&ctx, &key, ic.meta().generation, !ready && !ic.spec.suspend) {
         return Ok(Action::requeue(if stalled {
             wait.max(Duration::from_secs(60))
@@ -111,26 +102,14 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
 /// Ready at its generation within its refresh interval. Its own status
 /// write and Secret changes in the namespace trigger such reconciles, often
 /// with an object from before that write; each would otherwise render
-/// credentials, ask the source and perhaps copy again. Keyed by UID: a
-/// resource deleted and created again under its name starts afresh.
+/// credentials, ask the source and perhaps copy again.
 fn still_verified(ctx: &Context, ic: &ImageCopy, refresh: Option<Duration>) -> Option<Action> {
     if ic.spec.suspend {
         return None;
     }
-    let verified = ctx.verified.lock().unwrap_or_else(|p| p.into_inner());
-    let (generation, at) = verified.get(&verified_key(ic))?;
-    if *generation != ic.meta().generation {
-        return None;
-    }
+    let since = remembered(ctx, ic)?;
     match refresh {
         None => Some(Action::await_change()),
-        Some(d) => d.checked_sub(at.elapsed()).map(Action::requeue),
+        Some(d) => d.checked_sub(since).map(Action::requeue),
     }
-}
-
-fn verified_key(ic: &ImageCopy) -> String {
-    ic.meta()
-        .uid
-        .clone()
-        .unwrap_or_else(|| format!("{:?}/{}", ic.namespace(), ic.name_any()))
 }

@@ -2,7 +2,7 @@
 //! `kopeo run`. It copies when the spec changed or the source tag moved,
 //! and reports kstatus conditions; nothing secret goes into the status.
 
-use super::condition::{Condition, set};
+use super::condition::{Condition, is_true, set};
 use super::image_copy::{ImageCopy, ImageCopyStatus};
 use super::progress::CopyProgress;
 use crate::copy;
@@ -173,8 +173,8 @@ pub async fn reconcile(
     let current = source_digest(&src, env).await;
     if let Ok(Some(d)) = &current {
         let same_spec = st.observed_generation == generation;
-        let ready = st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        if same_spec && ready && st.source_digest.as_deref() == Some(d.to_string().as_str()) {
+        if same_spec && is_true(&st.conditions, "Ready") && st.source_digest.as_deref() == Some(d.to_string().as_str())
+        {
             return st;
         }
     }

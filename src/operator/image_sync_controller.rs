@@ -3,7 +3,10 @@
 //! operator's global concurrency limit, with progress in status at a
 //! bounded rate; a spec change or deletion cancels the sync.
 
-use super::controller::{Context, Error, Read, announce, backoff, failure_wait, now, remember, render_namespace};
+use super::condition::is_true;
+use super::controller::{
+    Context, Error, Read, announce, backoff, failure_wait, now, remember, remembered, render_namespace,
+};
 use super::image_sync::ImageSync;
 use super::image_sync_reconcile::{reconcile, syncing};
 use super::progress::{SyncProgress, SyncTally};
@@ -34,24 +37,17 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     // else as the status says.
     let key = format!("ImageSync/{ns}/{name}");
     let generation = s.meta().generation;
-    let uid = s.meta().uid.clone().unwrap_or_else(|| key.clone());
     let st = s.status.clone().unwrap_or_default();
-    let remembered = ctx
-        .verified
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&uid)
-        .filter(|(g, _)| *g == generation)
-        .map(|(_, at)| at.elapsed());
+    let synced_here = remembered(&ctx, &*s);
     let from_status = (st.observed_generation == generation)
         .then(|| st.last_sync_time.as_deref().and_then(crate::timestamp::parse_rfc3339))
         .flatten()
         .map(|last| Duration::from_secs((crate::timestamp::now_unix() - last).max(0) as u64));
     let wait = if let Some(left) = failure_wait(&ctx, &key, generation) {
         Some(left)
-    } else if let Some(since) = remembered {
+    } else if let Some(since) = synced_here {
         interval.checked_sub(since)
-    } else if st.observed_generation == generation && !ready(&st.conditions) {
+    } else if st.observed_generation == generation && !is_true(&st.conditions, "Ready") {
         // It failed before this process started: try again now.
         None
     } else {
@@ -93,7 +89,7 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         }
     };
     // A plan that could not be made fails as much as an image that could not be copied.
-    let failed = !ready(&status.conditions);
+    let failed = !is_true(&status.conditions, "Ready");
     let result = if failed { "failed" } else { "synced" };
     ctx.metrics
         .record("ImageSync", result, started.elapsed().as_secs_f64(), 0);
@@ -105,13 +101,9 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         .await?;
     let before = s.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     announce(&ctx, &s.object_ref(&()), before, &status.conditions, "Sync").await?;
-    remember(&ctx, uid, generation, !failed);
+    remember(&ctx, &*s, !failed);
     if let Some(wait) = backoff(&ctx, &key, generation, failed) {
         return Ok(Action::requeue(wait.min(interval)));
     }
     Ok(Action::requeue(interval))
-}
-
-fn ready(conditions: &[super::condition::Condition]) -> bool {
-    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
