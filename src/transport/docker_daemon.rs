@@ -186,13 +186,13 @@ impl ImageDestination for DaemonDestination {
         self.archive.supported_manifest_types()
     }
     fn supports_lists(&self) -> bool {
-        false
+        self.archive.supports_lists()
     }
     fn desired_layer_compression(&self) -> LayerCompression {
-        LayerCompression::Decompress
+        self.archive.desired_layer_compression()
     }
     fn concurrent_blobs(&self) -> bool {
-        false
+        self.archive.concurrent_blobs()
     }
     async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
         self.archive.try_reuse_blob(info, from).await

@@ -366,15 +366,8 @@ impl TarWriter {
 
     /// End the archive and move it into place.
     pub async fn finish(&mut self) -> Result<(), TransportError> {
-        self.write(&[0u8; 1024]).await?;
-        let tmp = self.tmp.clone();
-        let mut f = self
-            .file
-            .take()
-            .ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
-        f.flush().await.map_err(TransportError::io("writing", &tmp))?;
-        let f = f.into_inner();
-        f.sync_all().await.map_err(TransportError::io("syncing", &tmp))?;
+        let f = self.end().await?.into_inner();
+        f.sync_all().await.map_err(TransportError::io("syncing", &self.tmp))?;
         drop(f);
         tokio::fs::rename(&self.tmp, &self.target)
             .await
@@ -388,13 +381,18 @@ impl TarWriter {
 
     /// End the archive without moving it into place (it stays at [`TarWriter::temp_path`]).
     pub async fn close(&mut self) -> Result<(), TransportError> {
+        self.end().await.map(drop)
+    }
+
+    /// Write the end-of-archive blocks and flush; the file, done with.
+    async fn end(&mut self) -> Result<tokio::io::BufWriter<tokio::fs::File>, TransportError> {
         self.write(&[0u8; 1024]).await?;
-        let tmp = self.tmp.clone();
         let mut f = self
             .file
             .take()
             .ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
-        f.flush().await.map_err(TransportError::io("writing", &tmp))
+        f.flush().await.map_err(TransportError::io("writing", &self.tmp))?;
+        Ok(f)
     }
 }
 
