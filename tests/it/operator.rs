@@ -343,7 +343,15 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         let auth = String::from_utf8(pulled[".dockerconfigjson"].0.clone()).unwrap();
         assert!(auth.contains(&src.host), "the pull Secret holds the source's login: {auth:?}");
         let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
-        let evs = events.list(&Default::default()).await.unwrap();
+        // The Event follows the status write: wait for it.
+        let mut evs = events.list(&Default::default()).await.unwrap();
+        for _ in 0..100 {
+            if evs.items.iter().any(|e| e.reason.as_deref() == Some("Copied")) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            evs = events.list(&Default::default()).await.unwrap();
+        }
         assert!(evs.items.iter().any(|e| e.reason.as_deref() == Some("Copied")));
         for e in &evs.items {
             assert!(!e.note.as_deref().unwrap_or("").contains(PASSWORD), "no secret in Events");
@@ -1175,16 +1183,24 @@ fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
             "progress is cleared when the sync ends: {st}"
         );
         let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(client.clone(), "default");
-        let synced = events
-            .list(&Default::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("Synced")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a")
-            });
+        // The Event follows the status write: wait for it.
+        let mut synced = false;
+        for _ in 0..100 {
+            synced = events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("Synced")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("a")
+                });
+            if synced {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         assert!(synced, "the finished sync is an Event");
         assert!(
             done_seen.len() >= 2 && done_seen.windows(2).all(|w| w[0] < w[1]),
