@@ -1,5 +1,5 @@
 //! kopeo: move container images between registries, layouts and archives —
-//! the engine behind the `kopeo` CLI and (later) the operator.
+//! the engine behind the `kopeo` CLI and the Kubernetes operator.
 //!
 //! Data flows one way: a [`reference::ImageReference`] is parsed, its
 //! [`transport`] opens a source and a destination, and the [`copy`] pipeline
@@ -15,6 +15,7 @@ pub mod operator;
 pub mod reference;
 pub mod registry;
 pub mod sync;
+pub mod temp;
 pub mod timestamp;
 pub mod transport;
 

@@ -54,18 +54,25 @@ pub struct AuthFile {
     legacy: bool,
 }
 
-/// The key an auth.json entry is stored under for a registry: Docker's
-/// legacy `https://index.docker.io/v1/` keys normalise to `docker.io`.
-fn normalize_key(k: &str) -> String {
+/// The key an auth.json entry is stored under for a registry, as
+/// containers/image and docker read it: the scheme, a trailing `/` and a
+/// `/v1` or `/v2` API suffix are dropped, and Docker Hub's names
+/// (`index.docker.io`, `registry-1.docker.io`) become `docker.io`.
+pub fn normalize_key(k: &str) -> String {
     let k = k
         .strip_prefix("https://")
         .or_else(|| k.strip_prefix("http://"))
         .unwrap_or(k);
     let k = k.strip_suffix('/').unwrap_or(k);
     let k = k.strip_suffix("/v1").or_else(|| k.strip_suffix("/v2")).unwrap_or(k);
-    match k {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
-        _ => k.to_string(),
+    let (host, rest) = k.split_once('/').map_or((k, None), |(h, r)| (h, Some(r)));
+    let host = match host {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        h => h,
+    };
+    match rest {
+        Some(r) => format!("{host}/{r}"),
+        None => host.to_string(),
     }
 }
 
@@ -237,10 +244,12 @@ impl AuthFile {
         self.root.insert("auths".into(), Value::Object(Map::new()));
     }
 
-    /// Write atomically with mode 0600, creating the directory (0700).
+    /// Write atomically with mode 0600, creating the directory (0700). The
+    /// temporary file has an unpredictable name and is created exclusively,
+    /// so a symlink planted beside auth.json is never written through.
     pub fn save(&self) -> Result<(), AuthError> {
         use std::io::Write as _;
-        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        use std::os::unix::fs::DirBuilderExt as _;
         let err = |source| AuthError::Write {
             path: self.path.clone(),
             source,
@@ -255,17 +264,18 @@ impl AuthFile {
             .mode(0o700)
             .create(dir)
             .map_err(err)?;
-        let tmp = dir.join(format!(".auth.json.{}.tmp", std::process::id()));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        let body = serde_json::to_vec_pretty(&Value::Object(self.root.clone())).unwrap_or_default();
-        f.write_all(&body).and_then(|_| f.sync_all()).map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)
+        let body =
+            serde_json::to_vec_pretty(&Value::Object(self.root.clone())).map_err(|e| err(std::io::Error::other(e)))?;
+        let (mut f, tmp) = crate::temp::create_beside(&self.path, 0o600).map_err(err)?;
+        let written = f
+            .write_all(&body)
+            .and_then(|_| f.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(err(e));
+        }
+        crate::temp::sync_dir(dir).map_err(err)
     }
 }
 

@@ -4,7 +4,7 @@
 mod file;
 mod helper;
 
-pub use file::{AuthFile, default_login_path, lookup_paths};
+pub use file::{AuthFile, default_login_path, lookup_paths, normalize_key};
 
 use std::fmt;
 use std::path::PathBuf;

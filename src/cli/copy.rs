@@ -173,12 +173,12 @@ fn compression(args: &CopyArgs) -> Result<CompressionOptions, CliError> {
             "--dest-force-compress-format requires --dest-compress-format",
         ));
     }
-    if let Some(l) = args.dest_compress_level {
-        if !crate::copy::settings::level_in_range(l, format) {
-            return Err(CliError::new(format!(
-                "--dest-compress-level {l} is out of range (gzip 0-9, zstd 1-22)"
-            )));
-        }
+    if let Some(l) = args.dest_compress_level
+        && !crate::copy::settings::level_in_range(l, format)
+    {
+        return Err(CliError::new(format!(
+            "--dest-compress-level {l} is out of range (gzip 0-9, zstd 1-22)"
+        )));
     }
     Ok(CompressionOptions {
         compress: args.dest_compress,

@@ -133,6 +133,10 @@ struct OperatorArgs {
     /// Write a running copy's progress to its status at most this often
     #[arg(long = "progress-interval", default_value = "10s", value_parser = parse_go_duration)]
     progress_interval: std::time::Duration,
+    /// Let ImageCopy use oci:, oci-archive:, dir: and docker-archive: with
+    /// paths relative to DIR/<namespace>/ (default: registries only)
+    #[arg(long = "local-storage", value_name = "DIR")]
+    local_storage: Option<std::path::PathBuf>,
 }
 
 fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -225,15 +229,33 @@ pub fn main() -> ExitCode {
         }
     };
     let timeout = cli.command_timeout;
-    let result = runtime.block_on(async move {
-        let work = run(cli.command, &global);
-        match timeout {
-            Some(t) => tokio::time::timeout(t, work)
-                .await
-                .unwrap_or_else(|_| Err(CliError::new(format!("command timed out after {t:?}")))),
-            None => work.await,
+    // The operator stops on signals by itself (releasing its Lease).
+    let own_signals = matches!(cli.command, Command::Operator(_));
+    let outcome = runtime.block_on(async move {
+        let work = async {
+            let work = run(cli.command, &global);
+            match timeout {
+                Some(t) => tokio::time::timeout(t, work)
+                    .await
+                    .unwrap_or_else(|_| Err(CliError::new(format!("command timed out after {t:?}")))),
+                None => work.await,
+            }
+        };
+        if own_signals {
+            return Ok(work.await);
+        }
+        // On SIGINT/SIGTERM/SIGHUP the work is dropped: every unfinished
+        // destination removes its temporary files and staging directories.
+        tokio::select! {
+            r = work => Ok(r),
+            sig = interrupted() => Err(sig),
         }
     });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    let result = match outcome {
+        Ok(r) => r,
+        Err(sig) => die_by(sig),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -241,6 +263,35 @@ pub fn main() -> ExitCode {
             ExitCode::from(if e.not_found { 2 } else { 1 })
         }
     }
+}
+
+/// The first of SIGINT, SIGTERM and SIGHUP to arrive (never, if they cannot be watched).
+async fn interrupted() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+        _ = hup.recv() => libc::SIGHUP,
+    }
+}
+
+/// End the process by `sig` with its default action, as skopeo (which does
+/// not catch it) ends: the parent sees the same wait status.
+fn die_by(sig: i32) -> ! {
+    // SAFETY: resetting a handler and raising a signal in a single-threaded
+    // tail of the program (the runtime has been shut down).
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+    std::process::exit(128 + sig)
 }
 
 async fn run(command: Command, global: &Global) -> Result<(), CliError> {
@@ -286,6 +337,10 @@ async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError>
         concurrency: a.concurrency,
         progress_interval: a.progress_interval,
         namespaces: a.watch_namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
+        local: match a.local_storage {
+            Some(dir) => crate::operator::local_access::LocalAccess::Under(dir),
+            None => crate::operator::local_access::LocalAccess::RegistriesOnly,
+        },
         ..Default::default()
     };
     if a.leader_elect {

@@ -92,11 +92,11 @@ pub fn verify(
                 }
                 let over = st.size.is_some_and(|s| st.seen > s);
                 let last = st.size == Some(st.seen);
-                if over || last {
-                    if let Err(e) = st.check() {
-                        st.done = true;
-                        return Some((Err(e), st));
-                    }
+                if (over || last)
+                    && let Err(e) = st.check()
+                {
+                    st.done = true;
+                    return Some((Err(e), st));
                 }
                 Some((Ok(chunk), st))
             }
@@ -106,10 +106,10 @@ pub fn verify(
             }
             None => {
                 st.done = true;
-                if st.hasher.is_some() {
-                    if let Err(e) = st.check() {
-                        return Some((Err(e), st));
-                    }
+                if st.hasher.is_some()
+                    && let Err(e) = st.check()
+                {
+                    return Some((Err(e), st));
                 }
                 None
             }

@@ -481,15 +481,14 @@ async fn copy_single(
             let Some((_, new, size)) = written.iter().find(|(old, _, _)| *old == layer.digest) else {
                 continue;
             };
-            if t.to == Compression::None {
-                if let Some(Some(want)) = diff_ids.get(i) {
-                    if want != new {
-                        return Err(CopyError::Transport(TransportError::Invalid(format!(
-                            "layer {} decompresses to {new}, but the image config says {want}",
-                            layer.digest
-                        ))));
-                    }
-                }
+            if t.to == Compression::None
+                && let Some(Some(want)) = diff_ids.get(i)
+                && want != new
+            {
+                return Err(CopyError::Transport(TransportError::Invalid(format!(
+                    "layer {} decompresses to {new}, but the image config says {want}",
+                    layer.digest
+                ))));
             }
             layer.digest = new.clone();
             layer.size = *size as i64;

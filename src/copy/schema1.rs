@@ -67,12 +67,11 @@ async fn copy_layer(
     let (t, f) = (tap.clone(), failed.clone());
     let stream = verify(src.blob(&info).await?, &info, Arc::new(AtomicBool::new(false)), None)
         .map(move |chunk| {
-            if let Ok(c) = &chunk {
-                if let Some(d) = t.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                    if d.write_all(c).is_err() {
-                        f.store(true, Ordering::SeqCst);
-                    }
-                }
+            if let Ok(c) = &chunk
+                && let Some(d) = t.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+                && d.write_all(c).is_err()
+            {
+                f.store(true, Ordering::SeqCst);
             }
             chunk
         })

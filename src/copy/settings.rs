@@ -123,10 +123,10 @@ impl CopySettings {
                 level: c.level,
             },
         };
-        if let Some(l) = compression.level {
-            if !level_in_range(l, compression.format) {
-                return Err(format!("{LEVEL_RANGE}: {l}"));
-            }
+        if let Some(l) = compression.level
+            && !level_in_range(l, compression.format)
+        {
+            return Err(format!("{LEVEL_RANGE}: {l}"));
         }
         Ok(CopyOptions {
             multi_arch: if self.all { MultiArch::All } else { MultiArch::System },

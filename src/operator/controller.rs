@@ -18,7 +18,20 @@ use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt as _, watcher};
+
+/// A Secret's metadata: Secrets are watched without their data.
+type SecretMeta = kube::core::PartialObjectMeta<Secret>;
+
+/// Changes of the Secrets in scope, metadata only.
+fn secret_changes(
+    client: &Client,
+    ns: Option<&str>,
+) -> impl futures::Stream<Item = Result<SecretMeta, watcher::Error>> + Send + 'static {
+    watcher(scoped::<SecretMeta>(client, ns), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+}
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +68,8 @@ pub struct OperatorOptions {
     pub progress_interval: Duration,
     /// Watch only these namespaces (all when empty).
     pub namespaces: Vec<String>,
+    /// Which local transports ImageCopy may use (registries only by default).
+    pub local: super::local_access::LocalAccess,
 }
 
 impl Default for OperatorOptions {
@@ -66,6 +81,7 @@ impl Default for OperatorOptions {
             metrics: Arc::default(),
             progress_interval: Duration::from_secs(10),
             namespaces: vec![],
+            local: super::local_access::LocalAccess::RegistriesOnly,
         }
     }
 }
@@ -84,6 +100,8 @@ pub struct Context {
     pub(super) work: tokio::sync::Semaphore,
     /// RegistryCredential caches (one per watched scope).
     pub(super) credentials: std::sync::RwLock<Vec<CredentialCache>>,
+    /// Which local transports ImageCopy may use.
+    pub(super) local: super::local_access::LocalAccess,
 }
 
 /// RegistryCredentials kept by a watch of their own, and whether it has
@@ -287,7 +305,7 @@ fn error_policy<K>(_: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action {
 /// The RegistryCredentials that name Secret `s` (login, CA or client certificate).
 fn naming(
     creds: &kube::runtime::reflector::Store<RegistryCredential>,
-    s: &Secret,
+    s: &SecretMeta,
 ) -> impl Iterator<Item = Arc<RegistryCredential>> {
     let (ns, name) = (s.namespace(), s.name_any());
     creds
@@ -327,71 +345,22 @@ pub async fn run_until(client: Client, opts: OperatorOptions, shutdown: impl std
         }
         return;
     };
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.lease)
-            .with_namespace(&le.namespace)
-            .with_identity(&opts.instance)
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await;
-        let manager = match manager {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(error = %e, "leader election unavailable, trying again in 5s");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
-                    _ = &mut shutdown => return,
-                }
-            }
-        };
-        let (leading, task) = manager.watch().await;
-        let again = tokio::select! {
-            _ = lead(client.clone(), &opts, leading) => false,
-            _ = released(&client, &le, &opts.instance) => {
-                tracing::info!(instance = %opts.instance, "the lease was released, trying to take it");
-                true
-            }
-            _ = &mut shutdown => {
-                tracing::info!(instance = %opts.instance, "shutting down");
-                false
-            }
-        };
-        opts.metrics.leader.set(0);
-        // `lead` dropped the last receiver: the manager releases the Lease
-        // if this replica holds it.
-        match tokio::time::timeout(Duration::from_secs(5), task).await {
-            Ok(Ok(Ok(_))) if !again => tracing::info!(instance = %opts.instance, "released the lease"),
-            Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the lease"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "lease manager task"),
-            Err(_) => tracing::warn!("releasing the lease timed out"),
-        }
-        if !again {
-            return;
-        }
+    let elector = super::leader::Elector::new(client.clone(), &le.namespace, &le.lease, &opts.instance);
+    let (leading, rx) = tokio::sync::watch::channel(false);
+    tokio::select! {
+        _ = elector.campaign(leading) => {}
+        _ = elector.watch_releases() => {}
+        _ = lead(client.clone(), &opts, rx) => {}
+        _ = shutdown => tracing::info!(instance = %opts.instance, "shutting down"),
     }
-}
-
-/// Resolves when another replica, seen holding the Lease, released it on
-/// the way out. kube-lease-manager's standby would wait for the Lease to
-/// expire (15 s); a new manager takes a free Lease at once.
-async fn released(client: &Client, le: &LeaderElection, me: &str) {
-    use kube::runtime::WatchStreamExt as _;
-    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &le.namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={}", le.lease));
-    let mut leases = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
-    let mut held_by_other = false;
-    while let Some(l) = leases.next().await {
-        let Ok(l) = l else { continue };
-        match l.spec.and_then(|s| s.holder_identity).filter(|h| !h.is_empty()) {
-            Some(h) => held_by_other = h != me,
-            None if held_by_other => return,
-            None => {}
-        }
+    // The controllers are dropped: no copy runs any more.
+    opts.metrics.leader.set(0);
+    match tokio::time::timeout(Duration::from_secs(5), elector.release()).await {
+        Ok(Ok(true)) => tracing::info!(instance = %opts.instance, "released the lease"),
+        Ok(Ok(false)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "releasing the lease"),
+        Err(_) => tracing::warn!("releasing the lease timed out"),
     }
-    std::future::pending().await
 }
 
 /// Run the controllers whenever `leading` says this replica holds the Lease.
@@ -435,6 +404,7 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         progress_interval: opts.progress_interval,
         work: tokio::sync::Semaphore::new(usize::from(opts.concurrency.max(1))),
         credentials: Default::default(),
+        local: opts.local.clone(),
     });
     // With watched namespaces, every watch is namespaced: a Role per
     // namespace is all the RBAC the operator needs.
@@ -473,7 +443,6 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
         .unwrap_or_else(|p| p.into_inner())
         .push(CredentialCache { store, ready });
     let cache = {
-        use kube::runtime::WatchStreamExt as _;
         watcher(scoped::<RegistryCredential>(&client, ns), watcher::Config::default())
             .default_backoff()
             .reflect(writer)
@@ -492,15 +461,11 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
     let cstore = creds.store();
     let (c1, c2, c3) = (cstore.clone(), cstore.clone(), cstore);
     let creds = creds
-        .watches(
-            scoped::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |s: Secret| {
-                naming(&c1, &s)
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(secret_changes(&client, ns), move |s: SecretMeta| {
+            naming(&c1, &s)
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
         // A credential's change or deletion re-renders its namespace's pull
         // Secret through the others (a deleted one has no reconcile of its own).
         .watches(
@@ -520,14 +485,12 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
     let store = copies.store();
     let (s1, s2) = (store.clone(), store);
     let copies = copies
-        .watches(
-            scoped::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |s: Secret| match naming(&c2, &s).next() {
+        .watches_stream(secret_changes(&client, ns), move |s: SecretMeta| {
+            match naming(&c2, &s).next() {
                 Some(_) => all_in(&s1, s.namespace()),
                 None => vec![],
-            },
-        )
+            }
+        })
         .watches(
             scoped::<RegistryCredential>(&client, ns),
             watcher::Config::default(),

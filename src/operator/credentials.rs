@@ -46,7 +46,7 @@ pub fn entries(cred: &RegistryCredential, secret: Option<&Secret>) -> Result<Map
         reason: "SecretMalformed",
         message: format!("Secret {name:?}: {what}"),
     };
-    let key = cred.spec.registry.clone();
+    let key = crate::auth::normalize_key(&cred.spec.registry);
     let mut out = Map::new();
     match secret.type_.as_deref().unwrap_or("Opaque") {
         "kubernetes.io/dockerconfigjson" => {
@@ -57,13 +57,12 @@ pub fn entries(cred: &RegistryCredential, secret: Option<&Secret>) -> Result<Map
                 .and_then(Value::as_object)
                 .ok_or_else(|| bad(".dockerconfigjson has no auths"))?;
             // Only the entries for this credential's registry (or below it) are taken.
+            // Keys as `kubectl create secret docker-registry` writes them
+            // (`https://index.docker.io/v1/`) match as docker reads them.
             for (k, e) in auths {
-                let norm = k
-                    .trim_start_matches("https://")
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/');
+                let norm = crate::auth::normalize_key(k);
                 if norm == key || norm.starts_with(&format!("{key}/")) || key.starts_with(&format!("{norm}/")) {
-                    out.insert(norm.to_string(), e.clone());
+                    out.insert(norm, e.clone());
                 }
             }
             if out.is_empty() {
@@ -245,5 +244,47 @@ impl Rendered {
             o.registry.tls.cert_dir = self.cert_dirs.get(d.domain()).cloned();
         }
         o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn credential(registry: &str) -> RegistryCredential {
+        serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential",
+            "metadata": {"name": "hub", "namespace": "ns"},
+            "spec": {"registry": registry, "secretRef": {"name": "pull"}}}))
+        .unwrap()
+    }
+
+    /// What `kubectl create secret docker-registry --docker-server=SERVER` makes.
+    fn docker_registry_secret(server: &str) -> Secret {
+        let config = json!({"auths": {server: {"username": "u", "password": "p", "auth": B64.encode("u:p")}}});
+        serde_json::from_value(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pull"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": B64.encode(config.to_string())}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn docker_hub_keys_match_however_they_are_written() {
+        for server in [
+            "https://index.docker.io/v1/",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "docker.io",
+            "http://docker.io/v2/",
+        ] {
+            for registry in ["docker.io", "index.docker.io"] {
+                let got = entries(&credential(registry), Some(&docker_registry_secret(server)))
+                    .unwrap_or_else(|p| panic!("{server} for {registry}: {}", p.message));
+                assert_eq!(got.keys().collect::<Vec<_>>(), ["docker.io"], "{server} for {registry}");
+            }
+        }
+        let other = entries(&credential("docker.io"), Some(&docker_registry_secret("quay.io")));
+        assert_eq!(other.unwrap_err().reason, "SecretMalformed");
     }
 }

@@ -35,6 +35,7 @@ pub(super) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
     let env = CopyEnv {
         src: rendered.side(&ic.spec.source),
         dest: rendered.side(&ic.spec.destination),
+        local: ctx.local.clone(),
     };
     ctx.metrics.in_flight.inc();
     let started = std::time::Instant::now();

@@ -12,11 +12,13 @@ use crate::transport::{self, OpenOptions, TransportError};
 use kube::ResourceExt;
 use std::sync::Arc;
 
-/// How to reach the source and destination (credentials and TLS rendered for the namespace).
+/// How to reach the source and destination (credentials and TLS rendered
+/// for the namespace), and which local transports the copy may use.
 #[derive(Clone, Default)]
 pub struct CopyEnv {
     pub src: OpenOptions,
     pub dest: OpenOptions,
+    pub local: super::local_access::LocalAccess,
 }
 
 fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {
@@ -153,7 +155,16 @@ pub async fn reconcile(
             conditions(&mut st, STALLED, "InvalidSpec", msg, generation, now);
             return st;
         }
-        (Ok(s), Ok(d), Ok(o)) => (s, d, copy::CopyOptions { progress, ..o }),
+        (Ok(s), Ok(d), Ok(o)) => {
+            let ns = ic.namespace().unwrap_or_else(|| "default".into());
+            match (env.local.resolve(s, &ns), env.local.resolve(d, &ns)) {
+                (Ok(s), Ok(d)) => (s, d, copy::CopyOptions { progress, ..o }),
+                (Err(e), _) | (_, Err(e)) => {
+                    conditions(&mut st, STALLED, "TransportNotAllowed", &e.to_string(), generation, now);
+                    return st;
+                }
+            }
+        }
         (s, d, o) => {
             let msg = [s.err().map(|e| e.to_string()), d.err().map(|e| e.to_string()), o.err()]
                 .into_iter()

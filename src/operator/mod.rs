@@ -13,6 +13,8 @@ pub mod image_copy_reconcile;
 pub mod image_sync;
 mod image_sync_controller;
 pub mod image_sync_reconcile;
+pub mod leader;
+pub mod local_access;
 pub mod metrics;
 pub mod progress;
 pub mod registry_credential;

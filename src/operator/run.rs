@@ -160,6 +160,8 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String>
             let env = CopyEnv {
                 src: rendered.side(&c.spec.source),
                 dest: rendered.side(&c.spec.destination),
+                // `kopeo run` acts for its user: every transport, paths as written.
+                local: Default::default(),
             };
             let st = reconcile(c, &env, now, None).await;
             statuses.push((

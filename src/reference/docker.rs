@@ -22,6 +22,8 @@ pub enum ReferenceError {
     NameTooLong(String),
     #[error("invalid reference format: tag in {0:?} is invalid")]
     InvalidTag(String),
+    #[error("invalid tag format: {0:?}")]
+    InvalidTagFormat(String),
     #[error("invalid reference format: {0}")]
     InvalidDigest(#[from] crate::digest::DigestError),
     #[error("invalid repository name ({0}), cannot specify 64-byte hexadecimal strings")]
@@ -67,10 +69,10 @@ impl DockerReference {
             Some(i) => (&name_tag[..last_slash + i], Some(&name_tag[last_slash + i + 1..])),
             None => (name_tag, None),
         };
-        if let Some(t) = tag {
-            if !valid_tag(t) {
-                return Err(ReferenceError::InvalidTag(s.to_string()));
-            }
+        if let Some(t) = tag
+            && !valid_tag(t)
+        {
+            return Err(ReferenceError::InvalidTag(s.to_string()));
         }
         let (domain, path) = name.split_once('/').ok_or_else(invalid)?;
         if !valid_domain(domain) {
@@ -136,13 +138,18 @@ impl DockerReference {
         }
         self
     }
-    /// The same repository with another tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> Self {
-        DockerReference {
+    /// The same repository with another tag and no digest; the tag is
+    /// checked against the grammar (tags from a registry's tag list are
+    /// strangers' input and end up in paths).
+    pub fn with_tag(&self, tag: &str) -> Result<Self, ReferenceError> {
+        if !valid_tag(tag) {
+            return Err(ReferenceError::InvalidTagFormat(tag.to_string()));
+        }
+        Ok(DockerReference {
             tag: Some(tag.to_string()),
             digest: None,
             ..self.clone()
-        }
+        })
     }
     /// The same repository with a digest and no tag.
     pub fn with_digest(&self, digest: Digest) -> Self {
@@ -285,10 +292,10 @@ fn valid_domain(d: &str) -> bool {
             None => (d, None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(p) = port
+        && (p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
     }
     !host.is_empty()
         && host.split('.').all(|c| {

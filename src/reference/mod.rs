@@ -111,10 +111,10 @@ impl FromStr for ImageReference {
                 if path.is_empty() {
                     return Err(invalid("path is empty"));
                 }
-                if let Some(img) = &image {
-                    if !valid_oci_ref_name(img) {
-                        return Err(invalid(&format!("invalid image reference {img:?}")));
-                    }
+                if let Some(img) = &image
+                    && !valid_oci_ref_name(img)
+                {
+                    return Err(invalid(&format!("invalid image reference {img:?}")));
                 }
                 let path = PathBuf::from(path);
                 Ok(if transport == "oci" {
@@ -248,10 +248,39 @@ fn split_path_and_image(s: &str) -> (&str, Option<String>) {
     }
 }
 
-/// The OCI image-layout `ref.name` grammar: components of alphanumerics joined by `-._:@/+`.
+/// The OCI `ref.name` annotation grammar as containers/image checks it:
+/// `component(/component)*`, a component being alphanumeric runs joined by
+/// one of `-._:@+` or by `--` (so no empty component and no `..`).
 fn valid_oci_ref_name(s: &str) -> bool {
-    let sep = |c: char| "-._:@/+".contains(c);
-    !s.is_empty() && !s.starts_with(sep) && !s.ends_with(sep) && s.chars().all(|c| c.is_ascii_alphanumeric() || sep(c))
+    !s.is_empty() && s.split('/').all(valid_oci_ref_component)
+}
+
+fn valid_oci_ref_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum_run = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_alphanumeric() {
+            *i += 1;
+        }
+        *i > start
+    };
+    let mut i = 0;
+    if !alnum_run(&mut i) {
+        return false;
+    }
+    while i < b.len() {
+        if b[i..].starts_with(b"--") {
+            i += 2;
+        } else if b"-._:@+".contains(&b[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+        if !alnum_run(&mut i) {
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -298,6 +327,16 @@ mod tests {
         assert!("oci::tag".parse::<ImageReference>().is_err());
         assert!("oci:/l:-bad".parse::<ImageReference>().is_err());
         assert!("oci:/l:a b".parse::<ImageReference>().is_err());
+        // Empty components and `..` are refused, as containers/image does.
+        for bad in ["a//b", "a/../../etc", "a/", "a..b", "a---b", ".hidden"] {
+            assert!(
+                format!("oci:/l:{bad}").parse::<ImageReference>().is_err(),
+                "{bad} must be refused"
+            );
+        }
+        for good in ["v1.0", "x/y:z", "a--b", "reg.example/ns/app:1.0@x", "a+b"] {
+            p(&format!("oci:/l:{good}"));
+        }
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub fn scope_key(scopes: &BTreeSet<String>) -> String {
     scopes.iter().cloned().collect::<Vec<_>>().join(" ")
 }
 
+/// Largest token answer kopeo reads.
+const MAX_TOKEN_BODY: usize = 1 << 20;
+
 #[derive(serde::Deserialize)]
 struct TokenReply {
     #[serde(default)]
@@ -181,9 +184,18 @@ pub async fn fetch_token(
             }
         }
     };
-    let resp = request.send().await.map_err(|e| err(e.to_string()))?;
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| err(super::error::redact_error(e).to_string()))?;
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
+    // containers/image reads at most 1 MiB of a token answer (iolimits.MaxAuthTokenBodySize).
+    let body = super::client::read_limited(op, resp, MAX_TOKEN_BODY)
+        .await
+        .map_err(|e| match e {
+            RegistryError::Protocol { reason, .. } => err(reason),
+            other => err(other.to_string()),
+        })?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(RegistryError::Unauthorized {
             op: op.to_string(),

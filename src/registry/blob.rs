@@ -77,7 +77,7 @@ impl RegistryClient {
                         if st.resumes >= limit {
                             st.done = true;
                             let op = format!("fetching blob {} from {}/{}", st.digest, st.client.registry(), st.repo);
-                            return Some((Err(RegistryError::Network { op, source: e }), st));
+                            return Some((Err(RegistryError::network(op, e)), st));
                         }
                         st.resumes += 1;
                         tracing::warn!(digest = %st.digest, offset = st.offset, attempt = st.resumes, error = %e, "blob download interrupted, resuming");

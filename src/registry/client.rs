@@ -85,17 +85,18 @@ impl std::fmt::Debug for RegistryClient {
 }
 
 fn net(op: &str) -> impl Fn(reqwest::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Network {
-        op: op.to_string(),
-        source,
-    }
+    move |source| RegistryError::network(op, source)
 }
+
+/// containers/image reads at most this much of an error body (iolimits.MaxErrorBodySize).
+pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
 
 /// Turn an error response into a [`RegistryError`], reading the registry's
 /// `{"errors":[{"code","message"}]}` body.
 pub(super) async fn error_from(op: &str, resp: Response) -> RegistryError {
     let status = resp.status().as_u16();
-    let body = resp.bytes().await.unwrap_or_default();
+    // An endless or huge error body is cut off: its first MiB says enough.
+    let body = read_at_most(resp, MAX_ERROR_BODY).await;
     #[derive(serde::Deserialize)]
     struct Errs {
         errors: Vec<Err1>,
@@ -209,7 +210,7 @@ impl RegistryClient {
                             }
                             last = format!("{scheme}: unexpected HTTP status {}", status.as_u16());
                         }
-                        Err(e) => last = format!("{e:#}").replace('\n', " "),
+                        Err(e) => last = format!("{:#}", super::error::redact_error(e)).replace('\n', " "),
                     }
                 }
                 Err(RegistryError::Ping {
@@ -399,16 +400,16 @@ impl RegistryClient {
             .map(|s| s.split(';').next().unwrap_or("").trim().to_string())
             .unwrap_or_default();
         let body = read_limited(&op, resp, MAX_MANIFEST_SIZE).await?;
-        if let Ok(d) = reference.parse::<Digest>() {
-            if !d.matches(&body) {
-                let mut h = crate::digest::Hasher::new(d.algorithm());
-                h.update(&body);
-                return Err(RegistryError::DigestMismatch {
-                    op,
-                    expected: d,
-                    actual: h.finish(),
-                });
-            }
+        if let Ok(d) = reference.parse::<Digest>()
+            && !d.matches(&body)
+        {
+            let mut h = crate::digest::Hasher::new(d.algorithm());
+            h.update(&body);
+            return Err(RegistryError::DigestMismatch {
+                op,
+                expected: d,
+                actual: h.finish(),
+            });
         }
         let mime = if mime.is_empty() || mime == "application/json" || mime == "text/plain" {
             guess_mime_type(&body)
@@ -595,7 +596,7 @@ impl RegistryClient {
         let base = self.base().await?;
         base.join(loc).map_err(|e| RegistryError::Protocol {
             op: op.to_string(),
-            reason: format!("bad Location {loc:?}: {e}"),
+            reason: format!("bad Location {:?}: {e}", super::error::redacted(loc)),
         })
     }
 
@@ -780,7 +781,20 @@ fn parse_next_link(h: &str) -> Option<String> {
     })
 }
 
-async fn read_limited(op: &str, mut resp: Response, limit: usize) -> Result<Bytes, RegistryError> {
+/// Up to `limit` bytes of a body; what follows, or a broken connection, ends it.
+pub(super) async fn read_at_most(mut resp: Response, limit: usize) -> Bytes {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = limit - buf.len();
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() >= limit {
+            break;
+        }
+    }
+    buf.into()
+}
+
+pub(super) async fn read_limited(op: &str, mut resp: Response, limit: usize) -> Result<Bytes, RegistryError> {
     let mut buf = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(net(op))? {
         if buf.len() + chunk.len() > limit {

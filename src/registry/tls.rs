@@ -44,7 +44,9 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
         .pool_idle_timeout(Duration::from_secs(90))
         // Redirects are followed by hand for blobs (auth must not leak to
         // another host); reqwest drops Authorization on cross-host redirects.
-        .redirect(reqwest::redirect::Policy::limited(10));
+        .redirect(reqwest::redirect::Policy::limited(10))
+        // A redirect target (object storage) learns nothing of the registry URL.
+        .referer(false);
     if !tls.verifies() {
         builder = builder.tls_danger_accept_invalid_certs(true);
     }

@@ -113,12 +113,13 @@ async fn up_to_date(item: &PlannedImage, have: &Digest, copy: &CopyOptions) -> R
     if Digest::sha256_of(&bytes) == *have {
         return Ok(true);
     }
-    if is_list_type(&mime) && copy.multi_arch == MultiArch::System {
-        if let Ok(Manifest::Index(index)) = Manifest::parse(&bytes, &mime) {
-            let want = copy.platform.clone().unwrap_or_else(manifest::host_platform);
-            if let Ok(d) = manifest::choose_instance(&index, &want) {
-                return Ok(d.digest == *have);
-            }
+    if is_list_type(&mime)
+        && copy.multi_arch == MultiArch::System
+        && let Ok(Manifest::Index(index)) = Manifest::parse(&bytes, &mime)
+    {
+        let want = copy.platform.clone().unwrap_or_else(manifest::host_platform);
+        if let Ok(d) = manifest::choose_instance(&index, &want) {
+            return Ok(d.digest == *have);
         }
     }
     Ok(false)
@@ -135,10 +136,10 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usiz
     };
     let checked = async {
         let have = existing_digest(&item.destination, &opts.dest).await?;
-        if let Some(h) = have {
-            if opts.skip_existing || up_to_date(item, &h, &opts.copy).await? {
-                return Ok::<_, TransportError>(Some(h));
-            }
+        if let Some(h) = have
+            && (opts.skip_existing || up_to_date(item, &h, &opts.copy).await?)
+        {
+            return Ok::<_, TransportError>(Some(h));
         }
         Ok(None)
     }

@@ -146,7 +146,15 @@ impl Planner<'_> {
         tracing::info!(repository = %repo.name(), tags = tags.len(), "listed tags");
         self.plan.sources += 1;
         for t in filter.apply(tags) {
-            self.add_docker(repo.with_tag(&t), src)?;
+            // As skopeo: a tag the grammar refuses is reported and skipped.
+            match repo.with_tag(&t) {
+                Ok(r) => self.add_docker(r, src)?,
+                Err(e) => tracing::error!(
+                    repository = %repo.name(),
+                    tag = %t,
+                    "Error creating a tagged reference from registry tag list: {e}"
+                ),
+            }
         }
         Ok(())
     }

@@ -4,7 +4,9 @@
 //! Writes go to a staging directory beside the target, swapped into place at
 //! commit, so a failed copy never leaves a directory that looks complete.
 
-use super::local::{mkdir_all, read_small, read_stream, temp_path, write_atomic, write_stream};
+use super::local::{
+    collect_debris, create_staging_dir, mkdir_all, read_small, read_stream, sync_dir, write_atomic, write_stream,
+};
 use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, TransportError};
 use crate::digest::Digest;
 use crate::manifest::guess_mime_type;
@@ -59,13 +61,13 @@ impl ImageSource for DirSource {
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
         let bytes = read_small(&self.path.join(manifest_name(instance)), MANIFEST_LIMIT).await?;
-        if let Some(d) = instance {
-            if !d.matches(&bytes) {
-                return Err(TransportError::Invalid(format!(
-                    "manifest {d} in {} does not match its digest",
-                    self.path.display()
-                )));
-            }
+        if let Some(d) = instance
+            && !d.matches(&bytes)
+        {
+            return Err(TransportError::Invalid(format!(
+                "manifest {d} in {} does not match its digest",
+                self.path.display()
+            )));
         }
         let mime = guess_mime_type(&bytes);
         Ok((bytes.into(), mime))
@@ -87,6 +89,14 @@ impl DirDestination {
     /// Prepare a staging directory beside `path`. An existing non-empty
     /// directory is replaced at commit only if it is a `dir:` image itself.
     pub async fn open(path: &Path) -> Result<Self, TransportError> {
+        // A symlink to a directory is written through, as skopeo does: the
+        // image replaces the directory it points to, and the link stays.
+        let path = &match tokio::fs::symlink_metadata(path).await {
+            Ok(m) if m.file_type().is_symlink() => tokio::fs::canonicalize(path)
+                .await
+                .map_err(TransportError::io("resolving the symlink", path))?,
+            _ => path.to_path_buf(),
+        };
         if let Ok(mut entries) = tokio::fs::read_dir(path).await {
             let non_empty = entries.next_entry().await.ok().flatten().is_some();
             if non_empty && tokio::fs::metadata(path.join("version")).await.is_err() {
@@ -106,14 +116,16 @@ impl DirDestination {
             _ => PathBuf::from("."),
         };
         mkdir_all(&parent).await?;
-        let staging = temp_path(path);
-        mkdir_all(&staging).await?;
-        write_atomic(&staging.join("version"), VERSION.as_bytes()).await?;
-        Ok(DirDestination {
+        // Staging directories and replaced images of killed copies.
+        collect_debris(&parent).await;
+        // Owned (and removed when dropped unfinished) before the next await.
+        let dest = DirDestination {
             path: path.to_path_buf(),
-            staging,
+            staging: create_staging_dir(path).await?,
             committed: AtomicBool::new(false),
-        })
+        };
+        write_atomic(&dest.staging.join("version"), VERSION.as_bytes()).await?;
+        Ok(dest)
     }
 }
 
@@ -175,24 +187,78 @@ impl ImageDestination for DirDestination {
     }
 
     async fn commit(&self) -> Result<(), TransportError> {
-        let old = temp_path(&self.path);
-        let had_old = tokio::fs::rename(&self.path, &old).await.is_ok();
-        if let Err(e) = tokio::fs::rename(&self.staging, &self.path).await {
-            if had_old {
-                let _ = tokio::fs::rename(&old, &self.path).await;
+        let (staging, path) = (self.staging.clone(), self.path.clone());
+        // Swap the staged image and the old one in one step, so that a copy
+        // killed at any point leaves either image complete at `path` and
+        // only debris (the other one, at the staging name) beside it.
+        let swapped = tokio::task::spawn_blocking(move || exchange(&staging, &path))
+            .await
+            .map_err(|e| TransportError::Invalid(format!("moving into place: {e}")))?;
+        let had_old = match swapped {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                tokio::fs::rename(&self.staging, &self.path)
+                    .await
+                    .map_err(TransportError::io("moving into place", &self.path))?;
+                false
             }
-            return Err(TransportError::Io {
-                op: "moving into place",
-                path: self.path.clone(),
-                source: e,
-            });
-        }
+            Err(e) => {
+                return Err(TransportError::Io {
+                    op: "moving into place",
+                    path: self.path.clone(),
+                    source: e,
+                });
+            }
+        };
         self.committed.store(true, Ordering::SeqCst);
+        if let Some(parent) = self.path.parent() {
+            sync_dir(parent).await?;
+        }
         if had_old {
-            tokio::fs::remove_dir_all(&old)
+            tokio::fs::remove_dir_all(&self.staging)
                 .await
-                .map_err(TransportError::io("removing the replaced image", &old))?;
+                .map_err(TransportError::io("removing the replaced image", &self.staging))?;
         }
         Ok(())
     }
+}
+
+/// Atomically exchange two paths (`renameat2(RENAME_EXCHANGE)`); `ENOENT`
+/// when `b` does not exist. Where the filesystem cannot exchange, `b` is
+/// moved aside first (a kill between the two renames leaves `b` at a
+/// temporary name, which is then kept: only staging names are debris).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let ca = std::ffi::CString::new(a.as_os_str().as_bytes())?;
+    let cb = std::ffi::CString::new(b.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths, relative to the cwd.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+        return Err(e);
+    }
+    let aside = b.with_file_name(format!(
+        "{}.replaced-{}",
+        b.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::rename(b, &aside)?;
+    if let Err(e) = std::fs::rename(a, b) {
+        let _ = std::fs::rename(&aside, b);
+        return Err(e);
+    }
+    std::fs::rename(&aside, a)
 }

@@ -179,13 +179,13 @@ impl ImageDestination for DockerDestination {
             Some(d) => d.to_string(),
             None => self.reference.manifest_reference(),
         };
-        if let (None, Some(want)) = (instance, self.reference.digest()) {
-            if !want.matches(manifest) {
-                return Err(TransportError::Invalid(format!(
-                    "the manifest's digest {} does not match the destination reference's digest {want}",
-                    Digest::sha256_of(manifest)
-                )));
-            }
+        if let (None, Some(want)) = (instance, self.reference.digest())
+            && !want.matches(manifest)
+        {
+            return Err(TransportError::Invalid(format!(
+                "the manifest's digest {} does not match the destination reference's digest {want}",
+                Digest::sha256_of(manifest)
+            )));
         }
         self.client
             .put_manifest(self.reference.path(), &r, manifest, media_type)

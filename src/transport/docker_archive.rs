@@ -3,9 +3,10 @@
 //! legacy `repositories` file and per-layer `VERSION`/`json`, which kopeo
 //! writes as docker does. Read in place (layers are served from their tar
 //! offsets, their digests are the config's diff_ids, verified while they
-//! stream); written as one tar renamed into place at commit.
+//! stream); written as one tar renamed into place at commit, or streamed into
+//! a pipe. As in skopeo, an existing non-empty file is not overwritten.
 
-use super::tarball::{JSON_LIMIT, TarIndex, TarWriter};
+use super::tarball::{JSON_LIMIT, Placement, TarIndex, TarWriter};
 use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, LayerCompression, RegistryLocation, TransportError};
 use crate::copy::compress::Compression;
 use crate::digest::{Digest, Hasher};
@@ -199,13 +200,13 @@ fn layer_file(d: &Digest) -> String {
 impl DockerArchiveDestination {
     /// Start the archive at `path` for an image tagged `tags` (may be empty).
     pub async fn create(path: &Path, tags: Vec<DockerReference>) -> Result<Self, TransportError> {
-        if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
-            return Err(TransportError::Invalid(format!(
-                "{} is a directory, not an archive",
-                path.display()
-            )));
-        }
-        let tar = TarWriter::create(path).await?;
+        let placement = Placement::decide(path, async |_: &Path| {
+            Err(TransportError::Invalid(
+                "docker-archive doesn't support modifying existing images".into(),
+            ))
+        })
+        .await?;
+        let tar = TarWriter::create(placement).await?;
         Ok(DockerArchiveDestination {
             path: path.to_path_buf(),
             tags,

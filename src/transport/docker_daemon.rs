@@ -235,10 +235,10 @@ impl ImageDestination for DaemonDestination {
             .await
             .map_err(|e| daemon_err(format!("loading the image: {e}")))?;
         for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-                    return Err(daemon_err(format!("loading the image: {e}")));
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && let Some(e) = v.get("error").and_then(|e| e.as_str())
+            {
+                return Err(daemon_err(format!("loading the image: {e}")));
             }
         }
         Ok(())

@@ -5,25 +5,12 @@
 use super::{BlobStream, TransportError};
 use futures::{StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 
 /// Read buffer for blob files: large enough that syscalls don't dominate.
 const READ_CHUNK: usize = 256 * 1024;
 /// Write batching for blob files.
 const WRITE_BUFFER: usize = 256 * 1024;
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A unique temporary name beside `target`.
-pub fn temp_path(target: &Path) -> PathBuf {
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = target
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    target.with_file_name(format!(".{name}.kopeo-{}-{n}.tmp", std::process::id()))
-}
 
 /// Stream a file's contents.
 pub async fn read_stream(path: &Path) -> Result<BlobStream, TransportError> {
@@ -62,35 +49,85 @@ impl Drop for TempGuard {
 
 /// Write `stream` to `target` via a temporary file; on any error (or if this
 /// future is dropped) the temporary file is removed and `target` is untouched.
-pub async fn write_stream(target: &Path, mut stream: BlobStream) -> Result<u64, TransportError> {
-    let tmp = temp_path(target);
+pub async fn write_stream(target: &Path, stream: BlobStream) -> Result<u64, TransportError> {
+    let (file, tmp) = create_temp(target).await?;
     let mut guard = TempGuard(Some(tmp.clone()));
-    let result = async {
-        let file = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(TransportError::io("creating", &tmp))?;
-        // Network chunks are small; batch them so each blocking write is large.
-        let mut f = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-        let mut n = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            n += chunk.len() as u64;
-            f.write_all(&chunk).await.map_err(TransportError::io("writing", &tmp))?;
+    let n = write_file(file, &tmp, stream).await?;
+    tokio::fs::rename(&tmp, target)
+        .await
+        .map_err(TransportError::io("renaming into place", target))?;
+    guard.0 = None;
+    Ok(n)
+}
+
+/// Write all of `stream` into `file` (at `path`) and flush it to disk.
+async fn write_file(file: tokio::fs::File, path: &Path, mut stream: BlobStream) -> Result<u64, TransportError> {
+    // Network chunks are small; batch them so each blocking write is large.
+    let mut f = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        n += chunk.len() as u64;
+        f.write_all(&chunk).await.map_err(TransportError::io("writing", path))?;
+    }
+    f.flush().await.map_err(TransportError::io("writing", path))?;
+    f.into_inner()
+        .sync_data()
+        .await
+        .map_err(TransportError::io("syncing", path))?;
+    Ok(n)
+}
+
+/// Create a temporary file beside `target`, exclusively, readable by all
+/// (blobs and layouts are shared with other tools).
+pub(super) async fn create_temp(target: &Path) -> Result<(tokio::fs::File, PathBuf), TransportError> {
+    let t = target.to_path_buf();
+    let (file, tmp) = off_thread(move || crate::temp::create_beside(&t, 0o644), |(_, p)| p.clone())
+        .await
+        .map_err(TransportError::io("creating a temporary file beside", target))?;
+    Ok((tokio::fs::File::from_std(file), tmp))
+}
+
+/// Create a staging directory beside `target`.
+pub(super) async fn create_staging_dir(target: &Path) -> Result<PathBuf, TransportError> {
+    let t = target.to_path_buf();
+    off_thread(move || crate::temp::mkdir_beside(&t), PathBuf::clone)
+        .await
+        .map_err(TransportError::io("creating a staging directory beside", target))
+}
+
+/// Run `make` (which creates a file or directory) on a blocking thread. If
+/// the caller's future is dropped meanwhile (the copy was interrupted), what
+/// `make` created, at `path_of(..)`, is removed instead of left behind.
+async fn off_thread<T: Send + 'static>(
+    make: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    path_of: impl FnOnce(&T) -> PathBuf + Send + 'static,
+) -> std::io::Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        if let Err(Ok(made)) = tx.send(make()) {
+            let p = path_of(&made);
+            drop(made);
+            let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
         }
-        f.flush().await.map_err(TransportError::io("writing", &tmp))?;
-        let file = f.into_inner();
-        file.sync_data().await.map_err(TransportError::io("syncing", &tmp))?;
-        drop(file);
-        tokio::fs::rename(&tmp, target)
-            .await
-            .map_err(TransportError::io("renaming into place", target))?;
-        Ok(n)
-    }
-    .await;
-    if result.is_ok() {
-        guard.0 = None;
-    }
-    result
+    });
+    rx.await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the blocking task was cancelled")))
+}
+
+/// Remove what killed kopeo processes left in `dir` (see [`crate::temp`]).
+pub async fn collect_debris(dir: &Path) {
+    let d = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || crate::temp::collect_debris(&d)).await;
+}
+
+/// Flush `dir`'s entries to disk after a rename into it.
+pub async fn sync_dir(dir: &Path) -> Result<(), TransportError> {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::temp::sync_dir(&d))
+        .await
+        .map_err(|e| TransportError::Invalid(format!("syncing a directory: {e}")))?
+        .map_err(TransportError::io("syncing directory", dir))
 }
 
 /// Write a small file atomically (temporary name, then rename).
@@ -128,20 +165,28 @@ pub async fn mkdir_all(path: &Path) -> Result<(), TransportError> {
         .map_err(TransportError::io("creating directory", path))
 }
 
-/// Write a blob of unknown digest into `dir` (named `<hex>` by
-/// `name(digest)`), hashing it on the way; returns its digest and size.
+/// Write a blob of unknown digest into `dir` (named by `name(digest)`),
+/// hashing it on the way; returns its digest and size. The temporary file is
+/// this process's alone (exclusively created), so the digest computed from
+/// the stream is the digest of the file that is renamed into place.
 pub async fn write_stream_hashed(
     dir: &Path,
     stream: BlobStream,
     name: impl Fn(&crate::digest::Digest) -> String,
 ) -> Result<(crate::digest::Digest, u64), TransportError> {
     let (stream, slot) = super::hashing(stream);
-    let tmp_target = dir.join(format!(".incoming-{}", TMP_COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let mut guard = TempGuard(Some(tmp_target.clone()));
-    write_stream(&tmp_target, stream).await?;
+    let (file, tmp) = create_temp(&dir.join("incoming")).await?;
+    let mut guard = TempGuard(Some(tmp.clone()));
+    let n = write_file(file, &tmp, stream).await?;
     let (digest, size) = super::hashed(&slot)?;
+    if size != n {
+        return Err(TransportError::Invalid(format!(
+            "{}: wrote {n} bytes but hashed {size}",
+            tmp.display()
+        )));
+    }
     let target = dir.join(name(&digest));
-    tokio::fs::rename(&tmp_target, &target)
+    tokio::fs::rename(&tmp, &target)
         .await
         .map_err(TransportError::io("renaming into place", &target))?;
     guard.0 = None;

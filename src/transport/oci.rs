@@ -2,7 +2,7 @@
 //! `blobs/<alg>/<hex>`), several images per layout told apart by the
 //! `org.opencontainers.image.ref.name` annotation.
 
-use super::local::{mkdir_all, read_small, read_stream, write_atomic, write_stream};
+use super::local::{collect_debris, mkdir_all, read_small, read_stream, sync_dir, write_atomic, write_stream};
 use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, TransportError};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, ImageIndex, guess_mime_type, media};
@@ -199,17 +199,20 @@ impl OciDestination {
         image: Option<String>,
         shared_blobs: Option<PathBuf>,
     ) -> Result<Self, TransportError> {
-        if let Ok(m) = tokio::fs::metadata(path).await {
-            if !m.is_dir() {
-                return Err(TransportError::Invalid(format!(
-                    "{} exists and is not a directory",
-                    path.display()
-                )));
-            }
+        if let Ok(m) = tokio::fs::metadata(path).await
+            && !m.is_dir()
+        {
+            return Err(TransportError::Invalid(format!(
+                "{} exists and is not a directory",
+                path.display()
+            )));
         }
         let blobs = shared_blobs.unwrap_or_else(|| path.join("blobs"));
         mkdir_all(&blobs.join("sha256")).await?;
         mkdir_all(path).await?;
+        // What kopeo processes killed mid-copy left behind.
+        collect_debris(&blobs.join("sha256")).await;
+        collect_debris(path).await;
         let layout = path.join("oci-layout");
         if tokio::fs::metadata(&layout).await.is_err() {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
@@ -272,12 +275,12 @@ impl ImageDestination for OciDestination {
         instance: Option<&Digest>,
     ) -> Result<(), TransportError> {
         let digest = Digest::sha256_of(manifest);
-        if let Some(want) = instance {
-            if *want != digest {
-                return Err(TransportError::Invalid(format!(
-                    "instance manifest digest {digest} differs from the expected {want}"
-                )));
-            }
+        if let Some(want) = instance
+            && *want != digest
+        {
+            return Err(TransportError::Invalid(format!(
+                "instance manifest digest {digest} differs from the expected {want}"
+            )));
         }
         write_atomic(&blob_path(&self.blobs, &digest), manifest).await?;
         if instance.is_none() {
@@ -291,6 +294,10 @@ impl ImageDestination for OciDestination {
         let Some(desc) = self.top.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return Err(TransportError::Invalid("commit without a manifest".into()));
         };
+        // Other writers of this layout (kopeo processes, or threads of this
+        // one) edit index.json too: read, edit and replace it under a lock,
+        // so that no writer's entry is lost.
+        let _lock = IndexLock::take(&self.path).await?;
         let index_path = self.path.join("index.json");
         let mut index = match read_small(&index_path, INDEX_LIMIT).await {
             Ok(data) => serde_json::from_slice::<Value>(&data)
@@ -317,6 +324,36 @@ impl ImageDestination for OciDestination {
         });
         manifests.push(serde_json::to_value(&desc).map_err(|e| TransportError::Invalid(e.to_string()))?);
         let body = serde_json::to_vec(&index).map_err(|e| TransportError::Invalid(e.to_string()))?;
-        write_atomic(&index_path, &body).await
+        write_atomic(&index_path, &body).await?;
+        sync_dir(&self.path).await
+    }
+}
+
+/// An exclusive lock on a layout's index.json (`flock` on `.index.json.lock`
+/// beside it), held while the index is read, edited and replaced.
+/// Released when dropped.
+pub(super) struct IndexLock(#[allow(dead_code)] std::fs::File);
+
+impl IndexLock {
+    /// Wait for and take the lock of the layout at `layout`.
+    pub(super) async fn take(layout: &Path) -> Result<IndexLock, TransportError> {
+        let path = layout.join(".index.json.lock");
+        let p = path.clone();
+        let locked = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&p)?;
+            f.lock()?;
+            Ok::<_, std::io::Error>(f)
+        })
+        .await
+        .map_err(|e| TransportError::Invalid(format!("locking {}: {e}", path.display())))?;
+        locked.map(IndexLock).map_err(TransportError::io("locking", path))
     }
 }

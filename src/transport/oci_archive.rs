@@ -1,9 +1,10 @@
 //! `oci-archive:path[:ref]`: a tar of an OCI layout. Read in place through a
 //! tar index (see [`super::oci::OciSource::open_archive`]); written as one
-//! stream into a temporary file renamed over `path` at commit, so a failed
-//! copy leaves no archive behind. Like skopeo, writing replaces the archive.
+//! stream into a temporary file renamed over `path` at commit (or streamed
+//! into it, for a pipe), so a failed copy leaves no archive behind. Like
+//! skopeo, writing replaces an existing OCI archive; other files are refused.
 
-use super::tarball::TarWriter;
+use super::tarball::{Placement, TarIndex, TarWriter};
 use super::{BlobInfo, BlobStream, ImageDestination, LayerCompression, RegistryLocation, TransportError};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, media};
@@ -27,13 +28,17 @@ pub struct OciArchiveDestination {
 impl OciArchiveDestination {
     /// Start the archive for `path`.
     pub async fn create(path: &Path, image: Option<String>, accept_uncompressed: bool) -> Result<Self, TransportError> {
-        if tokio::fs::metadata(path).await.is_ok_and(|m| m.is_dir()) {
-            return Err(TransportError::Invalid(format!(
-                "{} is a directory, not an archive",
+        // Like skopeo, writing replaces an OCI archive; unlike skopeo, any
+        // other file is left alone.
+        let placement = Placement::decide(path, async |real: &Path| match TarIndex::open(real).await {
+            Ok(t) if t.contains("oci-layout") && t.contains("index.json") => Ok(()),
+            _ => Err(TransportError::Invalid(format!(
+                "refusing to overwrite {}: it exists and is not an OCI archive",
                 path.display()
-            )));
-        }
-        let mut tar = TarWriter::create(path).await?;
+            ))),
+        })
+        .await?;
+        let mut tar = TarWriter::create(placement).await?;
         tar.add_file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
         tar.add_dir("blobs/").await?;
         tar.add_dir("blobs/sha256/").await?;

@@ -203,10 +203,63 @@ impl TarIndex {
     }
 }
 
-/// Writes a tar archive to a temporary file beside its target, renamed into
-/// place by [`TarWriter::finish`]; dropped unfinished, the file is removed.
+/// Where a finished archive goes, decided from what is at its path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// A regular file (new, empty, or one the transport may replace): the
+    /// archive is written beside it and renamed over it at the end.
+    File(PathBuf),
+    /// A FIFO or character device (`/dev/stdout`, a pipe): the finished
+    /// archive is streamed into it; nothing reaches it if the copy fails.
+    Stream(PathBuf),
+}
+
+impl Placement {
+    /// Decide for `path`: an existing non-empty regular file is replaced only
+    /// if `replaceable` accepts it; a symlink is written through.
+    pub async fn decide(
+        path: &Path,
+        replaceable: impl AsyncFnOnce(&Path) -> Result<(), TransportError>,
+    ) -> Result<Placement, TransportError> {
+        let meta = match tokio::fs::metadata(path).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if tokio::fs::symlink_metadata(path).await.is_ok() {
+                    return Err(TransportError::Invalid(format!(
+                        "{} is a symbolic link to nothing",
+                        path.display()
+                    )));
+                }
+                return Ok(Placement::File(path.to_path_buf()));
+            }
+            Err(e) => return Err(TransportError::io("inspecting", path)(e)),
+        };
+        use std::os::unix::fs::FileTypeExt as _;
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return Err(TransportError::Invalid(format!(
+                "{} is a directory, not an archive",
+                path.display()
+            )));
+        }
+        if kind.is_fifo() || kind.is_char_device() || kind.is_socket() {
+            return Ok(Placement::Stream(path.to_path_buf()));
+        }
+        let real = tokio::fs::canonicalize(path)
+            .await
+            .map_err(TransportError::io("resolving", path))?;
+        if meta.len() > 0 {
+            replaceable(&real).await?;
+        }
+        Ok(Placement::File(real))
+    }
+}
+
+/// Writes a tar archive to a temporary file, which [`TarWriter::finish`]
+/// renames over its target or streams into it; dropped unfinished, the
+/// temporary file is removed and the target is untouched.
 pub struct TarWriter {
-    target: PathBuf,
+    placement: Placement,
     tmp: PathBuf,
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     pos: u64,
@@ -232,14 +285,21 @@ fn header(name: &str, size: u64, kind: tar::EntryType, link: Option<&str>) -> Re
 }
 
 impl TarWriter {
-    /// Start writing the archive that will appear at `target`.
-    pub async fn create(target: &Path) -> Result<TarWriter, TransportError> {
-        let tmp = super::local::temp_path(target);
-        let f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(TransportError::io("creating", &tmp))?;
+    /// Start writing the archive that will appear at `placement`.
+    pub async fn create(placement: Placement) -> Result<TarWriter, TransportError> {
+        let beside = match &placement {
+            Placement::File(target) => {
+                if let Some(parent) = target.parent() {
+                    super::local::collect_debris(parent).await;
+                }
+                target.clone()
+            }
+            // A pipe's directory is no place for temporary files.
+            Placement::Stream(_) => std::env::temp_dir().join("kopeo-archive"),
+        };
+        let (f, tmp) = super::local::create_temp(&beside).await?;
         Ok(TarWriter {
-            target: target.to_path_buf(),
+            placement,
             tmp,
             file: Some(tokio::io::BufWriter::with_capacity(256 * 1024, f)),
             pos: 0,
@@ -364,14 +424,40 @@ impl TarWriter {
         Ok(())
     }
 
-    /// End the archive and move it into place.
+    /// End the archive and move it into place (or stream it into its pipe).
     pub async fn finish(&mut self) -> Result<(), TransportError> {
         let f = self.end().await?.into_inner();
-        f.sync_all().await.map_err(TransportError::io("syncing", &self.tmp))?;
-        drop(f);
-        tokio::fs::rename(&self.tmp, &self.target)
-            .await
-            .map_err(TransportError::io("renaming into place", &self.target))
+        match self.placement.clone() {
+            Placement::File(target) => {
+                f.sync_all().await.map_err(TransportError::io("syncing", &self.tmp))?;
+                drop(f);
+                tokio::fs::rename(&self.tmp, &target)
+                    .await
+                    .map_err(TransportError::io("renaming into place", &target))?;
+                match target.parent() {
+                    Some(dir) => super::local::sync_dir(dir).await,
+                    None => Ok(()),
+                }
+            }
+            Placement::Stream(target) => {
+                drop(f);
+                let mut from = tokio::fs::File::open(&self.tmp)
+                    .await
+                    .map_err(TransportError::io("reading", &self.tmp))?;
+                // Opened without O_CREAT or O_TRUNC: a pipe or device is written as it is.
+                let mut to = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&target)
+                    .await
+                    .map_err(TransportError::io("opening", &target))?;
+                tokio::io::copy(&mut from, &mut to)
+                    .await
+                    .map_err(TransportError::io("writing", &target))?;
+                to.flush().await.map_err(TransportError::io("writing", &target))?;
+                let _ = tokio::fs::remove_file(&self.tmp).await;
+                Ok(())
+            }
+        }
     }
 
     /// Where the archive is being written (for handing it on before `finish`).
@@ -412,7 +498,7 @@ mod tests {
         use futures::StreamExt as _;
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("a.tar");
-        let mut w = TarWriter::create(&target).await.unwrap();
+        let mut w = TarWriter::create(Placement::File(target.clone())).await.unwrap();
         w.add_file("first", b"one").await.unwrap();
         let failing = futures::stream::iter(vec![
             Ok(bytes::Bytes::from_static(b"partial")),

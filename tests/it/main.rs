@@ -11,5 +11,7 @@ mod helm;
 mod interop;
 mod local;
 mod operator;
+mod operator_safety;
 mod registry_copy;
+mod safety;
 mod sync;

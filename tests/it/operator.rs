@@ -1,89 +1,10 @@
 //! The operator's API: CRDs generated from the Rust types, checked in, and
 //! accepted (with their validation) by an API server.
 
+use crate::support::cluster::*;
 use crate::support::{kopeo, tempdir};
 use kopeo_test_apiserver::{ApiServer, Options};
 use serde_json::{Value, json};
-
-/// Tags of a repository, read straight from the registry.
-async fn kopeo_tags(reg: &crate::support::registry::Registry, repo: &str) -> Vec<String> {
-    let url = format!("http://{}/v2/{repo}/tags/list", reg.host);
-    match reqwest::get(url).await {
-        Ok(r) if r.status().is_success() => r
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|v| serde_json::from_value(v["tags"].clone()).ok())
-            .unwrap_or_default(),
-        _ => vec![],
-    }
-}
-
-/// A two-thread runtime for tests that run the operator in-process.
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Install the CRDs into the test API server; a client for it.
-async fn cluster(server: &ApiServer) -> kube::Client {
-    kopeo::install_crypto_provider();
-    for crd in crd_documents() {
-        post(server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
-    }
-    kube::Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap()
-}
-
-/// The operator, in-process, without leader election.
-fn start_operator(client: &kube::Client) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(kopeo::operator::controller::run(client.clone(), operator_options()))
-}
-
-/// Options for an in-process operator without leader election.
-fn operator_options() -> kopeo::operator::controller::OperatorOptions {
-    kopeo::operator::controller::OperatorOptions {
-        concurrency: 2,
-        instance: "test".into(),
-        ..Default::default()
-    }
-}
-
-/// The `kopeo.dev/v1alpha1` resources of `kind` in namespace `default`.
-fn kopeo_api(client: &kube::Client, kind: &str, plural: &str) -> kube::Api<kube::api::DynamicObject> {
-    let ar = kube::api::ApiResource {
-        group: "kopeo.dev".into(),
-        version: "v1alpha1".into(),
-        api_version: "kopeo.dev/v1alpha1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    kube::Api::namespaced_with(client.clone(), "default", &ar)
-}
-
-/// The checked-in CRDs, one JSON value each.
-fn crd_documents() -> Vec<Value> {
-    let yaml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/kopeo.dev.yaml")).unwrap();
-    yaml.split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| serde_yaml_ng::from_str(d).unwrap())
-        .collect()
-}
-
-/// POST a JSON body to the test API server; its status code and reply.
-async fn post(server: &ApiServer, path: &str, body: &Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}{path}", server.url()))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    (code, r.json::<Value>().await.unwrap_or(Value::Null))
-}
 
 #[test]
 fn checked_in_crds_match_the_rust_types() {
@@ -435,100 +356,6 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
 }
 
 /// A `kopeo operator` process against the test API server.
-struct OperatorProcess {
-    name: &'static str,
-    child: std::process::Child,
-    metrics: std::net::SocketAddr,
-    log: std::path::PathBuf,
-}
-
-impl OperatorProcess {
-    fn start(home: &std::path::Path, kubeconfig: &std::path::Path, name: &'static str) -> OperatorProcess {
-        Self::start_with(home, kubeconfig, name, &[])
-    }
-
-    fn start_with(
-        home: &std::path::Path,
-        kubeconfig: &std::path::Path,
-        name: &'static str,
-        env: &[(&str, &str)],
-    ) -> OperatorProcess {
-        // A free loopback port for /metrics (released just before kopeo binds it).
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let log = home.join(format!("{name}.log"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kopeo"))
-            .args([
-                "operator",
-                "--lease-namespace",
-                "default",
-                "--metrics-addr",
-                &metrics.to_string(),
-            ])
-            .env("KUBECONFIG", kubeconfig)
-            .env("POD_NAME", name)
-            .env("HOME", home)
-            .envs(env.iter().copied())
-            .stdout(std::fs::File::create(home.join(format!("{name}.out"))).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawning kopeo operator");
-        OperatorProcess {
-            name,
-            child,
-            metrics,
-            log,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        match reqwest::get(format!("http://{}{path}", self.metrics)).await {
-            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-            Err(_) => (0, String::new()),
-        }
-    }
-
-    /// SIGTERM, then the exit code.
-    fn terminate(mut self) -> Option<i32> {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        for _ in 0..200 {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        None
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Wait until the ImageCopy `name` is Ready.
-async fn wait_ready(copies: &kube::Api<kube::api::DynamicObject>, name: &str, tries: usize) -> bool {
-    for _ in 0..tries {
-        if let Ok(o) = copies.get(name).await {
-            if o.data["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-            {
-                return true;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[test]
 fn operator_processes_elect_one_leader_and_fail_over_on_sigterm_and_on_a_crash() {
     use crate::support::image::{Spec, build};
@@ -563,7 +390,7 @@ fn operator_processes_elect_one_leader_and_fail_over_on_sigterm_and_on_a_crash()
         let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
         let image_copy = |name: &str| -> kube::api::DynamicObject {
             serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": name},
-                "spec": {"source": format!("docker://{}/le/src:1", reg.host), "destination": format!("oci:{}/{name}:x", home.path().display())}})).unwrap()
+                "spec": {"source": format!("docker://{}/le/src:1", reg.host), "destination": format!("docker://{}/le/{name}:x", reg.host)}})).unwrap()
         };
         copies.create(&PostParams::default(), &image_copy("first")).await.unwrap();
         if !wait_ready(&copies, "first", 600).await {
@@ -583,7 +410,8 @@ fn operator_processes_elect_one_leader_and_fail_over_on_sigterm_and_on_a_crash()
             assert_eq!(r.get("/readyz").await.0, 200, "{}", r.name);
             let (_, m) = r.get("/metrics").await;
             let expect = if r.name == holder { "kopeo_leader 1" } else { "kopeo_leader 0" };
-            assert!(m.contains(expect), "{}: {m}", r.name);
+            // Whole lines: the HELP text also reads "kopeo_leader 1 when …".
+            assert!(m.lines().any(|l| l == expect), "{}: {m}", r.name);
             if r.name == holder {
                 assert!(m.contains("kopeo_runs_total{kind=\"ImageCopy\",result=\"copied\"} 1"), "{m}");
             }
@@ -603,7 +431,7 @@ fn operator_processes_elect_one_leader_and_fail_over_on_sigterm_and_on_a_crash()
         let new_holder = leases.get("kopeo-leader").await.unwrap().spec.unwrap().holder_identity.unwrap();
         assert_eq!(new_holder, replicas[0].name);
         eprintln!("failover: the standby copied {:?} after the leader's SIGTERM", stopped.elapsed());
-        assert!(replicas[0].get("/metrics").await.1.contains("kopeo_leader 1"));
+        assert_eq!(replicas[0].leading().await, Some(true));
 
         // A leader that dies without a word (SIGKILL) keeps the Lease until it
         // expires (15 s); then a standby takes over.
@@ -843,97 +671,13 @@ fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
     });
 }
 
-/// A registry that needs a login (holding `team/app:1`) and a plain one.
-struct LoginSource {
-    home: tempfile::TempDir,
-    src: crate::support::registry::Registry,
-    dst: crate::support::registry::Registry,
-    img: crate::support::image::Built,
-}
-
-fn login_source() -> LoginSource {
-    use crate::support::image::{Spec, build};
-    use crate::support::registry::{Mode, PASSWORD, Registry, USER};
-    let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Htpasswd), Registry::start(Mode::Plain));
-    let img = build(&home.path().join("l"), "x", &Spec::default());
-    let login = format!("--dest-creds={USER}:{PASSWORD}");
-    kopeo(
-        home.path(),
-        &[
-            "copy",
-            "-q",
-            "--dest-tls-verify=false",
-            &login,
-            &img.reference(),
-            &src.image("team/app:1"),
-        ],
-    )
-    .ok();
-    LoginSource { home, src, dst, img }
-}
-
-/// Two plain registries and a ~3 MB image on the first, served through a
-/// slow proxy: about two seconds a copy.
-struct SlowCopy {
-    home: tempfile::TempDir,
-    src: crate::support::registry::Registry,
-    dst: crate::support::registry::Registry,
-    img: crate::support::image::Built,
-    slow: String,
-}
-
-fn slow_copy(seed: u64) -> SlowCopy {
-    use crate::support::image::Spec;
-    use crate::support::registry::{Mode, Registry};
-    let home = tempdir();
-    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
-    let spec = Spec {
-        layers: vec![3_000_000],
-        seed,
-        ..Spec::default()
-    };
-    let img = crate::registry_copy::seed(&src, home.path(), "big/app:1", &spec);
-    // 16 KiB per 10 ms.
-    let slow = crate::support::proxy::slow(&src.host, std::time::Duration::from_millis(10));
-    SlowCopy {
-        home,
-        src,
-        dst,
-        img,
-        slow,
-    }
-}
-
-/// RegistryCredentials in `default` with only `tls.insecure`, one per host.
-async fn insecure_credentials(server: &ApiServer, hosts: &[&String]) {
-    for host in hosts {
-        post(server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
-            &json!({"metadata": {"name": host.replace([':', '.'], "-")}, "spec": {"registry": host, "tls": {"insecure": true}}})).await;
-    }
-}
-
-/// How many writes to the status of `resource`/`name` the audit log records.
-fn status_writes(audit: &std::path::Path, resource: &str, name: &str) -> usize {
-    std::fs::read_to_string(audit)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| {
-            matches!(e["verb"].as_str(), Some("patch" | "update"))
-                && e["objectRef"]["resource"] == resource
-                && e["objectRef"]["name"] == name
-                && e["objectRef"]["subresource"] == "status"
-        })
-        .count()
-}
-
 #[test]
 fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
     use crate::support::image::{Spec, build};
     use kube::api::PostParams;
     let home = tempdir();
-    let img = build(&home.path().join("l"), "x", &Spec::default());
+    // The source layout, in team-a's directory of the operator's storage root.
+    build(&home.path().join("team-a/l"), "x", &Spec::default());
     let audit = home.path().join("audit.log");
     let server = ApiServer::start(Options {
         audit_log: Some(audit.clone()),
@@ -952,8 +696,10 @@ fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
                 .unwrap();
         }
         let before = std::fs::read_to_string(&audit).unwrap().lines().count();
+        // Each namespace's local files live below its own directory of the storage root.
         let opts = kopeo::operator::controller::OperatorOptions {
             namespaces: vec!["team-a".into()],
+            local: kopeo::operator::local_access::LocalAccess::Under(home.path().to_path_buf()),
             ..operator_options()
         };
         let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
@@ -968,7 +714,7 @@ fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
         for ns in ["team-a", "team-b"] {
             let ic = serde_json::from_value(
                 json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "c"},
-                "spec": {"source": img.reference(), "destination": format!("oci:{}/{ns}:x", home.path().display())}}),
+                "spec": {"source": "oci:l:x", "destination": "oci:out:x"}}),
             )
             .unwrap();
             copies(ns).create(&PostParams::default(), &ic).await.unwrap();
@@ -983,14 +729,18 @@ fn an_operator_watching_some_namespaces_reads_and_writes_only_there() {
             copies("team-b").get("c").await.unwrap().data.get("status").is_none(),
             "team-b is not watched"
         );
+        assert!(home.path().join("team-a/out/index.json").exists());
         assert!(!home.path().join("team-b").exists());
         // Deleted and created again under the same name: a new resource, copied again.
         copies("team-a").delete("c", &Default::default()).await.unwrap();
-        let again = serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "c"},
-            "spec": {"source": img.reference(), "destination": format!("oci:{}/team-a-again:x", home.path().display())}})).unwrap();
+        let again = serde_json::from_value(
+            json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "c"},
+            "spec": {"source": "oci:l:x", "destination": "oci:again:x"}}),
+        )
+        .unwrap();
         copies("team-a").create(&PostParams::default(), &again).await.unwrap();
         assert!(wait_ready(&copies("team-a"), "c", 400).await);
-        assert!(home.path().join("team-a-again/index.json").exists());
+        assert!(home.path().join("team-a/again/index.json").exists());
         operator.abort();
         // Every request the operator made stayed in team-a: a Role there is all it needs.
         let test_requests = [

@@ -16,12 +16,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.serviceAccount.create -}}{{ default (include "kopeo.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
 {{- end -}}
 {{- define "kopeo.rules" -}}
+# Read the resources it reconciles (a running copy or sync is checked with
+# get for cancellation); it never edits their specs.
 - apiGroups: ["kopeo.dev"]
-  resources: ["imagecopies", "imagesyncs", "registrycredentials"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  resources: ["imagecopies", "imagesyncs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["kopeo.dev"]
+  resources: ["registrycredentials"]
+  verbs: ["list", "watch"]
+# Write their status (merge patches).
 - apiGroups: ["kopeo.dev"]
   resources: ["imagecopies/status", "imagesyncs/status", "registrycredentials/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
+# Secrets: read those a RegistryCredential names, watch metadata only (which
+# Secrets changed), and keep the rendered pull Secret (server-side apply:
+# patch, and create the first time).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]

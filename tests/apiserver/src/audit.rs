@@ -20,7 +20,9 @@ impl AuditLog {
     }
 
     /// Record one request and the code it was answered with.
-    pub fn record(&self, method: &str, uri: &str, watch: bool, code: u16) {
+    /// `shape` is what the client asked for (`Object`, `PartialObjectMetadata`
+    /// or `Table`), recorded as the annotation `test.kopeo.dev/response-shape`.
+    pub fn record(&self, method: &str, uri: &str, watch: bool, code: u16, user: &str, shape: &str) {
         let path = uri.split('?').next().unwrap_or("");
         let (object_ref, named) = object_ref(path);
         let verb = match (method, named, watch) {
@@ -44,6 +46,11 @@ impl AuditLog {
             "verb": verb,
             "objectRef": object_ref,
             "responseStatus": {"metadata": {}, "code": code},
+            "user": {"username": user},
+            "annotations": {
+                "authorization.k8s.io/decision": if code == 403 { "forbid" } else { "allow" },
+                "test.kopeo.dev/response-shape": shape,
+            },
             "stageTimestamp": crate::time::now(),
         });
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());

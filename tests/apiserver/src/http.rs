@@ -1,6 +1,7 @@
 //! HTTP: routing of API paths to the store, lists, watches, discovery and
 //! Table output, with errors as `Status` objects.
 
+use crate::authz::{Attributes, User};
 use crate::discovery;
 use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{ApiError, Event, PatchRequest, State, WriteOpts};
@@ -21,10 +22,37 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 /// Shared server state plus settings.
 pub struct Shared {
     pub state: Mutex<State>,
-    /// When set, every request must carry `Authorization: Bearer <token>`.
+    /// When set, every request must carry `Authorization: Bearer <token>`
+    /// (this one, the administrator's, or one of `users`).
     pub token: Option<String>,
+    /// Further bearer tokens and the users they authenticate.
+    pub users: Vec<(String, User)>,
+    /// Authorize every user but the administrator by RBAC.
+    pub rbac: bool,
     /// Where every request is recorded, when set.
     pub audit: Option<crate::audit::AuditLog>,
+    /// Failures to answer with instead of serving (see [`crate::Fault`]).
+    pub faults: Mutex<Vec<crate::Fault>>,
+}
+
+/// The user a request authenticates as; `None` when its token is unknown.
+fn authenticate(shared: &Shared, req: &Request<hyper::body::Incoming>) -> Option<User> {
+    if shared.token.is_none() && shared.users.is_empty() {
+        return Some(User::admin());
+    }
+    let presented = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))?;
+    if shared.token.as_deref() == Some(presented) {
+        return Some(User::admin());
+    }
+    shared
+        .users
+        .iter()
+        .find(|(t, _)| t == presented)
+        .map(|(_, u)| u.clone())
 }
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
@@ -116,26 +144,52 @@ fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
 
 /// Handle one request (and record it in the audit log).
 pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+    let user = authenticate(&shared, &req);
     let Some(audit) = shared.audit.is_some().then(|| {
         let watch = query(&req).get("watch").is_some_and(|w| w == "true" || w == "1");
-        (req.method().to_string(), req.uri().to_string(), watch)
+        let accept = req.headers().get("accept").and_then(|h| h.to_str().ok()).unwrap_or("");
+        // Which shape was asked for: whole objects, metadata only, or a Table.
+        let shape = if accept.contains("as=PartialObjectMetadata") {
+            "PartialObjectMetadata"
+        } else if accept.contains("as=Table") {
+            "Table"
+        } else {
+            "Object"
+        };
+        (req.method().to_string(), req.uri().to_string(), watch, shape)
     }) else {
-        return serve(shared, req).await;
+        return serve(shared, req, user).await;
     };
-    let response = serve(shared.clone(), req).await;
+    let name = user.as_ref().map(|u| u.name.clone()).unwrap_or_default();
+    let response = serve(shared.clone(), req, user).await;
     if let (Some(log), Ok(r)) = (&shared.audit, &response) {
-        log.record(&audit.0, &audit.1, audit.2, r.status().as_u16());
+        log.record(&audit.0, &audit.1, audit.2, r.status().as_u16(), &name, audit.3);
     }
     response
 }
 
-async fn serve(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
-    if let Some(t) = &shared.token {
-        let ok = req.headers().get("authorization").and_then(|h| h.to_str().ok()) == Some(&format!("Bearer {t}"));
-        if !ok {
-            return Ok(error(ApiError::new(401, "Unauthorized", "Unauthorized")));
+/// The answer of the first fault that matches, counting it down.
+fn injected_fault(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Option<Response<Body>> {
+    let mut faults = shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+    let i = faults.iter().position(|f| f.matches(method.as_str(), path, body))?;
+    let code = faults[i].code;
+    if let Some(n) = faults[i].times.as_mut() {
+        *n -= 1;
+        if *n == 0 {
+            faults.remove(i);
         }
     }
+    Some(error(ApiError::new(code, "InternalError", "injected fault")))
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    req: Request<hyper::body::Incoming>,
+    user: Option<User>,
+) -> Result<Response<Body>, Infallible> {
+    let Some(user) = user else {
+        return Ok(error(ApiError::new(401, "Unauthorized", "Unauthorized")));
+    };
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let q = query(&req);
@@ -170,10 +224,60 @@ async fn serve(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Resu
         }
         Err(e) => return Ok(error(e)),
     };
+    let watching = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(error(ApiError::new(400, "BadRequest", "could not read the body"))),
     };
+    if let Some(r) = injected_fault(&shared, &method, &path, &body) {
+        return Ok(r);
+    }
+    if shared.rbac {
+        let verb = match (&method, &target.name) {
+            (&Method::GET, None) if watching => "watch",
+            (&Method::GET, None) => "list",
+            (&Method::GET, Some(_)) => "get",
+            (&Method::POST, _) => "create",
+            (&Method::PUT, _) => "update",
+            (&Method::PATCH, _) => "patch",
+            (&Method::DELETE, None) => "deletecollection",
+            (&Method::DELETE, Some(_)) => "delete",
+            _ => "unknown",
+        };
+        let attrs = Attributes {
+            verb,
+            group: &target.rt.group,
+            resource: &target.rt.plural,
+            subresource: target.status.then_some("status"),
+            namespace: target.ns.as_deref(),
+            name: target.name.as_deref(),
+        };
+        let state = lock(&shared);
+        let mut refused = (!crate::authz::allowed(&state, &user, &attrs)).then_some(verb);
+        // A server-side apply that creates the object is also authorized as create.
+        if refused.is_none() && verb == "patch" && ctype.starts_with("application/apply-patch") {
+            if let Some(name) = &target.name {
+                let ns = target.ns.clone().unwrap_or_default();
+                let create = Attributes {
+                    verb: "create",
+                    ..attrs.clone()
+                };
+                if state.get(&target.rt, &ns, name).is_err() && !crate::authz::allowed(&state, &user, &create) {
+                    refused = Some("create");
+                }
+            }
+        }
+        drop(state);
+        if let Some(verb) = refused {
+            let kind_group = if target.rt.group.is_empty() {
+                target.rt.plural.clone()
+            } else {
+                format!("{}.{}", target.rt.plural, target.rt.group)
+            };
+            let msg = crate::authz::forbidden_message(&user, &Attributes { verb, ..attrs }, &kind_group);
+            return Ok(error(ApiError::new(403, "Forbidden", msg)));
+        }
+    }
     let opts = WriteOpts {
         dry_run: q.get("dryRun").is_some_and(|d| d == "All"),
         strict: q.get("fieldValidation").is_some_and(|v| v == "Strict"),
@@ -189,8 +293,8 @@ async fn serve(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Resu
             .map_err(|e| ApiError::new(400, "BadRequest", format!("the body could not be decoded: {e}")))
     };
     let result = match (&method, &target.name) {
-        (&Method::GET, None) if q.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            return Ok(watch(shared, target, q));
+        (&Method::GET, None) if watching => {
+            return Ok(watch(shared, target, q, &accept));
         }
         (&Method::GET, None) => list(&shared, &target, &q, &accept),
         (&Method::GET, Some(name)) => {
@@ -198,6 +302,8 @@ async fn serve(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) -> Resu
             o.map(|o| {
                 if accept.contains("as=Table") {
                     crate::table::table(&target.rt, vec![o])
+                } else if accept.contains("as=PartialObjectMetadata") {
+                    metadata_only(&o)
                 } else {
                     o
                 }
@@ -310,6 +416,12 @@ fn list(shared: &Shared, t: &Target, q: &HashMap<String, String>, accept: &str) 
         table["metadata"] = metadata;
         return Ok(table);
     }
+    if accept.contains("as=PartialObjectMetadataList") {
+        let items: Vec<Value> = items.iter().map(metadata_only).collect();
+        return Ok(
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": metadata, "items": items}),
+        );
+    }
     Ok(
         json!({"apiVersion": t.rt.api_version(), "kind": format!("{}List", t.rt.kind), "metadata": metadata, "items": items}),
     )
@@ -320,7 +432,14 @@ fn watch_event(kind: &str, object: &Value) -> Bytes {
 }
 
 /// A chunked stream of watch events: replay, then live events.
-fn watch(shared: Arc<Shared>, t: Target, q: HashMap<String, String>) -> Response<Body> {
+/// An object as `Accept: …;as=PartialObjectMetadata` asks for it: metadata only.
+fn metadata_only(o: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": o.get("metadata").cloned().unwrap_or(Value::Null)})
+}
+
+fn watch(shared: Arc<Shared>, t: Target, q: HashMap<String, String>, accept: &str) -> Response<Body> {
+    let meta_only = accept.contains("as=PartialObjectMetadata");
+    let shape = move |o: Value| if meta_only { metadata_only(&o) } else { o };
     let (ls, fs) = match selectors(&q) {
         Ok(s) => s,
         Err(e) => return error(e),
@@ -389,7 +508,7 @@ fn watch(shared: Arc<Shared>, t: Target, q: HashMap<String, String>) -> Response
                             last = last.max(rv);
                         }
                     }
-                    if matches(&ns_filter, &ns, &o) && tx.send(watch_event(kind, &o)).await.is_err() {
+                    if matches(&ns_filter, &ns, &o) && tx.send(watch_event(kind, &shape(o))).await.is_err() {
                         return;
                     }
                 }
@@ -415,7 +534,7 @@ fn watch(shared: Arc<Shared>, t: Target, q: HashMap<String, String>) -> Response
                         if k != type_key || rv <= last { continue; }
                         last = rv;
                         let o = present(&rt, &object);
-                        if matches(&ns_filter, &namespace, &o) && tx.send(watch_event(kind, &o)).await.is_err() { return; }
+                        if matches(&ns_filter, &namespace, &o) && tx.send(watch_event(kind, &shape(o))).await.is_err() { return; }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         let status = ApiError::new(410, "Expired", "watch fell behind; relist").status();

@@ -9,6 +9,7 @@
 //! ```
 
 mod audit;
+pub mod authz;
 mod cel;
 mod discovery;
 mod http;
@@ -38,12 +39,47 @@ pub struct Options {
     /// Append an `audit.k8s.io/v1` Event for every request to this file
     /// (as `kube-apiserver --audit-log-path`).
     pub audit_log: Option<PathBuf>,
+    /// Further bearer tokens and the users they authenticate as (with
+    /// `token` unset, requests without a token stay the administrator's).
+    pub users: Vec<(String, authz::User)>,
+    /// Authorize every user but the administrator with RBAC (the Roles,
+    /// ClusterRoles and bindings stored in the server), as
+    /// `--authorization-mode=RBAC`.
+    pub rbac: bool,
+}
+
+/// A failure the server answers with instead of serving a request, for
+/// tests of how clients cope (an API server refusing writes for a while).
+#[derive(Debug, Clone, Default)]
+pub struct Fault {
+    /// Only requests with this method (`PUT`, …); any when unset.
+    pub method: Option<String>,
+    /// Only requests whose path contains this.
+    pub path_contains: String,
+    /// Only requests whose body contains this.
+    pub body_contains: Option<String>,
+    /// The HTTP status to answer with.
+    pub code: u16,
+    /// How many requests to fail; every matching one while unset.
+    pub times: Option<usize>,
+}
+
+impl Fault {
+    fn matches(&self, method: &str, path: &str, body: &[u8]) -> bool {
+        self.method.as_deref().is_none_or(|m| m == method)
+            && path.contains(&self.path_contains)
+            && self
+                .body_contains
+                .as_ref()
+                .is_none_or(|needle| body.windows(needle.len().max(1)).any(|w| w == needle.as_bytes()))
+    }
 }
 
 /// A running server; it stops when dropped.
 pub struct ApiServer {
     pub addr: SocketAddr,
     token: Option<String>,
+    shared: Arc<http::Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -58,11 +94,15 @@ impl ApiServer {
         let shared = Arc::new(http::Shared {
             state: Mutex::new(store::State::with_log_size(opts.watch_log.unwrap_or(store::LOG_SIZE))),
             token: opts.token.clone(),
+            users: opts.users.clone(),
+            rbac: opts.rbac,
+            faults: Mutex::new(vec![]),
             audit: opts
                 .audit_log
                 .as_deref()
                 .map(|p| audit::AuditLog::open(p).expect("opening the audit log")),
         });
+        let kept = shared.clone();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -90,6 +130,7 @@ impl ApiServer {
         ApiServer {
             addr,
             token: opts.token,
+            shared: kept,
             shutdown: Some(tx),
             thread: Some(thread),
         }
@@ -100,12 +141,31 @@ impl ApiServer {
         format!("http://{}", self.addr)
     }
 
+    /// Answer requests matching `fault` with its failure from now on.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()).push(fault);
+    }
+
+    /// Serve every request again.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Write a kubeconfig pointing at this server that authenticates with `token`.
+    pub fn write_kubeconfig_with_token(&self, path: &Path, token: &str) -> PathBuf {
+        self.kubeconfig(path, &format!("    token: {token}\n"))
+    }
+
     /// Write a kubeconfig pointing at this server (with the token, if any).
     pub fn write_kubeconfig(&self, path: &Path) -> PathBuf {
         let user = match &self.token {
             Some(t) => format!("    token: {t}\n"),
             None => "    username: test\n".to_string(),
         };
+        self.kubeconfig(path, &user)
+    }
+
+    fn kubeconfig(&self, path: &Path, user: &str) -> PathBuf {
         let text = format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: default\ncurrent-context: test\nusers:\n- name: test\n  user:\n{user}",
             self.url()

@@ -727,3 +727,132 @@ async fn validation_rules_are_compiled_with_the_crd_and_run_on_writes() {
         .await;
     assert_eq!(code, 200, "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_only_requests_get_no_secret_data() {
+    let s = ApiServer::start(Options::default());
+    let c = C::new(&s);
+    c.post("/api/v1/namespaces", json!({"metadata": {"name": "default"}}))
+        .await;
+    let (code, _) = c
+        .post(
+            "/api/v1/namespaces/default/secrets",
+            json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let meta = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+    let list: Value = c
+        .http
+        .get(format!("{}/api/v1/namespaces/default/secrets", c.base))
+        .header("accept", meta)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["name"], "s");
+    assert!(!list.to_string().contains("hunter2") && list["items"][0].get("data").is_none());
+    // A watch in that shape too.
+    let mut w = c
+        .http
+        .get(format!(
+            "{}/api/v1/namespaces/default/secrets?watch=true&timeoutSeconds=1",
+            c.base
+        ))
+        .header("accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+        .send()
+        .await
+        .unwrap();
+    let first = w.chunk().await.unwrap().unwrap();
+    let ev: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(ev["object"]["kind"], "PartialObjectMetadata");
+    assert!(!String::from_utf8_lossy(&first).contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_allows_what_roles_grant_and_refuses_the_rest() {
+    use kopeo_test_apiserver::authz::User;
+    let s = ApiServer::start(Options {
+        token: Some("admin".into()),
+        users: vec![("sa".into(), User::service_account("ops", "bot"))],
+        rbac: true,
+        ..Default::default()
+    });
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, token: &'static str, path: String, body: Option<Value>| {
+        let r = http.request(method, format!("{}{path}", s.url())).bearer_auth(token);
+        let r = match body {
+            Some(b) => r.header("content-type", "application/json").body(b.to_string()),
+            None => r,
+        };
+        async move {
+            let resp = r.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    use reqwest::Method;
+    for ns in ["ops", "other"] {
+        call(
+            Method::POST,
+            "admin",
+            "/api/v1/namespaces".into(),
+            Some(json!({"metadata": {"name": ns}})),
+        )
+        .await;
+    }
+    let role = json!({"metadata": {"name": "reader"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]});
+    call(
+        Method::POST,
+        "admin",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/ops/roles".into(),
+        Some(role),
+    )
+    .await;
+    let binding = json!({"metadata": {"name": "reader"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "ops"}]});
+    call(
+        Method::POST,
+        "admin",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/ops/rolebindings".into(),
+        Some(binding),
+    )
+    .await;
+    assert_eq!(
+        call(Method::GET, "sa", "/api/v1/namespaces/ops/configmaps".into(), None)
+            .await
+            .0,
+        200
+    );
+    let (code, status) = call(Method::GET, "sa", "/api/v1/namespaces/other/configmaps".into(), None).await;
+    assert_eq!(code, 403, "a Role grants in its own namespace only");
+    assert_eq!(
+        status["message"],
+        "configmaps is forbidden: User \"system:serviceaccount:ops:bot\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"other\""
+    );
+    let cm = json!({"metadata": {"name": "x"}});
+    assert_eq!(
+        call(Method::POST, "sa", "/api/v1/namespaces/ops/configmaps".into(), Some(cm))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(Method::GET, "nobody", "/api/v1/namespaces/ops/configmaps".into(), None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(Method::GET, "admin", "/api/v1/namespaces/other/configmaps".into(), None)
+            .await
+            .0,
+        200
+    );
+}

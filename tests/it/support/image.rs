@@ -20,6 +20,9 @@ pub struct Spec {
     /// Real gzip-compressed tar layers (each holding one file of noise), as
     /// a Docker daemon needs; otherwise layers are opaque noise.
     pub tar_layers: bool,
+    /// Layers declared uncompressed (`application/vnd.oci.image.layer.v1.tar`):
+    /// OCI destinations compress them on the way in.
+    pub uncompressed: bool,
 }
 
 impl Default for Spec {
@@ -31,6 +34,7 @@ impl Default for Spec {
             seed: 1,
             base_seed: None,
             tar_layers: false,
+            uncompressed: false,
         }
     }
 }
@@ -107,6 +111,11 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
             "application/vnd.oci.image.layer.v1.tar+gzip",
             "application/vnd.oci.image.index.v1+json",
         )
+    };
+    let mt_layer = if spec.uncompressed {
+        "application/vnd.oci.image.layer.v1.tar"
+    } else {
+        mt_layer
     };
     let mut all_layers = vec![];
     let mut instances = vec![];

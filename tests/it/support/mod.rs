@@ -1,11 +1,13 @@
 //! Test fixtures: real registries on loopback, a token server, a
 //! connection-dropping proxy, generated images, and running the CLI.
 
+pub mod cluster;
 pub mod dockerd;
 pub mod image;
 pub mod paging;
 pub mod proxy;
 pub mod registry;
+pub mod standin;
 pub mod token;
 
 use std::path::Path;
@@ -112,10 +114,10 @@ pub fn kopeo_env(home: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, 
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("spawning kopeo");
-    if let Some(mut si) = child.stdin.take() {
-        if let Some(s) = stdin {
-            si.write_all(s.as_bytes()).expect("writing stdin");
-        }
+    if let Some(mut si) = child.stdin.take()
+        && let Some(s) = stdin
+    {
+        si.write_all(s.as_bytes()).expect("writing stdin");
     }
     finish(child.wait_with_output().expect("waiting for kopeo"))
 }
