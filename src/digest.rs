@@ -22,6 +22,17 @@ pub enum Algorithm {
     Sha512,
 }
 
+impl std::str::FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sha256" => Ok(Algorithm::Sha256),
+            "sha512" => Ok(Algorithm::Sha512),
+            other => Err(format!("unsupported digest algorithm {other:?}: use sha256 or sha512")),
+        }
+    }
+}
+
 impl Algorithm {
     /// The algorithm's name as written in a digest.
     pub fn as_str(self) -> &'static str {
@@ -60,6 +71,12 @@ impl Digest {
             algorithm: Algorithm::Sha256,
             hex: hex::encode(Sha256::digest(data)),
         }
+    }
+    /// `data`'s digest by `algorithm`.
+    pub fn of(algorithm: Algorithm, data: &[u8]) -> Digest {
+        let mut h = Hasher::new(algorithm);
+        h.update(data);
+        h.finish()
     }
     /// The digest of `data` computed with this digest's algorithm.
     pub fn matches(&self, data: &[u8]) -> bool {

@@ -1,7 +1,57 @@
 //! Go-style durations (`500ms`, `2s`, `1m30s`), as skopeo flags and the
 //! operator's specs write them.
 
+use std::borrow::Cow;
 use std::time::Duration;
+
+/// A duration written the Go way (`500ms`, `2s`, `1m30s`): parsed once from
+/// a flag or a spec, a string in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct GoDuration(pub Duration);
+
+impl std::str::FromStr for GoDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(GoDuration)
+    }
+}
+
+impl TryFrom<String> for GoDuration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<GoDuration> for String {
+    fn from(d: GoDuration) -> String {
+        format_duration(d.0)
+    }
+}
+
+/// `d` as Go prints short durations: whole milliseconds as `ms`, else `s`.
+pub fn format_duration(d: Duration) -> String {
+    if d.subsec_nanos().is_multiple_of(1_000_000) && !d.as_millis().is_multiple_of(1000) {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ns", d.as_nanos())
+    }
+}
+
+impl schemars::JsonSchema for GoDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "GoDuration".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"})
+    }
+}
 
 /// Parse a Go-style duration (`1s`, `500ms`, `1m30s`, a bare number of seconds is refused as in Go).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -51,5 +101,8 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("3x").is_err());
+        for d in ["500ms", "2s", "90s"] {
+            assert_eq!(String::from(d.parse::<GoDuration>().unwrap()), d);
+        }
     }
 }

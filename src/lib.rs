@@ -7,13 +7,17 @@
 
 pub mod auth;
 pub mod cli;
+pub mod compression;
 pub mod copy;
 pub mod digest;
 pub mod duration;
+pub mod image_config;
 pub mod manifest;
 pub mod operator;
+pub mod options;
 pub mod reference;
 pub mod registry;
+pub mod skopeo_texts;
 pub mod sync;
 pub mod temp;
 pub mod timestamp;

@@ -42,8 +42,10 @@ pub enum ManifestError {
     Json(#[from] serde_json::Error),
     #[error("unsupported manifest media type {0:?}")]
     UnsupportedType(String),
-    #[error("no image found in manifest list for architecture {arch}, variant {variant:?}, OS {os}")]
+    #[error("{}", crate::skopeo_texts::no_matching_instance(*oci_index, arch, variant.as_deref().unwrap_or(""), os))]
     NoMatchingPlatform {
+        /// An OCI image index (else a Docker manifest list).
+        oci_index: bool,
         os: String,
         arch: String,
         variant: Option<String>,
@@ -242,6 +244,7 @@ pub fn choose_instance<'a>(index: &'a ImageIndex, want: &Platform) -> Result<&'a
         None => candidates.into_iter().next(),
     };
     found.ok_or_else(|| ManifestError::NoMatchingPlatform {
+        oci_index: index.mime() == media::OCI_INDEX,
         os: want.os.clone(),
         arch: want.architecture.clone(),
         variant: want.variant.clone(),

@@ -1,11 +1,12 @@
 //! Flag groups shared by several commands, named as skopeo names them.
 
 use crate::auth::{AuthOptions, Credentials};
+use crate::duration::GoDuration;
+use crate::options::RetrySettings;
 use crate::registry::{RegistryOptions, RetryOptions, TlsOptions};
 use crate::transport::OpenOptions;
 use clap::Args;
 use std::path::PathBuf;
-use std::time::Duration;
 
 pub use crate::duration::parse_duration;
 
@@ -15,18 +16,23 @@ pub struct RetryFlags {
     /// the number of times to possibly retry
     #[arg(long = "retry-times", value_name = "N", default_value_t = 0)]
     pub retry_times: u32,
-    /// Fixed delay between retries (e.g. 2s); exponential from 1s when unset
-    #[arg(long = "retry-delay", value_name = "DURATION", value_parser = parse_duration)]
-    pub retry_delay: Option<Duration>,
+    /// Fixed delay between retries. If not set, retry uses an exponential backoff delay.
+    #[arg(long = "retry-delay", value_name = "DURATION")]
+    pub retry_delay: Option<GoDuration>,
 }
 
 impl RetryFlags {
-    /// As engine options.
-    pub fn options(&self) -> RetryOptions {
-        RetryOptions {
+    /// As retry settings.
+    pub fn settings(&self) -> RetrySettings {
+        RetrySettings {
             times: self.retry_times,
             delay: self.retry_delay,
         }
+    }
+
+    /// As the registry client's retry policy.
+    pub fn options(&self) -> RetryOptions {
+        self.settings().options()
     }
 }
 
@@ -69,7 +75,7 @@ fn explicit_creds(
 }
 
 macro_rules! image_flags {
-    ($name:ident, $prefix:literal, $doc:literal) => {
+    ($name:ident, $prefix:literal, $doc:literal $(, creds_alias = $alias:literal)?) => {
         #[doc = $doc]
         #[derive(Args, Debug, Clone, Default)]
         pub struct $name {
@@ -80,7 +86,7 @@ macro_rules! image_flags {
             #[arg(id = concat!($prefix, "cert-dir"), long = concat!($prefix, "cert-dir"), value_name = "PATH")]
             pub cert_dir: Option<PathBuf>,
             /// use USERNAME[:PASSWORD] for accessing the registry
-            #[arg(id = concat!($prefix, "creds"), long = concat!($prefix, "creds"), value_name = "USERNAME[:PASSWORD]")]
+            #[arg(id = concat!($prefix, "creds"), long = concat!($prefix, "creds"), value_name = "USERNAME[:PASSWORD]" $(, alias = $alias)?)]
             pub creds: Option<String>,
             /// use USERNAME for accessing the registry
             #[arg(id = concat!($prefix, "username"), long = concat!($prefix, "username"), value_name = "USERNAME")]
@@ -106,6 +112,17 @@ macro_rules! image_flags {
         }
 
         impl $name {
+            /// Engine options for this side; `authfile` is the shared
+            /// `--authfile`, `tls_verify` a deprecated `--tls-verify` that
+            /// applies where this side gives none.
+            pub fn open_options_with(&self, authfile: &Option<PathBuf>, retry: RetryOptions, tls_verify: Option<bool>) -> Result<OpenOptions, String> {
+                let mut o = self.open_options(authfile, retry)?;
+                if o.registry.tls.verify.is_none() {
+                    o.registry.tls.verify = tls_verify;
+                }
+                Ok(o)
+            }
+
             /// Engine options for this side; `authfile` is the shared `--authfile`.
             pub fn open_options(&self, authfile: &Option<PathBuf>, retry: RetryOptions) -> Result<OpenOptions, String> {
                 let side = concat!("--", $prefix);
@@ -130,8 +147,19 @@ macro_rules! image_flags {
     };
 }
 
-image_flags!(SrcFlags, "src-", "Source-side flags of `copy`.");
-image_flags!(DestFlags, "dest-", "Destination-side flags of `copy`.");
+// skopeo still accepts the old `--screds` and `--dcreds`, hidden.
+image_flags!(
+    SrcFlags,
+    "src-",
+    "Source-side flags of `copy` and `sync`.",
+    creds_alias = "screds"
+);
+image_flags!(
+    DestFlags,
+    "dest-",
+    "Destination-side flags of `copy` and `sync`.",
+    creds_alias = "dcreds"
+);
 image_flags!(ImageFlags, "", "Flags of commands that read or change one image.");
 
 #[cfg(test)]

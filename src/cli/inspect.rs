@@ -32,6 +32,9 @@ pub struct InspectArgs {
     /// Do not list the available tags from the repository in the output
     #[arg(short = 'n', long = "no-tags")]
     no_tags: bool,
+    /// Algorithm to use for computing manifest digest (sha256, sha512); defaults to algorithm used in config digest
+    #[arg(long = "manifest-digest", value_name = "ALGORITHM")]
+    manifest_digest: Option<crate::digest::Algorithm>,
 }
 
 /// One layer in `LayersData`.
@@ -92,7 +95,9 @@ fn wrap(image: &ImageReference) -> impl Fn(TransportError) -> CliError + '_ {
 /// Print what skopeo inspect prints.
 pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     let image = parse_image(&args.image)?;
-    let opts = args.flags.open_options(&None, args.retry.options())?;
+    let opts = args
+        .flags
+        .open_options_with(&None, args.retry.options(), global.tls_verify)?;
     let template = args
         .format
         .as_deref()
@@ -111,7 +116,10 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
             return Err(CliError::new("manifest list did not parse as a list"));
         };
         let want = global.platform.clone().unwrap_or_else(manifest::host_platform);
-        let chosen = manifest::choose_instance(&index, &want).map_err(|e| w(e.into()))?;
+        let chosen = manifest::choose_instance(&index, &want).map_err(|e| {
+            use crate::skopeo_texts::{CHOOSING_INSTANCE, INSPECT_PARSING_MANIFEST};
+            CliError::new(format!("{INSPECT_PARSING_MANIFEST}: {CHOOSING_INSTANCE}: {e}"))
+        })?;
         src.manifest(Some(&chosen.digest)).await.map_err(&w)?
     } else {
         (raw.clone(), mime.clone())
@@ -124,9 +132,10 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         if args.raw {
             return out.write_all(&config_bytes).map_err(|e| CliError::new(e.to_string()));
         }
-        let v: Value =
-            serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
-        return writeln!(out, "{}", print_json(&v)?).map_err(|e| CliError::new(e.to_string()));
+        // skopeo prints the configuration as the OCI Image type reads it.
+        let oci = crate::image_config::OciImage::from_json(&config_bytes)
+            .map_err(|e| CliError::new(format!("Error reading OCI-formatted configuration data: {e}")))?;
+        return writeln!(out, "{}", print_json(&oci)?).map_err(|e| CliError::new(e.to_string()));
     }
     let config: Value =
         serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
@@ -158,7 +167,7 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     let s = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let output = Output {
         name,
-        digest: Digest::sha256_of(&raw),
+        digest: Digest::of(args.manifest_digest.unwrap_or(m.config.digest.algorithm()), &raw),
         repo_tags,
         created: config.get("created").and_then(Value::as_str).map(str::to_string),
         docker_version: s("docker_version"),

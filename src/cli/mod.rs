@@ -2,6 +2,7 @@
 //! upstream skopeo so scripts move over unchanged.
 
 mod copy;
+mod copy_flags;
 mod flags;
 mod inspect;
 mod login;
@@ -49,9 +50,28 @@ impl From<String> for CliError {
     name = "kopeo",
     version,
     about = "Various operations with container images and container image registries",
-    disable_help_subcommand = false
+    disable_help_subcommand = false,
+    disable_version_flag = true
 )]
 struct Cli {
+    /// Version for kopeo
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
+    /// path to a containers-tls-details.yaml(5) file
+    #[arg(long = "tls-details", global = true, value_name = "PATH")]
+    tls_details: Option<std::path::PathBuf>,
+    /// require any pulled image to be signed
+    #[arg(long = "require-signed", global = true)]
+    require_signed: bool,
+    /// path to the registries.conf file
+    #[arg(long = "registries-conf", global = true, value_name = "PATH", hide = true)]
+    registries_conf: Option<std::path::PathBuf>,
+    /// prefix to add to the user agent string
+    #[arg(long = "user-agent-prefix", global = true, value_name = "PREFIX")]
+    user_agent_prefix: Option<String>,
+    /// Require HTTPS and verify certificates when accessing the registry (deprecated: set it on the subcommand)
+    #[arg(long = "tls-verify", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", hide = true)]
+    tls_verify: Option<bool>,
     /// enable debug output
     #[arg(long, global = true)]
     debug: bool,
@@ -154,6 +174,8 @@ struct RunArgs {
 /// Options every command sees.
 pub(crate) struct Global {
     pub platform: Option<crate::manifest::Platform>,
+    /// The deprecated global `--tls-verify`, for sides that set none.
+    pub tls_verify: Option<bool>,
 }
 
 fn init_tracing(debug: bool, service: bool) {
@@ -164,8 +186,11 @@ fn init_tracing(debug: bool, service: bool) {
         (false, true) => "info",
         (false, false) => "warn",
     };
+    // Other crates' messages only with --debug or in the operator: a refused
+    // certificate is kopeo's error to report, not a library's log line.
+    let others = if debug || service { "warn" } else { "off" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KOPEO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kopeo={level},warn")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kopeo={level},{others}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -210,6 +235,30 @@ pub fn main() -> ExitCode {
     if cli.policy.is_some() || cli.registries_d.is_some() {
         tracing::warn!("signature policy and registries.d are not enforced by this kopeo version");
     }
+    if cli.insecure_policy && cli.require_signed {
+        print_fatal("--insecure-policy and --require-signed are mutually exclusive");
+        return ExitCode::from(1);
+    }
+    if cli.require_signed {
+        // Accepting it without verifying would let unsigned images through.
+        print_fatal("--require-signed: signature verification is not yet supported by kopeo");
+        return ExitCode::from(1);
+    }
+    if let Some(p) = &cli.registries_conf {
+        log_line(
+            "warning",
+            &format!(
+                "--registries-conf {}: registries.conf is not applied by kopeo",
+                p.display()
+            ),
+        );
+    }
+    if let Some(p) = &cli.tls_details
+        && let Err(e) = crate::registry::tls_details::install(p)
+    {
+        print_fatal(&e.to_string());
+        return ExitCode::from(1);
+    }
     let platform =
         (cli.override_arch.is_some() || cli.override_os.is_some() || cli.override_variant.is_some()).then(|| {
             let host = crate::manifest::host_platform();
@@ -220,7 +269,19 @@ pub fn main() -> ExitCode {
                 ..Default::default()
             }
         });
-    let global = Global { platform };
+    if cli.tls_verify.is_some() {
+        log_line(
+            "warning",
+            "'--tls-verify' is deprecated, please set this on the specific subcommand",
+        );
+    }
+    if let Some(prefix) = &cli.user_agent_prefix {
+        crate::registry::set_user_agent_prefix(prefix);
+    }
+    let global = Global {
+        platform,
+        tls_verify: cli.tls_verify,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -298,8 +359,8 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
     match command {
         Command::Copy(a) => copy::run(*a, global).await,
         Command::Inspect(a) => inspect::run(a, global).await,
-        Command::ListTags(a) => repo::list_tags(a).await,
-        Command::Delete(a) => repo::delete(a).await,
+        Command::ListTags(a) => repo::list_tags(a, global).await,
+        Command::Delete(a) => repo::delete(a, global).await,
         Command::ManifestDigest(a) => repo::manifest_digest(a),
         Command::Sync(a) => sync::run(*a, global).await,
         Command::Login(a) => login::login(a).await,
@@ -366,14 +427,6 @@ async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError>
     };
     run_until(client, opts, shutdown).await;
     Ok(())
-}
-
-/// Parse `--platform os/arch[/variant]` values.
-pub(crate) fn parse_platforms(values: &[String]) -> Result<Vec<crate::manifest::Platform>, CliError> {
-    values
-        .iter()
-        .map(|v| crate::manifest::Platform::parse(v.trim()).map_err(CliError::new))
-        .collect()
 }
 
 /// Parse an image name argument, with skopeo's wording on failure.

@@ -2,7 +2,7 @@
 
 use super::flags::{ImageFlags, RetryFlags};
 use super::inspect::print_json;
-use super::{CliError, parse_image};
+use super::{CliError, Global, parse_image};
 use crate::digest::Digest;
 use crate::reference::{DockerReference, ImageReference};
 use crate::registry::RegistryClient;
@@ -23,6 +23,8 @@ pub struct ListTagsArgs {
 #[derive(serde::Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct TagListOutput {
+    /// Left out for archives, as skopeo leaves it out.
+    #[serde(skip_serializing_if = "String::is_empty")]
     repository: String,
     tags: Vec<String>,
 }
@@ -38,16 +40,33 @@ fn registry_error(image: &str, e: impl Into<TransportError>) -> CliError {
 }
 
 /// List a repository's tags as skopeo does (`{"Repository", "Tags"}`).
-pub async fn list_tags(args: ListTagsArgs) -> Result<(), CliError> {
+pub async fn list_tags(args: ListTagsArgs, global: &Global) -> Result<(), CliError> {
     let Some((transport, rest)) = args.image.split_once(':') else {
         return Err(CliError::new(format!(
             "invalid image name {:?}, expected colon-separated transport:reference",
             args.image
         )));
     };
+    if transport == "docker-archive" {
+        let image = parse_image(&args.image)?;
+        let ImageReference::DockerArchive { path, .. } = &image else {
+            return Err(CliError::new(format!("invalid image name {:?}", args.image)));
+        };
+        let tags = crate::transport::docker_archive::list_tags(path)
+            .await
+            .map_err(|e| registry_error(&args.image, e))?;
+        println!(
+            "{}",
+            print_json(&TagListOutput {
+                repository: String::new(),
+                tags
+            })?
+        );
+        return Ok(());
+    }
     if transport != "docker" {
         return Err(CliError::new(format!(
-            "Unsupported transport '{transport}' for tag listing. Only supported: docker"
+            "Unsupported transport '{transport}' for tag listing. Only supported: docker, docker-archive"
         )));
     }
     let name = rest.strip_prefix("//").ok_or_else(|| {
@@ -64,7 +83,9 @@ pub async fn list_tags(args: ListTagsArgs) -> Result<(), CliError> {
             args.image
         )));
     }
-    let opts = args.flags.open_options(&None, args.retry.options())?;
+    let opts = args
+        .flags
+        .open_options_with(&None, args.retry.options(), global.tls_verify)?;
     let client = RegistryClient::new(r.domain(), opts.registry).map_err(|e| registry_error(&args.image, e))?;
     let tags = client
         .list_tags(r.path())
@@ -92,7 +113,7 @@ pub struct DeleteArgs {
 
 /// Delete an image from a registry: resolve the tag to its manifest digest,
 /// then DELETE that manifest (which removes every tag pointing at it).
-pub async fn delete(args: DeleteArgs) -> Result<(), CliError> {
+pub async fn delete(args: DeleteArgs, global: &Global) -> Result<(), CliError> {
     let image = parse_image(&args.image)?;
     let ImageReference::Docker(r) = &image else {
         return Err(CliError::new(format!(
@@ -100,7 +121,9 @@ pub async fn delete(args: DeleteArgs) -> Result<(), CliError> {
             image.transport()
         )));
     };
-    let opts = args.flags.open_options(&None, args.retry.options())?;
+    let opts = args
+        .flags
+        .open_options_with(&None, args.retry.options(), global.tls_verify)?;
     let client = RegistryClient::new(r.domain(), opts.registry).map_err(|e| registry_error(&args.image, e))?;
     let digest = match r.digest() {
         Some(d) => d.clone(),

@@ -1,8 +1,8 @@
 //! `kopeo sync`.
 
-use super::flags::{DestFlags, RetryFlags, SrcFlags};
+use super::copy_flags::CopyFlags;
+use super::flags::{DestFlags, SrcFlags};
 use super::{CliError, Global, log_line, progress};
-use crate::copy::{CopyOptions, Format, MultiArch};
 use crate::registry::ClientPool;
 use crate::sync::{self, Action, SyncDestination, SyncOptions, SyncSource};
 use clap::Args;
@@ -29,22 +29,7 @@ pub struct SyncArgs {
     #[command(flatten)]
     dest_flags: DestFlags,
     #[command(flatten)]
-    retry: RetryFlags,
-    /// Copy all images if SOURCE-IMAGE is a list
-    #[arg(short = 'a', long)]
-    all: bool,
-    /// MANIFEST TYPE (oci, v2s1, or v2s2) to use when syncing image(s) to a destination
-    #[arg(short = 'f', long, value_name = "MANIFEST-TYPE")]
-    format: Option<String>,
-    /// Preserve digests of images and lists
-    #[arg(long = "preserve-digests")]
-    preserve_digests: bool,
-    /// Copy only these platforms of a list, and a list of just them: os/arch[/variant],... (kopeo)
-    #[arg(long = "platform", value_name = "PLATFORMS", value_delimiter = ',')]
-    platform: Vec<String>,
-    /// Do not copy signatures from SOURCE images
-    #[arg(long = "remove-signatures")]
-    remove_signatures: bool,
+    copy: CopyFlags,
     /// Images at DESTINATION are prefixed using the full source image path as scope
     #[arg(long)]
     scoped: bool,
@@ -83,9 +68,6 @@ pub struct SyncArgs {
     /// Write a JSON report of every image to PATH (kopeo)
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
-    /// Maximum number of image layers to be copied simultaneously per image
-    #[arg(long = "image-parallel-copies", value_name = "N")]
-    image_parallel_copies: Option<usize>,
     /// Suppress per-layer progress output
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -125,41 +107,30 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
     if args.parallel_images == 0 {
         return Err(CliError::new("--parallel-images must be at least 1"));
     }
-    let format = match args.format.as_deref() {
-        None => None,
-        Some("oci") => Some(Format::Oci),
-        Some("v2s2") => Some(Format::V2s2),
-        Some(other) => {
-            return Err(CliError::new(format!(
-                "unsupported --format {other:?}: use oci or v2s2"
-            )));
-        }
-    };
+    args.copy.refuse_unsupported()?;
+    args.copy.warn_deprecated();
     let exclude = args
         .exclude_tag
         .iter()
         .map(|r| regex::Regex::new(r).map_err(|e| CliError::new(format!("invalid --exclude-tag {r:?}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let retry = args.retry.options();
-    let mut src = args.src_flags.open_options(&args.authfile, retry)?;
-    let mut dst = args.dest_flags.open_options(&args.authfile, retry)?;
+    let retry = args.copy.retry.options();
+    let tls = args.copy.deprecated_tls_verify.or(global.tls_verify);
+    let mut src = args.src_flags.open_options_with(&args.authfile, retry, tls)?;
+    let mut dst = args.dest_flags.open_options_with(&args.authfile, retry, tls)?;
     src.pool = Some(Arc::new(ClientPool::default()));
     dst.pool = Some(Arc::new(ClientPool::default()));
     // Per-layer progress only makes sense one image at a time.
     let per_layer = !args.quiet && args.parallel_images == 1;
+    let copy = args
+        .copy
+        .settings(None)?
+        .to_options()
+        .map_err(|e| CliError::new(e.to_string()))?
+        .for_platform(global.platform.clone())
+        .with_progress(per_layer.then(progress::reporter));
     let opts = SyncOptions {
-        copy: CopyOptions {
-            multi_arch: if args.all { MultiArch::All } else { MultiArch::System },
-            platform: global.platform.clone(),
-            format,
-            platforms: super::parse_platforms(&args.platform)?,
-            preserve_digests: args.preserve_digests,
-            remove_signatures: args.remove_signatures,
-            parallel: args.image_parallel_copies.unwrap_or(0),
-            retry,
-            compression: Default::default(),
-            progress: per_layer.then(progress::reporter),
-        },
+        copy,
         scoped: args.scoped,
         append_suffix: args.append_suffix.clone(),
         parallel_images: args.parallel_images,

@@ -1,8 +1,10 @@
 //! Copying one blob: reuse if the destination can, else stream it from the
-//! source through a verifying stage into the destination, retrying
-//! transient failures.
+//! source through a verifying stage (and, for a layer whose compression
+//! changes, a compression stage) into the destination, retrying transient
+//! failures.
 
 use super::compress::{Compression, transcode};
+use super::plan::{CompressionTarget, Job};
 use super::{CopyOptions, Progress, ProgressEvent};
 use crate::digest::{Digest, Hasher};
 use crate::manifest::media;
@@ -15,8 +17,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobOutcome {
     /// Bytes were copied; digest and size as written (they differ from the
-    /// source's when a transform ran).
-    Copied { digest: Digest, size: u64 },
+    /// source's when the compression changed), and for a layer the
+    /// compression written.
+    Copied {
+        digest: Digest,
+        size: u64,
+        compression: Option<Compression>,
+    },
     /// The destination already had it, or mounted it.
     Reused,
 }
@@ -139,29 +146,44 @@ fn tokio_stream_from(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, Transp
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
-/// A compression change applied while a blob streams through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transform {
-    pub from: Compression,
-    pub to: Compression,
-    pub level: Option<i32>,
+/// The first `n` bytes of `stream` (fewer if it is shorter), and a stream
+/// that still yields every byte, those included.
+async fn peek(mut stream: BlobStream, n: usize) -> Result<(Vec<u8>, BlobStream), TransportError> {
+    let mut chunks = vec![];
+    let mut head = vec![];
+    while head.len() < n {
+        match stream.next().await {
+            Some(Ok(c)) => {
+                head.extend_from_slice(&c[..c.len().min(n - head.len())]);
+                chunks.push(Ok(c));
+            }
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok((head, futures::stream::iter(chunks).chain(stream).boxed()))
 }
 
-/// Copy one blob from `src` to `dst`, through `transform` if given (then the
-/// result's digest and size are those of the transformed bytes).
+/// Copy one blob from `src` to `dst`. A layer (`job.claimed` is set) is
+/// written in the compression `target` wants for what its first bytes show
+/// it to be — not only what its media type claims — and the outcome says
+/// which compression was written.
 pub async fn copy_blob(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
-    info: &BlobInfo,
+    job: &Job,
     from: Option<&RegistryLocation>,
     opts: &CopyOptions,
-    transform: Option<Transform>,
+    target: &CompressionTarget,
 ) -> Result<BlobOutcome, TransportError> {
+    let info = &job.info;
     let progress = opts.progress.clone();
     if let Some(p) = &progress {
         p.event(ProgressEvent::BlobStart { info });
     }
-    if transform.is_none() && dst.try_reuse_blob(info, from).await? {
+    // Kept as it is (by its claim): the destination may have it already.
+    let unchanged = job.claimed.is_none_or(|c| target.wanted(c) == c);
+    if unchanged && dst.try_reuse_blob(info, from).await? {
         if let Some(p) = &progress {
             p.event(ProgressEvent::BlobDone {
                 digest: &info.digest,
@@ -175,30 +197,43 @@ pub async fn copy_blob(
         let mismatch = Arc::new(AtomicBool::new(false));
         let result = async {
             let stream = verify(src.blob(info).await?, info, mismatch.clone(), progress.clone());
-            match transform {
-                None => dst
+            let Some(_) = job.claimed else {
+                return dst
                     .put_blob(info, stream)
                     .await
-                    .map(|()| (info.digest.clone(), info.size.unwrap_or(0))),
-                Some(t) => {
-                    // Fetching and verifying run on one core, (de)compressing,
-                    // hashing and writing on the other.
-                    let stream = transcode(prefetch(stream, 4), t.from, t.to, t.level)?;
-                    dst.put_blob_computed(t.to.layer_media_type(media::OCI_MANIFEST), stream)
-                        .await
-                }
+                    .map(|()| (info.digest.clone(), info.size.unwrap_or(0), None));
+            };
+            let (head, stream) = peek(stream, 6).await?;
+            let actual = Compression::detect(&head);
+            let to = target.wanted(actual);
+            if to == actual {
+                return dst
+                    .put_blob(info, stream)
+                    .await
+                    .map(|()| (info.digest.clone(), info.size.unwrap_or(0), Some(actual)));
             }
+            // Fetching and verifying run on one core, (de)compressing,
+            // hashing and writing on the other.
+            let stream = transcode(prefetch(stream, 4), actual, to, target.settings.level)?;
+            let (digest, size) = dst
+                .put_blob_computed(to.layer_media_type(media::OCI_MANIFEST), stream)
+                .await?;
+            Ok((digest, size, Some(to)))
         }
         .await;
         match result {
-            Ok((digest, size)) => {
+            Ok((digest, size, compression)) => {
                 if let Some(p) = &progress {
                     p.event(ProgressEvent::BlobDone {
                         digest: &info.digest,
                         reused: false,
                     });
                 }
-                return Ok(BlobOutcome::Copied { digest, size });
+                return Ok(BlobOutcome::Copied {
+                    digest,
+                    size,
+                    compression,
+                });
             }
             Err(e) if mismatch.load(Ordering::SeqCst) => {
                 tracing::debug!(error = %e, "blob failed verification");

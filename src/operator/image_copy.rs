@@ -1,7 +1,7 @@
 //! ImageCopy: copy one image, and copy it again when the source tag moves.
 
 use super::condition::Condition;
-use crate::copy::settings::CopySettings;
+use crate::options::CopySettings;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -166,11 +166,15 @@ pub async fn reconcile(
             }
         }
         (s, d, o) => {
-            let msg = [s.err().map(|e| e.to_string()), d.err().map(|e| e.to_string()), o.err()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join("; ");
+            let msg = [
+                s.err().map(|e| e.to_string()),
+                d.err().map(|e| e.to_string()),
+                o.err().map(|e| e.to_string()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ");
             conditions(&mut st, STALLED, "InvalidSpec", &msg, generation, now);
             return st;
         }

@@ -1,7 +1,7 @@
 //! ImageSync: keep a set of repositories mirrored, like `kopeo sync --src yaml`.
 
 use super::condition::Condition;
-use crate::copy::settings::CopySettings;
+use crate::options::CopySettings;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -80,7 +80,7 @@ pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str, on_done: Option<s
     let copy = match s.spec.copy.to_options() {
         Ok(c) => c,
         Err(e) => {
-            fail(&mut st, "InvalidSpec", e);
+            fail(&mut st, "InvalidSpec", e.to_string());
             return st;
         }
     };

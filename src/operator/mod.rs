@@ -1,6 +1,6 @@
 //! The operator's API (group `kopeo.dev`, version `v1alpha1`): ImageCopy,
 //! ImageSync and RegistryCredential. Spec fields reuse the engine's option
-//! types ([`crate::copy::settings::CopySettings`]) so that a custom resource
+//! types ([`crate::options::CopySettings`]) so that a custom resource
 //! and a CLI flag cannot drift apart. The CRDs are generated from these
 //! types (`kopeo crd`) and checked in under `crds/`.
 

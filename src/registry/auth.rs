@@ -184,10 +184,16 @@ pub async fn fetch_token(
             }
         }
     };
-    let resp = request
-        .send()
-        .await
-        .map_err(|e| err(super::error::redact_error(e).to_string()))?;
+    let unavailable = |reason: String| RegistryError::TokenUnavailable {
+        op: op.to_string(),
+        realm: realm.to_string(),
+        reason,
+    };
+    let resp = request.send().await.map_err(|e| {
+        let transient = super::error::transient_http(&e);
+        let reason = super::error::causes(&super::error::redact_error(e));
+        if transient { unavailable(reason) } else { err(reason) }
+    })?;
     let status = resp.status();
     // containers/image reads at most 1 MiB of a token answer (iolimits.MaxAuthTokenBodySize).
     let body = super::client::read_limited(op, resp, MAX_TOKEN_BODY)
@@ -197,21 +203,34 @@ pub async fn fetch_token(
             other => err(other.to_string()),
         })?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        let (code, message) = super::client::error_body(&body);
+        let said = match code {
+            Some(c) => crate::skopeo_texts::registry_error(&c, &message),
+            None => crate::skopeo_texts::unauthorized(None, ""),
+        };
+        tracing::debug!(
+            realm,
+            status = status.as_u16(),
+            "the token server refused the credentials"
+        );
         return Err(RegistryError::Unauthorized {
             op: op.to_string(),
-            detail: format!(
-                "invalid username/password ({} from token server {realm})",
-                status.as_u16()
-            ),
+            detail: crate::skopeo_texts::bad_credentials(&said),
         });
     }
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
-        return Err(err(format!(
+        let reason = format!(
             "HTTP {}: {}",
             status.as_u16(),
             text.chars().take(200).collect::<String>()
-        )));
+        );
+        let s = status.as_u16();
+        return Err(if s >= 500 || s == 429 || s == 408 {
+            unavailable(reason)
+        } else {
+            err(reason)
+        });
     }
     let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| err(format!("bad token reply: {e}")))?;
     let token = reply

@@ -59,6 +59,22 @@ pub enum MountOutcome {
     NotMounted(Option<Url>),
 }
 
+/// Credentials as a request carries them.
+enum Authorization {
+    Basic(String, String),
+    Bearer(String),
+}
+
+impl Authorization {
+    fn apply(auth: Option<Authorization>, rb: RequestBuilder) -> RequestBuilder {
+        match auth {
+            Some(Authorization::Basic(u, p)) => rb.basic_auth(u, Some(p)),
+            Some(Authorization::Bearer(t)) => rb.bearer_auth(t),
+            None => rb,
+        }
+    }
+}
+
 /// A lock serialising work on one blob in one repository.
 type BlobLock = Arc<tokio::sync::Mutex<()>>;
 
@@ -91,12 +107,9 @@ fn net(op: &str) -> impl Fn(reqwest::Error) -> RegistryError + '_ {
 /// containers/image reads at most this much of an error body (iolimits.MaxErrorBodySize).
 pub(super) const MAX_ERROR_BODY: usize = 1 << 20;
 
-/// Turn an error response into a [`RegistryError`], reading the registry's
-/// `{"errors":[{"code","message"}]}` body.
-pub(super) async fn error_from(op: &str, resp: Response) -> RegistryError {
-    let status = resp.status().as_u16();
-    // An endless or huge error body is cut off: its first MiB says enough.
-    let body = read_at_most(resp, MAX_ERROR_BODY).await;
+/// The first `{"errors":[{"code","message"}]}` entry of an error body, or
+/// (no code) the body's first 300 characters.
+pub(super) fn error_body(body: &[u8]) -> (Option<String>, String) {
     #[derive(serde::Deserialize)]
     struct Errs {
         errors: Vec<Err1>,
@@ -106,21 +119,28 @@ pub(super) async fn error_from(op: &str, resp: Response) -> RegistryError {
         code: Option<String>,
         message: Option<String>,
     }
-    let (code, message) = match serde_json::from_slice::<Errs>(&body) {
+    match serde_json::from_slice::<Errs>(body) {
         Ok(e) if !e.errors.is_empty() => (
             e.errors[0].code.clone(),
             e.errors[0].message.clone().unwrap_or_default(),
         ),
-        _ => (None, String::from_utf8_lossy(&body).trim().chars().take(300).collect()),
-    };
+        _ => (None, String::from_utf8_lossy(body).trim().chars().take(300).collect()),
+    }
+}
+
+/// Turn an error response into a [`RegistryError`], reading the registry's
+/// `{"errors":[{"code","message"}]}` body.
+pub(super) async fn error_from(op: &str, resp: Response) -> RegistryError {
+    let status = resp.status().as_u16();
+    // An endless or huge error body is cut off: its first MiB says enough.
+    let body = read_at_most(resp, MAX_ERROR_BODY).await;
+    let (code, message) = error_body(&body);
     if status == 401 {
+        // Without an errcode body, distribution reports UNAUTHORIZED.
+        let message = if code.is_some() { message } else { String::new() };
         return RegistryError::Unauthorized {
             op: op.to_string(),
-            detail: if message.is_empty() {
-                "unauthorized".into()
-            } else {
-                message
-            },
+            detail: crate::skopeo_texts::unauthorized(code.as_deref(), &message),
         };
     }
     RegistryError::Status {
@@ -134,8 +154,7 @@ pub(super) async fn error_from(op: &str, resp: Response) -> RegistryError {
 impl RegistryClient {
     /// A client for `registry` (as written in references, e.g. `127.0.0.1:5000`).
     pub fn new(registry: &str, opts: RegistryOptions) -> Result<Self, RegistryError> {
-        let ua = concat!("kopeo/", env!("CARGO_PKG_VERSION"));
-        let http = build_client(endpoint_host(registry), &opts.tls, ua)?;
+        let http = build_client(endpoint_host(registry), &opts.tls, &super::user_agent())?;
         Ok(RegistryClient {
             registry: registry.to_string(),
             http,
@@ -210,7 +229,7 @@ impl RegistryClient {
                             }
                             last = format!("{scheme}: unexpected HTTP status {}", status.as_u16());
                         }
-                        Err(e) => last = format!("{:#}", super::error::redact_error(e)).replace('\n', " "),
+                        Err(e) => last = super::error::causes(&super::error::redact_error(e)),
                     }
                 }
                 Err(RegistryError::Ping {
@@ -238,22 +257,24 @@ impl RegistryClient {
         Ok(c)
     }
 
-    /// Add the Authorization header the registry's challenge calls for.
-    async fn authorize(
+    /// The Authorization header the registry's challenge calls for (none
+    /// when it wants none), fetching a bearer token if needed.
+    async fn authorization(
         &self,
         op: &str,
-        rb: RequestBuilder,
         repo: &str,
         scopes: &BTreeSet<String>,
-    ) -> Result<RequestBuilder, RegistryError> {
+    ) -> Result<Option<Authorization>, RegistryError> {
         self.ping().await?;
         let challenge = self.challenge.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let creds = self.credentials(repo)?;
         Ok(match (&challenge, &creds) {
-            (_, Credentials::Bearer(t)) => rb.bearer_auth(t),
-            (Challenge::None, _) => rb,
-            (Challenge::Basic, Credentials::Basic { username, password }) => rb.basic_auth(username, Some(password)),
-            (Challenge::Basic, _) => rb,
+            (_, Credentials::Bearer(t)) => Some(Authorization::Bearer(t.clone())),
+            (Challenge::None, _) => None,
+            (Challenge::Basic, Credentials::Basic { username, password }) => {
+                Some(Authorization::Basic(username.clone(), password.clone()))
+            }
+            (Challenge::Basic, _) => None,
             (Challenge::Bearer { realm, service, .. }, _) => {
                 let key = scope_key(scopes);
                 let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
@@ -268,9 +289,32 @@ impl RegistryClient {
                         t
                     }
                 };
-                rb.bearer_auth(token)
+                Some(Authorization::Bearer(token))
             }
         })
+    }
+
+    /// [`RegistryClient::authorization`], retrying a token endpoint that
+    /// fails transiently as any other request is retried. `attempt` counts
+    /// the attempts used so far, shared with the caller's own retries.
+    async fn authorization_retried(
+        &self,
+        op: &str,
+        repo: &str,
+        scopes: &BTreeSet<String>,
+        attempt: &mut u32,
+    ) -> Result<Option<Authorization>, RegistryError> {
+        loop {
+            match self.authorization(op, repo, scopes).await {
+                Err(e) if e.is_transient() && *attempt < self.opts.retry.times => {
+                    let delay = self.opts.retry.delay_for(*attempt);
+                    tracing::warn!(op, attempt = *attempt + 1, ?delay, error = %e, "token request failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    *attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn url(&self, base: &Url, path: &str) -> Result<Url, RegistryError> {
@@ -294,7 +338,8 @@ impl RegistryClient {
         let mut attempt = 0;
         loop {
             let base = self.ping().await?;
-            let rb = self.authorize(op, make(&self.http, base)?, repo, &scopes).await?;
+            let auth = self.authorization_retried(op, repo, &scopes, &mut attempt).await?;
+            let rb = Authorization::apply(auth, make(&self.http, base)?);
             let result = rb.send().await;
             let retryable = match &result {
                 Err(e) => super::error::transient_http(e),
@@ -361,8 +406,8 @@ impl RegistryClient {
         scopes: BTreeSet<String>,
         rb: impl FnOnce(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let rb = self.authorize(op, rb(&self.http), repo, &scopes).await?;
-        rb.send().await.map_err(net(op))
+        let auth = self.authorization_retried(op, repo, &scopes, &mut 0).await?;
+        Authorization::apply(auth, rb(&self.http)).send().await.map_err(net(op))
     }
 
     pub(super) async fn base(&self) -> Result<Url, RegistryError> {

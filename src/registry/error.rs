@@ -5,7 +5,7 @@ use crate::digest::Digest;
 /// What went wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{op}: {source}")]
+    #[error("{op}: {}", causes(.source))]
     Network {
         op: String,
         #[source]
@@ -18,10 +18,14 @@ pub enum RegistryError {
         code: Option<String>,
         message: String,
     },
-    #[error("{op}: authentication required: {detail}")]
+    /// A 401, or a token server refusing the credentials; `detail` is said as skopeo says it.
+    #[error("{op}: {detail}")]
     Unauthorized { op: String, detail: String },
     #[error("{op}: unable to retrieve auth token from {realm}: {reason}")]
     Token { op: String, realm: String, reason: String },
+    /// The token endpoint could not be reached or answered 5xx/429: worth another try.
+    #[error("{op}: unable to retrieve auth token from {realm}: {reason}")]
+    TokenUnavailable { op: String, realm: String, reason: String },
     #[error("pinging container registry {registry}: {reason}")]
     Ping { registry: String, reason: String },
     #[error("TLS configuration for {registry}: {reason}")]
@@ -38,14 +42,7 @@ pub enum RegistryError {
 
 fn describe(code: &Option<String>, message: &str, status: u16) -> String {
     match code.as_deref() {
-        Some(c) => {
-            let c = c.to_lowercase().replace('_', " ");
-            if message.is_empty() || message == c {
-                c
-            } else {
-                format!("{c}: {message}")
-            }
-        }
+        Some(c) => crate::skopeo_texts::registry_error(c, message),
         None if message.is_empty() => format!("unexpected HTTP status {status}"),
         None => format!("unexpected HTTP status {status}: {message}"),
     }
@@ -80,6 +77,7 @@ impl RegistryError {
         match self {
             RegistryError::Network { source, .. } => transient_http(source),
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            RegistryError::TokenUnavailable { .. } => true,
             _ => false,
         }
     }
@@ -89,6 +87,78 @@ impl RegistryError {
 /// malformed requests and redirect loops are not.
 pub(super) fn transient_http(e: &reqwest::Error) -> bool {
     !e.is_builder() && !e.is_redirect() && !e.is_decode() && !e.is_status()
+}
+
+/// An error and its causes, as one line: reqwest's own message says only
+/// "error sending request"; what went wrong (a refused certificate, a reset
+/// connection) is further down the chain.
+pub fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = match tls_error(cause) {
+            Some(t) => {
+                // Say it as Go (and so skopeo) says it: scripts grep for these.
+                let said = certificate_problem(t).unwrap_or_else(|| t.to_string());
+                out = out.replace(&t.to_string(), "");
+                said
+            }
+            None => cause.to_string(),
+        };
+        if !out.contains(&text) {
+            out = out.trim_end_matches([':', ' ']).to_string();
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out.replace('\n', " ")
+}
+
+/// The rustls error `e` is or wraps (I/O errors carry it as their payload,
+/// sometimes one inside another).
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    tls_error(inner)
+}
+
+/// A refused server certificate in the words of Go's crypto/x509.
+fn certificate_problem(e: &rustls::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return None;
+    };
+    let why = match c {
+        C::UnknownIssuer => "x509: certificate signed by unknown authority".to_string(),
+        // webpki's word for a self-signed (CA:TRUE) certificate that is not trusted.
+        C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+            "x509: certificate signed by unknown authority".to_string()
+        }
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            "x509: certificate has expired or is not yet valid".to_string()
+        }
+        C::NotValidForNameContext { expected, presented } => {
+            // `presented` reads like `DnsName("localhost")`: keep the names.
+            let names: Vec<&str> = presented.iter().filter_map(|p| p.split('"').nth(1)).collect();
+            let expected = match expected {
+                rustls::pki_types::ServerName::DnsName(d) => d.as_ref().to_string(),
+                rustls::pki_types::ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+                other => format!("{other:?}"),
+            };
+            let any_ip = presented.iter().any(|p| p.starts_with("IpAddress"));
+            if expected.parse::<std::net::IpAddr>().is_ok() && !any_ip {
+                format!("x509: cannot validate certificate for {expected} because it doesn't contain any IP SANs")
+            } else {
+                format!("x509: certificate is valid for {}, not {expected}", names.join(", "))
+            }
+        }
+        C::NotValidForName => "x509: certificate is not valid for this host name".to_string(),
+        _ => return None,
+    };
+    Some(format!("tls: failed to verify certificate: {why}"))
 }
 
 /// `e` with its URL passed through [`redact_url`].

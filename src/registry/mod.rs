@@ -16,6 +16,7 @@ mod blob;
 mod client;
 mod error;
 mod tls;
+pub mod tls_details;
 
 pub use auth::{Challenge, parse_challenge};
 pub use client::{ManifestHead, MountOutcome, RegistryClient, RegistryOptions, RetryOptions};
@@ -41,6 +42,22 @@ impl ClientPool {
         let c = std::sync::Arc::new(RegistryClient::new(registry, opts.clone())?);
         map.insert(registry.to_string(), c.clone());
         Ok(c)
+    }
+}
+
+static USER_AGENT_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `--user-agent-prefix`: put `prefix` before kopeo's own user agent.
+pub fn set_user_agent_prefix(prefix: &str) {
+    let _ = USER_AGENT_PREFIX.set(prefix.to_string());
+}
+
+/// The User-Agent registry requests carry.
+pub fn user_agent() -> String {
+    let own = concat!("kopeo/", env!("CARGO_PKG_VERSION"));
+    match USER_AGENT_PREFIX.get() {
+        Some(p) if !p.is_empty() => format!("{p} {own}"),
+        _ => own.to_string(),
     }
 }
 

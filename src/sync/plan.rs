@@ -121,10 +121,17 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     fn add_docker(&mut self, r: DockerReference, src: &Arc<OpenOptions>) -> Result<(), SyncError> {
-        // A port or IPv6 brackets in the source registry cannot stand inside a
-        // repository path (skopeo fails there): `host:5000` becomes `host_5000`.
+        // Into a registry, a port or IPv6 brackets in the source registry
+        // cannot stand inside a repository path (skopeo fails there):
+        // `host:5000` becomes `host_5000`. A directory keeps `host:5000`, as
+        // skopeo writes it.
         let name = r.to_string();
-        let suffix = name.replacen(r.domain(), &r.domain().replace(':', "_").replace(['[', ']'], ""), 1);
+        let suffix = match self.dest {
+            SyncDestination::Docker(_) => {
+                name.replacen(r.domain(), &r.domain().replace(':', "_").replace(['[', ']'], ""), 1)
+            }
+            SyncDestination::Dir(_) => name,
+        };
         let destination = destination(self.dest, &suffix, self.opts)?;
         self.plan.images.push(PlannedImage {
             source: ImageReference::Docker(r),
@@ -152,7 +159,8 @@ impl Planner<'_> {
                 Err(e) => tracing::error!(
                     repository = %repo.name(),
                     tag = %t,
-                    "Error creating a tagged reference from registry tag list: {e}"
+                    "{}: {e}",
+                    crate::skopeo_texts::INVALID_LISTED_TAG
                 ),
             }
         }

@@ -8,7 +8,7 @@
 
 use super::tarball::{JSON_LIMIT, Placement, TarIndex, TarWriter};
 use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, LayerCompression, RegistryLocation, TransportError};
-use crate::copy::compress::Compression;
+use crate::compression::Compression;
 use crate::digest::{Digest, Hasher};
 use crate::manifest::{Manifest, media};
 use crate::reference::{ArchiveTarget, DockerReference};
@@ -30,6 +30,23 @@ pub struct ArchiveImage {
     pub layers: Vec<String>,
 }
 
+/// Every image's tags in the archive at `path`, as `skopeo list-tags`
+/// reports them: its `RepoTags` as written, `@N` for an untagged image.
+pub async fn list_tags(path: &Path) -> Result<Vec<String>, TransportError> {
+    let index = TarIndex::open(path).await?;
+    let data = index.read_small("manifest.json", JSON_LIMIT).await?;
+    let images: Vec<ArchiveImage> =
+        serde_json::from_slice(&data).map_err(|e| invalid(path, format!("manifest.json: {e}")))?;
+    Ok(images
+        .iter()
+        .enumerate()
+        .flat_map(|(i, image)| match image.repo_tags.as_deref() {
+            Some(tags) if !tags.is_empty() => tags.to_vec(),
+            _ => vec![format!("@{i}")],
+        })
+        .collect())
+}
+
 /// Reads one image of a docker-archive file.
 pub struct DockerArchiveSource {
     name: String,
@@ -37,6 +54,8 @@ pub struct DockerArchiveSource {
     manifest: Bytes,
     /// Blob digest → member path.
     files: HashMap<Digest, String>,
+    /// Each layer's compression as stored (its media type may say otherwise).
+    actual: HashMap<Digest, Compression>,
 }
 
 fn invalid(path: &Path, why: String) -> TransportError {
@@ -110,6 +129,7 @@ impl DockerArchiveSource {
         }
         let mut files = HashMap::from([(config_digest.clone(), image.config.clone())]);
         let mut layers = vec![];
+        let mut actual = HashMap::new();
         let mut any_zstd = false;
         for (file, diff_id) in image.layers.iter().zip(&diff_ids) {
             let size = index.size(file)?;
@@ -129,6 +149,7 @@ impl DockerArchiveSource {
             };
             any_zstd |= compression == Compression::Zstd;
             files.insert(digest.clone(), file.clone());
+            actual.insert(digest.clone(), compression);
             layers.push((digest, size, compression));
         }
         let mt = if any_zstd {
@@ -140,7 +161,13 @@ impl DockerArchiveSource {
             "schemaVersion": 2,
             "mediaType": mt,
             "config": {"mediaType": if any_zstd { media::OCI_CONFIG } else { media::DOCKER_CONFIG }, "size": config.len(), "digest": config_digest},
-            "layers": layers.iter().map(|(d, size, c)| serde_json::json!({"mediaType": c.layer_media_type(mt), "size": size, "digest": d})).collect::<Vec<_>>(),
+            // As containers/image presents them: uncompressed layers carry the
+            // gzip type (so the manifest and its digest are skopeo's); their
+            // true compression is told to the pipeline by `layer_compression`.
+            "layers": layers.iter().map(|(d, size, c)| {
+                let label = if *c == Compression::None { Compression::Gzip } else { *c };
+                serde_json::json!({"mediaType": label.layer_media_type(mt), "size": size, "digest": d})
+            }).collect::<Vec<_>>(),
         });
         let name = match target {
             Some(ArchiveTarget::Reference(r)) => format!("docker-archive:{}:{r}", path.display()),
@@ -152,6 +179,7 @@ impl DockerArchiveSource {
             index,
             manifest: Bytes::from(crate::manifest::to_bytes(&manifest)),
             files,
+            actual,
         })
     }
 }
@@ -170,6 +198,10 @@ impl ImageSource for DockerArchiveSource {
         }
         let mime = crate::manifest::guess_mime_type(&self.manifest);
         Ok((self.manifest.clone(), mime))
+    }
+
+    fn layer_compression(&self, digest: &Digest) -> Option<Compression> {
+        self.actual.get(digest).copied()
     }
 
     async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
@@ -202,7 +234,7 @@ impl DockerArchiveDestination {
     pub async fn create(path: &Path, tags: Vec<DockerReference>) -> Result<Self, TransportError> {
         let placement = Placement::decide(path, async |_: &Path| {
             Err(TransportError::Invalid(
-                "docker-archive doesn't support modifying existing images".into(),
+                crate::skopeo_texts::DOCKER_ARCHIVE_EXISTS.into(),
             ))
         })
         .await?;

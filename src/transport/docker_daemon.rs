@@ -141,6 +141,9 @@ impl ImageSource for DaemonSource {
     async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
         self.archive.manifest(instance).await
     }
+    fn layer_compression(&self, digest: &Digest) -> Option<crate::compression::Compression> {
+        self.archive.layer_compression(digest)
+    }
     async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
         self.archive.blob(info).await
     }

@@ -109,6 +109,13 @@ pub trait ImageSource: Send + Sync {
     fn registry_location(&self) -> Option<RegistryLocation> {
         None
     }
+    /// How a layer's bytes are really compressed, where that differs from
+    /// what the manifest's media type says (a docker-archive presents its
+    /// uncompressed layers as gzip, as containers/image does). `None`: the
+    /// media type tells the truth.
+    fn layer_compression(&self, _digest: &Digest) -> Option<crate::compression::Compression> {
+        None
+    }
     /// Tags of the image's repository (for `inspect`); empty where the
     /// transport has no such notion.
     async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {

@@ -25,6 +25,66 @@ struct Member {
 pub struct TarIndex {
     path: PathBuf,
     members: HashMap<String, Member>,
+    /// The decompressed copy `path` names, for a compressed archive.
+    _spool: Option<tempfile::TempPath>,
+}
+
+/// How a whole archive file is compressed (as containers/image's
+/// AutoDecompress tells them apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArchiveCompression {
+    Gzip,
+    Zstd,
+    Xz,
+    Bzip2,
+}
+
+impl ArchiveCompression {
+    fn detect(head: &[u8]) -> Option<Self> {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Some(Self::Gzip)
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Some(Self::Zstd)
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            Some(Self::Xz)
+        } else if head.starts_with(b"BZh") {
+            Some(Self::Bzip2)
+        } else {
+            None
+        }
+    }
+}
+
+/// Decompress `path` into a temporary file (random access needs a plain tar).
+fn decompressed_copy(path: &Path, how: ArchiveCompression) -> Result<tempfile::TempPath, TransportError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(TransportError::io("opening", path))?;
+    let input = std::io::BufReader::with_capacity(256 * 1024, file);
+    let mut reader: Box<dyn std::io::Read> = match how {
+        ArchiveCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        ArchiveCompression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input).map_err(TransportError::io("decompressing", path))?,
+        ),
+        ArchiveCompression::Xz => Box::new(lzma_rust2::XzReader::new(input, true)),
+        ArchiveCompression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+    };
+    let mut spool = tempfile::Builder::new()
+        .prefix("kopeo-archive-")
+        .suffix(".tar")
+        .tempfile()
+        .map_err(TransportError::io("creating a temporary file for", path))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| bad(path, format!("decompressing ({how:?}): {e}")))?;
+        if n == 0 {
+            break;
+        }
+        std::io::Write::write_all(spool.as_file_mut(), &buf[..n])
+            .map_err(TransportError::io("writing", spool.path().to_path_buf()))?;
+    }
+    Ok(spool.into_temp_path())
 }
 
 fn bad(path: &Path, why: String) -> TransportError {
@@ -57,6 +117,28 @@ impl TarIndex {
     }
 
     fn open_blocking(path: &Path) -> Result<TarIndex, TransportError> {
+        let mut head = [0u8; 6];
+        let n = {
+            use std::io::Read as _;
+            let mut f = std::fs::File::open(path).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    TransportError::ImageNotFound(format!("archive {} does not exist", path.display()))
+                } else {
+                    TransportError::io("opening", path)(e)
+                }
+            })?;
+            f.read(&mut head).map_err(TransportError::io("reading", path))?
+        };
+        if let Some(how) = ArchiveCompression::detect(&head[..n]) {
+            let spool = decompressed_copy(path, how)?;
+            let mut index = Self::open_plain(&spool)?;
+            index._spool = Some(spool);
+            return Ok(index);
+        }
+        Self::open_plain(path)
+    }
+
+    fn open_plain(path: &Path) -> Result<TarIndex, TransportError> {
         let file = std::fs::File::open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 TransportError::ImageNotFound(format!("archive {} does not exist", path.display()))
@@ -128,6 +210,7 @@ impl TarIndex {
         Ok(TarIndex {
             path: path.to_path_buf(),
             members,
+            _spool: None,
         })
     }
 

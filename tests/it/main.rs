@@ -12,6 +12,7 @@ mod interop;
 mod local;
 mod operator;
 mod operator_safety;
+mod parity;
 mod registry_copy;
 mod safety;
 mod sync;

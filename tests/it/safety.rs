@@ -4,7 +4,7 @@
 //! destination, planted symlinks, presigned URLs in messages.
 
 use crate::support::image::{Spec, build};
-use crate::support::standin::{Body, Reply, StandIn};
+use crate::support::standin::{Body, Reply, StandIn, fake_registry};
 use crate::support::{kopeo, tempdir};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -421,58 +421,6 @@ fn an_interrupted_copy_cleans_up_and_a_killed_ones_debris_is_collected_by_the_ne
     );
 }
 
-/// A fake registry serving the single-image OCI layout `layout` as
-/// repository `repo`: `tags` in its tag list (each naming the image), and
-/// blobs through `blob` (given the digest's hex and this server's host).
-fn fake_registry(
-    layout: &Path,
-    repo: &'static str,
-    tags: Vec<&'static str>,
-    blob: impl Fn(&str, &str) -> Option<Reply> + Send + Sync + 'static,
-) -> StandIn {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let top = index["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let layout = layout.to_path_buf();
-    let read = move |hex: &str| std::fs::read(layout.join("blobs/sha256").join(hex)).ok();
-    StandIn::start(move |req, me| {
-        let path = req.path().to_string();
-        let prefix = format!("/v2/{repo}/");
-        if path == "/v2/" {
-            return Reply::json(200, serde_json::json!({}));
-        }
-        let Some(rest) = path.strip_prefix(&prefix) else {
-            return Reply::json(
-                404,
-                serde_json::json!({"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}),
-            );
-        };
-        if rest == "tags/list" {
-            return Reply::json(200, serde_json::json!({"name": repo, "tags": tags}));
-        }
-        if let Some(r) = rest.strip_prefix("manifests/") {
-            let d = if tags.contains(&r) { top.clone() } else { r.to_string() };
-            if let Some(body) = read(d.trim_start_matches("sha256:")) {
-                return Reply::bytes(200, body)
-                    .with("Content-Type", "application/vnd.oci.image.manifest.v1+json")
-                    .with("Docker-Content-Digest", &d);
-            }
-        }
-        if let Some(d) = rest.strip_prefix("blobs/") {
-            let hex = d.trim_start_matches("sha256:");
-            if let Some(r) = blob(hex, me) {
-                return r;
-            }
-            if let Some(body) = read(hex) {
-                return Reply::bytes(200, body);
-            }
-        }
-        Reply::json(
-            404,
-            serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}),
-        )
-    })
-}
-
 #[test]
 fn sync_skips_a_registry_tag_that_would_climb_out_of_a_dir_destination() {
     let home = tempdir();
@@ -566,8 +514,10 @@ fn presigned_blob_urls_never_reach_messages_and_redirects_carry_no_referer() {
         },
     });
     let broken_host = broken.host.clone();
-    let registry = fake_registry(&img.layout, "app", vec!["1"], move |_, _| {
-        Some(Reply::bytes(307, "").with("Location", &format!("http://{broken_host}/bucket/blob?{secrets}")))
+    let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
+        req.path()
+            .contains("/blobs/")
+            .then(|| Reply::bytes(307, "").with("Location", &format!("http://{broken_host}/bucket/blob?{secrets}")))
     });
     let r = kopeo(
         home.path(),
@@ -586,8 +536,10 @@ fn presigned_blob_urls_never_reach_messages_and_redirects_carry_no_referer() {
     }
     let store = StandIn::start(|_, _| Reply::bytes(500, "storage unavailable"));
     let store_host = store.host.clone();
-    let registry = fake_registry(&img.layout, "app", vec!["1"], move |_, _| {
-        Some(Reply::bytes(307, "").with("Location", &format!("http://{store_host}/bucket/blob?{secrets}")))
+    let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
+        req.path()
+            .contains("/blobs/")
+            .then(|| Reply::bytes(307, "").with("Location", &format!("http://{store_host}/bucket/blob?{secrets}")))
     });
     let r = kopeo(
         home.path(),

@@ -1,5 +1,6 @@
-//! Generated test images: OCI layouts with incompressible layers, single-
-//! or multi-platform, with OCI or Docker schema2 media types.
+//! Generated test images: OCI layouts with incompressible layers (gzip
+//! streams of noise, or plain noise declared uncompressed), single- or
+//! multi-platform, with OCI or Docker schema2 media types.
 
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -133,9 +134,19 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
                 let (gz, diff) = tar_layer(&format!("layer-{seed}.bin"), &noise(*size, seed));
                 let (d, n) = put(layout, &gz);
                 (d, n, diff)
-            } else {
+            } else if spec.uncompressed {
                 let (d, n) = put(layout, &noise(*size, seed));
                 (d.clone(), n, d)
+            } else {
+                // Noise in a real gzip stream (stored blocks): copiers that
+                // check what a layer's bytes are (as containers/image does)
+                // see the compression its media type declares.
+                let raw = noise(*size, seed);
+                let diff = format!("sha256:{}", hex::encode(Sha256::digest(&raw)));
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+                std::io::Write::write_all(&mut gz, &raw).expect("gzip");
+                let (d, n) = put(layout, &gz.finish().expect("gzip"));
+                (d, n, diff)
             };
             layer_descs.push(serde_json::json!({"mediaType": mt_layer, "digest": d, "size": n}));
             diff_ids.push(diff_id);

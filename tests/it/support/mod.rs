@@ -143,6 +143,19 @@ pub fn skopeo(home: &Path, args: &[&str]) -> Run {
     )
 }
 
+/// GET `url` (loopback only) and return the body; panics on any failure.
+pub fn http_get(url: &str) -> Vec<u8> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let r = reqwest::get(url).await.expect("GET");
+        assert!(r.status().is_success(), "GET {url}: {}", r.status());
+        r.bytes().await.expect("body").to_vec()
+    })
+}
+
 /// A temporary directory for one test.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

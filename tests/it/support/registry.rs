@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 pub enum Mode {
     Plain,
     Tls,
+    /// TLS with a self-signed certificate made as the Distribution docs make
+    /// it (`openssl req -x509`, so `CA:TRUE`), for `localhost`; the registry
+    /// is reached as `localhost:PORT`.
+    SelfSigned,
     /// TLS that also requires a client certificate signed by the test CA.
     MutualTls,
     Htpasswd,
@@ -36,6 +40,84 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("finding a free port")
+}
+
+/// The registry certificate of the Distribution docs, exactly as they make it:
+/// `domain.crt` and `domain.key` in `dir`.
+pub fn make_self_signed(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:4096",
+            "-nodes",
+            "-sha256",
+            "-keyout",
+            "domain.key",
+            "-x509",
+            "-days",
+            "2",
+            "-out",
+            "domain.crt",
+            "-subj",
+            "/CN=registry host certificate",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+    );
+}
+
+/// A self-signed `CA:TRUE` certificate for `localhost` with the given validity
+/// (`YYYYMMDDHHMMSSZ`), made with `openssl ca -selfsign` (`req -x509` cannot
+/// date a certificate in the past).
+pub fn make_self_signed_dated(dir: &Path, start: &str, end: &str) {
+    std::fs::write(dir.join("index.txt"), "").expect("index.txt");
+    std::fs::write(dir.join("serial"), "01\n").expect("serial");
+    std::fs::write(
+        dir.join("ca.cnf"),
+        "[ca]\ndefault_ca = x\n[x]\ndir = .\ndatabase = ./index.txt\nserial = ./serial\nnew_certs_dir = .\ndefault_md = sha256\npolicy = p\ncopy_extensions = copy\n[p]\ncommonName = supplied\n",
+    )
+    .expect("ca.cnf");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "domain.key",
+            "-out",
+            "domain.csr",
+            "-subj",
+            "/CN=registry host certificate",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-selfsign",
+            "-keyfile",
+            "domain.key",
+            "-in",
+            "domain.csr",
+            "-out",
+            "domain.crt",
+            "-startdate",
+            start,
+            "-enddate",
+            end,
+        ],
+    );
 }
 
 /// Make a CA and a server certificate for 127.0.0.1 in `dir`:
@@ -63,14 +145,35 @@ pub fn make_certs(dir: &Path) {
 impl Registry {
     /// Start a registry in `mode`.
     pub fn start(mode: Mode) -> Registry {
+        Self::start_inner(mode, make_self_signed)
+    }
+
+    /// A [`Mode::SelfSigned`] registry whose `domain.crt`/`domain.key` `make` writes.
+    pub fn self_signed_by(make: impl FnOnce(&Path)) -> Registry {
+        Self::start_inner(Mode::SelfSigned, make)
+    }
+
+    fn start_inner(mode: Mode, self_signed: impl FnOnce(&Path)) -> Registry {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = super::tempdir();
         let port = free_port();
-        let host = format!("127.0.0.1:{port}");
+        let listen = format!("127.0.0.1:{port}");
+        let host = if mode == Mode::SelfSigned {
+            format!("localhost:{port}")
+        } else {
+            listen.clone()
+        };
         let mut token = None;
         let mut extra = String::new();
         match mode {
             Mode::Plain => {}
+            Mode::SelfSigned => {
+                self_signed(dir.path());
+                extra.push_str(&format!(
+                    "  tls:\n    certificate: {0}/domain.crt\n    key: {0}/domain.key\n",
+                    dir.path().display()
+                ));
+            }
             Mode::Tls | Mode::MutualTls => {
                 make_certs(dir.path());
                 extra.push_str(&format!(
@@ -110,7 +213,7 @@ impl Registry {
             _ => String::new(),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{extra}{auth}",
+            "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: {listen}\n{extra}{auth}",
             root = dir.path().join("storage").display(),
         );
         let config_path = dir.path().join("config.yml");
@@ -165,7 +268,7 @@ impl Registry {
     pub fn flags(&self, prefix: &str) -> Vec<String> {
         let mut f = vec![];
         match self.mode {
-            Mode::Tls => f.push(format!("--{prefix}cert-dir={}", self.cert_dir().display())),
+            Mode::Tls | Mode::SelfSigned => f.push(format!("--{prefix}cert-dir={}", self.cert_dir().display())),
             Mode::MutualTls => f.push(format!("--{prefix}cert-dir={}", self.client_cert_dir().display())),
             _ => f.push(format!("--{prefix}tls-verify=false")),
         }
@@ -175,12 +278,18 @@ impl Registry {
         f
     }
 
-    /// A directory holding just this registry's CA as `ca.crt`.
+    /// A directory holding just this registry's CA as `ca.crt` (its own
+    /// certificate as `domain.crt` when self-signed).
     pub fn cert_dir(&self) -> PathBuf {
         let d = self.dir.path().join("certs.d");
         if !d.exists() {
             std::fs::create_dir_all(&d).expect("creating certs.d");
-            std::fs::copy(self.dir.path().join("ca.crt"), d.join("ca.crt")).expect("copying ca.crt");
+            let name = if self.mode == Mode::SelfSigned {
+                "domain.crt"
+            } else {
+                "ca.crt"
+            };
+            std::fs::copy(self.dir.path().join(name), d.join(name)).expect("copying the certificate");
         }
         d
     }

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// One request as received.
@@ -209,4 +210,56 @@ fn write_reply(mut conn: std::net::TcpStream, reply: Reply, head: bool) -> std::
         }
     }
     conn.flush()
+}
+
+/// A fake registry serving the single-image OCI layout `layout` as
+/// repository `repo`, `tags` in its tag list (each naming the image).
+/// `intercept` sees every request first (with this server's host) and may
+/// answer it instead (a redirect, a demand for credentials, …).
+pub fn fake_registry(
+    layout: &Path,
+    repo: &'static str,
+    tags: Vec<&'static str>,
+    intercept: impl Fn(&Request, &str) -> Option<Reply> + Send + Sync + 'static,
+) -> StandIn {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let layout = layout.to_path_buf();
+    let read = move |hex: &str| std::fs::read(layout.join("blobs/sha256").join(hex)).ok();
+    StandIn::start(move |req, me| {
+        if let Some(r) = intercept(req, me) {
+            return r;
+        }
+        let path = req.path().to_string();
+        let prefix = format!("/v2/{repo}/");
+        if path == "/v2/" {
+            return Reply::json(200, serde_json::json!({}));
+        }
+        let Some(rest) = path.strip_prefix(&prefix) else {
+            return Reply::json(
+                404,
+                serde_json::json!({"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}),
+            );
+        };
+        if rest == "tags/list" {
+            return Reply::json(200, serde_json::json!({"name": repo, "tags": tags}));
+        }
+        if let Some(r) = rest.strip_prefix("manifests/") {
+            let d = if tags.contains(&r) { top.clone() } else { r.to_string() };
+            if let Some(body) = read(d.trim_start_matches("sha256:")) {
+                return Reply::bytes(200, body)
+                    .with("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                    .with("Docker-Content-Digest", &d);
+            }
+        }
+        if let Some(d) = rest.strip_prefix("blobs/")
+            && let Some(body) = read(d.trim_start_matches("sha256:"))
+        {
+            return Reply::bytes(200, body);
+        }
+        Reply::json(
+            404,
+            serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}),
+        )
+    })
 }

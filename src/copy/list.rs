@@ -1,0 +1,132 @@
+//! Copying a manifest list / image index: its instances first (each with
+//! [`super::single::copy_single`]), the list last; or only the list
+//! (`--multi-arch=index-only`), or a subset of it (`--platform`).
+
+use super::plan::target_type;
+use super::single::{caps, copy_single};
+use super::{CopyError, CopyOptions, ManifestFormat, MultiArch, ProgressEvent, Stats};
+use crate::digest::Digest;
+use crate::manifest::{self, ImageIndex, Manifest, Platform, is_list_type, media};
+use crate::transport::{ImageDestination, ImageSource};
+use bytes::Bytes;
+
+/// The instances of `index` for `platforms`, as the list kopeo writes when
+/// copying only those (`--platform`). Requested platforms the list lacks are
+/// skipped with a warning; none at all is an error.
+pub fn platform_subset(index: &ImageIndex, platforms: &[Platform]) -> Result<ImageIndex, CopyError> {
+    let mut out = index.clone();
+    out.media_type = Some(index.mime().to_string());
+    out.manifests.retain(|d| {
+        d.platform
+            .as_ref()
+            .is_some_and(|p| platforms.iter().any(|want| want.accepts(p)))
+    });
+    for want in platforms {
+        if !out
+            .manifests
+            .iter()
+            .any(|d| d.platform.as_ref().is_some_and(|p| want.accepts(p)))
+        {
+            tracing::warn!(platform = %want, "the source list has no image for this platform");
+        }
+    }
+    if out.manifests.is_empty() {
+        let wanted: Vec<String> = platforms.iter().map(ToString::to_string).collect();
+        return Err(CopyError::Unsupported(format!(
+            "the source list has none of the platforms {}",
+            wanted.join(", ")
+        )));
+    }
+    Ok(out)
+}
+
+/// Copy a list's instances (for `All`) and return the list to write.
+pub(super) async fn copy_list(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    bytes: &Bytes,
+    index: &ImageIndex,
+    mode: MultiArch,
+    opts: &CopyOptions,
+    stats: &Stats,
+) -> Result<(Bytes, String), CopyError> {
+    if !dst.supports_lists() {
+        return Err(CopyError::Unsupported(format!(
+            "{} cannot store a manifest list; copy one platform instead",
+            dst.describe()
+        )));
+    }
+    let target = target_type(
+        index.mime(),
+        &caps(dst),
+        opts.format.map(ManifestFormat::list_type),
+        true,
+    )?;
+    let instance_format = if target == media::OCI_INDEX {
+        ManifestFormat::Oci
+    } else {
+        ManifestFormat::V2s2
+    };
+    let mut out = index.clone();
+    out.media_type = Some(target.clone());
+    let total = index.manifests.len();
+    if mode == MultiArch::All {
+        if let Some(p) = &opts.progress {
+            p.event(ProgressEvent::CopyingImages { count: total, total });
+        }
+        let instance_opts = CopyOptions {
+            format: Some(instance_format),
+            ..opts.clone()
+        };
+        for (i, desc) in out.manifests.iter_mut().enumerate() {
+            if let Some(p) = &opts.progress {
+                p.event(ProgressEvent::Image {
+                    digest: &desc.digest,
+                    n: i + 1,
+                    count: total,
+                });
+            }
+            let (ib, im) = src.manifest(Some(&desc.digest)).await?;
+            if is_list_type(&im) {
+                return Err(CopyError::Unsupported(format!(
+                    "nested manifest list in {}",
+                    src.describe()
+                )));
+            }
+            let (nb, nm) = copy_single(src, dst, ib, &im, true, &instance_opts, stats).await?;
+            desc.digest = Digest::sha256_of(&nb);
+            desc.size = nb.len() as i64;
+            desc.media_type = nm;
+        }
+    } else {
+        for desc in &mut out.manifests {
+            if desc.media_type == media::DOCKER_V2S2 || desc.media_type == media::OCI_MANIFEST {
+                let want = instance_format.image_type();
+                if desc.media_type != want {
+                    return Err(CopyError::Unsupported(format!(
+                        "--multi-arch=index-only cannot convert the list's instances to {want}; copy with --all"
+                    )));
+                }
+            }
+        }
+    }
+    let unchanged = target == index.mime()
+        && out.manifests == index.manifests
+        && Manifest::parse(bytes, index.mime())
+            .is_ok_and(|m| matches!(m, Manifest::Index(i) if i.manifests == index.manifests));
+    if unchanged {
+        return Ok((bytes.clone(), target));
+    }
+    if opts.preserve_digests {
+        return Err(CopyError::Unsupported(format!(
+            "writing {} requires changing the manifest list, which changes its digest, but --preserve-digests was given",
+            dst.describe()
+        )));
+    }
+    if target == media::DOCKER_LIST {
+        out.annotations = None;
+        out.artifact_type = None;
+        out.subject = None;
+    }
+    Ok((Bytes::from(manifest::to_bytes(&out)), target))
+}

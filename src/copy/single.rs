@@ -1,0 +1,74 @@
+//! Copying one image (a top-level image, or one instance of a list): plan,
+//! copy its blobs, then the manifest.
+
+use super::layers::copy_blobs;
+use super::plan::{DestinationCaps, plan_image};
+use super::rewrite::finished_manifest;
+use super::{CopyError, CopyOptions, ProgressEvent, Stats, read_config};
+use crate::digest::Digest;
+use crate::manifest::{Manifest, media};
+use crate::transport::{ImageDestination, ImageSource, TransportError};
+use bytes::Bytes;
+
+/// What the plan needs of `dst`.
+pub fn caps(dst: &dyn ImageDestination) -> DestinationCaps {
+    DestinationCaps {
+        manifest_types: dst.supported_manifest_types(),
+        layers: dst.desired_layer_compression(),
+        name: dst.describe(),
+    }
+}
+
+/// Copy one image's blobs, then return the manifest to write (converted and
+/// with rewritten layer descriptors where compression changed). Instance
+/// manifests (`as_instance`) are written here; the top-level one by the caller.
+pub async fn copy_single(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    bytes: Bytes,
+    mime: &str,
+    as_instance: bool,
+    opts: &CopyOptions,
+    stats: &Stats,
+) -> Result<(Bytes, String), CopyError> {
+    if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
+        // Top-level schema1 images are converted (see schema1.rs); inside a
+        // list there is no such thing in practice.
+        return Err(CopyError::Unsupported(format!(
+            "a list in {} names a Docker schema1 manifest; kopeo converts schema1 images copied on their own, not as instances of a list",
+            src.describe()
+        )));
+    }
+    let Manifest::Image(m) = Manifest::parse(&bytes, mime)? else {
+        return Err(CopyError::Unsupported(format!(
+            "nested manifest list in {}",
+            src.describe()
+        )));
+    };
+    let plan = plan_image(&m, &caps(dst), |d| src.layer_compression(d), opts)?;
+    let diff_ids: Vec<Option<Digest>> = if plan.may_decompress {
+        let config = read_config(src, &m.config).await?;
+        let v: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| TransportError::Invalid(format!("parsing config {}: {e}", m.config.digest)))?;
+        let ids = v
+            .pointer("/rootfs/diff_ids")
+            .and_then(|x| x.as_array())
+            .cloned()
+            .unwrap_or_default();
+        ids.iter().map(|d| d.as_str().and_then(|s| s.parse().ok())).collect()
+    } else {
+        vec![]
+    };
+    if let Some(p) = &opts.progress {
+        p.event(ProgressEvent::ImageBlobs {
+            count: plan.jobs.len(),
+            bytes: plan.jobs.iter().filter_map(|j| j.info.size).sum(),
+        });
+    }
+    let written = copy_blobs(src, dst, &plan, opts, stats).await?;
+    let (out, target) = finished_manifest(src, &m, bytes, &plan, &written, &diff_ids)?;
+    if as_instance {
+        dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out))).await?;
+    }
+    Ok((out, target))
+}
