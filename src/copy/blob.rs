@@ -146,6 +146,17 @@ fn tokio_stream_from(rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, Transp
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
 }
 
+/// `stream`, setting `failed` when it yields an error.
+fn noting_failure(stream: BlobStream, failed: Arc<AtomicBool>) -> BlobStream {
+    stream
+        .inspect(move |item| {
+            if item.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+        })
+        .boxed()
+}
+
 /// The first `n` bytes of `stream` (fewer if it is shorter), and a stream
 /// that still yields every byte, those included.
 async fn peek(mut stream: BlobStream, n: usize) -> Result<(Vec<u8>, BlobStream), TransportError> {
@@ -195,8 +206,11 @@ pub async fn copy_blob(
     let mut attempt = 0;
     loop {
         let mismatch = Arc::new(AtomicBool::new(false));
+        // Set when the source's stream failed (its client retried already).
+        let source_failed = Arc::new(AtomicBool::new(false));
         let result = async {
-            let stream = verify(src.blob(info).await?, info, mismatch.clone(), progress.clone());
+            let raw = noting_failure(src.blob(info).await?, source_failed.clone());
+            let stream = verify(raw, info, mismatch.clone(), progress.clone());
             let Some(_) = job.claimed else {
                 return dst
                     .put_blob(info, stream)
@@ -243,7 +257,12 @@ pub async fn copy_blob(
                     src.describe()
                 )));
             }
-            Err(e) if e.is_transient() && attempt < opts.retry.times => {
+            // Only a failed upload is retried here: replayable requests and
+            // interrupted downloads were retried by the registry client, so
+            // each failure is retried by exactly one layer.
+            Err(e)
+                if e.is_retryable_upload() && !source_failed.load(Ordering::SeqCst) && attempt < opts.retry.times =>
+            {
                 let delay = opts.retry.delay_for(attempt);
                 attempt += 1;
                 tracing::warn!(digest = %info.digest, attempt, ?delay, error = %e, "blob copy failed, retrying");

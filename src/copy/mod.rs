@@ -10,6 +10,7 @@ pub mod compress;
 mod layers;
 mod list;
 pub mod plan;
+mod present;
 mod rewrite;
 mod schema1;
 mod single;
@@ -137,12 +138,29 @@ impl CopyError {
 /// What a finished copy did.
 #[derive(Debug, Clone)]
 pub struct CopyReport {
-    /// Digest of the top-level manifest written.
+    /// Digest of the top-level manifest written (or found already there).
     pub manifest_digest: Digest,
-    pub manifest: Bytes,
+    /// The manifest written; `None` when nothing was written.
+    pub manifest: Option<Bytes>,
+    /// The destination already held what the copy would write: nothing was done.
+    pub unchanged: bool,
     pub blobs_copied: u64,
     pub blobs_reused: u64,
     pub bytes_copied: u64,
+}
+
+impl CopyReport {
+    fn unchanged(digest: Digest) -> CopyReport {
+        tracing::debug!(%digest, "the destination already holds the image");
+        CopyReport {
+            manifest_digest: digest,
+            manifest: None,
+            unchanged: true,
+            blobs_copied: 0,
+            blobs_reused: 0,
+            bytes_copied: 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -165,13 +183,30 @@ pub async fn copy_image(
     copy(source.as_ref(), dest.as_ref(), opts).await
 }
 
-/// Copy the image `src` names into `dst` and commit it.
+/// The digest the destination already holds for this copy, if it does,
+/// without copying anything (for plans: `sync --dry-run`).
+pub async fn already_present(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    opts: &CopyOptions,
+) -> Result<Option<Digest>, CopyError> {
+    present::check(src, dst, opts).await
+}
+
+/// Copy the image `src` names into `dst` and commit it — or, when the
+/// destination already holds what the copy would write, do nothing and say
+/// so (`unchanged`).
 pub async fn copy(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
     opts: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
     let stats = Stats::default();
+    let have = match present::quick(src, dst, opts).await? {
+        present::Presence::Present(d) => return Ok(CopyReport::unchanged(d)),
+        present::Presence::Absent(h) => h,
+    };
+    let unchanged = |predicted: Option<Digest>| predicted.filter(|p| Some(p) == have.as_ref());
     let (bytes, mime) = src.manifest(None).await?;
     let (out, out_mime) = if is_list_type(&mime) {
         let Manifest::Index(index) = Manifest::parse(&bytes, &mime)? else {
@@ -180,6 +215,9 @@ pub async fn copy(
         match opts.multi_arch {
             _ if !opts.platforms.is_empty() => {
                 let subset = platform_subset(&index, &opts.platforms)?;
+                if let Some(d) = unchanged(Some(Digest::sha256_of(&manifest::to_bytes(&subset)))) {
+                    return Ok(CopyReport::unchanged(d));
+                }
                 list::copy_list(src, dst, &bytes, &subset, MultiArch::All, opts, &stats).await?
             }
             MultiArch::System => {
@@ -189,6 +227,9 @@ pub async fn copy(
                     source,
                 })?;
                 let (ib, im) = src.manifest(Some(&chosen.digest)).await?;
+                if let Some(d) = unchanged(present::predicted_image(src, dst, &ib, &im, opts)?) {
+                    return Ok(CopyReport::unchanged(d));
+                }
                 single::copy_single(src, dst, ib, &im, false, opts, &stats).await?
             }
             mode => list::copy_list(src, dst, &bytes, &index, mode, opts, &stats).await?,
@@ -212,6 +253,9 @@ pub async fn copy(
             (Bytes::from(manifest::to_bytes(&m.convert(&target)?)), target)
         }
     } else {
+        if let Some(d) = unchanged(present::predicted_image(src, dst, &bytes, &mime, opts)?) {
+            return Ok(CopyReport::unchanged(d));
+        }
         single::copy_single(src, dst, bytes, &mime, false, opts, &stats).await?
     };
     if let Some(p) = &opts.progress {
@@ -221,7 +265,8 @@ pub async fn copy(
     dst.commit().await?;
     Ok(CopyReport {
         manifest_digest: Digest::sha256_of(&out),
-        manifest: out,
+        manifest: Some(out),
+        unchanged: false,
         blobs_copied: stats.copied.load(Ordering::Relaxed),
         blobs_reused: stats.reused.load(Ordering::Relaxed),
         bytes_copied: stats.bytes.load(Ordering::Relaxed),

@@ -6,9 +6,8 @@ use super::condition::{Condition, is_true, set};
 use super::image_copy::{ImageCopy, ImageCopyStatus};
 use super::progress::CopyProgress;
 use crate::copy;
-use crate::digest::Digest;
 use crate::reference::ImageReference;
-use crate::transport::{self, OpenOptions, TransportError};
+use crate::transport::{self, OpenOptions};
 use kube::ResourceExt;
 use std::sync::Arc;
 
@@ -94,25 +93,6 @@ fn classify(e: &copy::CopyError) -> (&'static str, bool) {
     }
 }
 
-/// The source's current manifest digest (a HEAD for registries).
-async fn source_digest(src: &ImageReference, env: &CopyEnv) -> Result<Option<Digest>, TransportError> {
-    match src {
-        ImageReference::Docker(r) => {
-            let reference = r.manifest_reference();
-            Ok(env
-                .src
-                .client(r.domain())?
-                .head_manifest(r.path(), &reference)
-                .await?
-                .and_then(|h| h.digest))
-        }
-        other => {
-            let s = transport::open_source(other, &env.src).await?;
-            Ok(Some(Digest::sha256_of(&s.manifest(None).await?.0)))
-        }
-    }
-}
-
 /// `ic`'s status while a copy runs: Progressing, not (yet) Ready.
 pub fn copying(ic: &ImageCopy, now: &str, progress: CopyProgress) -> ImageCopyStatus {
     let mut st = ic.status.clone().unwrap_or_default();
@@ -185,7 +165,7 @@ pub async fn reconcile(
     env.dest.registry.retry = opts.retry;
     let env = &env;
     // Unchanged spec and unmoved source tag: nothing to copy.
-    let current = source_digest(&src, env).await;
+    let current = transport::current_digest(&src, &env.src).await;
     if let Ok(Some(d)) = &current {
         let same_spec = st.observed_generation == generation;
         if same_spec && is_true(&st.conditions, "Ready") && st.source_digest.as_deref() == Some(d.to_string().as_str())

@@ -196,14 +196,14 @@ pub async fn fetch_token(
     })?;
     let status = resp.status();
     // containers/image reads at most 1 MiB of a token answer (iolimits.MaxAuthTokenBodySize).
-    let body = super::client::read_limited(op, resp, MAX_TOKEN_BODY)
+    let body = super::response::read_limited(op, resp, MAX_TOKEN_BODY)
         .await
         .map_err(|e| match e {
             RegistryError::Protocol { reason, .. } => err(reason),
             other => err(other.to_string()),
         })?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        let (code, message) = super::client::error_body(&body);
+        let (code, message) = super::response::error_body(&body);
         let said = match code {
             Some(c) => crate::skopeo_texts::registry_error(&c, &message),
             None => crate::skopeo_texts::unauthorized(None, ""),

@@ -2,10 +2,12 @@
 //! the download reconnects with `Range: bytes=N-` and carries on, so the
 //! consumer (an upload, a file) sees one uninterrupted stream.
 
+use super::response::error_from;
 use super::{RegistryClient, RegistryError};
 use crate::digest::Digest;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
+use reqwest::{Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +26,49 @@ struct State {
 }
 
 impl RegistryClient {
+    /// HEAD a blob; its size when present.
+    pub async fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        let op = format!("checking blob {digest} in {}/{repo}", self.registry);
+        let path = format!("v2/{repo}/blobs/{digest}");
+        let resp = self
+            .send(&op, repo, Self::scopes(repo, false), |c, base| {
+                Ok(c.head(self.url(base, &path)?))
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(Some(resp.content_length().unwrap_or(0))),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(error_from(&op, resp).await),
+        }
+    }
+
+    /// Open a blob for reading from `offset` (a `Range` request when > 0).
+    /// Returns the response and how many leading bytes to skip when the
+    /// registry ignored the range.
+    pub(super) async fn open_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<(Response, u64), RegistryError> {
+        let op = format!("fetching blob {digest} from {}/{repo}", self.registry);
+        let path = format!("v2/{repo}/blobs/{digest}");
+        let resp = self
+            .send(&op, repo, Self::scopes(repo, false), |c, base| {
+                let mut rb = c.get(self.url(base, &path)?);
+                if offset > 0 {
+                    rb = rb.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+                }
+                Ok(rb)
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => Ok((resp, 0)),
+            StatusCode::OK => Ok((resp, offset)),
+            _ => Err(error_from(&op, resp).await),
+        }
+    }
+
     /// Stream the blob `digest` of `repo`, resuming interrupted transfers.
     /// The bytes are not verified here: the copy pipeline hashes them in flight.
     pub fn blob_stream(

@@ -38,6 +38,10 @@ pub enum RegistryError {
     },
     #[error("{op}: {reason}")]
     Protocol { op: String, reason: String },
+    /// Sending a blob's bytes failed. Such a request cannot be replayed by
+    /// the client (the body is a stream): the copy sends the blob again.
+    #[error("{0}")]
+    Upload(Box<RegistryError>),
 }
 
 fn describe(code: &Option<String>, message: &str, status: u16) -> String {
@@ -72,12 +76,20 @@ impl RegistryError {
         }
     }
 
+    /// True when sending a blob's bytes failed transiently: the one failure
+    /// the copy pipeline retries itself (requests the client can replay,
+    /// and interrupted downloads, are retried by the client).
+    pub fn is_retryable_upload(&self) -> bool {
+        matches!(self, RegistryError::Upload(e) if e.is_transient())
+    }
+
     /// True for failures worth retrying: network errors, 5xx, 429.
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Network { source, .. } => transient_http(source),
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             RegistryError::TokenUnavailable { .. } => true,
+            RegistryError::Upload(e) => e.is_transient(),
             _ => false,
         }
     }

@@ -15,8 +15,12 @@ mod auth;
 mod blob;
 mod client;
 mod error;
+mod lists;
+mod manifests;
+mod response;
 mod tls;
 pub mod tls_details;
+mod upload;
 
 pub use auth::{Challenge, parse_challenge};
 pub use client::{ManifestHead, MountOutcome, RegistryClient, RegistryOptions, RetryOptions};

@@ -1,13 +1,11 @@
-//! Executing a sync plan: images in parallel (bounded), each first checked
-//! against the destination with HEAD requests so that unchanged images cost
-//! no transfer, then copied with the copy pipeline.
+//! Executing a sync plan: images in parallel (bounded), each copied with the
+//! copy pipeline, whose "already at the destination" stage makes an
+//! unchanged image cost a manifest HEAD on each side and no transfer.
 
 use super::{Plan, PlannedImage, SyncOptions};
-use crate::copy::{self, CopyOptions, MultiArch};
+use crate::copy::{self, CopyOptions};
 use crate::digest::Digest;
-use crate::manifest::{self, Manifest, is_list_type};
-use crate::reference::ImageReference;
-use crate::transport::{self, OpenOptions, TransportError};
+use crate::transport;
 use futures::StreamExt;
 use serde::Serialize;
 use std::sync::Arc;
@@ -51,78 +49,49 @@ impl SyncReport {
     }
 }
 
-/// The digest the destination holds for this image, if it has it.
-async fn existing_digest(dst: &ImageReference, opts: &OpenOptions) -> Result<Option<Digest>, TransportError> {
-    match dst {
-        ImageReference::Docker(r) => {
-            let reference = r.manifest_reference();
-            let head = opts.client(r.domain())?.head_manifest(r.path(), &reference).await?;
-            Ok(head.and_then(|h| h.digest))
+/// Tells the sync's `on_start` when an image's transfer begins (its first
+/// progress event: an image found already present has none), and passes
+/// every event on.
+struct Starting<F: Fn() + Send + Sync> {
+    once: std::sync::Once,
+    start: F,
+    inner: Option<Arc<dyn copy::Progress>>,
+}
+
+impl<F: Fn() + Send + Sync> copy::Progress for Starting<F> {
+    fn event(&self, event: copy::ProgressEvent<'_>) {
+        self.once.call_once(&self.start);
+        if let Some(p) = &self.inner {
+            p.event(event);
         }
-        ImageReference::Dir { path } => match tokio::fs::read(path.join("manifest.json")).await {
-            Ok(b) => Ok(Some(Digest::sha256_of(&b))),
-            Err(_) => Ok(None),
-        },
-        _ => Ok(None),
     }
 }
 
-/// Whether copying `src` would write exactly the digest `have`: compares
-/// with a HEAD for registries (no manifest GET unless a list must be
-/// resolved to one platform).
-async fn up_to_date(item: &PlannedImage, have: &Digest, copy: &CopyOptions) -> Result<bool, TransportError> {
-    if copy.format.is_some() {
-        return Ok(false);
-    }
-    let (digest, mime) = match &item.source {
-        ImageReference::Docker(r) => {
-            let reference = r.manifest_reference();
-            match item
-                .source_options
-                .client(r.domain())?
-                .head_manifest(r.path(), &reference)
-                .await?
-            {
-                Some(h) => (h.digest, h.media_type),
-                None => return Ok(false),
-            }
-        }
-        _ => (None, String::new()),
-    };
-    if digest.as_ref() == Some(have) && copy.platforms.is_empty() {
-        return Ok(true);
-    }
-    if !copy.platforms.is_empty() && (digest.is_none() || is_list_type(&mime)) {
-        // A platform subset is written as a reduced list: compare with the
-        // digest that list would have (this needs the source list itself).
-        let src = transport::open_source(&item.source, &item.source_options).await?;
-        let (bytes, mime) = src.manifest(None).await?;
-        return Ok(match Manifest::parse(&bytes, &mime) {
-            Ok(Manifest::Index(index)) => copy::platform_subset(&index, &copy.platforms)
-                .map(|sub| Digest::sha256_of(&manifest::to_bytes(&sub)) == *have)
-                .unwrap_or(false),
-            _ => Digest::sha256_of(&bytes) == *have,
-        });
-    }
-    let resolve_list = digest.is_none() || (is_list_type(&mime) && copy.multi_arch == MultiArch::System);
-    if !resolve_list {
-        return Ok(false);
-    }
-    let src = transport::open_source(&item.source, &item.source_options).await?;
-    let (bytes, mime) = src.manifest(None).await?;
-    if Digest::sha256_of(&bytes) == *have {
-        return Ok(true);
-    }
-    if is_list_type(&mime)
-        && copy.multi_arch == MultiArch::System
-        && let Ok(Manifest::Index(index)) = Manifest::parse(&bytes, &mime)
-    {
-        let want = copy.platform.clone().unwrap_or_else(manifest::host_platform);
-        if let Ok(d) = manifest::choose_instance(&index, &want) {
-            return Ok(d.digest == *have);
+/// What happens to `item`, short of copying it: skipped (the digest the
+/// destination holds), planned (dry run), or `None` to copy it.
+async fn precheck(item: &PlannedImage, opts: &SyncOptions) -> Result<Option<(Action, Option<Digest>)>, String> {
+    let dst = transport::open_destination(&item.destination, &opts.dest)
+        .await
+        .map_err(|e| e.to_string())?;
+    if opts.skip_existing {
+        // Tags are immutable: any image there is the one.
+        if let Some(d) = dst.current_digest().await.map_err(|e| e.to_string())? {
+            return Ok(Some((Action::Skipped, Some(d))));
         }
     }
-    Ok(false)
+    if !opts.dry_run {
+        return Ok(None);
+    }
+    let src = transport::open_source(&item.source, &item.source_options)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(
+        match copy::already_present(src.as_ref(), dst.as_ref(), &opts.copy).await {
+            Ok(Some(d)) => (Action::Skipped, Some(d)),
+            Ok(None) => (Action::Planned, None),
+            Err(e) => return Err(e.to_string()),
+        },
+    ))
 }
 
 async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usize) -> ImageResult {
@@ -134,51 +103,59 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usiz
         bytes: 0,
         error: None,
     };
-    let checked = async {
-        let have = existing_digest(&item.destination, &opts.dest).await?;
-        if let Some(h) = have
-            && (opts.skip_existing || up_to_date(item, &h, &opts.copy).await?)
-        {
-            return Ok::<_, TransportError>(Some(h));
-        }
-        Ok(None)
-    }
-    .await;
-    match checked {
-        Ok(Some(d)) => {
+    match precheck(item, opts).await {
+        Ok(Some((Action::Skipped, d))) => {
             tracing::info!(source = %item.source, destination = %item.destination, "already present, skipping");
-            result.digest = Some(d.to_string());
+            result.digest = d.map(|d| d.to_string());
             result.action = Action::Skipped;
+            return result;
+        }
+        Ok(Some((action, _))) => {
+            announce(item, opts, n, total);
+            result.action = action;
             return result;
         }
         Ok(None) => {}
         Err(e) => {
-            result.error = Some(e.to_string());
+            result.error = Some(e);
             return result;
         }
     }
-    if let Some(f) = &opts.on_start {
-        f(&super::ImageStart {
-            n,
-            total,
-            source: &item.source,
-            destination: &item.destination,
-            dry_run: opts.dry_run,
-        });
-    }
-    if opts.dry_run {
-        result.action = Action::Planned;
-        return result;
-    }
+    // The copy's own "already at the destination" stage decides; the start
+    // is announced only when something is transferred.
+    let (on_start, source, destination) = (opts.on_start.clone(), item.source.clone(), item.destination.clone());
+    let copy_opts = CopyOptions {
+        progress: Some(Arc::new(Starting {
+            once: std::sync::Once::new(),
+            start: move || {
+                if let Some(f) = &on_start {
+                    f(&super::ImageStart {
+                        n,
+                        total,
+                        source: &source,
+                        destination: &destination,
+                        dry_run: false,
+                    });
+                }
+            },
+            inner: opts.copy.progress.clone(),
+        })),
+        ..opts.copy.clone()
+    };
     match copy::copy_image(
         &item.source,
         &item.destination,
         &item.source_options,
         &opts.dest,
-        &opts.copy,
+        &copy_opts,
     )
     .await
     {
+        Ok(report) if report.unchanged => {
+            tracing::info!(source = %item.source, destination = %item.destination, "already present, skipping");
+            result.action = Action::Skipped;
+            result.digest = Some(report.manifest_digest.to_string());
+        }
         Ok(report) => {
             result.action = Action::Copied;
             result.digest = Some(report.manifest_digest.to_string());
@@ -190,6 +167,19 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usiz
         }
     }
     result
+}
+
+/// Tell `on_start` that image `n` of `total` starts (or would, in a dry run).
+fn announce(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usize) {
+    if let Some(f) = &opts.on_start {
+        f(&super::ImageStart {
+            n,
+            total,
+            source: &item.source,
+            destination: &item.destination,
+            dry_run: opts.dry_run,
+        });
+    }
 }
 
 /// Copy every image of `plan`, `opts.parallel_images` at a time. Without

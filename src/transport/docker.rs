@@ -41,6 +41,20 @@ impl ImageSource for DockerSource {
         Ok(self.client.get_manifest(self.reference.path(), &r).await?)
     }
 
+    async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
+        let head = self
+            .client
+            .head_manifest(self.reference.path(), &self.reference.manifest_reference())
+            .await?;
+        match head {
+            Some(h) => Ok(h.digest),
+            None => Err(TransportError::ImageNotFound(format!(
+                "{} does not exist",
+                self.describe()
+            ))),
+        }
+    }
+
     async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
         Ok(self
             .client
@@ -96,6 +110,14 @@ impl ImageDestination for DockerDestination {
 
     fn supported_manifest_types(&self) -> Vec<&'static str> {
         vec![]
+    }
+
+    async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
+        let head = self
+            .client
+            .head_manifest(self.reference.path(), &self.reference.manifest_reference())
+            .await?;
+        Ok(head.and_then(|h| h.digest))
     }
 
     async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {

@@ -98,21 +98,38 @@ pub(super) async fn create_staging_dir(target: &Path) -> Result<PathBuf, Transpo
 
 /// Run `make` (which creates a file or directory) on a blocking thread. If
 /// the caller's future is dropped meanwhile (the copy was interrupted), what
-/// `make` created, at `path_of(..)`, is removed instead of left behind.
+/// `make` created, at `path_of(..)`, is removed instead of left behind —
+/// also when it was already handed over but not yet taken.
 async fn off_thread<T: Send + 'static>(
     make: impl FnOnce() -> std::io::Result<T> + Send + 'static,
     path_of: impl FnOnce(&T) -> PathBuf + Send + 'static,
 ) -> std::io::Result<T> {
+    /// A made thing that removes itself unless taken.
+    struct Made<T> {
+        value: Option<T>,
+        path: PathBuf,
+    }
+    impl<T> Drop for Made<T> {
+        fn drop(&mut self) {
+            if let Some(v) = self.value.take() {
+                drop(v);
+                let _ = std::fs::remove_file(&self.path).or_else(|_| std::fs::remove_dir_all(&self.path));
+            }
+        }
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::task::spawn_blocking(move || {
-        if let Err(Ok(made)) = tx.send(make()) {
-            let p = path_of(&made);
-            drop(made);
-            let _ = std::fs::remove_file(&p).or_else(|_| std::fs::remove_dir_all(&p));
-        }
+        let made = make().map(|v| {
+            let path = path_of(&v);
+            Made { value: Some(v), path }
+        });
+        // Dropped here (and removed) if the receiver is gone.
+        let _ = tx.send(made);
     });
-    rx.await
-        .unwrap_or_else(|_| Err(std::io::Error::other("the blocking task was cancelled")))
+    let mut made = rx
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("the blocking task was cancelled")))?;
+    made.value.take().ok_or_else(|| std::io::Error::other("created twice"))
 }
 
 /// Remove what killed kopeo processes left in `dir` (see [`crate::temp`]).

@@ -65,6 +65,13 @@ impl TransportError {
         }
     }
 
+    /// True when sending a blob's bytes to a registry failed transiently:
+    /// the one failure the copy pipeline retries (see
+    /// [`RegistryError::is_retryable_upload`]).
+    pub fn is_retryable_upload(&self) -> bool {
+        matches!(self, TransportError::Registry(e) if e.is_retryable_upload())
+    }
+
     /// True for failures a retry may fix.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -116,6 +123,13 @@ pub trait ImageSource: Send + Sync {
     fn layer_compression(&self, _digest: &Digest) -> Option<crate::compression::Compression> {
         None
     }
+    /// The digest of the top-level manifest, as cheaply as the transport
+    /// allows (a HEAD for a registry); `None` where it cannot tell without
+    /// reading the manifest.
+    async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
+        let (bytes, _) = self.manifest(None).await?;
+        Ok(Some(Digest::sha256_of(&bytes)))
+    }
     /// Tags of the image's repository (for `inspect`); empty where the
     /// transport has no such notion.
     async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {
@@ -133,6 +147,12 @@ pub trait ImageDestination: Send + Sync {
     fn describe(&self) -> String;
     /// Manifest media types this destination stores, preferred first; empty means any.
     fn supported_manifest_types(&self) -> Vec<&'static str>;
+    /// The digest of the complete image the destination's reference names
+    /// now (what a copy would replace), `None` when there is none or the
+    /// transport cannot tell (archives are always written anew).
+    async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
+        Ok(None)
+    }
     /// Whether the destination can hold a manifest list / index.
     fn supports_lists(&self) -> bool {
         true
@@ -274,6 +294,12 @@ pub async fn open_source(
         )),
         other => Err(TransportError::Unsupported(other.transport())),
     }
+}
+
+/// The digest of the image `reference` names, as cheaply as its transport
+/// allows (a manifest HEAD for a registry).
+pub async fn current_digest(reference: &ImageReference, opts: &OpenOptions) -> Result<Option<Digest>, TransportError> {
+    open_source(reference, opts).await?.current_digest().await
 }
 
 /// Open `reference` for writing.

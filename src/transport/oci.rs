@@ -237,6 +237,28 @@ impl ImageDestination for OciDestination {
         vec![media::OCI_MANIFEST, media::OCI_INDEX]
     }
 
+    async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
+        // An unnamed destination adds an entry; only a named one is replaced.
+        let Some(name) = &self.image else { return Ok(None) };
+        let index = match read_small(&self.path.join("index.json"), INDEX_LIMIT).await {
+            Ok(data) => data,
+            Err(TransportError::ImageNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Ok(index) = serde_json::from_slice::<ImageIndex>(&index) else {
+            return Ok(None);
+        };
+        let found = index
+            .manifests
+            .iter()
+            .find(|d| d.annotations.as_ref().and_then(|a| a.get(REF_NAME)) == Some(name))
+            .map(|d| d.digest.clone());
+        match found {
+            Some(d) if tokio::fs::metadata(blob_path(&self.blobs, &d)).await.is_ok() => Ok(Some(d)),
+            _ => Ok(None),
+        }
+    }
+
     async fn try_reuse_blob(
         &self,
         info: &BlobInfo,

@@ -14,5 +14,6 @@ mod operator;
 mod operator_safety;
 mod parity;
 mod registry_copy;
+mod retries;
 mod safety;
 mod sync;
