@@ -8,12 +8,13 @@ skopeo's blob-info cache removed before every skopeo run) and reports wall
 time, CPU time and peak RSS per tool and the kopeo/skopeo ratios (medians).
 
 Usage: python3 bench/run.py [--reps N] [--layer-mib M] [--layers K] [--out FILE]
-Needs: target/release/kopeo (cargo build --release), docker-registry, skopeo, time.
+Needs: target/release/kopeo (cargo build --release; KOPEO_BIN=path for
+another build, to compare before and after), docker-registry, skopeo, time.
 """
 import argparse, gzip, hashlib, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KOPEO = os.path.join(ROOT, "target", "release", "kopeo")
+KOPEO = os.environ.get("KOPEO_BIN", os.path.join(ROOT, "target", "release", "kopeo"))
 BOLT = "/var/lib/containers/cache/blob-info-cache-v1.boltdb"
 
 
@@ -119,6 +120,8 @@ def main():
         scenarios = {
             "registry→registry (fresh)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"])],
             "registry→registry (blobs present)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:2"])],
+            # big-again: the same copy once more, the destination unchanged.
+            "registry→registry (unchanged re-copy)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"])],
             "registry→oci:": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"oci:{base}/oci-{t}-{i}:x"])],
             "oci:→registry": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"oci:{layout}:bench", f"docker://{dst}/from-oci-{t}-{i}:1"])],
             f"inspect ×{a.inspects}": lambda t, i: [cmd(t, ["inspect", "--tls-verify=false", f"docker://{src}/bench:1"])] * a.inspects,

@@ -111,6 +111,13 @@ impl AuthFile {
         }))
     }
 
+    /// An auth.json document held in memory; `name` stands for its path in messages.
+    pub fn from_document(name: &str, doc: Value) -> AuthFile {
+        let mut f = AuthFile::empty(Path::new(name));
+        f.replace_all(doc);
+        f
+    }
+
     /// A new, empty file at `path` (not yet written).
     pub fn empty(path: &Path) -> AuthFile {
         AuthFile {

@@ -93,6 +93,9 @@ pub struct AuthOptions {
     pub explicit: Option<Credentials>,
     /// `--no-creds`: access the registry anonymously.
     pub no_creds: bool,
+    /// Credentials held in memory (the operator's, rendered from Secrets),
+    /// searched instead of any file.
+    pub inline: Option<std::sync::Arc<AuthFile>>,
 }
 
 impl AuthOptions {
@@ -103,6 +106,9 @@ impl AuthOptions {
         }
         if let Some(c) = &self.explicit {
             return Ok(c.clone());
+        }
+        if let Some(doc) = &self.inline {
+            return Ok(doc.find(registry, repo)?.unwrap_or(Credentials::Anonymous));
         }
         for path in lookup_paths(self.authfile.as_deref()) {
             let Some(file) = AuthFile::load(&path)? else {

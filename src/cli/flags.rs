@@ -132,8 +132,8 @@ macro_rules! image_flags {
                 }
                 Ok(OpenOptions {
                     registry: RegistryOptions {
-                        auth: AuthOptions { authfile: self.authfile.clone().or_else(|| authfile.clone()), explicit, no_creds: self.no_creds },
-                        tls: TlsOptions { verify: self.tls_verify, cert_dir: self.cert_dir.clone() },
+                        auth: AuthOptions { authfile: self.authfile.clone().or_else(|| authfile.clone()), explicit, no_creds: self.no_creds, inline: None },
+                        tls: TlsOptions { verify: self.tls_verify, cert_dir: self.cert_dir.clone(), material: None },
                         retry,
                     },
                     shared_blob_dir: self.shared_blob_dir.clone(),

@@ -161,6 +161,7 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
         tls: TlsOptions {
             verify: args.tls_verify,
             cert_dir: args.cert_dir.clone(),
+            material: None,
         },
         retry: Default::default(),
     };

@@ -3,11 +3,13 @@
 
 mod copy;
 mod copy_flags;
+mod delete;
 mod flags;
 mod inspect;
+mod list_tags;
 mod login;
+mod manifest_digest;
 mod progress;
-mod repo;
 mod sync;
 pub mod template;
 
@@ -110,11 +112,11 @@ enum Command {
     /// Inspect image IMAGE-NAME
     Inspect(inspect::InspectArgs),
     /// List tags in the transport/repository specified by the SOURCE-IMAGE
-    ListTags(repo::ListTagsArgs),
+    ListTags(list_tags::ListTagsArgs),
     /// Delete image IMAGE-NAME
-    Delete(repo::DeleteArgs),
+    Delete(delete::DeleteArgs),
     /// Compute a manifest digest of a file
-    ManifestDigest(repo::ManifestDigestArgs),
+    ManifestDigest(manifest_digest::ManifestDigestArgs),
     /// Synchronize one or more images from one location to another
     Sync(Box<sync::SyncArgs>),
     /// Login to a container registry
@@ -359,14 +361,14 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
     match command {
         Command::Copy(a) => copy::run(*a, global).await,
         Command::Inspect(a) => inspect::run(a, global).await,
-        Command::ListTags(a) => repo::list_tags(a, global).await,
-        Command::Delete(a) => repo::delete(a, global).await,
-        Command::ManifestDigest(a) => repo::manifest_digest(a),
+        Command::ListTags(a) => list_tags::list_tags(a, global).await,
+        Command::Delete(a) => delete::delete(a, global).await,
+        Command::ManifestDigest(a) => manifest_digest::manifest_digest(a),
         Command::Sync(a) => sync::run(*a, global).await,
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a),
         Command::Run(a) => {
-            let (out, ready) = crate::operator::run::run(&a.files, &crate::timestamp::now_rfc3339())
+            let (out, ready) = crate::operator::from_files::run(&a.files, &crate::timestamp::now_rfc3339())
                 .await
                 .map_err(CliError::new)?;
             print!("{out}");
@@ -393,7 +395,8 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
 /// `kopeo operator`: metrics and health served, leader election, and a
 /// clean stop on SIGTERM or SIGINT.
 async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError> {
-    use crate::operator::controller::{LeaderElection, OperatorOptions, run_until};
+    use crate::operator::controller::run_until;
+    use crate::operator::{LeaderElection, OperatorOptions};
     let mut opts = OperatorOptions {
         concurrency: a.concurrency,
         progress_interval: a.progress_interval,
@@ -427,6 +430,16 @@ async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError>
     };
     run_until(client, opts, shutdown).await;
     Ok(())
+}
+
+/// A failed operation on `image`: exit 2 when the image or repository does not exist.
+pub(crate) fn failure(image: &str, e: crate::transport::TransportError) -> CliError {
+    let msg = format!("{image}: {e}");
+    if e.is_image_not_found() {
+        CliError::not_found(msg)
+    } else {
+        CliError::new(msg)
+    }
 }
 
 /// Parse an image name argument, with skopeo's wording on failure.

@@ -5,22 +5,22 @@
 //! types (`kopeo crd`) and checked in under `crds/`.
 
 pub mod condition;
+mod context;
 pub mod controller;
-pub mod credentials;
+mod credential_cache;
+mod events;
+pub mod from_files;
 pub mod image_copy;
-mod image_copy_controller;
-pub mod image_copy_reconcile;
 pub mod image_sync;
-mod image_sync_controller;
-pub mod image_sync_reconcile;
 pub mod leader;
 pub mod local_access;
+mod memory;
 pub mod metrics;
 pub mod progress;
 pub mod registry_credential;
-mod registry_credential_controller;
-pub mod run;
-mod running;
+mod supervise;
+
+pub use context::{Error, LeaderElection, OperatorOptions};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

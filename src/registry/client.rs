@@ -1,9 +1,9 @@
 //! Requests against one registry: ping, authorisation, retries, and the
 //! manifest / blob / tag endpoints.
 
-use super::auth::{Challenge, TokenCache, fetch_token, parse_challenge, repo_scope, scope_key};
 use super::response::{error_from, net};
 use super::tls::{TlsOptions, build_client};
+use super::token_auth::{Challenge, TokenCache, fetch_token, parse_challenge, repo_scope, scope_key};
 use super::{RegistryError, endpoint_host};
 use crate::auth::{AuthOptions, Credentials};
 use crate::digest::Digest;

@@ -2,9 +2,9 @@
 //! PUT (retried on Distribution's DIGEST_INVALID race), DELETE.
 
 use super::RegistryError;
-use super::auth::repo_scope;
 use super::client::{MAX_MANIFEST_SIZE, ManifestHead, RegistryClient};
 use super::response::{error_from, read_limited};
+use super::token_auth::repo_scope;
 use crate::digest::Digest;
 use crate::manifest::{guess_mime_type, media};
 use bytes::Bytes;

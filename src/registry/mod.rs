@@ -11,7 +11,6 @@
 //! treats a 202 mount answer as an error and has no client certificates, all
 //! of which `copy`, `sync` and `delete` need.
 
-mod auth;
 mod blob;
 mod client;
 mod error;
@@ -20,12 +19,13 @@ mod manifests;
 mod response;
 mod tls;
 pub mod tls_details;
+mod token_auth;
 mod upload;
 
-pub use auth::{Challenge, parse_challenge};
 pub use client::{ManifestHead, MountOutcome, RegistryClient, RegistryOptions, RetryOptions};
 pub use error::RegistryError;
-pub use tls::TlsOptions;
+pub use tls::{TlsMaterial, TlsOptions};
+pub use token_auth::{Challenge, parse_challenge};
 
 /// Registry clients shared across many images, one per registry host, so
 /// that they share connections and cached tokens (used by `sync`). A pool

@@ -27,6 +27,17 @@ pub struct TlsOptions {
     pub verify: Option<bool>,
     /// `--cert-dir`: `*.crt` CAs, `*.cert` + `*.key` client certificate pairs.
     pub cert_dir: Option<PathBuf>,
+    /// Certificates held in memory (the operator's, from Secrets), used
+    /// instead of any directory.
+    pub material: Option<std::sync::Arc<TlsMaterial>>,
+}
+
+/// What a certs.d directory holds, in memory: PEM CA certificates, and a
+/// PEM client certificate chain with its key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsMaterial {
+    pub roots: Vec<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl TlsOptions {
@@ -54,11 +65,36 @@ struct CertDirs {
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
+/// The certificates `m` holds, parsed.
+fn from_material(m: &TlsMaterial, err: &impl Fn(String) -> RegistryError) -> Result<CertDirs, RegistryError> {
+    let mut out = CertDirs::default();
+    for pem in &m.roots {
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(format!("CA certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(err("CA certificate: no PEM certificate in it".into()));
+        }
+        out.roots.extend(certs);
+    }
+    if let Some((cert, key)) = &m.client {
+        let chain: Vec<_> = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(format!("client certificate: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| err(format!("client key: {e}")))?;
+        out.identity = Some((chain, key));
+    }
+    Ok(out)
+}
+
 fn read_cert_dirs(
     host: &str,
     tls: &TlsOptions,
     err: &impl Fn(String) -> RegistryError,
 ) -> Result<CertDirs, RegistryError> {
+    if let Some(m) = &tls.material {
+        return from_material(m, err);
+    }
     let dirs = match &tls.cert_dir {
         Some(d) => vec![d.clone()],
         None => default_cert_dirs(host),

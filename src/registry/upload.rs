@@ -3,9 +3,9 @@
 //! known, one streaming PATCH then a PUT when it is computed on the way.
 
 use super::RegistryError;
-use super::auth::repo_scope;
 use super::client::{MountOutcome, RegistryClient};
 use super::response::error_from;
+use super::token_auth::repo_scope;
 use crate::digest::Digest;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response, StatusCode, Url};

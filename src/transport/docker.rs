@@ -10,6 +10,21 @@ use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// Delete the image `reference` names from its registry: its manifest, by
+/// digest (a tag is resolved first), which removes every tag pointing at it.
+pub async fn delete(reference: &DockerReference, client: &RegistryClient) -> Result<(), TransportError> {
+    let digest = match reference.digest() {
+        Some(d) => d.clone(),
+        None => {
+            let (bytes, _) = client
+                .get_manifest(reference.path(), &reference.manifest_reference())
+                .await?;
+            Digest::sha256_of(&bytes)
+        }
+    };
+    Ok(client.delete_manifest(reference.path(), &digest).await?)
+}
+
 /// Reads an image from a registry.
 pub struct DockerSource {
     client: Arc<RegistryClient>,

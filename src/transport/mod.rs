@@ -39,6 +39,11 @@ pub enum TransportError {
     Invalid(String),
     #[error("the {0} transport is not yet supported by kopeo")]
     Unsupported(&'static str),
+    #[error("{operation} in the {transport} transport is not yet supported by kopeo")]
+    UnsupportedOperation {
+        transport: &'static str,
+        operation: &'static str,
+    },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("blob {digest}: content digest {actual} does not match")]
@@ -300,6 +305,51 @@ pub async fn open_source(
 /// allows (a manifest HEAD for a registry).
 pub async fn current_digest(reference: &ImageReference, opts: &OpenOptions) -> Result<Option<Digest>, TransportError> {
     open_source(reference, opts).await?.current_digest().await
+}
+
+/// Tags listed for `list-tags`: a repository's (with its name), or an
+/// archive's images' (no repository).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagList {
+    pub repository: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// The tags of a registry repository (`repository` has no tag or digest).
+pub async fn list_repository_tags(
+    repository: &crate::reference::DockerReference,
+    opts: &OpenOptions,
+) -> Result<TagList, TransportError> {
+    let tags = opts.client(repository.domain())?.list_tags(repository.path()).await?;
+    Ok(TagList {
+        repository: Some(repository.name()),
+        tags,
+    })
+}
+
+/// The tags of the images an archive holds (`docker-archive:`).
+pub async fn list_archive_tags(reference: &ImageReference) -> Result<TagList, TransportError> {
+    match reference {
+        ImageReference::DockerArchive { path, .. } => Ok(TagList {
+            repository: None,
+            tags: docker_archive::list_tags(path).await?,
+        }),
+        other => Err(TransportError::UnsupportedOperation {
+            transport: other.transport(),
+            operation: "listing tags",
+        }),
+    }
+}
+
+/// Delete the image `reference` names, where its transport can.
+pub async fn delete(reference: &ImageReference, opts: &OpenOptions) -> Result<(), TransportError> {
+    match reference {
+        ImageReference::Docker(r) => docker::delete(r, opts.client(r.domain())?.as_ref()).await,
+        other => Err(TransportError::UnsupportedOperation {
+            transport: other.transport(),
+            operation: "deleting images",
+        }),
+    }
 }
 
 /// Open `reference` for writing.

@@ -1,6 +1,7 @@
-//! Challenge-driven registry authentication: `WWW-Authenticate` parsing,
-//! bearer token exchange (GET, and OAuth2 POST for refresh tokens) and a
-//! token cache keyed by scope set.
+//! How a registry wants credentials presented: `WWW-Authenticate`
+//! challenges, bearer token exchange (GET, and OAuth2 POST for refresh
+//! tokens) and a token cache keyed by scope set. Finding the user's
+//! credentials is `crate::auth`'s.
 
 use super::RegistryError;
 use crate::auth::Credentials;

@@ -3,10 +3,11 @@
 //! well-formed, and keep the namespace's
 //! rendered auth.json as a `kubernetes.io/dockerconfigjson` pull Secret.
 
-use super::condition::{Condition, set};
-use super::controller::{Context, Error, Read, now, render_namespace};
-use super::credentials;
-use super::registry_credential::RegistryCredential;
+use crate::operator::condition::{Condition, set};
+use crate::operator::context::{Context, Error, now};
+use crate::operator::credential_cache::{Read, render_namespace};
+use crate::operator::registry_credential::RegistryCredential;
+use crate::operator::registry_credential::render as credentials;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -14,7 +15,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 
-pub(super) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let mut found = vec![];

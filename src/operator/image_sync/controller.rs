@@ -3,22 +3,20 @@
 //! operator's global concurrency limit, with progress in status at a
 //! bounded rate; a spec change or deletion cancels the sync.
 
-use super::condition::is_true;
-use super::controller::{
-    Context, Error, Read, announce, backoff, failure_wait, now, remember, remembered, render_namespace,
-};
-use super::image_sync::ImageSync;
-use super::image_sync_reconcile::{reconcile, syncing};
-use super::progress::{SyncProgress, SyncTally};
-use super::running::{Reporting, status_patch, supervise};
-use kube::api::{Patch, PatchParams};
+use crate::operator::condition::is_true;
+use crate::operator::context::{Context, Error, now};
+use crate::operator::image_sync::ImageSync;
+use crate::operator::image_sync::reconcile::{reconcile, syncing};
+use crate::operator::memory::{backoff, failure_wait, remember, remembered};
+use crate::operator::progress::{SyncProgress, SyncTally};
+use crate::operator::supervise::{Ran, Reporting, finish, run_supervised};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = s.namespace().unwrap_or_else(|| "default".into());
     let name = s.name_any();
     let interval = s
@@ -43,7 +41,7 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         .then(|| st.last_sync_time.as_deref().and_then(crate::timestamp::parse_rfc3339))
         .flatten()
         .map(|last| Duration::from_secs((crate::timestamp::now_unix() - last).max(0) as u64));
-    let wait = if let Some(left) = failure_wait(&ctx, &key, generation) {
+    let wait = if let Some(left) = failure_wait(&ctx, &ns, &key, generation) {
         Some(left)
     } else if let Some(since) = synced_here {
         interval.checked_sub(since)
@@ -56,12 +54,6 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     if let Some(left) = wait.filter(|w| !w.is_zero()) {
         return Ok(Action::requeue(left.max(Duration::from_secs(1))));
     }
-    let Ok(_permit) = ctx.work.acquire().await else {
-        return Ok(Action::requeue(Duration::from_secs(5)));
-    };
-    let rendered = render_namespace(&ctx, &ns, Read::Cached).await?;
-    ctx.metrics.in_flight.inc();
-    let started = std::time::Instant::now();
     let api: Api<ImageSync> = Api::namespaced(ctx.client.clone(), &ns);
     let tally = Arc::new(SyncTally::default());
     let counter = tally.clone();
@@ -77,30 +69,34 @@ pub(super) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         },
     };
     let at = now();
-    let outcome = supervise(&api, &*s, reporting, reconcile(&s, &rendered, &at, Some(on_done))).await;
-    ctx.metrics.in_flight.dec();
-    let mut status = match outcome {
-        Ok(st) => st,
-        Err(why) => {
-            tracing::info!(imagesync = %name, why, "sync cancelled");
-            ctx.metrics
-                .record("ImageSync", "cancelled", started.elapsed().as_secs_f64(), 0);
-            return Ok(Action::await_change());
-        }
+    let run = run_supervised(&ctx, &api, &*s, "ImageSync", reporting, |rendered| {
+        let (s, at) = (s.clone(), at.clone());
+        async move { reconcile(&s, &rendered, &at, Some(on_done)).await }
+    })
+    .await?;
+    let (mut status, took) = match run {
+        Ran::Busy => return Ok(Action::requeue(Duration::from_secs(5))),
+        Ran::Cancelled => return Ok(Action::await_change()),
+        Ran::Done(st, took) => (st, took),
     };
     // A plan that could not be made fails as much as an image that could not be copied.
     let failed = !is_true(&status.conditions, "Ready");
     let result = if failed { "failed" } else { "synced" };
-    ctx.metrics
-        .record("ImageSync", result, started.elapsed().as_secs_f64(), 0);
+    ctx.metrics.record("ImageSync", result, took.as_secs_f64(), 0);
     status.next_sync_time = Some(crate::timestamp::format_unix(
         crate::timestamp::now_unix() + interval.as_secs() as i64,
     ));
-    let patch = status_patch(s.status.as_ref(), &status, &["progress"])?;
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
-    let before = s.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    announce(&ctx, &s.object_ref(&()), before, &status.conditions, "Sync").await?;
+    finish(
+        &ctx,
+        &api,
+        &*s,
+        s.status.as_ref(),
+        &status,
+        |st| &st.conditions,
+        &["progress"],
+        "Sync",
+    )
+    .await?;
     remember(&ctx, &*s, !failed);
     if let Some(wait) = backoff(&ctx, &key, generation, failed) {
         return Ok(Action::requeue(wait.min(interval)));

@@ -3,10 +3,10 @@
 //! reconcile code as the controllers. Secrets come from the same manifests.
 
 use super::condition::{Condition, set};
-use super::credentials::Rendered;
 use super::image_copy::ImageCopy;
-use super::image_copy_reconcile::{CopyEnv, reconcile};
+use super::image_copy::reconcile::{CopyEnv, reconcile};
 use super::image_sync::ImageSync;
+use super::registry_credential::render::Rendered;
 use super::registry_credential::{RegistryCredential, RegistryCredentialStatus};
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
@@ -98,7 +98,7 @@ fn render(
             .iter()
             .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name)
     };
-    let rendered = Rendered::new(creds.iter().copied(), secret)?;
+    let rendered = Rendered::new(creds.iter().copied(), secret);
     for (c, (name, verdict)) in creds.iter().zip(&rendered.verdicts) {
         let generation = c.metadata.generation;
         let (status, reason, message) = match verdict {
@@ -172,7 +172,7 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String>
             ));
         }
         for s in m.syncs.iter().filter(|s| s.namespace().as_deref() == Some(ns.as_str())) {
-            let st = super::image_sync_reconcile::reconcile(s, &rendered, now, None).await;
+            let st = super::image_sync::reconcile::reconcile(s, &rendered, now, None).await;
             statuses.push((
                 "ImageSync".into(),
                 ns.clone(),

@@ -2,10 +2,10 @@
 //! `kopeo run`. It copies when the spec changed or the source tag moved,
 //! and reports kstatus conditions; nothing secret goes into the status.
 
-use super::condition::{Condition, is_true, set};
-use super::image_copy::{ImageCopy, ImageCopyStatus};
-use super::progress::CopyProgress;
 use crate::copy;
+use crate::operator::condition::{Condition, is_true, set};
+use crate::operator::image_copy::{ImageCopy, ImageCopyStatus};
+use crate::operator::progress::CopyProgress;
 use crate::reference::ImageReference;
 use crate::transport::{self, OpenOptions};
 use kube::ResourceExt;
@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub struct CopyEnv {
     pub src: OpenOptions,
     pub dest: OpenOptions,
-    pub local: super::local_access::LocalAccess,
+    pub local: crate::operator::local_access::LocalAccess,
 }
 
 fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {

@@ -1,10 +1,10 @@
 //! Reconciling one ImageSync: plan and run the sync with the engine's sync
 //! code (the same function serves the controller and `kopeo run`).
 
-use super::condition::{Condition, set};
-use super::credentials::Rendered;
-use super::image_sync::{ImageSync, ImageSyncStatus, SyncFailure};
-use super::progress::SyncProgress;
+use crate::operator::condition::{Condition, set};
+use crate::operator::image_sync::{ImageSync, ImageSyncStatus, SyncFailure};
+use crate::operator::progress::SyncProgress;
+use crate::operator::registry_credential::render::Rendered;
 use crate::sync::{self, Action, SyncOptions};
 use std::collections::BTreeMap;
 
@@ -61,7 +61,11 @@ pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str, on_done: Option<s
     };
     let sel = &s.spec.selection;
     if sel.is_empty() {
-        fail(&mut st, "InvalidSpec", super::image_sync::SELECT_SOMETHING.into());
+        fail(
+            &mut st,
+            "InvalidSpec",
+            crate::operator::image_sync::SELECT_SOMETHING.into(),
+        );
         return st;
     }
     let cfg = sync::config::RegistryConfig {

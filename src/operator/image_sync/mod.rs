@@ -1,6 +1,9 @@
 //! ImageSync: keep a set of repositories mirrored, like `kopeo sync --src yaml`.
 
-use super::condition::Condition;
+pub(crate) mod controller;
+pub mod reconcile;
+
+use crate::operator::condition::Condition;
 use crate::options::CopySettings;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -138,5 +141,5 @@ pub struct ImageSyncStatus {
     pub next_sync_time: Option<String>,
     /// How far the running sync has got; absent when no sync runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<super::progress::SyncProgress>,
+    pub progress: Option<crate::operator::progress::SyncProgress>,
 }

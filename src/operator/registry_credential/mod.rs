@@ -2,7 +2,10 @@
 //! from a Secret in the same namespace, rendered with the namespace's other
 //! credentials into one auth.json.
 
-use super::condition::Condition;
+pub(crate) mod controller;
+pub mod render;
+
+use crate::operator::condition::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

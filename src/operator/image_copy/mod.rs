@@ -1,6 +1,9 @@
 //! ImageCopy: copy one image, and copy it again when the source tag moves.
 
-use super::condition::Condition;
+pub(crate) mod controller;
+pub mod reconcile;
+
+use crate::operator::condition::Condition;
 use crate::options::CopySettings;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -78,5 +81,5 @@ pub struct ImageCopyStatus {
     pub message: String,
     /// How far the running copy has got; absent when no copy runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<super::progress::CopyProgress>,
+    pub progress: Option<crate::operator::progress::CopyProgress>,
 }

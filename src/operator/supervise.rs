@@ -1,8 +1,13 @@
-//! While a copy or a sync runs: its progress written to status at a bounded
-//! rate, and its cancellation when the resource's spec changes or the
-//! resource goes away. Shared by the ImageCopy and ImageSync controllers.
+//! The run of a copy or a sync, as both controllers do it: a permit of the
+//! global concurrency limit, the namespace's credentials, the in-flight
+//! metric; progress written to status at a bounded rate; cancellation when
+//! the resource's spec changes or it goes away; then the status patch and
+//! the Event. Each kind adds only what is its own (what to run, when next).
 
-use super::controller::Error;
+use super::condition::Condition;
+use super::context::{Context, Error};
+use super::credential_cache::{Read, render_namespace};
+use super::registry_credential::render::Rendered;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
@@ -19,6 +24,79 @@ pub(super) struct Reporting<S, F> {
     pub every: Duration,
     pub snapshot: S,
     pub patch: F,
+}
+
+/// How a supervised run ended.
+pub(crate) enum Ran<T> {
+    /// No permit could be had (the limit is never closed; were it, try later).
+    Busy,
+    /// The resource changed or went away: the run was dropped.
+    Cancelled,
+    /// It finished with this result, after this long.
+    Done(T, Duration),
+}
+
+/// Run `work` for `obj` as every copy and sync runs: within the global
+/// concurrency limit, with the namespace's credentials (read from the
+/// cache), counted in flight, its progress reported and its cancellation
+/// watched. A cancelled run is recorded in the metrics as `kind`/cancelled.
+pub(crate) async fn run_supervised<K, P, T, S, F, Fut>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    kind: &'static str,
+    reporting: Reporting<S, F>,
+    work: impl FnOnce(Rendered) -> Fut,
+) -> Result<Ran<T>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+    P: PartialEq,
+    S: Fn() -> Option<P>,
+    F: Fn(&P, bool) -> Value,
+    Fut: Future<Output = T>,
+{
+    let Ok(_permit) = ctx.work.acquire().await else {
+        return Ok(Ran::Busy);
+    };
+    let ns = obj.namespace().unwrap_or_else(|| "default".into());
+    let rendered = render_namespace(ctx, &ns, Read::Cached).await?;
+    ctx.metrics.in_flight.inc();
+    let started = std::time::Instant::now();
+    let outcome = supervise(api, obj, reporting, work(rendered)).await;
+    ctx.metrics.in_flight.dec();
+    Ok(match outcome {
+        Ok(t) => Ran::Done(t, started.elapsed()),
+        Err(why) => {
+            tracing::info!(kind, name = %obj.name_any(), why, "run cancelled");
+            ctx.metrics
+                .record(kind, "cancelled", started.elapsed().as_secs_f64(), 0);
+            Ran::Cancelled
+        }
+    })
+}
+
+/// Write `new` as `obj`'s status (clearing `clear` and what `new` dropped)
+/// and publish an Event if its Ready condition changed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn finish<K, St>(
+    ctx: &Context,
+    api: &Api<K>,
+    obj: &K,
+    old: Option<&St>,
+    new: &St,
+    conditions: impl Fn(&St) -> &[Condition],
+    clear: &[&str],
+    action: &str,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    St: serde::Serialize,
+{
+    let patch = status_patch(old, new, clear)?;
+    api.patch_status(&obj.name_any(), &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    let before = old.map(&conditions).unwrap_or_default();
+    super::events::announce(ctx, &obj.object_ref(&()), before, conditions(new), action).await
 }
 
 /// Run `work` for `obj`, writing its progress meanwhile; `Err` says why it

@@ -1,15 +1,15 @@
 //! Rendering a namespace's RegistryCredentials and their Secrets into one
 //! auth.json (what the copies use), and judging each credential's Secret.
 
-use super::registry_credential::RegistryCredential;
+use crate::operator::registry_credential::RegistryCredential;
 use crate::reference::ImageReference;
+use crate::registry::TlsMaterial;
 use crate::transport::OpenOptions;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use serde_json::{Map, Value, json};
-use std::path::PathBuf;
 
 /// Why a credential cannot be used (the condition reason and a message; never the secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,15 +103,15 @@ pub fn secret_names(cred: &RegistryCredential) -> Vec<String> {
     .collect()
 }
 
-/// TLS material from a credential's Secrets, as certs.d files: a CA
-/// (`ca.crt` of `caSecretRef`) and a client pair (`tls.crt`/`tls.key` of
-/// the `kubernetes.io/tls` Secret `clientCertSecretRef`).
-pub fn tls_files<'a>(
+/// TLS material from a credential's Secrets: a CA (`ca.crt` of
+/// `caSecretRef`) and a client pair (`tls.crt`/`tls.key` of the
+/// `kubernetes.io/tls` Secret `clientCertSecretRef`).
+pub fn tls_material<'a>(
     cred: &RegistryCredential,
     secret: impl Fn(&str) -> Option<&'a Secret>,
-) -> Result<Vec<(String, Vec<u8>)>, CredentialProblem> {
+) -> Result<Option<TlsMaterial>, CredentialProblem> {
     let Some(tls) = &cred.spec.tls else {
-        return Ok(vec![]);
+        return Ok(None);
     };
     let find = |name: &str| {
         secret(name).ok_or_else(|| CredentialProblem {
@@ -130,18 +130,15 @@ pub fn tls_files<'a>(
                 message: format!("Secret {name:?} has no {k} key"),
             })
     };
-    // Named after the credential: several credentials may share a host.
-    let stem = cred.name_any();
-    let mut files = vec![];
+    let mut m = TlsMaterial::default();
     if let Some(r) = &tls.ca_secret_ref {
-        files.push((format!("{stem}.crt"), key(find(&r.name)?, &r.name, "ca.crt")?));
+        m.roots.push(key(find(&r.name)?, &r.name, "ca.crt")?);
     }
     if let Some(r) = &tls.client_cert_secret_ref {
         let s = find(&r.name)?;
-        files.push((format!("{stem}.cert"), key(s, &r.name, "tls.crt")?));
-        files.push((format!("{stem}.key"), key(s, &r.name, "tls.key")?));
+        m.client = Some((key(s, &r.name, "tls.crt")?, key(s, &r.name, "tls.key")?));
     }
-    Ok(files)
+    Ok((m != TlsMaterial::default()).then_some(m))
 }
 
 /// Whether `cred` can be used: its Secrets exist and are well-formed.
@@ -151,7 +148,7 @@ pub fn verdict<'a>(
 ) -> Result<(), CredentialProblem> {
     let auth = cred.spec.secret_ref.as_ref().and_then(|r| secret(&r.name));
     entries(cred, auth)?;
-    tls_files(cred, secret).map(|_| ())
+    tls_material(cred, secret).map(|_| ())
 }
 
 /// The auth.json document for a set of credential entries.
@@ -159,14 +156,13 @@ pub fn auth_json(entries: Map<String, Value>) -> Value {
     json!({ "auths": entries })
 }
 
-/// A namespace's credentials rendered for copies: an auth.json in a private
-/// temporary directory, and the registries to reach without TLS checks.
+/// A namespace's credentials rendered for copies, in memory: one auth.json
+/// document, the registries to reach without TLS checks, and the CA and
+/// client certificates per registry host. Nothing is written to disk.
 pub struct Rendered {
-    _dir: tempfile::TempDir,
-    authfile: PathBuf,
+    auth: std::sync::Arc<crate::auth::AuthFile>,
     insecure: Vec<String>,
-    /// certs.d-style directories by registry host.
-    cert_dirs: std::collections::HashMap<String, PathBuf>,
+    tls: std::collections::HashMap<String, std::sync::Arc<TlsMaterial>>,
     /// The merged auth.json document (also kept as a pull Secret).
     pub document: Value,
     /// Each credential's verdict, by name.
@@ -180,14 +176,10 @@ impl Rendered {
     pub fn new<'a>(
         creds: impl IntoIterator<Item = &'a RegistryCredential>,
         secret: impl Fn(&str) -> Option<&'a Secret>,
-    ) -> Result<Rendered, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("kopeo-auth-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
+    ) -> Rendered {
         let mut all = Map::new();
         let mut insecure = vec![];
-        let mut cert_dirs = std::collections::HashMap::new();
+        let mut tls: std::collections::HashMap<String, TlsMaterial> = Default::default();
         let mut verdicts = vec![];
         let mut owners = vec![];
         for c in creds {
@@ -196,17 +188,17 @@ impl Rendered {
             }
             let host = c.spec.registry.split('/').next().unwrap_or_default().to_string();
             let found = c.spec.secret_ref.as_ref().and_then(|r| secret(&r.name));
-            let verdict = entries(c, found).and_then(|e| Ok((e, tls_files(c, &secret)?)));
+            let verdict = entries(c, found).and_then(|e| Ok((e, tls_material(c, &secret)?)));
             let verdict = match verdict {
-                Ok((e, files)) => {
+                Ok((e, material)) => {
                     all.extend(e);
-                    if !files.is_empty() {
-                        let certs = dir.path().join("certs.d").join(&host);
-                        std::fs::create_dir_all(&certs).map_err(|e| e.to_string())?;
-                        for (name, bytes) in files {
-                            std::fs::write(certs.join(name), bytes).map_err(|e| e.to_string())?;
+                    if let Some(m) = material {
+                        // Several credentials may name one host: their certificates add up.
+                        let t = tls.entry(host.clone()).or_default();
+                        t.roots.extend(m.roots);
+                        if m.client.is_some() {
+                            t.client = m.client;
                         }
-                        cert_dirs.insert(host.clone(), certs);
                     }
                     Ok(())
                 }
@@ -218,30 +210,28 @@ impl Rendered {
             }
         }
         let document = auth_json(all);
-        let authfile = dir.path().join("auth.json");
-        let mut f = crate::auth::AuthFile::empty(&authfile);
-        f.replace_all(document.clone());
-        f.save().map_err(|e| e.to_string())?;
-        Ok(Rendered {
-            _dir: dir,
-            authfile,
+        Rendered {
+            auth: std::sync::Arc::new(crate::auth::AuthFile::from_document(
+                "RegistryCredentials",
+                document.clone(),
+            )),
             insecure,
-            cert_dirs,
+            tls: tls.into_iter().map(|(h, m)| (h, std::sync::Arc::new(m))).collect(),
             document,
             verdicts,
             owners,
-        })
+        }
     }
 
     /// Open options for one side of a copy whose reference is `reference`.
     pub fn side(&self, reference: &str) -> OpenOptions {
         let mut o = OpenOptions::default();
-        o.registry.auth.authfile = Some(self.authfile.clone());
+        o.registry.auth.inline = Some(self.auth.clone());
         if let Ok(ImageReference::Docker(d)) = reference.parse::<ImageReference>() {
             if self.insecure.iter().any(|h| h == d.domain()) {
                 o.registry.tls.verify = Some(false);
             }
-            o.registry.tls.cert_dir = self.cert_dirs.get(d.domain()).cloned();
+            o.registry.tls.material = self.tls.get(d.domain()).cloned();
         }
         o
     }

@@ -1,0 +1,95 @@
+//! What every reconcile shares: the client, metrics, the Event recorder,
+//! the concurrency limit, the per-resource memory and the credential
+//! caches; how the operator runs (its options); why a reconcile failed.
+
+use super::credential_cache::CredentialCache;
+use super::local_access::LocalAccess;
+use super::memory::Memory;
+use super::metrics::Metrics;
+use kube::Client;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Recorder;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a reconcile failed (shown in logs; status carries the user-facing reason).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Render(String),
+}
+
+/// Where the leader-election Lease lives.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub lease: String,
+}
+
+/// How the operator runs.
+#[derive(Clone)]
+pub struct OperatorOptions {
+    /// Reconciles (copies) running at once across all resources.
+    pub concurrency: u16,
+    /// This replica's identity (Events, the Lease holder).
+    pub instance: String,
+    /// Run the controllers only while holding this Lease.
+    pub leader_election: Option<LeaderElection>,
+    /// Where metrics and readiness are recorded.
+    pub metrics: Arc<Metrics>,
+    /// Write a running copy's progress to status at most this often.
+    pub progress_interval: Duration,
+    /// Watch only these namespaces (all when empty).
+    pub namespaces: Vec<String>,
+    /// Which local transports ImageCopy may use (registries only by default).
+    pub local: LocalAccess,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        OperatorOptions {
+            concurrency: 4,
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| "kopeo".into()),
+            leader_election: None,
+            metrics: Arc::default(),
+            progress_interval: Duration::from_secs(10),
+            namespaces: vec![],
+            local: LocalAccess::RegistriesOnly,
+        }
+    }
+}
+
+/// Shared by all reconciles.
+pub struct Context {
+    pub(crate) client: Client,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) recorder: Recorder,
+    /// Per resource: failures (for backoff) and when it was last brought up to date.
+    pub(crate) memory: Memory,
+    pub(crate) progress_interval: Duration,
+    /// Copies and syncs running at once, across every controller and namespace.
+    pub(crate) work: tokio::sync::Semaphore,
+    /// RegistryCredential caches (one per watched scope).
+    pub(crate) credentials: std::sync::RwLock<Vec<CredentialCache>>,
+    /// Which local transports ImageCopy may use.
+    pub(crate) local: LocalAccess,
+}
+
+pub(crate) fn now() -> String {
+    crate::timestamp::now_rfc3339()
+}
+
+pub(crate) fn error_policy<K>(_: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %e, "reconcile failed");
+    let reason = match e {
+        Error::Kube(_) => "KubernetesApi",
+        Error::Render(_) => "CredentialRendering",
+    };
+    ctx.metrics
+        .errors
+        .get_or_create(&super::metrics::Reason { reason: reason.into() })
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}
