@@ -43,17 +43,6 @@ impl Compression {
         }
     }
 
-    /// Parse `--dest-compress-format`.
-    pub fn parse(s: &str) -> Result<Compression, String> {
-        match s {
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" => Ok(Compression::Zstd),
-            // zstd:chunked adds a seekable table of contents; kopeo writes plain zstd, which every reader accepts.
-            "zstd:chunked" => Ok(Compression::Zstd),
-            other => Err(format!("unsupported compression format {other:?}: use gzip or zstd")),
-        }
-    }
-
     /// The layer media type for this compression in a manifest of type `manifest`.
     pub fn layer_media_type(self, manifest: &str) -> &'static str {
         match (manifest, self) {

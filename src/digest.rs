@@ -23,12 +23,22 @@ pub enum Algorithm {
 }
 
 impl std::str::FromStr for Algorithm {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, DigestError> {
         match s {
             "sha256" => Ok(Algorithm::Sha256),
             "sha512" => Ok(Algorithm::Sha512),
-            other => Err(format!("unsupported digest algorithm {other:?}: use sha256 or sha512")),
+            other => Err(DigestError::Algorithm(other.to_string())),
+        }
+    }
+}
+
+impl Algorithm {
+    fn from_digest_prefix(alg: &str, whole: &str) -> Result<Algorithm, DigestError> {
+        match alg.parse() {
+            Ok(a) => Ok(a),
+            Err(e) if !alg.is_empty() && alg.chars().all(|c| c.is_ascii_alphanumeric() || "+.-_".contains(c)) => Err(e),
+            Err(_) => Err(DigestError::Format(whole.to_string())),
         }
     }
 }
@@ -96,14 +106,7 @@ impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (alg, hex) = s.split_once(':').ok_or_else(|| DigestError::Format(s.to_string()))?;
-        let algorithm = match alg {
-            "sha256" => Algorithm::Sha256,
-            "sha512" => Algorithm::Sha512,
-            a if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "+.-_".contains(c)) => {
-                return Err(DigestError::Algorithm(a.to_string()));
-            }
-            _ => return Err(DigestError::Format(s.to_string())),
-        };
+        let algorithm = Algorithm::from_digest_prefix(alg, s)?;
         if hex.len() != algorithm.hex_len() || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DigestError::Encoding(s.to_string()));
         }

@@ -10,16 +10,21 @@ use std::time::Duration;
 #[serde(try_from = "String", into = "String")]
 pub struct GoDuration(pub Duration);
 
+/// A string that is not a Go-style duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {0:?} (examples: 500ms, 2s, 1m30s)")]
+pub struct InvalidDuration(pub String);
+
 impl std::str::FromStr for GoDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidDuration;
+    fn from_str(s: &str) -> Result<Self, InvalidDuration> {
         parse_duration(s).map(GoDuration)
     }
 }
 
 impl TryFrom<String> for GoDuration {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = InvalidDuration;
+    fn try_from(s: String) -> Result<Self, InvalidDuration> {
         s.parse()
     }
 }
@@ -54,8 +59,8 @@ impl schemars::JsonSchema for GoDuration {
 }
 
 /// Parse a Go-style duration (`1s`, `500ms`, `1m30s`, a bare number of seconds is refused as in Go).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?} (examples: 500ms, 2s, 1m30s)");
+pub fn parse_duration(s: &str) -> Result<Duration, InvalidDuration> {
+    let bad = || InvalidDuration(s.to_string());
     if s == "0" {
         return Ok(Duration::ZERO);
     }
@@ -86,7 +91,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total += n * mult;
         rest = &rest[unit_end..];
     }
-    Ok(Duration::from_secs_f64(total))
+    // A duration beyond Duration's range is refused, not a panic.
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -101,6 +107,10 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("").is_err());
         assert!(parse_duration("3x").is_err());
+        assert_eq!(
+            parse_duration("99999999999999999999999h"),
+            Err(InvalidDuration("99999999999999999999999h".into()))
+        );
         for d in ["500ms", "2s", "90s"] {
             assert_eq!(String::from(d.parse::<GoDuration>().unwrap()), d);
         }

@@ -177,9 +177,14 @@ impl Manifest {
     }
 }
 
+/// A string that is not `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/arm64")]
+pub struct InvalidPlatform(pub String);
+
 impl Platform {
     /// Parse `os/arch[/variant]`, e.g. `linux/arm64/v8`.
-    pub fn parse(s: &str) -> Result<Platform, String> {
+    pub fn parse(s: &str) -> Result<Platform, InvalidPlatform> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
@@ -188,9 +193,7 @@ impl Platform {
                 variant: parts.get(2).filter(|v| !v.is_empty()).map(|v| v.to_string()),
                 ..Platform::default()
             }),
-            _ => Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/arm64"
-            )),
+            _ => Err(InvalidPlatform(s.to_string())),
         }
     }
 

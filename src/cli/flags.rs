@@ -36,26 +36,61 @@ impl RetryFlags {
     }
 }
 
+/// Why one side's credential flags were refused; `side` is `--src`,
+/// `--dest`, or empty for a command with one image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialFlagError {
+    #[error("{}only one of --creds, --username/--password and --registry-token may be given", lead(.side))]
+    SeveralKinds { side: &'static str },
+    #[error("{}--creds must not be empty", lead(.side))]
+    EmptyCreds { side: &'static str },
+    #[error("{}--username and --password must be given together", lead(.side))]
+    HalfBasic { side: &'static str },
+    #[error("{}--no-creds cannot be combined with credentials", lead(.side))]
+    NoCredsWithCredentials { side: &'static str },
+}
+
+/// `side` as the start of a message.
+fn lead(side: &str) -> String {
+    if side.is_empty() {
+        String::new()
+    } else {
+        format!("{side}: ")
+    }
+}
+
+/// The side a flag prefix (`--src-`, `--dest-`, `--`) names.
+fn side_name(prefix: &'static str) -> &'static str {
+    match prefix.strip_suffix('-') {
+        Some("-") | None => "",
+        Some(side) => side,
+    }
+}
+
+impl From<CredentialFlagError> for super::CliError {
+    fn from(e: CredentialFlagError) -> Self {
+        super::CliError::new(e.to_string())
+    }
+}
+
 /// Build credentials from `--creds`, `--username/--password`, `--registry-token`.
 fn explicit_creds(
     creds: &Option<String>,
     user: &Option<String>,
     pass: &Option<String>,
     token: &Option<String>,
-    side: &str,
-) -> Result<Option<Credentials>, String> {
+    side: &'static str,
+) -> Result<Option<Credentials>, CredentialFlagError> {
     let n = [creds.is_some(), user.is_some() || pass.is_some(), token.is_some()]
         .iter()
         .filter(|x| **x)
         .count();
     if n > 1 {
-        return Err(format!(
-            "{side}: only one of --creds, --username/--password and --registry-token may be given"
-        ));
+        return Err(CredentialFlagError::SeveralKinds { side });
     }
     if let Some(c) = creds {
         if c.is_empty() {
-            return Err(format!("{side}: --creds must not be empty"));
+            return Err(CredentialFlagError::EmptyCreds { side });
         }
         return Ok(Some(Credentials::from_creds_flag(c)));
     }
@@ -67,7 +102,7 @@ fn explicit_creds(
             }));
         }
         (Some(_), None) | (None, Some(_)) => {
-            return Err(format!("{side}: --username and --password must be given together"));
+            return Err(CredentialFlagError::HalfBasic { side });
         }
         _ => {}
     }
@@ -115,7 +150,7 @@ macro_rules! image_flags {
             /// Engine options for this side; `authfile` is the shared
             /// `--authfile`, `tls_verify` a deprecated `--tls-verify` that
             /// applies where this side gives none.
-            pub fn open_options_with(&self, authfile: &Option<PathBuf>, retry: RetryOptions, tls_verify: Option<bool>) -> Result<OpenOptions, String> {
+            pub fn open_options_with(&self, authfile: &Option<PathBuf>, retry: RetryOptions, tls_verify: Option<bool>) -> Result<OpenOptions, CredentialFlagError> {
                 let mut o = self.open_options(authfile, retry)?;
                 if o.registry.tls.verify.is_none() {
                     o.registry.tls.verify = tls_verify;
@@ -124,11 +159,11 @@ macro_rules! image_flags {
             }
 
             /// Engine options for this side; `authfile` is the shared `--authfile`.
-            pub fn open_options(&self, authfile: &Option<PathBuf>, retry: RetryOptions) -> Result<OpenOptions, String> {
-                let side = concat!("--", $prefix);
-                let explicit = explicit_creds(&self.creds, &self.username, &self.password, &self.registry_token, side.trim_end_matches('-'))?;
+            pub fn open_options(&self, authfile: &Option<PathBuf>, retry: RetryOptions) -> Result<OpenOptions, CredentialFlagError> {
+                let side = side_name(concat!("--", $prefix));
+                let explicit = explicit_creds(&self.creds, &self.username, &self.password, &self.registry_token, side)?;
                 if self.no_creds && explicit.is_some() {
-                    return Err(format!("{}: --no-creds cannot be combined with credentials", side.trim_end_matches('-')));
+                    return Err(CredentialFlagError::NoCredsWithCredentials { side });
                 }
                 Ok(OpenOptions {
                     registry: RegistryOptions {

@@ -153,16 +153,12 @@ struct OperatorArgs {
     #[arg(long = "watch-namespaces", value_name = "NAMESPACES", value_delimiter = ',')]
     watch_namespaces: Vec<String>,
     /// Write a running copy's progress to its status at most this often
-    #[arg(long = "progress-interval", default_value = "10s", value_parser = parse_go_duration)]
+    #[arg(long = "progress-interval", default_value = "10s", value_parser = flags::parse_duration)]
     progress_interval: std::time::Duration,
     /// Let ImageCopy use oci:, oci-archive:, dir: and docker-archive: with
     /// paths relative to DIR/<namespace>/ (default: registries only)
     #[arg(long = "local-storage", value_name = "DIR")]
     local_storage: Option<std::path::PathBuf>,
-}
-
-fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 /// `kopeo run`.
@@ -370,7 +366,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::Run(a) => {
             let (out, ready) = crate::operator::from_files::run(&a.files, &crate::timestamp::now_rfc3339())
                 .await
-                .map_err(CliError::new)?;
+                .map_err(|e| CliError::new(e.to_string()))?;
             print!("{out}");
             if ready {
                 Ok(())
@@ -385,7 +381,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
             operator(client, a).await
         }
         Command::Crd => {
-            let yaml = crate::operator::crd_yaml().map_err(CliError::new)?;
+            let yaml = crate::operator::crd_yaml().map_err(|e| CliError::new(format!("rendering the CRDs: {e}")))?;
             print!("{yaml}");
             Ok(())
         }

@@ -251,11 +251,10 @@ pub async fn copy_blob(
             }
             Err(e) if mismatch.load(Ordering::SeqCst) => {
                 tracing::debug!(error = %e, "blob failed verification");
-                return Err(TransportError::Invalid(format!(
-                    "blob {} from {} does not match its digest or size; nothing was committed",
-                    info.digest,
-                    src.describe()
-                )));
+                return Err(TransportError::CorruptSource {
+                    digest: info.digest.clone(),
+                    from: src.describe(),
+                });
             }
             // Only a failed upload is retried here: replayable requests and
             // interrupted downloads were retried by the registry client, so

@@ -188,7 +188,7 @@ pub fn transcode(
     if from == to {
         return Ok(input);
     }
-    let io = |e: std::io::Error| TransportError::Invalid(format!("compression stage: {e}"));
+    let io = TransportError::Codec;
     let mut stages = vec![];
     match from {
         Compression::None => {}

@@ -4,7 +4,7 @@
 
 use super::plan::target_type;
 use super::single::{caps, copy_single};
-use super::{CopyError, CopyOptions, ManifestFormat, MultiArch, ProgressEvent, Stats};
+use super::{CopyError, CopyOptions, DigestChange, ManifestFormat, MultiArch, ProgressEvent, Stats};
 use crate::digest::Digest;
 use crate::manifest::{self, ImageIndex, Manifest, Platform, is_list_type, media};
 use crate::transport::{ImageDestination, ImageSource};
@@ -32,10 +32,9 @@ pub fn platform_subset(index: &ImageIndex, platforms: &[Platform]) -> Result<Ima
     }
     if out.manifests.is_empty() {
         let wanted: Vec<String> = platforms.iter().map(ToString::to_string).collect();
-        return Err(CopyError::Unsupported(format!(
-            "the source list has none of the platforms {}",
-            wanted.join(", ")
-        )));
+        return Err(CopyError::NoWantedPlatform {
+            platforms: wanted.join(", "),
+        });
     }
     Ok(out)
 }
@@ -51,10 +50,9 @@ pub(super) async fn copy_list(
     stats: &Stats,
 ) -> Result<(Bytes, String), CopyError> {
     if !dst.supports_lists() {
-        return Err(CopyError::Unsupported(format!(
-            "{} cannot store a manifest list; copy one platform instead",
-            dst.describe()
-        )));
+        return Err(CopyError::ListNotStorable {
+            destination: dst.describe(),
+        });
     }
     let target = target_type(
         index.mime(),
@@ -88,10 +86,7 @@ pub(super) async fn copy_list(
             }
             let (ib, im) = src.manifest(Some(&desc.digest)).await?;
             if is_list_type(&im) {
-                return Err(CopyError::Unsupported(format!(
-                    "nested manifest list in {}",
-                    src.describe()
-                )));
+                return Err(CopyError::NestedList { image: src.describe() });
             }
             let (nb, nm) = copy_single(src, dst, ib, &im, true, &instance_opts, stats).await?;
             desc.digest = Digest::sha256_of(&nb);
@@ -103,9 +98,7 @@ pub(super) async fn copy_list(
             if desc.media_type == media::DOCKER_V2S2 || desc.media_type == media::OCI_MANIFEST {
                 let want = instance_format.image_type();
                 if desc.media_type != want {
-                    return Err(CopyError::Unsupported(format!(
-                        "--multi-arch=index-only cannot convert the list's instances to {want}; copy with --all"
-                    )));
+                    return Err(CopyError::IndexOnlyConversion { to: want.to_string() });
                 }
             }
         }
@@ -118,10 +111,10 @@ pub(super) async fn copy_list(
         return Ok((bytes.clone(), target));
     }
     if opts.preserve_digests {
-        return Err(CopyError::Unsupported(format!(
-            "writing {} requires changing the manifest list, which changes its digest, but --preserve-digests was given",
-            dst.describe()
-        )));
+        return Err(CopyError::DigestWouldChange {
+            destination: dst.describe(),
+            change: DigestChange::List,
+        });
     }
     if target == media::DOCKER_LIST {
         out.annotations = None;

@@ -7,6 +7,7 @@
 
 mod blob;
 pub mod compress;
+mod error;
 mod layers;
 mod list;
 pub mod plan;
@@ -17,10 +18,11 @@ mod single;
 
 pub use blob::{BlobOutcome, copy_blob, prefetch, verify};
 pub use compress::Compression;
+pub use error::{CopyError, DigestChange};
 pub use list::platform_subset;
 
 use crate::digest::Digest;
-use crate::manifest::{self, Descriptor, Manifest, ManifestError, Platform, is_list_type, media};
+use crate::manifest::{self, Descriptor, Manifest, Platform, is_list_type, media};
 pub use crate::options::{CompressionSettings, ManifestFormat, MultiArch};
 use crate::reference::ImageReference;
 use crate::registry::RetryOptions;
@@ -110,31 +112,6 @@ impl CopyOptions {
     }
 }
 
-/// Why a copy failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CopyError {
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    /// No instance of the source's list is for the wanted platform.
-    #[error("{}: {source}", crate::skopeo_texts::choosing_from_list(image))]
-    NoInstance {
-        image: String,
-        #[source]
-        source: ManifestError,
-    },
-    #[error("{0}")]
-    Unsupported(String),
-}
-
-impl CopyError {
-    /// True when the source image does not exist (skopeo exits 2).
-    pub fn is_image_not_found(&self) -> bool {
-        matches!(self, CopyError::Transport(e) if e.is_image_not_found())
-    }
-}
-
 /// What a finished copy did.
 #[derive(Debug, Clone)]
 pub struct CopyReport {
@@ -210,7 +187,7 @@ pub async fn copy(
     let (bytes, mime) = src.manifest(None).await?;
     let (out, out_mime) = if is_list_type(&mime) {
         let Manifest::Index(index) = Manifest::parse(&bytes, &mime)? else {
-            return Err(CopyError::Unsupported(format!("{mime} is not a list")));
+            return Err(CopyError::NotAList(mime));
         };
         match opts.multi_arch {
             _ if !opts.platforms.is_empty() => {
@@ -239,7 +216,7 @@ pub async fn copy(
         // The blobs are in place: finish as any schema2 image (converted
         // further if the destination wants another format).
         let Manifest::Image(m) = Manifest::parse(&s2, &s2_mime)? else {
-            return Err(CopyError::Unsupported("schema1 conversion produced a list".into()));
+            return Err(CopyError::Schema1ToList);
         };
         let target = plan::target_type(
             &s2_mime,
@@ -285,10 +262,7 @@ pub async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8
     while let Some(chunk) = stream.next().await {
         buf.extend_from_slice(&chunk?);
         if buf.len() > 64 << 20 {
-            return Err(TransportError::Invalid(format!(
-                "config {} is larger than 64 MiB",
-                d.digest
-            )));
+            return Err(TransportError::ConfigTooLarge(d.digest.clone()));
         }
     }
     Ok(buf)

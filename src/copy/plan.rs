@@ -3,7 +3,7 @@
 //! (each once), and whether the result can keep the source's digest. Pure:
 //! it sees the manifest, what the destination accepts and the options.
 
-use super::{CopyError, CopyOptions};
+use super::{CopyError, CopyOptions, DigestChange};
 use crate::compression::Compression;
 use crate::digest::Digest;
 use crate::manifest::{ImageManifest, is_list_type, media};
@@ -103,11 +103,9 @@ pub fn target_type(
         .iter()
         .find(|t| is_list_type(t) == list)
         .map(|t| t.to_string())
-        .ok_or_else(|| {
-            CopyError::Unsupported(format!(
-                "{} accepts none of the manifest types kopeo can convert {src} to",
-                dst.name
-            ))
+        .ok_or_else(|| CopyError::NoAcceptedManifestType {
+            destination: dst.name.clone(),
+            from: src.to_string(),
         })
 }
 
@@ -144,24 +142,23 @@ pub fn plan_image(
         // Docker schema2 has no zstd layer type.
         let oci_ok = dst.manifest_types.is_empty() || dst.manifest_types.contains(&media::OCI_MANIFEST);
         if opts.format == Some(ManifestFormat::V2s2) || !oci_ok {
-            return Err(CopyError::Unsupported(
-                "zstd-compressed layers need an OCI manifest, but the destination or --format requires Docker schema2"
-                    .into(),
-            ));
+            return Err(CopyError::ZstdNeedsOci);
         }
         target = media::OCI_MANIFEST.to_string();
     }
     let changes_layers = changes.iter().any(Option::is_some);
     if opts.preserve_digests && (target != m.mime() || changes_layers) {
-        return Err(CopyError::Unsupported(format!(
-            "writing {} requires {}, which changes the image's digest, but --preserve-digests was given",
-            dst.name,
-            if target != m.mime() {
-                format!("converting the manifest from {} to {target}", m.mime())
+        return Err(CopyError::DigestWouldChange {
+            destination: dst.name.clone(),
+            change: if target != m.mime() {
+                DigestChange::ManifestType {
+                    from: m.mime().to_string(),
+                    to: target,
+                }
             } else {
-                "changing layer compression".to_string()
-            }
-        )));
+                DigestChange::LayerCompression
+            },
+        });
     }
     compression.preserve = opts.preserve_digests;
     let may_decompress = !opts.preserve_digests && compression.wanted(Compression::Gzip) == Compression::None;

@@ -49,10 +49,11 @@ pub fn finished_manifest(
                 && let Some(Some(want)) = diff_ids.get(i)
                 && *want != w.digest
             {
-                return Err(CopyError::Transport(TransportError::Invalid(format!(
-                    "layer {} decompresses to {}, but the image config says {want}",
-                    layer.digest, w.digest
-                ))));
+                return Err(CopyError::Transport(TransportError::DiffIdMismatch {
+                    layer: layer.digest.clone(),
+                    actual: w.digest.clone(),
+                    expected: want.clone(),
+                }));
             }
             layer.digest = w.digest.clone();
             layer.size = w.size as i64;

@@ -78,17 +78,16 @@ async fn copy_layer(
         .boxed();
     let (digest, size) = dst.put_blob_computed(media::DOCKER_LAYER_GZIP, stream).await?;
     if digest != *blob {
-        return Err(TransportError::Invalid(format!(
-            "schema1 layer {blob} arrived as {digest}"
-        )));
+        return Err(TransportError::Schema1LayerMismatch {
+            blob: blob.clone(),
+            actual: digest,
+        });
     }
     let decoder = tap.lock().unwrap_or_else(|p| p.into_inner()).take();
     let diff_id = match decoder.map(|d| d.finish()) {
         Some(Ok(sink)) if !failed.load(Ordering::SeqCst) => sink.0.finish(),
         _ => {
-            return Err(TransportError::Invalid(format!(
-                "schema1 layer {blob} is not valid gzip"
-            )));
+            return Err(TransportError::Schema1LayerNotGzip(blob.clone()));
         }
     };
     Ok((size, diff_id))
@@ -103,16 +102,11 @@ pub(super) async fn copy(
     stats: &Stats,
 ) -> Result<(Bytes, String), CopyError> {
     if opts.preserve_digests {
-        return Err(CopyError::Unsupported(format!(
-            "{} is a Docker schema1 image; kopeo converts it to schema2, which changes its digest, but --preserve-digests was given",
-            src.describe()
-        )));
+        return Err(CopyError::Schema1ChangesDigest { image: src.describe() });
     }
     let s1: Schema1 = serde_json::from_slice(bytes).map_err(manifest::ManifestError::from)?;
     if s1.fs_layers.len() != s1.history.len() || s1.fs_layers.is_empty() {
-        return Err(CopyError::Unsupported(
-            "schema1 manifest: fsLayers and history do not match".into(),
-        ));
+        return Err(CopyError::Schema1Inconsistent);
     }
     // Schema1 lists the top layer first.
     let mut layers = vec![];

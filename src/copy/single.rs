@@ -34,22 +34,19 @@ pub async fn copy_single(
     if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
         // Top-level schema1 images are converted (see schema1.rs); inside a
         // list there is no such thing in practice.
-        return Err(CopyError::Unsupported(format!(
-            "a list in {} names a Docker schema1 manifest; kopeo converts schema1 images copied on their own, not as instances of a list",
-            src.describe()
-        )));
+        return Err(CopyError::Schema1InList { image: src.describe() });
     }
     let Manifest::Image(m) = Manifest::parse(&bytes, mime)? else {
-        return Err(CopyError::Unsupported(format!(
-            "nested manifest list in {}",
-            src.describe()
-        )));
+        return Err(CopyError::NestedList { image: src.describe() });
     };
     let plan = plan_image(&m, &caps(dst), |d| src.layer_compression(d), opts)?;
     let diff_ids: Vec<Option<Digest>> = if plan.may_decompress {
         let config = read_config(src, &m.config).await?;
-        let v: serde_json::Value = serde_json::from_slice(&config)
-            .map_err(|e| TransportError::Invalid(format!("parsing config {}: {e}", m.config.digest)))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&config).map_err(|source| TransportError::MalformedConfig {
+                digest: m.config.digest.clone(),
+                source,
+            })?;
         let ids = v
             .pointer("/rootfs/diff_ids")
             .and_then(|x| x.as_array())

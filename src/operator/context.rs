@@ -17,8 +17,10 @@ use std::time::Duration;
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("{0}")]
-    Render(String),
+    #[error("rendering the namespace's auth.json: {0}")]
+    RenderCredentials(#[source] serde_json::Error),
+    #[error("encoding a status: {0}")]
+    EncodeStatus(#[source] serde_json::Error),
 }
 
 /// Where the leader-election Lease lives.
@@ -85,7 +87,8 @@ pub(crate) fn error_policy<K>(_: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action
     tracing::warn!(error = %e, "reconcile failed");
     let reason = match e {
         Error::Kube(_) => "KubernetesApi",
-        Error::Render(_) => "CredentialRendering",
+        Error::RenderCredentials(_) => "CredentialRendering",
+        Error::EncodeStatus(_) => "StatusEncoding",
     };
     ctx.metrics
         .errors

@@ -14,6 +14,40 @@ use kube::ResourceExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
+/// Why the manifests could not be reconciled.
+#[derive(Debug, thiserror::Error)]
+pub enum FromFilesError {
+    #[error("reading {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    Yaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    /// A document of a known kind that does not fit its type.
+    #[error("{}: {kind} {name}: {source}", .path.display())]
+    Object {
+        path: PathBuf,
+        kind: String,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: unsupported kind {kind} ({api_version})", .path.display())]
+    UnsupportedKind {
+        path: PathBuf,
+        kind: String,
+        api_version: String,
+    },
+    #[error("writing the statuses: {0}")]
+    Output(#[from] serde_yaml_ng::Error),
+}
+
 /// Everything read from the manifests.
 #[derive(Default)]
 struct Manifests {
@@ -23,10 +57,15 @@ struct Manifests {
     syncs: Vec<ImageSync>,
 }
 
-fn files(path: &Path) -> Result<Vec<PathBuf>, String> {
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> FromFilesError {
+    let path = path.to_path_buf();
+    move |source| FromFilesError::Read { path, source }
+}
+
+fn files(path: &Path) -> Result<Vec<PathBuf>, FromFilesError> {
     if path.is_dir() {
         let mut out: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?
+            .map_err(read_error(path))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
             .collect();
@@ -37,13 +76,16 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, String> {
     }
 }
 
-fn load(paths: &[PathBuf]) -> Result<Manifests, String> {
+fn load(paths: &[PathBuf]) -> Result<Manifests, FromFilesError> {
     use serde::Deserialize as _;
     let mut m = Manifests::default();
     for p in paths.iter().map(|p| files(p)).collect::<Result<Vec<_>, _>>()?.concat() {
-        let text = std::fs::read_to_string(&p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        let text = std::fs::read_to_string(&p).map_err(read_error(&p))?;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let mut v = Value::deserialize(doc).map_err(|e| format!("{}: {e}", p.display()))?;
+            let mut v = Value::deserialize(doc).map_err(|source| FromFilesError::Yaml {
+                path: p.clone(),
+                source,
+            })?;
             if v.is_null() {
                 continue;
             }
@@ -57,7 +99,12 @@ fn load(paths: &[PathBuf]) -> Result<Manifests, String> {
                 .and_then(Value::as_str)
                 .unwrap_or("?")
                 .to_string();
-            let err = |e: serde_json::Error| format!("{}: {kind_name} {obj_name}: {e}", p.display());
+            let err = |source: serde_json::Error| FromFilesError::Object {
+                path: p.clone(),
+                kind: kind_name.clone(),
+                name: obj_name.clone(),
+                source,
+            };
             match (api_version.as_str(), kind_name.as_str()) {
                 ("v1", "Secret") => {
                     // Fold stringData into data, as the API server does.
@@ -74,19 +121,20 @@ fn load(paths: &[PathBuf]) -> Result<Manifests, String> {
                 }
                 ("kopeo.dev/v1alpha1", "ImageCopy") => m.copies.push(serde_json::from_value(v.clone()).map_err(err)?),
                 ("kopeo.dev/v1alpha1", "ImageSync") => m.syncs.push(serde_json::from_value(v.clone()).map_err(err)?),
-                (a, k) => return Err(format!("{}: unsupported kind {k} ({a})", p.display())),
+                (a, k) => {
+                    return Err(FromFilesError::UnsupportedKind {
+                        path: p.clone(),
+                        kind: k.to_string(),
+                        api_version: a.to_string(),
+                    });
+                }
             }
         }
     }
     Ok(m)
 }
 
-fn render(
-    ns: &str,
-    m: &Manifests,
-    statuses: &mut Vec<(String, String, String, Value)>,
-    now: &str,
-) -> Result<Rendered, String> {
+fn render(ns: &str, m: &Manifests, statuses: &mut Vec<(String, String, String, Value)>, now: &str) -> Rendered {
     let creds: Vec<&RegistryCredential> = m
         .creds
         .iter()
@@ -127,7 +175,7 @@ fn render(
             serde_json::to_value(&st).unwrap_or_default(),
         ));
     }
-    Ok(rendered)
+    rendered
 }
 
 fn ready(status: &Value) -> bool {
@@ -137,7 +185,7 @@ fn ready(status: &Value) -> bool {
 }
 
 /// Reconcile every resource in `paths` once; the statuses as YAML, and whether all are Ready.
-pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String> {
+pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFilesError> {
     let m = load(paths)?;
     let mut namespaces: Vec<String> = m
         .creds
@@ -151,7 +199,7 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String>
     namespaces.dedup();
     let mut statuses: Vec<(String, String, String, Value)> = vec![];
     for ns in &namespaces {
-        let rendered = render(ns, &m, &mut statuses, now)?;
+        let rendered = render(ns, &m, &mut statuses, now);
         for c in m
             .copies
             .iter()
@@ -187,7 +235,7 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), String>
         all_ready &= ready(&status);
         let doc = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": kind, "metadata": {"name": name, "namespace": ns}, "status": status});
         out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&doc).map_err(|e| e.to_string())?);
+        out.push_str(&serde_yaml_ng::to_string(&doc)?);
     }
     Ok((out, all_ready))
 }

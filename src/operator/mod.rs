@@ -38,11 +38,11 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 }
 
 /// The CRDs as one multi-document YAML stream (what `kopeo crd` prints).
-pub fn crd_yaml() -> Result<String, String> {
+pub fn crd_yaml() -> Result<String, serde_yaml_ng::Error> {
     let mut out = String::new();
     for crd in crds() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&crd).map_err(|e| e.to_string())?);
+        out.push_str(&serde_yaml_ng::to_string(&crd)?);
     }
     Ok(out)
 }

@@ -189,7 +189,7 @@ where
 /// A JSON merge patch taking status `old` to `new`: fields `new` drops are
 /// removed (a merge patch keeps what it does not mention), and `clear` too.
 pub(super) fn status_patch<T: serde::Serialize>(old: Option<&T>, new: &T, clear: &[&str]) -> Result<Value, Error> {
-    let to_value = |v| serde_json::to_value(v).map_err(|e: serde_json::Error| Error::Render(e.to_string()));
+    let to_value = |v| serde_json::to_value(v).map_err(Error::EncodeStatus);
     let mut patch = to_value(new)?;
     let old = match old {
         Some(o) => to_value(o)?,

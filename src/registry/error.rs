@@ -76,6 +76,16 @@ impl RegistryError {
         }
     }
 
+    /// True when the registry or its token server refused the credentials
+    /// (or asked for some): a credential fix, not a retry, helps.
+    pub fn is_unauthorized(&self) -> bool {
+        match self {
+            RegistryError::Unauthorized { .. } => true,
+            RegistryError::Upload(e) => e.is_unauthorized(),
+            _ => false,
+        }
+    }
+
     /// True when sending a blob's bytes failed transiently: the one failure
     /// the copy pipeline retries itself (requests the client can replay,
     /// and interrupted downloads, are retried by the client).
@@ -146,7 +156,12 @@ fn certificate_problem(e: &rustls::Error) -> Option<String> {
     let why = match c {
         C::UnknownIssuer => "x509: certificate signed by unknown authority".to_string(),
         // webpki's word for a self-signed (CA:TRUE) certificate that is not trusted.
-        C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+        C::Other(o)
+            if matches!(
+                o.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
             "x509: certificate signed by unknown authority".to_string()
         }
         C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {

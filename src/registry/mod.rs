@@ -23,7 +23,7 @@ mod token_auth;
 mod upload;
 
 pub use client::{ManifestHead, MountOutcome, RegistryClient, RegistryOptions, RetryOptions};
-pub use error::RegistryError;
+pub use error::{RegistryError, causes};
 pub use tls::{TlsMaterial, TlsOptions};
 pub use token_auth::{Challenge, parse_challenge};
 

@@ -64,16 +64,25 @@ pub struct RegistryConfig {
 /// A whole YAML source file: registry → what to take from it.
 pub type SourceConfig = BTreeMap<String, RegistryConfig>;
 
+/// Why a YAML source document was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("registry {0:?} lists no images")]
+    NoImages(String),
+}
+
 /// Parse a YAML source document.
-pub fn parse(text: &str) -> Result<SourceConfig, String> {
-    let cfg: SourceConfig = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse(text: &str) -> Result<SourceConfig, ConfigError> {
+    let cfg: SourceConfig = serde_yaml_ng::from_str(text)?;
     for (registry, r) in &cfg {
         if r.images.is_empty()
             && r.images_by_tag_regex.is_empty()
             && r.images_by_semver.is_empty()
             && r.catalog.is_empty()
         {
-            return Err(format!("registry {registry:?} lists no images"));
+            return Err(ConfigError::NoImages(registry.clone()));
         }
     }
     Ok(cfg)
@@ -112,15 +121,15 @@ registry.example.com:
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = parse("reg.example:\n  imagez:\n    a: []\n").unwrap_err();
+        let e = parse("reg.example:\n  imagez:\n    a: []\n").unwrap_err().to_string();
         assert!(e.contains("imagez"), "{e}");
         let e = parse("reg.example:\n  credentials: {username: a, password: b, token: c}\n  images: {a: []}\n")
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("token"), "{e}");
-        assert!(
-            parse("reg.example:\n  tls-verify: true\n")
-                .unwrap_err()
-                .contains("no images")
-        );
+        assert!(matches!(
+            parse("reg.example:\n  tls-verify: true\n"),
+            Err(ConfigError::NoImages(r)) if r == "reg.example"
+        ));
     }
 }

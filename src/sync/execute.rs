@@ -69,27 +69,25 @@ impl<F: Fn() + Send + Sync> copy::Progress for Starting<F> {
 
 /// What happens to `item`, short of copying it: skipped (the digest the
 /// destination holds), planned (dry run), or `None` to copy it.
-async fn precheck(item: &PlannedImage, opts: &SyncOptions) -> Result<Option<(Action, Option<Digest>)>, String> {
-    let dst = transport::open_destination(&item.destination, &opts.dest)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn precheck(
+    item: &PlannedImage,
+    opts: &SyncOptions,
+) -> Result<Option<(Action, Option<Digest>)>, copy::CopyError> {
+    let dst = transport::open_destination(&item.destination, &opts.dest).await?;
     if opts.skip_existing {
         // Tags are immutable: any image there is the one.
-        if let Some(d) = dst.current_digest().await.map_err(|e| e.to_string())? {
+        if let Some(d) = dst.current_digest().await? {
             return Ok(Some((Action::Skipped, Some(d))));
         }
     }
     if !opts.dry_run {
         return Ok(None);
     }
-    let src = transport::open_source(&item.source, &item.source_options)
-        .await
-        .map_err(|e| e.to_string())?;
+    let src = transport::open_source(&item.source, &item.source_options).await?;
     Ok(Some(
-        match copy::already_present(src.as_ref(), dst.as_ref(), &opts.copy).await {
-            Ok(Some(d)) => (Action::Skipped, Some(d)),
-            Ok(None) => (Action::Planned, None),
-            Err(e) => return Err(e.to_string()),
+        match copy::already_present(src.as_ref(), dst.as_ref(), &opts.copy).await? {
+            Some(d) => (Action::Skipped, Some(d)),
+            None => (Action::Planned, None),
         },
     ))
 }
@@ -117,7 +115,7 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usiz
         }
         Ok(None) => {}
         Err(e) => {
-            result.error = Some(e);
+            result.error = Some(e.to_string());
             return result;
         }
     }

@@ -69,8 +69,63 @@ pub struct ImageStart<'a> {
 /// Why a sync could not be planned.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("{0}")]
-    Source(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error("invalid tag regular expression {regex:?}{}: {source}", for_repo(.repository))]
+    TagRegex {
+        regex: String,
+        /// The repository it was given for, if one.
+        repository: Option<String>,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("{source} for {repository}")]
+    Semver {
+        repository: String,
+        #[source]
+        source: semver::ConstraintError,
+    },
+    #[error("invalid source {reference:?}: {source}")]
+    SourceReference {
+        reference: String,
+        #[source]
+        source: crate::reference::ReferenceError,
+    },
+    #[error("invalid repository {repository:?} of {registry}: {source}")]
+    Repository {
+        registry: String,
+        repository: String,
+        #[source]
+        source: crate::reference::ReferenceError,
+    },
+    #[error("catalog entry {repository:?}: {source}")]
+    CatalogEntry {
+        repository: String,
+        #[source]
+        source: crate::reference::ReferenceError,
+    },
+    #[error("invalid tag {tag:?} for {repository}: {source}")]
+    Tag {
+        repository: String,
+        tag: String,
+        #[source]
+        source: crate::reference::ReferenceError,
+    },
+    /// The destination a source image maps to is not a valid reference.
+    #[error(transparent)]
+    Destination(#[from] crate::reference::ParseError),
+    #[error("sync from 'dir' to 'dir' is not supported")]
+    DirToDir,
+    #[error("reading {}: {source}", .path.display())]
+    ReadDir {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no images found in {}", .0.display())]
+    NoImages(std::path::PathBuf),
+}
+
+fn for_repo(repository: &Option<String>) -> String {
+    repository.as_ref().map(|r| format!(" for {r}")).unwrap_or_default()
 }

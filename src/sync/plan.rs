@@ -86,7 +86,13 @@ pub struct Plan {
 
 fn compile(res: &[String]) -> Result<Vec<Regex>, SyncError> {
     res.iter()
-        .map(|r| Regex::new(r).map_err(|e| SyncError::Source(format!("invalid tag regular expression {r:?}: {e}"))))
+        .map(|r| {
+            Regex::new(r).map_err(|source| SyncError::TagRegex {
+                regex: r.clone(),
+                repository: None,
+                source,
+            })
+        })
         .collect()
 }
 
@@ -109,8 +115,7 @@ fn destination(dest: &SyncDestination, suffix: &str, opts: &SyncOptions) -> Resu
         }
         SyncDestination::Dir(dir) => format!("dir:{}/{suffix}{}", dir.display(), opts.append_suffix),
     };
-    text.parse()
-        .map_err(|e: crate::reference::ParseError| SyncError::Source(e.to_string()))
+    Ok(text.parse()?)
 }
 
 struct Planner<'a> {
@@ -182,8 +187,12 @@ impl Planner<'_> {
             .iter()
             .filter(|r| prefix.is_empty() || *r == prefix || r.starts_with(&format!("{prefix}/")))
         {
-            let r = DockerReference::parse_qualified(&format!("{registry}/{repo}"))
-                .map_err(|e| SyncError::Source(format!("catalog entry {repo:?}: {e}")))?;
+            let r = DockerReference::parse_qualified(&format!("{registry}/{repo}")).map_err(|source| {
+                SyncError::CatalogEntry {
+                    repository: repo.clone(),
+                    source,
+                }
+            })?;
             self.add_repository(&r, filter, src).await?;
         }
         Ok(())
@@ -191,12 +200,15 @@ impl Planner<'_> {
 
     fn add_dir(&mut self, root: &Path, src: &Arc<OpenOptions>) -> Result<(), SyncError> {
         if matches!(self.dest, SyncDestination::Dir(_)) {
-            return Err(SyncError::Source("sync from 'dir' to 'dir' is not supported".into()));
+            return Err(SyncError::DirToDir);
         }
         let mut found = vec![];
-        find_dir_images(root, &mut found).map_err(|e| SyncError::Source(format!("reading {}: {e}", root.display())))?;
+        find_dir_images(root, &mut found).map_err(|source| SyncError::ReadDir {
+            path: root.to_path_buf(),
+            source,
+        })?;
         if found.is_empty() {
-            return Err(SyncError::Source(format!("no images found in {}", root.display())));
+            return Err(SyncError::NoImages(root.to_path_buf()));
         }
         found.sort();
         for path in found {
@@ -242,8 +254,11 @@ impl Planner<'_> {
             ..TagFilter::default()
         };
         let repo_ref = |repo: &str| {
-            DockerReference::parse_normalized(&format!("{registry}/{repo}"))
-                .map_err(|e| SyncError::Source(format!("invalid repository {repo:?} of {registry}: {e}")))
+            DockerReference::parse_normalized(&format!("{registry}/{repo}")).map_err(|source| SyncError::Repository {
+                registry: registry.to_string(),
+                repository: repo.to_string(),
+                source,
+            })
         };
         for (repo, tags) in &cfg.images {
             let r = repo_ref(repo)?;
@@ -252,19 +267,28 @@ impl Planner<'_> {
                 Some(list) => {
                     self.plan.sources += 1;
                     for t in list {
-                        let img = match t.parse::<crate::digest::Digest>() {
-                            Ok(d) => r.with_digest(d),
-                            Err(_) => DockerReference::parse_qualified(&format!("{}:{t}", r.name()))
-                                .map_err(|e| SyncError::Source(format!("invalid tag {t:?} for {repo}: {e}")))?,
-                        };
+                        let img =
+                            match t.parse::<crate::digest::Digest>() {
+                                Ok(d) => r.with_digest(d),
+                                Err(_) => DockerReference::parse_qualified(&format!("{}:{t}", r.name())).map_err(
+                                    |source| SyncError::Tag {
+                                        repository: repo.clone(),
+                                        tag: t.clone(),
+                                        source,
+                                    },
+                                )?,
+                            };
                         self.add_docker(img, &src)?;
                     }
                 }
             }
         }
         for (repo, re) in &cfg.images_by_tag_regex {
-            let include =
-                Some(Regex::new(re).map_err(|e| SyncError::Source(format!("invalid regex {re:?} for {repo}: {e}")))?);
+            let include = Some(Regex::new(re).map_err(|source| SyncError::TagRegex {
+                regex: re.clone(),
+                repository: Some(repo.clone()),
+                source,
+            })?);
             self.add_repository(
                 &repo_ref(repo)?,
                 &TagFilter {
@@ -276,7 +300,10 @@ impl Planner<'_> {
             .await?;
         }
         for (repo, c) in &cfg.images_by_semver {
-            let semver = Some(Constraint::parse(c).map_err(|e| SyncError::Source(format!("{e} for {repo}")))?);
+            let semver = Some(Constraint::parse(c).map_err(|source| SyncError::Semver {
+                repository: repo.clone(),
+                source,
+            })?);
             self.add_repository(&repo_ref(repo)?, &TagFilter { semver, ..base.clone() }, &src)
                 .await?;
         }
@@ -317,8 +344,12 @@ pub async fn plan(source: &SyncSource, dest: &SyncDestination, opts: &SyncOption
     };
     match source {
         SyncSource::Docker(s) => {
-            let r = DockerReference::parse_normalized(s.trim_start_matches("docker://"))
-                .map_err(|e| SyncError::Source(format!("invalid source {s:?}: {e}")))?;
+            let r = DockerReference::parse_normalized(s.trim_start_matches("docker://")).map_err(|source| {
+                SyncError::SourceReference {
+                    reference: s.clone(),
+                    source,
+                }
+            })?;
             if r.is_name_only() {
                 p.add_repository(&r, &filter, &src).await?;
             } else {

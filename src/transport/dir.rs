@@ -42,10 +42,7 @@ impl DirSource {
     /// Open the directory; it must hold a manifest.
     pub async fn open(path: &Path) -> Result<Self, TransportError> {
         if tokio::fs::metadata(path.join("manifest.json")).await.is_err() {
-            return Err(TransportError::Invalid(format!(
-                "{} holds no image: manifest.json is missing",
-                path.display()
-            )));
+            return Err(TransportError::NoManifestFile(path.to_path_buf()));
         }
         Ok(DirSource {
             path: path.to_path_buf(),
@@ -64,10 +61,10 @@ impl ImageSource for DirSource {
         if let Some(d) = instance
             && !d.matches(&bytes)
         {
-            return Err(TransportError::Invalid(format!(
-                "manifest {d} in {} does not match its digest",
-                self.path.display()
-            )));
+            return Err(TransportError::StoredManifestMismatch {
+                digest: d.clone(),
+                location: self.path.display().to_string(),
+            });
         }
         let mime = guess_mime_type(&bytes);
         Ok((bytes.into(), mime))
@@ -100,16 +97,13 @@ impl DirDestination {
         if let Ok(mut entries) = tokio::fs::read_dir(path).await {
             let non_empty = entries.next_entry().await.ok().flatten().is_some();
             if non_empty && tokio::fs::metadata(path.join("version")).await.is_err() {
-                return Err(TransportError::Invalid(format!(
-                    "refusing to overwrite {}: it is not empty and holds no dir: image",
-                    path.display()
-                )));
+                return Err(TransportError::WouldOverwrite {
+                    path: path.to_path_buf(),
+                    holds: "it is not empty and holds no dir: image",
+                });
             }
         } else if tokio::fs::metadata(path).await.is_ok() {
-            return Err(TransportError::Invalid(format!(
-                "{} exists and is not a directory",
-                path.display()
-            )));
+            return Err(TransportError::NotADirectory(path.to_path_buf()));
         }
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -204,7 +198,7 @@ impl ImageDestination for DirDestination {
         // only debris (the other one, at the staging name) beside it.
         let swapped = tokio::task::spawn_blocking(move || exchange(&staging, &path))
             .await
-            .map_err(|e| TransportError::Invalid(format!("moving into place: {e}")))?;
+            .map_err(TransportError::background("moving into place"))?;
         let had_old = match swapped {
             Ok(()) => true,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {

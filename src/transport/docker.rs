@@ -104,9 +104,9 @@ impl DockerDestination {
     /// A destination for `reference`; nothing is contacted until first use.
     pub fn new(reference: DockerReference, client: Arc<RegistryClient>) -> Result<Self, TransportError> {
         if reference.tag().is_some() && reference.digest().is_some() {
-            return Err(TransportError::Invalid(format!(
-                "destination {reference} has both a tag and a digest; use one of them"
-            )));
+            return Err(TransportError::TagAndDigest {
+                reference: reference.to_string(),
+            });
         }
         Ok(DockerDestination {
             client,
@@ -167,7 +167,7 @@ impl ImageDestination for DockerDestination {
         let repo = self.reference.path();
         let size = info
             .size
-            .ok_or_else(|| TransportError::Invalid(format!("blob {} has no known size", info.digest)))?;
+            .ok_or_else(|| TransportError::UnknownSize(info.digest.clone()))?;
         let pending = self
             .pending_uploads
             .lock()
@@ -219,10 +219,10 @@ impl ImageDestination for DockerDestination {
         if let (None, Some(want)) = (instance, self.reference.digest())
             && !want.matches(manifest)
         {
-            return Err(TransportError::Invalid(format!(
-                "the manifest's digest {} does not match the destination reference's digest {want}",
-                Digest::sha256_of(manifest)
-            )));
+            return Err(TransportError::ReferenceDigestMismatch {
+                expected: want.clone(),
+                actual: Digest::sha256_of(manifest),
+            });
         }
         self.client
             .put_manifest(self.reference.path(), &r, manifest, media_type)

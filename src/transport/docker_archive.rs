@@ -59,7 +59,11 @@ pub struct DockerArchiveSource {
 }
 
 fn invalid(path: &Path, why: String) -> TransportError {
-    TransportError::Invalid(format!("docker-archive {}: {why}", path.display()))
+    TransportError::MalformedArchive {
+        format: "docker-archive",
+        path: path.to_path_buf(),
+        why,
+    }
 }
 
 impl DockerArchiveSource {
@@ -192,9 +196,10 @@ impl ImageSource for DockerArchiveSource {
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<(Bytes, String), TransportError> {
         if let Some(d) = instance {
-            return Err(TransportError::Invalid(format!(
-                "docker-archive images are not lists; no instance {d}"
-            )));
+            return Err(TransportError::NotAList {
+                transport: "docker-archive",
+                digest: d.clone(),
+            });
         }
         let mime = crate::manifest::guess_mime_type(&self.manifest);
         Ok((self.manifest.clone(), mime))
@@ -208,7 +213,10 @@ impl ImageSource for DockerArchiveSource {
         let file = self
             .files
             .get(&info.digest)
-            .ok_or_else(|| TransportError::Invalid(format!("{} has no blob {}", self.name, info.digest)))?;
+            .ok_or_else(|| TransportError::BlobNotInArchive {
+                archive: self.name.clone(),
+                digest: info.digest.clone(),
+            })?;
         self.index.stream(file).await
     }
 }
@@ -232,12 +240,7 @@ fn layer_file(d: &Digest) -> String {
 impl DockerArchiveDestination {
     /// Start the archive at `path` for an image tagged `tags` (may be empty).
     pub async fn create(path: &Path, tags: Vec<DockerReference>) -> Result<Self, TransportError> {
-        let placement = Placement::decide(path, async |_: &Path| {
-            Err(TransportError::Invalid(
-                crate::skopeo_texts::DOCKER_ARCHIVE_EXISTS.into(),
-            ))
-        })
-        .await?;
+        let placement = Placement::decide(path, async |_: &Path| Err(TransportError::ArchiveExists)).await?;
         let tar = TarWriter::create(placement).await?;
         Ok(DockerArchiveDestination {
             path: path.to_path_buf(),
@@ -261,11 +264,11 @@ impl DockerArchiveDestination {
             .lock()
             .await
             .clone()
-            .ok_or_else(|| TransportError::Invalid("commit without a manifest".into()))?;
+            .ok_or(TransportError::CommitWithoutManifest)?;
         let Manifest::Image(m) = Manifest::parse(&manifest, "")? else {
-            return Err(TransportError::Invalid(
-                "docker-archive holds single images, not lists".into(),
-            ));
+            return Err(TransportError::CannotHoldList {
+                transport: "docker-archive",
+            });
         };
         // Legacy per-layer directories, as `docker save` wrote them:
         // <id>/layer.tar (a link to the layer), <id>/VERSION, <id>/json.
@@ -298,7 +301,7 @@ impl DockerArchiveDestination {
         };
         tar.add_file(
             "manifest.json",
-            &serde_json::to_vec(&[entry]).map_err(|e| TransportError::Invalid(e.to_string()))?,
+            &serde_json::to_vec(&[entry]).map_err(TransportError::encode("manifest.json"))?,
         )
         .await?;
         let mut repositories = serde_json::Map::new();
@@ -373,9 +376,9 @@ impl ImageDestination for DockerArchiveDestination {
         instance: Option<&Digest>,
     ) -> Result<(), TransportError> {
         if instance.is_some() {
-            return Err(TransportError::Invalid(
-                "docker-archive cannot hold a manifest list".into(),
-            ));
+            return Err(TransportError::CannotHoldList {
+                transport: "docker-archive",
+            });
         }
         *self.manifest.lock().await = Some(manifest.to_vec());
         Ok(())

@@ -17,14 +17,21 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+/// What a destination asks of the daemon, for messages.
+const LOADING: &str = "loading the image";
+
 /// A Docker Engine API endpoint.
 struct Daemon {
     http: reqwest::Client,
     base: String,
 }
 
-fn daemon_err(why: String) -> TransportError {
-    TransportError::Invalid(format!("docker daemon: {why}"))
+/// A request to the daemon during `action` that got no answer.
+fn unreachable(action: impl Into<String>) -> impl FnOnce(reqwest::Error) -> TransportError {
+    move |source| TransportError::DaemonNetwork {
+        action: action.into(),
+        source,
+    }
 }
 
 impl Daemon {
@@ -39,22 +46,20 @@ impl Daemon {
             let http = builder
                 .unix_socket(path)
                 .build()
-                .map_err(|e| daemon_err(e.to_string()))?;
+                .map_err(unreachable(format!("connecting to {host}")))?;
             return Ok(Daemon {
                 http,
                 base: "http://docker".into(),
             });
         }
         if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
-            let http = builder.build().map_err(|e| daemon_err(e.to_string()))?;
+            let http = builder.build().map_err(unreachable(format!("connecting to {host}")))?;
             return Ok(Daemon {
                 http,
                 base: format!("http://{}", addr.trim_end_matches('/')),
             });
         }
-        Err(daemon_err(format!(
-            "unsupported daemon host {host:?}: use unix:///path or tcp://host:port"
-        )))
+        Err(TransportError::DaemonHost(host))
     }
 
     async fn error(resp: reqwest::Response) -> String {
@@ -93,7 +98,7 @@ impl DaemonSource {
             .get(&url)
             .send()
             .await
-            .map_err(|e| daemon_err(format!("exporting {id}: {e}")))?;
+            .map_err(unreachable(format!("exporting {id}")))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(TransportError::ImageNotFound(format!(
                 "docker daemon has no image {id}: {}",
@@ -101,20 +106,23 @@ impl DaemonSource {
             )));
         }
         if !resp.status().is_success() {
-            return Err(daemon_err(format!("exporting {id}: {}", Daemon::error(resp).await)));
+            return Err(TransportError::DaemonRefused {
+                action: format!("exporting {id}"),
+                message: Daemon::error(resp).await,
+            });
         }
         let spool = tempfile::Builder::new()
             .prefix("kopeo-daemon-")
             .suffix(".tar")
             .tempfile()
-            .map_err(|e| daemon_err(format!("creating a temporary file: {e}")))?
+            .map_err(TransportError::io("creating a temporary file in", std::env::temp_dir()))?
             .into_temp_path();
         let mut f = tokio::fs::File::create(&spool)
             .await
             .map_err(TransportError::io("creating", spool.to_path_buf()))?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| daemon_err(format!("exporting {id}: {e}")))?;
+            let chunk = chunk.map_err(unreachable(format!("exporting {id}")))?;
             f.write_all(&chunk)
                 .await
                 .map_err(TransportError::io("writing", spool.to_path_buf()))?;
@@ -161,15 +169,18 @@ impl DaemonDestination {
     /// Prepare to load an image tagged `target` into the daemon at `host`.
     pub async fn create(target: &DaemonTarget, host: Option<&str>) -> Result<Self, TransportError> {
         let DaemonTarget::Reference(r) = target else {
-            return Err(TransportError::Invalid(
-                "docker-daemon: a destination needs a name:tag, not an image ID".into(),
-            ));
+            return Err(TransportError::DestinationById {
+                transport: "docker-daemon",
+            });
         };
         let daemon = Daemon::new(host)?;
         let dir = tempfile::Builder::new()
             .prefix("kopeo-load-")
             .tempdir()
-            .map_err(|e| daemon_err(format!("creating a temporary directory: {e}")))?;
+            .map_err(TransportError::io(
+                "creating a temporary directory in",
+                std::env::temp_dir(),
+            ))?;
         let archive = DockerArchiveDestination::create(&dir.path().join("image.tar"), vec![r.clone()]).await?;
         Ok(DaemonDestination {
             name: format!("docker-daemon:{}", r.familiar()),
@@ -228,20 +239,23 @@ impl ImageDestination for DaemonDestination {
             .body(body)
             .send()
             .await
-            .map_err(|e| daemon_err(format!("loading the image: {e}")))?;
+            .map_err(unreachable(LOADING))?;
         if !resp.status().is_success() {
-            return Err(daemon_err(format!("loading the image: {}", Daemon::error(resp).await)));
+            return Err(TransportError::DaemonRefused {
+                action: LOADING.into(),
+                message: Daemon::error(resp).await,
+            });
         }
         // The reply is a JSON message stream; a failed load reports "error" in it.
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| daemon_err(format!("loading the image: {e}")))?;
+        let text = resp.text().await.map_err(unreachable(LOADING))?;
         for line in text.lines() {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
                 && let Some(e) = v.get("error").and_then(|e| e.as_str())
             {
-                return Err(daemon_err(format!("loading the image: {e}")));
+                return Err(TransportError::DaemonRefused {
+                    action: LOADING.into(),
+                    message: e.to_string(),
+                });
             }
         }
         Ok(())

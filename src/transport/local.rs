@@ -16,7 +16,7 @@ const WRITE_BUFFER: usize = 256 * 1024;
 pub async fn read_stream(path: &Path) -> Result<BlobStream, TransportError> {
     let f = tokio::fs::File::open(path).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            TransportError::Invalid(format!("blob file {} is missing", path.display()))
+            TransportError::BlobFileMissing(path.to_path_buf())
         } else {
             TransportError::Io {
                 op: "opening",
@@ -143,7 +143,7 @@ pub async fn sync_dir(dir: &Path) -> Result<(), TransportError> {
     let d = dir.to_path_buf();
     tokio::task::spawn_blocking(move || crate::temp::sync_dir(&d))
         .await
-        .map_err(|e| TransportError::Invalid(format!("syncing a directory: {e}")))?
+        .map_err(TransportError::background("syncing a directory"))?
         .map_err(TransportError::io("syncing directory", dir))
 }
 
@@ -167,10 +167,10 @@ pub async fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, TransportErr
         }
     })?;
     if meta.len() > limit {
-        return Err(TransportError::Invalid(format!(
-            "{} is larger than {limit} bytes",
-            path.display()
-        )));
+        return Err(TransportError::FileTooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
     }
     tokio::fs::read(path).await.map_err(TransportError::io("reading", path))
 }
@@ -197,10 +197,11 @@ pub async fn write_stream_hashed(
     let n = write_file(file, &tmp, stream).await?;
     let (digest, size) = super::hashed(&slot)?;
     if size != n {
-        return Err(TransportError::Invalid(format!(
-            "{}: wrote {n} bytes but hashed {size}",
-            tmp.display()
-        )));
+        return Err(TransportError::ShortWrite {
+            path: tmp,
+            written: n,
+            hashed: size,
+        });
     }
     let target = dir.join(name(&digest));
     tokio::fs::rename(&tmp, &target)

@@ -7,84 +7,21 @@ pub mod dir;
 pub mod docker;
 pub mod docker_archive;
 pub mod docker_daemon;
+mod error;
 mod local;
 pub mod oci;
 pub mod oci_archive;
 pub mod tarball;
 
+pub use error::TransportError;
+
 use crate::digest::Digest;
-use crate::manifest::ManifestError;
 use crate::reference::ImageReference;
 use crate::registry::{RegistryError, RegistryOptions};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::path::PathBuf;
-
-/// Why a transport operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    ImageNotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("the {0} transport is not yet supported by kopeo")]
-    Unsupported(&'static str),
-    #[error("{operation} in the {transport} transport is not yet supported by kopeo")]
-    UnsupportedOperation {
-        transport: &'static str,
-        operation: &'static str,
-    },
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
-    #[error("blob {digest}: content digest {actual} does not match")]
-    DigestMismatch { digest: Digest, actual: Digest },
-    #[error("blob {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
-}
-
-impl TransportError {
-    /// An I/O error on `path` during `op`.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TransportError {
-        let path = path.into();
-        move |source| TransportError::Io { op, path, source }
-    }
-
-    /// True when the image (manifest or repository) does not exist: skopeo exits 2.
-    pub fn is_image_not_found(&self) -> bool {
-        match self {
-            TransportError::ImageNotFound(_) => true,
-            TransportError::Registry(e) => {
-                matches!(e, RegistryError::Status { code: Some(c), .. } if c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN")
-            }
-            _ => false,
-        }
-    }
-
-    /// True when sending a blob's bytes to a registry failed transiently:
-    /// the one failure the copy pipeline retries (see
-    /// [`RegistryError::is_retryable_upload`]).
-    pub fn is_retryable_upload(&self) -> bool {
-        matches!(self, TransportError::Registry(e) if e.is_retryable_upload())
-    }
-
-    /// True for failures a retry may fix.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            TransportError::Registry(e) => e.is_transient(),
-            _ => false,
-        }
-    }
-}
 
 /// A stream of blob bytes.
 pub type BlobStream = BoxStream<'static, Result<Bytes, TransportError>>;
@@ -245,7 +182,7 @@ pub fn hashed(slot: &std::sync::Mutex<Option<(Digest, u64)>>) -> Result<(Digest,
     slot.lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone()
-        .ok_or_else(|| TransportError::Invalid("blob stream ended early".into()))
+        .ok_or(TransportError::StreamEndedEarly)
 }
 
 /// Options that open a transport: per-side registry settings and shared blob dirs.
@@ -376,9 +313,9 @@ pub async fn open_destination(
             let mut tags = match target {
                 Some(crate::reference::ArchiveTarget::Reference(r)) => vec![r.clone()],
                 Some(crate::reference::ArchiveTarget::Index(_)) => {
-                    return Err(TransportError::Invalid(
-                        "docker-archive: a destination cannot use @INDEX".into(),
-                    ));
+                    return Err(TransportError::DestinationByIndex {
+                        transport: "docker-archive",
+                    });
                 }
                 None => vec![],
             };

@@ -77,13 +77,15 @@ impl OciSource {
 
     async fn from_store(
         store: Store,
-        transport: &str,
+        transport: &'static str,
         path: &Path,
         image: Option<&str>,
     ) -> Result<Self, TransportError> {
         let data = store.read("index.json", INDEX_LIMIT).await?;
-        let index: ImageIndex = serde_json::from_slice(&data)
-            .map_err(|e| TransportError::Invalid(format!("parsing index.json of {}: {e}", path.display())))?;
+        let index: ImageIndex = serde_json::from_slice(&data).map_err(|source| TransportError::MalformedIndex {
+            path: path.join("index.json"),
+            source,
+        })?;
         let descriptor = match image {
             Some(name) => index
                 .manifests
@@ -105,10 +107,10 @@ impl OciSource {
                     )));
                 }
                 _ => {
-                    return Err(TransportError::Invalid(format!(
-                        "more than one image in {0}, choose an image with {transport}:{0}:NAME",
-                        path.display()
-                    )));
+                    return Err(TransportError::AmbiguousImage {
+                        transport,
+                        path: path.to_path_buf(),
+                    });
                 }
             },
         };
@@ -126,10 +128,10 @@ impl OciSource {
     async fn read_manifest(&self, d: &Digest) -> Result<Bytes, TransportError> {
         let bytes = self.store.read_blob(d, MANIFEST_LIMIT).await?;
         if !d.matches(&bytes) {
-            return Err(TransportError::Invalid(format!(
-                "manifest {d} in {} does not match its digest",
-                self.name
-            )));
+            return Err(TransportError::StoredManifestMismatch {
+                digest: d.clone(),
+                location: self.name.clone(),
+            });
         }
         Ok(bytes.into())
     }
@@ -202,10 +204,7 @@ impl OciDestination {
         if let Ok(m) = tokio::fs::metadata(path).await
             && !m.is_dir()
         {
-            return Err(TransportError::Invalid(format!(
-                "{} exists and is not a directory",
-                path.display()
-            )));
+            return Err(TransportError::NotADirectory(path.to_path_buf()));
         }
         let blobs = shared_blobs.unwrap_or_else(|| path.join("blobs"));
         mkdir_all(&blobs.join("sha256")).await?;
@@ -300,9 +299,10 @@ impl ImageDestination for OciDestination {
         if let Some(want) = instance
             && *want != digest
         {
-            return Err(TransportError::Invalid(format!(
-                "instance manifest digest {digest} differs from the expected {want}"
-            )));
+            return Err(TransportError::InstanceDigestMismatch {
+                expected: want.clone(),
+                actual: digest,
+            });
         }
         write_atomic(&blob_path(&self.blobs, &digest), manifest).await?;
         if instance.is_none() {
@@ -314,7 +314,7 @@ impl ImageDestination for OciDestination {
 
     async fn commit(&self) -> Result<(), TransportError> {
         let Some(desc) = self.top.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
-            return Err(TransportError::Invalid("commit without a manifest".into()));
+            return Err(TransportError::CommitWithoutManifest);
         };
         // Other writers of this layout (kopeo processes, or threads of this
         // one) edit index.json too: read, edit and replace it under a lock,
@@ -322,8 +322,10 @@ impl ImageDestination for OciDestination {
         let _lock = IndexLock::take(&self.path).await?;
         let index_path = self.path.join("index.json");
         let mut index = match read_small(&index_path, INDEX_LIMIT).await {
-            Ok(data) => serde_json::from_slice::<Value>(&data)
-                .map_err(|e| TransportError::Invalid(format!("parsing {}: {e}", index_path.display())))?,
+            Ok(data) => serde_json::from_slice::<Value>(&data).map_err(|source| TransportError::MalformedIndex {
+                path: index_path.clone(),
+                source,
+            })?,
             Err(TransportError::ImageNotFound(_)) => {
                 json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []})
             }
@@ -332,7 +334,7 @@ impl ImageDestination for OciDestination {
         let manifests = index
             .get_mut("manifests")
             .and_then(Value::as_array_mut)
-            .ok_or_else(|| TransportError::Invalid(format!("{} has no manifests array", index_path.display())))?;
+            .ok_or_else(|| TransportError::IndexWithoutManifests(index_path.clone()))?;
         let name = |v: &Value| {
             v.get("annotations")
                 .and_then(|a| a.get(REF_NAME))
@@ -344,8 +346,8 @@ impl ImageDestination for OciDestination {
             Some(i) => name(m).as_deref() != Some(i.as_str()),
             None => name(m).is_some() || m.get("digest").and_then(Value::as_str) != Some(new_digest.as_str()),
         });
-        manifests.push(serde_json::to_value(&desc).map_err(|e| TransportError::Invalid(e.to_string()))?);
-        let body = serde_json::to_vec(&index).map_err(|e| TransportError::Invalid(e.to_string()))?;
+        manifests.push(serde_json::to_value(&desc).map_err(TransportError::encode("index.json"))?);
+        let body = serde_json::to_vec(&index).map_err(TransportError::encode("index.json"))?;
         write_atomic(&index_path, &body).await?;
         sync_dir(&self.path).await
     }
@@ -375,7 +377,7 @@ impl IndexLock {
             Ok::<_, std::io::Error>(f)
         })
         .await
-        .map_err(|e| TransportError::Invalid(format!("locking {}: {e}", path.display())))?;
+        .map_err(TransportError::background("locking index.json"))?;
         locked.map(IndexLock).map_err(TransportError::io("locking", path))
     }
 }

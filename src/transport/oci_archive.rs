@@ -32,10 +32,10 @@ impl OciArchiveDestination {
         // other file is left alone.
         let placement = Placement::decide(path, async |real: &Path| match TarIndex::open(real).await {
             Ok(t) if t.contains("oci-layout") && t.contains("index.json") => Ok(()),
-            _ => Err(TransportError::Invalid(format!(
-                "refusing to overwrite {}: it exists and is not an OCI archive",
-                path.display()
-            ))),
+            _ => Err(TransportError::WouldOverwrite {
+                path: path.to_path_buf(),
+                holds: "it exists and is not an OCI archive",
+            }),
         })
         .await?;
         let mut tar = TarWriter::create(placement).await?;
@@ -114,7 +114,7 @@ impl ImageDestination for OciArchiveDestination {
             .lock()
             .await
             .clone()
-            .ok_or_else(|| TransportError::Invalid("commit without a manifest".into()))?;
+            .ok_or(TransportError::CommitWithoutManifest)?;
         let index = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [top]});
         let mut tar = self.tar.lock().await;
         tar.add_file("index.json", index.to_string().as_bytes()).await?;

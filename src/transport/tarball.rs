@@ -88,7 +88,11 @@ fn decompressed_copy(path: &Path, how: ArchiveCompression) -> Result<tempfile::T
 }
 
 fn bad(path: &Path, why: String) -> TransportError {
-    TransportError::Invalid(format!("archive {}: {why}", path.display()))
+    TransportError::MalformedArchive {
+        format: "archive",
+        path: path.to_path_buf(),
+        why,
+    }
 }
 
 /// Normalise a member path; `None` if it is absolute or climbs out with `..`.
@@ -113,7 +117,7 @@ impl TarIndex {
         let p = path.to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(&p))
             .await
-            .map_err(|e| TransportError::Invalid(format!("indexing archive: {e}")))?
+            .map_err(TransportError::background("indexing archive"))?
     }
 
     fn open_blocking(path: &Path) -> Result<TarIndex, TransportError> {
@@ -308,10 +312,7 @@ impl Placement {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if tokio::fs::symlink_metadata(path).await.is_ok() {
-                    return Err(TransportError::Invalid(format!(
-                        "{} is a symbolic link to nothing",
-                        path.display()
-                    )));
+                    return Err(TransportError::DanglingSymlink(path.to_path_buf()));
                 }
                 return Ok(Placement::File(path.to_path_buf()));
             }
@@ -320,10 +321,7 @@ impl Placement {
         use std::os::unix::fs::FileTypeExt as _;
         let kind = meta.file_type();
         if kind.is_dir() {
-            return Err(TransportError::Invalid(format!(
-                "{} is a directory, not an archive",
-                path.display()
-            )));
+            return Err(TransportError::IsADirectory(path.to_path_buf()));
         }
         if kind.is_fifo() || kind.is_char_device() || kind.is_socket() {
             return Ok(Placement::Stream(path.to_path_buf()));
@@ -351,11 +349,15 @@ pub struct TarWriter {
 
 fn header(name: &str, size: u64, kind: tar::EntryType, link: Option<&str>) -> Result<tar::Header, TransportError> {
     let mut h = tar::Header::new_gnu();
-    h.set_path(name)
-        .map_err(|e| TransportError::Invalid(format!("archive member name {name}: {e}")))?;
+    h.set_path(name).map_err(|source| TransportError::MemberName {
+        name: name.to_string(),
+        source,
+    })?;
     if let Some(l) = link {
-        h.set_link_name(l)
-            .map_err(|e| TransportError::Invalid(format!("archive link {l}: {e}")))?;
+        h.set_link_name(l).map_err(|source| TransportError::MemberName {
+            name: l.to_string(),
+            source,
+        })?;
     }
     h.set_size(size);
     h.set_entry_type(kind);
@@ -391,9 +393,7 @@ impl TarWriter {
     }
 
     fn out(&mut self) -> Result<&mut tokio::io::BufWriter<tokio::fs::File>, TransportError> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| TransportError::Invalid("archive already finished".into()))
+        self.file.as_mut().ok_or(TransportError::ArchiveFinished)
     }
 
     async fn write(&mut self, data: &[u8]) -> Result<(), TransportError> {
@@ -556,10 +556,7 @@ impl TarWriter {
     /// Write the end-of-archive blocks and flush; the file, done with.
     async fn end(&mut self) -> Result<tokio::io::BufWriter<tokio::fs::File>, TransportError> {
         self.write(&[0u8; 1024]).await?;
-        let mut f = self
-            .file
-            .take()
-            .ok_or_else(|| TransportError::Invalid("archive already finished".into()))?;
+        let mut f = self.file.take().ok_or(TransportError::ArchiveFinished)?;
         f.flush().await.map_err(TransportError::io("writing", &self.tmp))?;
         Ok(f)
     }
@@ -585,7 +582,7 @@ mod tests {
         w.add_file("first", b"one").await.unwrap();
         let failing = futures::stream::iter(vec![
             Ok(bytes::Bytes::from_static(b"partial")),
-            Err(TransportError::Invalid("boom".into())),
+            Err(TransportError::StreamEndedEarly),
         ])
         .boxed();
         assert!(w.add_stream(failing, |_| Ok("broken".into())).await.is_err());

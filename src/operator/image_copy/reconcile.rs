@@ -81,10 +81,9 @@ fn conditions(st: &mut ImageCopyStatus, v: Verdict, reason: &str, message: &str,
 
 /// Why a copy failed, as a condition reason, and whether retrying can help.
 fn classify(e: &copy::CopyError) -> (&'static str, bool) {
-    let text = e.to_string();
     if e.is_image_not_found() {
         ("SourceNotFound", false)
-    } else if text.contains("authentication required") || text.contains("invalid username/password") {
+    } else if e.is_unauthorized() {
         ("AuthenticationFailed", false)
     } else if matches!(e, copy::CopyError::Transport(t) if t.is_transient()) {
         ("Retrying", true)
@@ -221,5 +220,33 @@ mod tests {
             ("True", "InvalidSpec")
         );
         assert_eq!(st.message, "source and destination must differ");
+    }
+
+    #[test]
+    fn failures_are_classified_by_their_cause_not_their_words() {
+        use crate::registry::RegistryError;
+        use crate::transport::TransportError;
+        let registry = |e: RegistryError| copy::CopyError::Transport(TransportError::Registry(e));
+        let refused = RegistryError::Unauthorized {
+            op: "reading manifest".into(),
+            detail: "denied".into(),
+        };
+        assert_eq!(classify(&registry(refused)), ("AuthenticationFailed", false));
+        // Words alone say nothing: a 500 that quotes "authentication required" is a server error.
+        let quoted = RegistryError::Status {
+            op: "reading manifest".into(),
+            status: 500,
+            code: None,
+            message: "authentication required".into(),
+        };
+        assert_eq!(classify(&registry(quoted)), ("Retrying", true));
+        let upload = RegistryError::Upload(Box::new(RegistryError::Unauthorized {
+            op: "uploading".into(),
+            detail: "x".into(),
+        }));
+        assert_eq!(classify(&registry(upload)), ("AuthenticationFailed", false));
+        let missing = copy::CopyError::Transport(TransportError::ImageNotFound("no such image".into()));
+        assert_eq!(classify(&missing), ("SourceNotFound", false));
+        assert_eq!(classify(&copy::CopyError::ZstdNeedsOci), ("CopyFailed", true));
     }
 }

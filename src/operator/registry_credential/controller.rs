@@ -58,7 +58,7 @@ pub(crate) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Co
     }
     // The namespace's rendered auth.json, usable as an imagePullSecret.
     let rendered = render_namespace(&ctx, &ns, Read::Fresh).await?;
-    let body = serde_json::to_string(&rendered.document).map_err(|e| Error::Render(e.to_string()))?;
+    let body = serde_json::to_string(&rendered.document).map_err(Error::RenderCredentials)?;
     // Owned by every credential in it: the garbage collector removes it with
     // the last one, and never while one is left.
     let pull = json!({

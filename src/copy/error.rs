@@ -1,0 +1,91 @@
+//! Why a copy failed: one variant per cause.
+
+use crate::manifest::ManifestError;
+use crate::transport::TransportError;
+
+/// Why a copy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// No instance of the source's list is for the wanted platform.
+    #[error("{}: {source}", crate::skopeo_texts::choosing_from_list(image))]
+    NoInstance {
+        image: String,
+        #[source]
+        source: ManifestError,
+    },
+    #[error("the source list has none of the platforms {platforms}")]
+    NoWantedPlatform {
+        /// The platforms asked for, comma-separated.
+        platforms: String,
+    },
+    #[error("{0} is not a list")]
+    NotAList(String),
+    #[error("nested manifest list in {image}")]
+    NestedList { image: String },
+    #[error(
+        "a list in {image} names a Docker schema1 manifest; kopeo converts schema1 images copied on their own, not as instances of a list"
+    )]
+    Schema1InList { image: String },
+    #[error(
+        "{image} is a Docker schema1 image; kopeo converts it to schema2, which changes its digest, but --preserve-digests was given"
+    )]
+    Schema1ChangesDigest { image: String },
+    #[error("schema1 manifest: fsLayers and history do not match")]
+    Schema1Inconsistent,
+    #[error("schema1 conversion produced a list")]
+    Schema1ToList,
+    #[error("{destination} cannot store a manifest list; copy one platform instead")]
+    ListNotStorable { destination: String },
+    #[error("{destination} accepts none of the manifest types kopeo can convert {from} to")]
+    NoAcceptedManifestType { destination: String, from: String },
+    #[error("zstd-compressed layers need an OCI manifest, but the destination or --format requires Docker schema2")]
+    ZstdNeedsOci,
+    #[error("--multi-arch=index-only cannot convert the list's instances to {to}; copy with --all")]
+    IndexOnlyConversion { to: String },
+    /// `--preserve-digests` was given, but writing the image as the
+    /// destination wants it changes `what`.
+    #[error("{}", preserve_refusal(.destination, .change))]
+    DigestWouldChange { destination: String, change: DigestChange },
+}
+
+/// What would change an image's digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestChange {
+    /// Converting the manifest between types.
+    ManifestType { from: String, to: String },
+    /// Recompressing layers.
+    LayerCompression,
+    /// Rewriting a manifest list.
+    List,
+}
+
+fn preserve_refusal(destination: &str, change: &DigestChange) -> String {
+    let tail = "but --preserve-digests was given";
+    match change {
+        DigestChange::ManifestType { from, to } => format!(
+            "writing {destination} requires converting the manifest from {from} to {to}, which changes the image's digest, {tail}"
+        ),
+        DigestChange::LayerCompression => format!(
+            "writing {destination} requires changing layer compression, which changes the image's digest, {tail}"
+        ),
+        DigestChange::List => {
+            format!("writing {destination} requires changing the manifest list, which changes its digest, {tail}")
+        }
+    }
+}
+
+impl CopyError {
+    /// True when the source image does not exist (skopeo exits 2).
+    pub fn is_image_not_found(&self) -> bool {
+        matches!(self, CopyError::Transport(e) if e.is_image_not_found())
+    }
+
+    /// True when a registry refused the credentials (or asked for some).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, CopyError::Transport(e) if e.is_unauthorized())
+    }
+}
