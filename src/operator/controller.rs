@@ -3,7 +3,7 @@
 //! reconcile per object at a time, a global concurrency limit, Secret and
 //! credential changes requeueing the resources of their namespace, failures
 //! backing off exponentially — plus leader election and shutdown. Each
-//! kind's reconcile lives beside its type (`*_controller.rs`).
+//! kind's reconcile lives beside its type (`<kind>/controller.rs`).
 
 use super::context::{Context, error_policy};
 pub use super::context::{LeaderElection, OperatorOptions};
@@ -167,6 +167,45 @@ where
     }
 }
 
+/// `controller` requeueing every object of its namespace when a Secret that
+/// a RegistryCredential there names, or a RegistryCredential, changes. The
+/// change is noted in the per-resource memory, so a failed run is retried
+/// at once rather than after its backoff.
+fn on_credentials<K>(
+    controller: Controller<K>,
+    client: &Client,
+    ns: Option<&str>,
+    creds: kube::runtime::reflector::Store<RegistryCredential>,
+    ctx: &Arc<Context>,
+) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let store = controller.store();
+    let (s1, s2) = (store.clone(), store);
+    let (n1, n2) = (ctx.clone(), ctx.clone());
+    controller
+        .watches_stream(secret_changes(client, ns), move |s: SecretMeta| {
+            match naming(&creds, &s).next() {
+                Some(_) => {
+                    n1.memory
+                        .credentials_changed(s.namespace().as_deref().unwrap_or_default());
+                    all_in(&s1, s.namespace())
+                }
+                None => vec![],
+            }
+        })
+        .watches(
+            scoped::<RegistryCredential>(client, ns),
+            watcher::Config::default(),
+            move |c: RegistryCredential| {
+                n2.memory
+                    .credentials_changed(c.namespace().as_deref().unwrap_or_default());
+                all_in(&s2, c.namespace())
+            },
+        )
+}
+
 /// The three controllers over the whole cluster or one namespace.
 async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, concurrency: u16) {
     let ns = ns.as_deref();
@@ -217,55 +256,16 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
 
     let copies =
         Controller::new(scoped::<ImageCopy>(&client, ns), watcher::Config::default()).with_config(config.clone());
-    let store = copies.store();
-    let (s1, s2) = (store.clone(), store);
-    let copies = copies
-        .watches_stream(secret_changes(&client, ns), move |s: SecretMeta| {
-            match naming(&c2, &s).next() {
-                Some(_) => all_in(&s1, s.namespace()),
-                None => vec![],
-            }
-        })
-        .watches(
-            scoped::<RegistryCredential>(&client, ns),
-            watcher::Config::default(),
-            move |c: RegistryCredential| all_in(&s2, c.namespace()),
-        )
+    let copies = on_credentials(copies, &client, ns, c2, &ctx)
         .run(reconcile_copy, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "imagecopy controller");
             }
         });
-
-    // Syncs requeue on the Secrets and credentials of their namespace too;
-    // the reconcile then retries a failed sync at once rather than after
-    // its backoff (the change is noted in the per-resource memory).
     let syncs = Controller::new(scoped::<ImageSync>(&client, ns), watcher::Config::default()).with_config(config);
-    let sstore = syncs.store();
-    let (t1, t2) = (sstore.clone(), sstore);
-    let (n1, n2) = (ctx.clone(), ctx.clone());
-    let syncs = syncs
-        .watches_stream(secret_changes(&client, ns), move |s: SecretMeta| {
-            match naming(&c4, &s).next() {
-                Some(_) => {
-                    n1.memory
-                        .credentials_changed(s.namespace().as_deref().unwrap_or_default());
-                    all_in(&t1, s.namespace())
-                }
-                None => vec![],
-            }
-        })
-        .watches(
-            scoped::<RegistryCredential>(&client, ns),
-            watcher::Config::default(),
-            move |c: RegistryCredential| {
-                n2.memory
-                    .credentials_changed(c.namespace().as_deref().unwrap_or_default());
-                all_in(&t2, c.namespace())
-            },
-        )
-        .run(reconcile_sync, error_policy, ctx)
+    let syncs = on_credentials(syncs, &client, ns, c4, &ctx)
+        .run(reconcile_sync, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "imagesync controller");

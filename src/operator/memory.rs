@@ -73,26 +73,7 @@ fn memory_key<K: Resource>(obj: &K) -> String {
 /// next attempt if it did: 1 s, 2 s, 4 s, … capped at 5 minutes (never a
 /// hot loop).
 pub(crate) fn backoff(ctx: &Context, key: &str, generation: Option<i64>, failed: bool) -> Option<Duration> {
-    let mut f = ctx.memory.failures.lock().unwrap_or_else(|p| p.into_inner());
-    if !failed {
-        f.remove(key);
-        return None;
-    }
-    if f.len() >= REMEMBERED && !f.contains_key(key) {
-        f.clear();
-    }
-    let e = f.entry(key.to_string()).or_insert(Failures {
-        count: 0,
-        at: Instant::now(),
-        generation,
-    });
-    if e.generation != generation {
-        e.count = 0;
-    }
-    e.count += 1;
-    e.at = Instant::now();
-    e.generation = generation;
-    Some(e.delay())
+    ctx.memory.record_run(key, generation, failed)
 }
 
 /// How long `key` (in namespace `ns`) must still wait after its last
@@ -100,12 +81,43 @@ pub(crate) fn backoff(ctx: &Context, key: &str, generation: Option<i64>, failed:
 /// namespace's credentials changed since (a fixed Secret is tried at once);
 /// `None` when it did not fail.
 pub(crate) fn failure_wait(ctx: &Context, ns: &str, key: &str, generation: Option<i64>) -> Option<Duration> {
-    let f = ctx.memory.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let e = f.get(key).filter(|e| e.generation == generation)?;
-    if ctx.memory.credentials_changed_since(ns, e.at) {
-        return Some(Duration::ZERO);
+    ctx.memory.failure_wait(ns, key, generation)
+}
+
+impl Memory {
+    /// [`backoff`] on this memory.
+    fn record_run(&self, key: &str, generation: Option<i64>, failed: bool) -> Option<Duration> {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if !failed {
+            f.remove(key);
+            return None;
+        }
+        if f.len() >= REMEMBERED && !f.contains_key(key) {
+            f.clear();
+        }
+        let e = f.entry(key.to_string()).or_insert(Failures {
+            count: 0,
+            at: Instant::now(),
+            generation,
+        });
+        if e.generation != generation {
+            e.count = 0;
+        }
+        e.count += 1;
+        e.at = Instant::now();
+        e.generation = generation;
+        Some(e.delay())
     }
-    Some(e.delay().saturating_sub(e.at.elapsed()))
+
+    /// [`failure_wait`] on this memory.
+    fn failure_wait(&self, ns: &str, key: &str, generation: Option<i64>) -> Option<Duration> {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let e = f.get(key).filter(|e| e.generation == generation)?;
+        if self.credentials_changed_since(ns, e.at) {
+            return Some(Duration::ZERO);
+        }
+        Some(e.delay().saturating_sub(e.at.elapsed()))
+    }
 }
 
 /// Consecutive failures of one resource.
@@ -118,5 +130,37 @@ pub(crate) struct Failures {
 impl Failures {
     fn delay(&self) -> Duration {
         Duration::from_secs((1u64 << self.count.saturating_sub(1).min(8)).min(300))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_waits_out_its_backoff_unless_its_namespaces_credentials_change() {
+        let m = Memory::default();
+        let (key, other) = ("ImageSync/team/s", "ImageSync/other/s");
+        assert_eq!(m.failure_wait("team", key, Some(1)), None, "no failure, no wait");
+        assert_eq!(m.record_run(key, Some(1), true), Some(Duration::from_secs(1)));
+        assert_eq!(m.record_run(key, Some(1), true), Some(Duration::from_secs(2)));
+        assert_eq!(m.record_run(other, Some(1), true), Some(Duration::from_secs(1)));
+        assert!(
+            m.failure_wait("team", key, Some(1))
+                .is_some_and(|w| w > Duration::from_millis(1500))
+        );
+        // A new generation is a new start: its first failure waits 1 s again.
+        assert_eq!(m.failure_wait("team", key, Some(2)), None);
+        // A Secret or RegistryCredential of the namespace changed: try at once,
+        // there and nowhere else.
+        m.credentials_changed("team");
+        assert_eq!(m.failure_wait("team", key, Some(1)), Some(Duration::ZERO));
+        assert!(m.failure_wait("other", other, Some(1)).is_some_and(|w| !w.is_zero()));
+        // That try fails too: the change is now older than the failure, and it waits again.
+        assert_eq!(m.record_run(key, Some(1), true), Some(Duration::from_secs(4)));
+        assert!(m.failure_wait("team", key, Some(1)).is_some_and(|w| !w.is_zero()));
+        // A success forgets the failures.
+        assert_eq!(m.record_run(key, Some(1), false), None);
+        assert_eq!(m.failure_wait("team", key, Some(1)), None);
     }
 }

@@ -4,6 +4,13 @@
 //! [`CopySettings::to_options`] is the one conversion into the engine's
 //! [`crate::copy::CopyOptions`] — for `kopeo copy`, `kopeo sync`, ImageCopy,
 //! ImageSync and `kopeo run` alike.
+//!
+//! Names: a `*Settings` type is what a user writes (a flag or a spec
+//! field: serde, JSON schema, strings such as `"500ms"`); a `*Options` type
+//! is what the engine runs with (checked, resolved, with in-memory handles).
+//! Each `*Settings` has one conversion to the engine's options; where the
+//! engine needs nothing more (compression), it holds the settings as they
+//! are, already checked.
 
 pub mod compression;
 pub mod format;

@@ -171,6 +171,19 @@ impl TransportError {
         move |source| TransportError::Io { op, path, source }
     }
 
+    /// Like [`TransportError::io`], but a missing file is `missing()`.
+    pub fn io_or_missing(
+        op: &'static str,
+        path: &std::path::Path,
+        missing: impl FnOnce() -> TransportError,
+    ) -> impl FnOnce(std::io::Error) -> TransportError {
+        let path = path.to_path_buf();
+        move |source| match source.kind() {
+            std::io::ErrorKind::NotFound => missing(),
+            _ => TransportError::Io { op, path, source },
+        }
+    }
+
     /// A blocking task doing `task` that panicked or was cancelled.
     pub fn background(task: &'static str) -> impl FnOnce(tokio::task::JoinError) -> TransportError {
         move |source| TransportError::Background { task, source }

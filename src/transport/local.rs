@@ -14,17 +14,11 @@ const WRITE_BUFFER: usize = 256 * 1024;
 
 /// Stream a file's contents.
 pub async fn read_stream(path: &Path) -> Result<BlobStream, TransportError> {
-    let f = tokio::fs::File::open(path).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(TransportError::io_or_missing("opening", path, || {
             TransportError::BlobFileMissing(path.to_path_buf())
-        } else {
-            TransportError::Io {
-                op: "opening",
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    })?;
+        }))?;
     let p = path.to_path_buf();
     Ok(tokio_util::io::ReaderStream::with_capacity(f, READ_CHUNK)
         .map_err(move |e| TransportError::Io {
@@ -155,17 +149,11 @@ pub async fn write_atomic(target: &Path, data: &[u8]) -> Result<(), TransportErr
 
 /// Read a small file, with a size limit so a hostile layout can't exhaust memory.
 pub async fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, TransportError> {
-    let meta = tokio::fs::metadata(path).await.map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(TransportError::io_or_missing("reading", path, || {
             TransportError::ImageNotFound(format!("{} does not exist", path.display()))
-        } else {
-            TransportError::Io {
-                op: "reading",
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    })?;
+        }))?;
     if meta.len() > limit {
         return Err(TransportError::FileTooLarge {
             path: path.to_path_buf(),

@@ -87,6 +87,13 @@ fn decompressed_copy(path: &Path, how: ArchiveCompression) -> Result<tempfile::T
     Ok(spool.into_temp_path())
 }
 
+/// Opening the archive at `path` failed; a missing one is not found (exit 2).
+fn missing_archive(path: &Path) -> impl FnOnce(std::io::Error) -> TransportError {
+    TransportError::io_or_missing("opening", path, || {
+        TransportError::ImageNotFound(format!("archive {} does not exist", path.display()))
+    })
+}
+
 fn bad(path: &Path, why: String) -> TransportError {
     TransportError::MalformedArchive {
         format: "archive",
@@ -124,13 +131,7 @@ impl TarIndex {
         let mut head = [0u8; 6];
         let n = {
             use std::io::Read as _;
-            let mut f = std::fs::File::open(path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    TransportError::ImageNotFound(format!("archive {} does not exist", path.display()))
-                } else {
-                    TransportError::io("opening", path)(e)
-                }
-            })?;
+            let mut f = std::fs::File::open(path).map_err(missing_archive(path))?;
             f.read(&mut head).map_err(TransportError::io("reading", path))?
         };
         if let Some(how) = ArchiveCompression::detect(&head[..n]) {
@@ -143,17 +144,7 @@ impl TarIndex {
     }
 
     fn open_plain(path: &Path) -> Result<TarIndex, TransportError> {
-        let file = std::fs::File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                TransportError::ImageNotFound(format!("archive {} does not exist", path.display()))
-            } else {
-                TransportError::Io {
-                    op: "opening",
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
+        let file = std::fs::File::open(path).map_err(missing_archive(path))?;
         let len = file.metadata().map_err(TransportError::io("reading", path))?.len();
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();

@@ -11,7 +11,6 @@ mod helm;
 mod interop;
 mod local;
 mod operator;
-mod operator_safety;
 mod parity;
 mod registry_copy;
 mod retries;

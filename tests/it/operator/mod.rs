@@ -1,0 +1,12 @@
+//! The operator end to end: the real controllers against the test API
+//! server, driven by kubectl and by `kopeo run`. Harness in
+//! `support::cluster`; one file per concern.
+
+mod backoff;
+mod credentials;
+mod leader;
+mod namespaces;
+mod resources;
+mod run_from_files;
+mod running_copies;
+mod safety;
