@@ -9,13 +9,17 @@ time, CPU time and peak RSS per tool and the kopeo/skopeo ratios (medians).
 
 Usage: python3 bench/run.py [--reps N] [--layer-mib M] [--layers K] [--out FILE]
 Needs: target/release/kopeo (cargo build --release; KOPEO_BIN=path for
-another build, to compare before and after), docker-registry, skopeo, time.
+another build), docker-registry, skopeo, time. KOPEO_BASELINE=path adds an
+earlier kopeo build as a third tool in the same run ("before"), so before
+and after are measured side by side with skopeo under the same load.
 """
 import argparse, gzip, hashlib, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KOPEO = os.environ.get("KOPEO_BIN", os.path.join(ROOT, "target", "release", "kopeo"))
+BASELINE = os.environ.get("KOPEO_BASELINE")
 BOLT = "/var/lib/containers/cache/blob-info-cache-v1.boltdb"
+TOOLS = ["kopeo", "skopeo"] + (["before"] if BASELINE else [])
 
 
 def free_port():
@@ -93,7 +97,7 @@ def main():
     ap.add_argument("--inspects", type=int, default=20)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    for tool in (KOPEO, shutil.which("skopeo"), shutil.which("docker-registry"), "/usr/bin/time"):
+    for tool in (KOPEO, shutil.which("skopeo"), shutil.which("docker-registry"), "/usr/bin/time") + ((BASELINE,) if BASELINE else ()):
         if not tool or not os.path.exists(tool):
             sys.exit("missing tool: build kopeo with `cargo build --release`; apt-get install skopeo docker-registry time")
     base = tempfile.mkdtemp(prefix="kopeo-bench-")
@@ -114,6 +118,8 @@ def main():
         def cmd(tool, args):
             if tool == "kopeo":
                 return [KOPEO] + args
+            if tool == "before":
+                return [BASELINE] + args
             return ["skopeo", "--policy", policy] + args
 
         tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
@@ -126,10 +132,11 @@ def main():
             "oci:→registry": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"oci:{layout}:bench", f"docker://{dst}/from-oci-{t}-{i}:1"])],
             f"inspect ×{a.inspects}": lambda t, i: [cmd(t, ["inspect", "--tls-verify=false", f"docker://{src}/bench:1"])] * a.inspects,
         }
-        results = {s: {"kopeo": [], "skopeo": []} for s in scenarios}
+        results = {s: {t: [] for t in TOOLS} for s in scenarios}
         for i in range(a.reps):
             for name, make in scenarios.items():
-                order = ["kopeo", "skopeo"] if i % 2 == 0 else ["skopeo", "kopeo"]
+                # Each tool goes first in turn.
+                order = TOOLS[i % len(TOOLS):] + TOOLS[:i % len(TOOLS)]
                 for tool in order:
                     wall = cpu = rss = 0.0
                     for c in make(tool, i):
@@ -139,17 +146,24 @@ def main():
                         wall, cpu, rss = wall + w, cpu + u, max(rss, r)
                     results[name][tool].append((wall, cpu, rss))
                     print(f"rep {i + 1} {name:36} {tool:6} wall {wall:7.2f}s cpu {cpu:7.2f}s rss {rss:6.1f} MiB", flush=True)
-                for t in ("kopeo", "skopeo"):
+                for t in TOOLS:
                     shutil.rmtree(f"{base}/oci-{t}-{i}", ignore_errors=True)
-        lines = ["| scenario | kopeo wall | skopeo wall | wall ratio | kopeo CPU | skopeo CPU | CPU ratio | kopeo peak RSS | skopeo peak RSS |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+        lines = ["| scenario | kopeo wall | skopeo wall | wall ratio | kopeo CPU | skopeo CPU | CPU ratio | kopeo peak RSS | skopeo peak RSS |"
+                 + (" before wall | before ratio | before peak RSS |" if BASELINE else ""),
+                 "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if BASELINE else "")]
         summary = {}
         for name, r in results.items():
             med = {t: [statistics.median(x[k] for x in r[t]) for k in range(2)] + [max(x[2] for x in r[t])] for t in r}
             k, s = med["kopeo"], med["skopeo"]
             summary[name] = {"kopeo": k, "skopeo": s, "wall_ratio": k[0] / s[0], "cpu_ratio": k[1] / s[1] if s[1] else None}
-            lines.append(f"| {name} | {k[0]:.2f} s | {s[0]:.2f} s | **{k[0] / s[0]:.2f}** | {k[1]:.2f} s | {s[1]:.2f} s | "
-                         f"{k[1] / s[1]:.2f} | {k[2]:.1f} MiB | {s[2]:.1f} MiB |")
+            row = (f"| {name} | {k[0]:.2f} s | {s[0]:.2f} s | **{k[0] / s[0]:.2f}** | {k[1]:.2f} s | {s[1]:.2f} s | "
+                   f"{k[1] / s[1]:.2f} | {k[2]:.1f} MiB | {s[2]:.1f} MiB |")
+            if BASELINE:
+                b = med["before"]
+                summary[name]["before"] = b
+                summary[name]["before_wall_ratio"] = b[0] / s[0]
+                row += f" {b[0]:.2f} s | {b[0] / s[0]:.2f} | {b[2]:.1f} MiB |"
+            lines.append(row)
         print("\n" + "\n".join(lines))
         if a.out:
             with open(a.out, "w") as f:

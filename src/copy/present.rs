@@ -1,8 +1,8 @@
 //! "Already at the destination": before any blob moves, the digest the
-//! destination holds is compared with the source's (when nothing forces a
-//! change) and with the digest of the manifest the copy would write. Either
-//! match makes the copy a no-op: an unchanged image costs a manifest HEAD on
-//! each side of a registry copy, and no transfer.
+//! destination holds is compared with the digest of the manifest the copy
+//! would write (the source's own, where nothing changes it). A match makes
+//! the copy a no-op: an unchanged image costs a manifest HEAD on each side
+//! of a registry copy, sent at once, and no transfer (and no pull).
 
 use super::plan::plan_image;
 use super::rewrite::finished_manifest;
@@ -13,28 +13,42 @@ use crate::manifest::{self, Manifest, is_list_type};
 use crate::options::MultiArch;
 use crate::transport::{ImageDestination, ImageSource};
 
-/// What the destination holds, as far as the cheap comparison tells.
+/// What a copy knows before it reads the source's manifest.
 pub enum Presence {
-    /// It holds this digest, which the copy would write (or the source has).
+    /// The destination holds this digest, which is the source's, and the
+    /// copy would write the source's manifest as it is: nothing to do.
     Present(Digest),
-    /// A copy is needed; the destination holds this digest now, if any.
+    /// A closer look is needed; the destination holds this digest now, if any.
     Absent(Option<Digest>),
 }
 
-/// Compare without reading the source's manifest: the destination's digest
-/// against the source's, unless the options force a change.
+/// Ask both sides for their current digest at once (a HEAD each for
+/// registries: a no-op copy counts as no pull). When they match and the
+/// options change nothing, the copy is done; a source that is not there
+/// fails here, before the destination's answer matters.
 pub async fn quick(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
     opts: &CopyOptions,
 ) -> Result<Presence, CopyError> {
-    let Some(have) = dst.current_digest().await? else {
-        return Ok(Presence::Absent(None));
-    };
-    if opts.format.is_none() && opts.platforms.is_empty() && src.current_digest().await?.as_ref() == Some(&have) {
-        return Ok(Presence::Present(have));
+    let (theirs, have) = futures::join!(src.current_manifest(), dst.current_digest());
+    let (theirs, have) = (theirs?, have?);
+    match (theirs, have) {
+        (Some(s), Some(h)) if s.digest == h && writes_source_as_is(&s.media_type, opts) => Ok(Presence::Present(h)),
+        (_, have) => Ok(Presence::Absent(have)),
     }
-    Ok(Presence::Absent(Some(have)))
+}
+
+/// Whether a copy with `opts` writes a source manifest of `media_type`
+/// unchanged when the destination holds it already: no conversion, no
+/// recompression asked for, and a list copied whole. (A single image chosen
+/// from a list, the default, is judged after reading the list.)
+fn writes_source_as_is(media_type: &str, opts: &CopyOptions) -> bool {
+    opts.platforms.is_empty()
+        && opts.format.is_none()
+        && opts.compression.format.is_none()
+        && !opts.compression.decompress
+        && (!is_list_type(media_type) || opts.multi_arch == MultiArch::All)
 }
 
 /// The digest of the manifest a copy of this image (bytes, media type) would
@@ -59,7 +73,8 @@ pub fn predicted_image(
 }
 
 /// The full check, for plans that copy nothing (`sync --dry-run`): the
-/// digest the destination already holds for this copy, if it does.
+/// digest the destination already holds for this copy, if it does. The
+/// same decisions as [`super::copy`] takes before moving a blob.
 pub async fn check(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
@@ -70,23 +85,23 @@ pub async fn check(
         Presence::Absent(None) => return Ok(None),
         Presence::Absent(Some(h)) => h,
     };
+    let matching = |d: Option<Digest>| d.filter(|d| *d == have);
     let (bytes, mime) = src.manifest(None).await?;
     if !is_list_type(&mime) {
-        return Ok(predicted_image(src, dst, &bytes, &mime, opts)?.filter(|d| *d == have));
+        return Ok(matching(predicted_image(src, dst, &bytes, &mime, opts)?));
     }
     let Manifest::Index(index) = Manifest::parse(&bytes, &mime)? else {
         return Ok(None);
     };
     if !opts.platforms.is_empty() {
         let subset = platform_subset(&index, &opts.platforms)?;
-        let d = Digest::sha256_of(&manifest::to_bytes(&subset));
-        return Ok((d == have).then_some(d));
+        return Ok(matching(Some(Digest::sha256_of(&manifest::to_bytes(&subset)))));
     }
     if opts.multi_arch == MultiArch::System {
         let want = opts.platform.clone().unwrap_or_else(manifest::host_platform);
         if let Ok(chosen) = manifest::choose_instance(&index, &want) {
             let (ib, im) = src.manifest(Some(&chosen.digest)).await?;
-            return Ok(predicted_image(src, dst, &ib, &im, opts)?.filter(|d| *d == have));
+            return Ok(matching(predicted_image(src, dst, &ib, &im, opts)?));
         }
     }
     Ok(None)

@@ -56,13 +56,16 @@ impl ImageSource for DockerSource {
         Ok(self.client.get_manifest(self.reference.path(), &r).await?)
     }
 
-    async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
+    async fn current_manifest(&self) -> Result<Option<super::CurrentManifest>, TransportError> {
         let head = self
             .client
             .head_manifest(self.reference.path(), &self.reference.manifest_reference())
             .await?;
         match head {
-            Some(h) => Ok(h.digest),
+            Some(h) => Ok(h.digest.map(|digest| super::CurrentManifest {
+                digest,
+                media_type: h.media_type,
+            })),
             None => Err(TransportError::ImageNotFound(format!(
                 "{} does not exist",
                 self.describe()
@@ -138,23 +141,31 @@ impl ImageDestination for DockerDestination {
     async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
         let repo = self.reference.path();
         let guard = self.client.blob_lock(repo, &info.digest).await;
-        if self.client.head_blob(repo, &info.digest).await?.is_some() {
-            return Ok(true);
-        }
-        if let Some(src) = from.filter(|s| s.registry == self.reference.domain() && s.repository != repo) {
+        let mountable = from.filter(|s| s.registry == self.reference.domain() && s.repository != repo);
+        if let Some(src) = mountable {
+            // Mount first: a registry answers 201 for a blob the repository
+            // has already, so the HEAD is needed only when the mount fails.
             match self.client.mount_blob(repo, &info.digest, &src.repository).await? {
                 MountOutcome::Mounted => {
                     tracing::debug!(digest = %info.digest, from = %src.repository, "blob mounted");
                     return Ok(true);
                 }
-                MountOutcome::NotMounted(Some(url)) => {
-                    self.pending_uploads
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(info.digest.clone(), url);
+                MountOutcome::NotMounted(url) => {
+                    // Present anyway (not mountable from there, say): the
+                    // upload session the registry opened is left to expire.
+                    if self.client.head_blob(repo, &info.digest).await?.is_some() {
+                        return Ok(true);
+                    }
+                    if let Some(url) = url {
+                        self.pending_uploads
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(info.digest.clone(), url);
+                    }
                 }
-                MountOutcome::NotMounted(None) => {}
             }
+        } else if self.client.head_blob(repo, &info.digest).await?.is_some() {
+            return Ok(true);
         }
         self.held
             .lock()

@@ -43,6 +43,15 @@ pub struct RegistryLocation {
     pub repository: String,
 }
 
+/// What a source's top-level manifest is, known without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentManifest {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its media type, as the transport reports it.
+    pub media_type: String,
+}
+
 /// A readable image. Callers may request manifests and blobs in any order
 /// and concurrently.
 #[async_trait]
@@ -65,12 +74,15 @@ pub trait ImageSource: Send + Sync {
     fn layer_compression(&self, _digest: &Digest) -> Option<crate::compression::Compression> {
         None
     }
-    /// The digest of the top-level manifest, as cheaply as the transport
-    /// allows (a HEAD for a registry); `None` where it cannot tell without
-    /// reading the manifest.
-    async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
-        let (bytes, _) = self.manifest(None).await?;
-        Ok(Some(Digest::sha256_of(&bytes)))
+    /// The digest and media type of the top-level manifest, as cheaply as
+    /// the transport allows (a HEAD for a registry); `None` where it cannot
+    /// tell without reading the manifest.
+    async fn current_manifest(&self) -> Result<Option<CurrentManifest>, TransportError> {
+        let (bytes, media_type) = self.manifest(None).await?;
+        Ok(Some(CurrentManifest {
+            digest: Digest::sha256_of(&bytes),
+            media_type,
+        }))
     }
     /// Tags of the image's repository (for `inspect`); empty where the
     /// transport has no such notion.
@@ -241,7 +253,11 @@ pub async fn open_source(
 /// The digest of the image `reference` names, as cheaply as its transport
 /// allows (a manifest HEAD for a registry).
 pub async fn current_digest(reference: &ImageReference, opts: &OpenOptions) -> Result<Option<Digest>, TransportError> {
-    open_source(reference, opts).await?.current_digest().await
+    Ok(open_source(reference, opts)
+        .await?
+        .current_manifest()
+        .await?
+        .map(|c| c.digest))
 }
 
 /// Tags listed for `list-tags`: a repository's (with its name), or an

@@ -69,6 +69,69 @@ fn copy_within_one_registry_mounts_blobs_instead_of_uploading() {
 }
 
 #[test]
+fn a_refused_mount_of_a_blob_the_destination_has_uploads_nothing() {
+    // A registry may refuse a cross-repository mount (202: "upload
+    // instead") for a blob the destination repository holds already;
+    // kopeo mounts first, so it must still notice the blob is there.
+    let home = tempdir();
+    let img = build(&home.path().join("src"), "x", &Spec::default());
+    let blobs = img.layout.join("blobs/sha256");
+    let reg = crate::support::standin::fake_registry(&img.layout, "app", vec!["1"], move |req, me| {
+        use crate::support::standin::Reply;
+        let path = req.path();
+        if req.method == "POST" && path == "/v2/mirror/blobs/uploads/" {
+            return Some(Reply::bytes(202, "").with("Location", &format!("http://{me}/v2/mirror/blobs/uploads/u1")));
+        }
+        if req.method == "HEAD" {
+            if let Some(d) = path.strip_prefix("/v2/mirror/blobs/sha256:") {
+                let len = std::fs::metadata(blobs.join(d)).map(|m| m.len()).unwrap_or(0);
+                return Some(
+                    Reply::bytes(200, "")
+                        .with("Content-Length", &len.to_string())
+                        .with("Docker-Content-Digest", &format!("sha256:{d}")),
+                );
+            }
+            if path.starts_with("/v2/mirror/manifests/") {
+                return Some(Reply::bytes(404, ""));
+            }
+        }
+        if req.method == "PUT" && path == "/v2/mirror/manifests/1" {
+            return Some(Reply::bytes(201, ""));
+        }
+        None
+    });
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("docker://{}/app:1", reg.host),
+            &format!("docker://{}/mirror:1", reg.host),
+        ],
+    )
+    .ok();
+    let seen = reg.seen();
+    let mounts = seen
+        .iter()
+        .filter(|r| r.method == "POST" && r.target.contains("mount=sha256"))
+        .count();
+    assert_eq!(mounts, 3, "config and both layers were offered as mounts: {seen:?}");
+    let uploads: Vec<_> = seen
+        .iter()
+        .filter(|r| (r.method == "PUT" || r.method == "PATCH") && r.path().contains("/blobs/"))
+        .collect();
+    assert!(uploads.is_empty(), "no blob was sent: {uploads:?}");
+    assert_eq!(
+        seen.iter()
+            .filter(|r| r.method == "PUT" && r.path() == "/v2/mirror/manifests/1")
+            .count(),
+        1
+    );
+}
+
+#[test]
 fn copy_between_registries_preserves_digests_and_recopy_skips_blobs() {
     let home = tempdir();
     let (a, b) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
@@ -208,6 +271,54 @@ fn multi_arch_all_copies_every_instance_and_default_picks_one() {
     cfg.extend(b.flags(""));
     cfg.push(b.image("multi:arm"));
     assert!(kopeo(home.path(), &args(&cfg)).ok().stdout.contains("\"arm64\""));
+}
+
+#[test]
+fn a_copy_without_all_over_a_whole_list_replaces_it_with_one_instance() {
+    // The destination holds the very list the source has; a copy of one
+    // platform still writes that one image, as skopeo does: "already
+    // there" must compare with what the copy would write.
+    let home = tempdir();
+    let (a, b) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let built = seed(
+        &a,
+        home.path(),
+        "multi:1",
+        &Spec {
+            archs: vec!["amd64", "arm64"],
+            ..Spec::default()
+        },
+    );
+    let to = b.image("multi:x");
+    kopeo(
+        home.path(),
+        &args(&copy_args(&a, &b, &a.image("multi:1"), &to, &["--all"])),
+    )
+    .ok();
+    let raw = |home: &std::path::Path| {
+        crate::support::skopeo(home, &["inspect", "--raw", "--tls-verify=false", &to])
+            .ok()
+            .stdout
+    };
+    assert!(raw(home.path()).contains("\"manifests\""), "the whole list first");
+    let again = kopeo(
+        home.path(),
+        &args(&copy_args(
+            &a,
+            &b,
+            &a.image("multi:1"),
+            &to,
+            &["--override-arch", "arm64"],
+        )),
+    )
+    .ok();
+    assert!(again.stderr.is_empty(), "{}", again.stderr);
+    let m: serde_json::Value = serde_json::from_str(&raw(home.path())).unwrap();
+    assert!(
+        m.get("manifests").is_none() && m["layers"].is_array(),
+        "one image now: {m}"
+    );
+    assert_ne!(b.digest(home.path(), "multi:x"), built.digest);
 }
 
 #[test]
