@@ -192,6 +192,75 @@ fn skopeo_and_kopeo_read_each_others_archives() {
         ],
     )
     .ok();
+    // What skopeo wrote from kopeo's archives, read from disk without either
+    // tool: every blob hashes to its name, and the layers' contents are the seed's.
+    let want: Vec<String> = serde_json::from_value(want["diff_ids"].clone()).unwrap();
+    let by_skopeo = home.path().join("by-skopeo");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(by_skopeo.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        contents_on_disk(&manifest, |hex| by_skopeo.join(hex)),
+        want,
+        "oci-archive → dir"
+    );
+    let layout = home.path().join("by-skopeo-2");
+    let blob = |hex: &str| layout.join("blobs/sha256").join(hex);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(&top)).unwrap()).unwrap();
+    assert_eq!(contents_on_disk(&manifest, blob), want, "docker-archive → oci");
+    // And skopeo reads kopeo's copy of skopeo's archive as the seed.
+    let from_skopeo = skopeo(
+        home.path(),
+        &[
+            "inspect",
+            "--config",
+            &format!("oci:{}/from-skopeo:x", home.path().display()),
+        ],
+    )
+    .ok();
+    let cfg: serde_json::Value = serde_json::from_str(&from_skopeo.stdout).unwrap();
+    assert_eq!(cfg["rootfs"]["diff_ids"], serde_json::json!(want));
+}
+
+/// The diff IDs of `manifest`'s layers computed from the blob files (each
+/// checked against its digest, gunzipped when gzip), after checking that the
+/// config's `rootfs.diff_ids` say the same.
+fn contents_on_disk(manifest: &serde_json::Value, path: impl Fn(&str) -> std::path::PathBuf) -> Vec<String> {
+    use sha2::{Digest as _, Sha256};
+    use std::io::Read as _;
+    let read = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        let bytes = std::fs::read(path(hex)).unwrap_or_else(|e| panic!("blob {digest}: {e}"));
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), hex, "a blob's name is its digest");
+        bytes
+    };
+    let mut ids = vec![];
+    for layer in manifest["layers"].as_array().expect("layers") {
+        let bytes = read(layer["digest"].as_str().unwrap());
+        let plain = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = vec![];
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_end(&mut out)
+                .expect("gunzip");
+            out
+        } else {
+            bytes
+        };
+        ids.push(format!("sha256:{}", hex::encode(Sha256::digest(&plain))));
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&read(manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        config["rootfs"]["diff_ids"],
+        serde_json::json!(ids),
+        "config and layers agree"
+    );
+    ids
 }
 
 #[test]

@@ -102,21 +102,39 @@ fn failed_copy_to_oci_leaves_no_new_image() {
     )
     .ok();
     let before = std::fs::read(dst.join("index.json")).unwrap();
+    let mut files_before = walk(&dst);
+    files_before.sort();
     let r = kopeo(
         home.path(),
         &["copy", "-q", &bad.reference(), &format!("oci:{}:broken", dst.display())],
     );
     assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("does not match"),
+        "the digest check failed it: {}",
+        r.stderr
+    );
     assert_eq!(
         std::fs::read(dst.join("index.json")).unwrap(),
         before,
         "index.json unchanged"
     );
-    let leftovers: Vec<_> = walk(&dst)
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains(".tmp"))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files removed: {leftovers:?}");
+    // Whatever the temporaries are called, none is left: a new file may only
+    // be a finished blob of the failed image, named by its true digest.
+    for p in walk(&dst).into_iter().filter(|p| !files_before.contains(p)) {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name == ".index.json.lock" {
+            continue;
+        }
+        assert_eq!(
+            p.parent(),
+            Some(dst.join("blobs/sha256").as_path()),
+            "left behind: {p:?}"
+        );
+        use sha2::Digest as _;
+        let hex = hex::encode(sha2::Sha256::digest(std::fs::read(&p).unwrap()));
+        assert_eq!(hex, name, "left behind, not a verified blob: {p:?}");
+    }
 }
 
 #[test]

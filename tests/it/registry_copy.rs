@@ -371,15 +371,7 @@ fn corrupt_blob_fails_the_copy_and_leaves_no_tag() {
         "{}",
         r.stderr
     );
-    let mut t = vec!["list-tags".to_string()];
-    t.extend(reg.flags(""));
-    t.push(reg.image("bad"));
-    let tags = kopeo(home.path(), &args(&t));
-    assert!(
-        tags.code != 0 || !tags.stdout.contains("\"1\""),
-        "no tag was written: {}",
-        tags.stdout
-    );
+    assert!(reg.lacks(home.path(), "bad:1"), "no tag was written");
 }
 
 #[test]
@@ -438,8 +430,11 @@ fn tls_registry_needs_its_ca_or_tls_verify_false() {
     assert!(with_ca.stdout.is_empty(), "-q prints nothing: {}", with_ca.stdout);
     let without = kopeo(home.path(), &["inspect", &reg.image("tls:1")]);
     assert_eq!(without.code, 1);
+    // kopeo's own words (Go's, as skopeo prints them), not a library's log line.
     assert!(
-        without.stderr.to_lowercase().contains("certificate"),
+        without
+            .stderr
+            .contains("tls: failed to verify certificate: x509: certificate signed by unknown authority"),
         "{}",
         without.stderr
     );

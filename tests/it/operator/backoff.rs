@@ -40,7 +40,7 @@ fn a_failed_sync_is_retried_on_its_backoff_not_its_interval() {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        assert_ne!(seen.as_deref(), Some("Synced"), "without its Secret the sync cannot log in");
+        assert_eq!(seen.as_deref(), Some("PlanFailed"), "without its Secret the sync cannot list the source's tags");
         // The Secret appears; the next attempt (seconds away, not an hour) succeeds.
         let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(client.clone(), "default");
         let login = serde_json::from_value(json!({"metadata": {"name": "login"}, "stringData": {"username": USER, "password": PASSWORD}})).unwrap();
@@ -53,7 +53,7 @@ fn a_failed_sync_is_retried_on_its_backoff_not_its_interval() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         assert_eq!(seen.as_deref(), Some("Synced"));
-        assert_eq!(kopeo_tags(&dst, "mirror/app").await, ["1"]);
+        assert_eq!(registry_tags(&dst, "mirror/app").await, ["1"]);
         operator.abort();
     });
 }

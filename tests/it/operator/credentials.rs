@@ -120,7 +120,7 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         assert_eq!(reason, "AuthenticationFailed", "a resource in namespace other cannot use default's credential");
-        assert!(kopeo_tags(&dst, "borrowed/app").await.is_empty());
+        assert!(registry_tags(&dst, "borrowed/app").await.is_empty());
         // An ImageSync with the same credentials mirrors the repository.
         let syncs = dynamic("ImageSync", "imagesyncs");
         syncs.create(&PostParams::default(), &obj(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "team"},
@@ -148,7 +148,7 @@ fn operator_copies_and_recovers_when_the_credential_secret_appears() {
         }
         assert_eq!(st["plan"].as_array().map(Vec::len), Some(1), "{st}");
         assert!(st["plan"][0].as_str().unwrap().contains("/planned/app:1"), "{st}");
-        let planned = kopeo_tags(&dst, "planned/app").await;
+        let planned = registry_tags(&dst, "planned/app").await;
         assert!(planned.is_empty(), "a dry run copies nothing");
         // Deleting a credential takes its login out of the pull Secret; the
         // pull Secret goes with the last credential.

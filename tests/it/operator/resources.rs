@@ -26,21 +26,21 @@ fn the_api_server_serves_and_validates_the_custom_resources() {
         .unwrap();
     rt.block_on(async {
         for crd in crd_documents() {
-            let (code, v) = post(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
+            let (code, v) = post_answer(&server, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd).await;
             assert_eq!(code, 201, "{v}");
         }
         let example: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/imagecopy.yaml")).unwrap()).unwrap();
-        let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &example).await;
+        let (code, v) = post_answer(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &example).await;
         assert_eq!(code, 201, "{v}");
         assert_eq!(v["spec"]["retry"]["times"], 3);
         let bad = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "bad"},
                           "spec": {"source": "ftp://nope", "destination": "oci:/x", "format": "v2s1", "refreshInterval": "soon"}});
-        let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &bad).await;
+        let (code, v) = post_answer(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &bad).await;
         assert_eq!(code, 422, "{v}");
         let msg = v["message"].as_str().unwrap();
         assert!(msg.contains("spec.source") && msg.contains("spec.format") && msg.contains("spec.refreshInterval"), "{msg}");
         let cred = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "metadata": {"name": "c"}, "spec": {"registry": "reg example/Team"}});
-        let (code, v) = post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &cred).await;
+        let (code, v) = post_answer(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials", &cred).await;
         assert_eq!(code, 422, "the registry must look like a host[/namespace]: {v}");
         // Validation rules (CEL) catch mistakes the schema alone cannot.
         let cases = [
@@ -54,13 +54,13 @@ fn the_api_server_serves_and_validates_the_custom_resources() {
         for (i, (plural, mut body, want)) in cases.into_iter().enumerate() {
             body["apiVersion"] = json!("kopeo.dev/v1alpha1");
             body["metadata"] = json!({"name": format!("rule-{i}")});
-            let (code, v) = post(&server, &format!("/apis/kopeo.dev/v1alpha1/namespaces/default/{plural}"), &body).await;
+            let (code, v) = post_answer(&server, &format!("/apis/kopeo.dev/v1alpha1/namespaces/default/{plural}"), &body).await;
             assert_eq!(code, 422, "{v}");
             assert!(v["message"].as_str().unwrap().contains(want), "{v}");
         }
         let zstd = json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "zstd-15"},
             "spec": {"source": "oci:/a:x", "destination": "oci:/b:x", "compression": {"format": "zstd", "level": 15}}});
-        assert_eq!(post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &zstd).await.0, 201);
+        assert_eq!(post_answer(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &zstd).await.0, 201);
     });
 }
 
@@ -75,9 +75,29 @@ fn example_operator_manifests_reconcile() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("reason: Copied")
-            || String::from_utf8_lossy(&out.stdout).contains("status: 'True'")
+    let status: Value = serde_yaml_ng::from_str(&String::from_utf8_lossy(&out.stdout)).expect("kopeo run prints YAML");
+    let ready = status["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("True"), &json!("Copied")),
+        "{status}"
+    );
+    // The example's source digest, and skopeo reads the same image back.
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(format!("{examples}/../hello/index.json")).unwrap()).unwrap();
+    let want = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    assert_eq!(status["status"]["sourceDigest"], want.as_str(), "{status}");
+    assert_eq!(status["status"]["destinationDigest"], want.as_str(), "{status}");
+    let dest = concat!(env!("CARGO_MANIFEST_DIR"), "/target/example-out");
+    let raw = crate::support::skopeo(home.path(), &["inspect", "--raw", &format!("oci:{dest}:hello")]).ok();
+    use sha2::Digest as _;
+    assert_eq!(
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(raw.stdout.as_bytes()))),
+        want
     );
 }
 

@@ -185,10 +185,18 @@ fn kopeo_run_takes_a_registrys_ca_and_client_certificate_from_secrets() {
     // Without the client certificate the registry refuses the connection.
     let (code, cred, copy) = run(json!({"caSecretRef": {"name": "reg-ca"}}), true);
     assert_eq!((code, cred.0.as_str()), (1, "SecretValid"));
-    assert_ne!(copy.0, "Copied", "{copy:?}");
+    assert_eq!(copy.0, "CopyFailed", "{copy:?}");
+    assert!(
+        copy.1.contains(&format!("pinging container registry {}", reg.host)),
+        "{copy:?}"
+    );
     // Without the CA's Secret the credential says so, and the copy cannot verify the registry.
     let (code, cred, copy) = run(both, false);
     assert_eq!((code, cred.0.as_str()), (1, "SecretNotFound"), "{cred:?}");
     assert!(cred.1.contains("reg-ca"), "{cred:?}");
-    assert_ne!(copy.0, "Copied", "{copy:?}");
+    assert_eq!(copy.0, "CopyFailed", "{copy:?}");
+    assert!(
+        copy.1.contains("x509: certificate signed by unknown authority"),
+        "{copy:?}"
+    );
 }

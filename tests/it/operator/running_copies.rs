@@ -155,7 +155,7 @@ fn a_long_copy_reports_progress_at_a_bounded_rate_and_a_deletion_cancels_it() {
         // Longer than the whole copy would have taken: still nothing there.
         tokio::time::sleep(elapsed).await;
         assert!(
-            kopeo_tags(&dst, "d/app").await.is_empty(),
+            registry_tags(&dst, "d/app").await.is_empty(),
             "a cancelled copy commits nothing"
         );
         operator.abort();
@@ -280,7 +280,7 @@ fn a_long_sync_reports_progress_and_suspending_it_cancels_it() {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let copied = kopeo_tags(&dst, "b/app").await.len();
+        let copied = registry_tags(&dst, "b/app").await.len();
         assert!(
             (1..8).contains(&copied),
             "the suspended sync stopped part-way: {copied} of 8 copied"

@@ -6,17 +6,26 @@ use super::{kopeo, tempdir};
 use kopeo_test_apiserver::ApiServer;
 use serde_json::{Value, json};
 
-/// Tags of a repository, read straight from the registry.
-pub async fn kopeo_tags(reg: &crate::support::registry::Registry, repo: &str) -> Vec<String> {
+/// Tags of a repository, read straight from the registry's API (kopeo
+/// not involved): empty only when the registry says the repository is
+/// unknown; any other failure fails the test.
+pub async fn registry_tags(reg: &crate::support::registry::Registry, repo: &str) -> Vec<String> {
     let url = format!("http://{}/v2/{repo}/tags/list", reg.host);
-    match reqwest::get(url).await {
-        Ok(r) if r.status().is_success() => r
-            .json::<Value>()
-            .await
-            .ok()
-            .and_then(|v| serde_json::from_value(v["tags"].clone()).ok())
-            .unwrap_or_default(),
-        _ => vec![],
+    let r = reqwest::get(&url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    let body: Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: body is not JSON: {e}"));
+    match status {
+        200 => {
+            let mut tags: Vec<String> =
+                serde_json::from_value(body["tags"].clone()).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+            tags.sort();
+            tags
+        }
+        404 if body["errors"][0]["code"] == "NAME_UNKNOWN" => vec![],
+        other => panic!("GET {url}: {other}: {body}"),
     }
 }
 
@@ -73,8 +82,24 @@ pub fn crd_documents() -> Vec<Value> {
         .collect()
 }
 
+/// POST a JSON body that must be accepted (setup: a refusal fails the
+/// test, or a scenario would prove nothing); the stored object.
+#[track_caller]
+pub fn post<'a>(
+    server: &'a ApiServer,
+    path: &'a str,
+    body: &'a Value,
+) -> impl std::future::Future<Output = Value> + 'a {
+    let at = std::panic::Location::caller();
+    async move {
+        let (code, v) = post_answer(server, path, body).await;
+        assert!((200..300).contains(&code), "POST {path} refused ({code}) at {at}: {v}");
+        v
+    }
+}
+
 /// POST a JSON body to the test API server; its status code and reply.
-pub async fn post(server: &ApiServer, path: &str, body: &Value) -> (u16, Value) {
+pub async fn post_answer(server: &ApiServer, path: &str, body: &Value) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}{path}", server.url()))
         .header("content-type", "application/json")

@@ -156,6 +156,20 @@ pub fn http_get(url: &str) -> Vec<u8> {
     })
 }
 
+/// GET `url` (loopback only): the status and body, whatever the status;
+/// panics only when no answer comes.
+pub fn http_answer(url: &str) -> (u16, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let r = reqwest::get(url).await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.bytes().await.expect("body").to_vec())
+    })
+}
+
 /// A temporary directory for one test.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()

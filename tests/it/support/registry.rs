@@ -311,14 +311,85 @@ impl Registry {
         format!("docker://{}/{repo}", self.host)
     }
 
-    /// The digest of `repo_tag` here, as `kopeo inspect` reports it (empty when missing).
+    /// The digest of `repo_tag` here, judged by an independent reader: the
+    /// manifest bytes skopeo fetches, hashed. Panics unless it is there.
+    #[track_caller]
     pub fn digest(&self, home: &Path, repo_tag: &str) -> String {
-        let mut args = vec!["inspect".to_string(), "--format".into(), "{{.Digest}}".into()];
+        use sha2::Digest as _;
+        let raw = self.raw_manifest(home, repo_tag);
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(raw.as_bytes())))
+    }
+
+    /// The manifest of `repo_tag` as skopeo reads it (`inspect --raw`);
+    /// panics unless skopeo finds it.
+    #[track_caller]
+    pub fn raw_manifest(&self, home: &Path, repo_tag: &str) -> String {
+        let out = self.run_skopeo(home, &["inspect", "--raw"], repo_tag);
+        assert_eq!(out.code, 0, "skopeo cannot read {repo_tag}:\n{}", out.stderr);
+        out.stdout
+    }
+
+    /// Whether skopeo finds no `repo_tag` here (a clean "manifest unknown",
+    /// not any failure).
+    #[track_caller]
+    pub fn lacks(&self, home: &Path, repo_tag: &str) -> bool {
+        let out = self.run_skopeo(home, &["inspect", "--raw"], repo_tag);
+        if out.code == 0 {
+            return false;
+        }
+        assert_absence(&out.stderr);
+        true
+    }
+
+    /// Whether the registry knows no repository `repo` (no tag was ever
+    /// pushed to it): its own answer to a plain tag-list GET, 404 with
+    /// NAME_UNKNOWN, as opposed to any other failure. Plain HTTP registries.
+    #[track_caller]
+    pub fn lacks_repo(&self, repo: &str) -> bool {
+        assert_eq!(self.mode, Mode::Plain, "lacks_repo asks over plain HTTP");
+        let (status, body) = super::http_answer(&format!("http://{}/v2/{repo}/tags/list", self.host));
+        match status {
+            200 => false,
+            404 => {
+                let body = String::from_utf8_lossy(&body);
+                assert!(body.contains("NAME_UNKNOWN"), "404 for another reason: {body}");
+                true
+            }
+            other => panic!("tag list of {repo}: status {other}"),
+        }
+    }
+
+    /// The tags skopeo lists for `repo` here; panics if it cannot list them.
+    #[track_caller]
+    pub fn tags(&self, home: &Path, repo: &str) -> Vec<String> {
+        let out = self.run_skopeo(home, &["list-tags"], repo);
+        assert_eq!(out.code, 0, "skopeo cannot list {repo}:\n{}", out.stderr);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("skopeo's tag list is JSON");
+        let mut tags: Vec<String> = v["Tags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
+    fn run_skopeo(&self, home: &Path, cmd: &[&str], repo_tag: &str) -> super::Run {
+        let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
         args.extend(self.flags(""));
         args.push(self.image(repo_tag));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        super::kopeo(home, &args).stdout.trim().to_string()
+        super::skopeo(home, &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
+}
+
+/// Distribution's answers for something that is not there, as skopeo prints them.
+#[track_caller]
+fn assert_absence(stderr: &str) {
+    assert!(
+        ["manifest unknown", "name unknown", "repository name not known"]
+            .iter()
+            .any(|s| stderr.contains(s)),
+        "skopeo failed for another reason than absence:\n{stderr}"
+    );
 }
 
 impl Drop for Registry {
