@@ -15,6 +15,9 @@
 //! | `'--tls-verify' is deprecated, instead use: --src-tls-verify, --dest-tls-verify` | `copy`, `sync` | skopeo's deprecated flag |
 //! | `Login Succeeded!`, `Removed login credentials for HOST` | `login`, `logout` | containers/common `auth` |
 //! | exit code 2 for an image or repository that does not exist | every command | `isNotFoundImageError` |
+//! | `Unable to delete HOST/REPO:TAG. Image may not exist or is not stored with a v2 Schema in a v2 registry` (exit 1) | `delete` | containers/image `docker.deleteImage` |
+//! | `not logged into HOST` | `logout` | containers/common `auth.Logout` |
+//! | `Cannot connect to the Docker daemon at HOST. Is the docker daemon running?` | docker-daemon source and destination | docker's client (`ErrorConnectionFailed`) |
 
 /// A registry's `{"errors":[{"code","message"}]}` entry as distribution's
 /// errcode formats it: the code lowercased with `_` as spaces, a colon, the

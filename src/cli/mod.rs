@@ -415,6 +415,10 @@ async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError>
     let listener = tokio::net::TcpListener::bind(a.metrics_addr)
         .await
         .map_err(|e| CliError::new(format!("listening on {} for metrics: {e}", a.metrics_addr)))?;
+    // The bound address, so `--metrics-addr 127.0.0.1:0` can be found.
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
     tokio::spawn(crate::operator::metrics::serve(listener, opts.metrics.clone()));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| CliError::new(format!("handling SIGTERM: {e}")))?;

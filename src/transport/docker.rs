@@ -12,17 +12,28 @@ use std::sync::{Arc, Mutex};
 
 /// Delete the image `reference` names from its registry: its manifest, by
 /// digest (a tag is resolved first), which removes every tag pointing at it.
+/// An image that is not there is containers/image's "Unable to delete"
+/// (exit 1, as skopeo: not the "image not found" of other commands).
 pub async fn delete(reference: &DockerReference, client: &RegistryClient) -> Result<(), TransportError> {
+    let missing = |e: crate::registry::RegistryError| match e {
+        crate::registry::RegistryError::Status { code: Some(ref c), .. }
+            if c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN" =>
+        {
+            TransportError::DeleteNotFound(reference.to_string())
+        }
+        e => e.into(),
+    };
     let digest = match reference.digest() {
         Some(d) => d.clone(),
         None => {
             let (bytes, _) = client
                 .get_manifest(reference.path(), &reference.manifest_reference())
-                .await?;
+                .await
+                .map_err(missing)?;
             Digest::sha256_of(&bytes)
         }
     };
-    Ok(client.delete_manifest(reference.path(), &digest).await?)
+    client.delete_manifest(reference.path(), &digest).await.map_err(missing)
 }
 
 /// Reads an image from a registry.

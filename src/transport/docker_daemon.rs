@@ -24,6 +24,8 @@ const LOADING: &str = "loading the image";
 struct Daemon {
     http: reqwest::Client,
     base: String,
+    /// As given (`unix:///var/run/docker.sock`), for messages.
+    host: String,
 }
 
 /// A request to the daemon during `action` that got no answer.
@@ -50,16 +52,28 @@ impl Daemon {
             return Ok(Daemon {
                 http,
                 base: "http://docker".into(),
+                host,
             });
         }
         if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
             let http = builder.build().map_err(unreachable(format!("connecting to {host}")))?;
-            return Ok(Daemon {
-                http,
-                base: format!("http://{}", addr.trim_end_matches('/')),
-            });
+            let base = format!("http://{}", addr.trim_end_matches('/'));
+            return Ok(Daemon { http, base, host });
         }
         Err(TransportError::DaemonHost(host))
+    }
+
+    /// A request during `action` that got no answer: docker's own words
+    /// when nothing listens at the daemon's address, as skopeo prints them.
+    fn no_answer(&self, action: impl Into<String>) -> impl FnOnce(reqwest::Error) -> TransportError {
+        let (host, action) = (self.host.clone(), action.into());
+        move |source| {
+            if source.is_connect() {
+                TransportError::DaemonUnreachable(host)
+            } else {
+                unreachable(action)(source)
+            }
+        }
     }
 
     async fn error(resp: reqwest::Response) -> String {
@@ -98,7 +112,7 @@ impl DaemonSource {
             .get(&url)
             .send()
             .await
-            .map_err(unreachable(format!("exporting {id}")))?;
+            .map_err(daemon.no_answer(format!("exporting {id}")))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Err(TransportError::ImageNotFound(format!(
                 "docker daemon has no image {id}: {}",
@@ -239,7 +253,7 @@ impl ImageDestination for DaemonDestination {
             .body(body)
             .send()
             .await
-            .map_err(unreachable(LOADING))?;
+            .map_err(self.daemon.no_answer(LOADING))?;
         if !resp.status().is_success() {
             return Err(TransportError::DaemonRefused {
                 action: LOADING.into(),

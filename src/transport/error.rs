@@ -132,6 +132,10 @@ pub enum TransportError {
     #[error("schema1 layer {0} is not valid gzip")]
     Schema1LayerNotGzip(Digest),
 
+    /// `delete` of an image the registry does not have (containers/image's text).
+    #[error("Unable to delete {0}. Image may not exist or is not stored with a v2 Schema in a v2 registry")]
+    DeleteNotFound(String),
+
     // The Docker daemon.
     #[error("docker daemon: unsupported daemon host {0:?}: use unix:///path or tcp://host:port")]
     DaemonHost(String),
@@ -141,6 +145,9 @@ pub enum TransportError {
         #[source]
         source: reqwest::Error,
     },
+    /// Nothing answers at the daemon's address (docker's text, see skopeo_texts).
+    #[error("Cannot connect to the Docker daemon at {0}. Is the docker daemon running?")]
+    DaemonUnreachable(String),
     /// The daemon answered with an error; `message` is its own.
     #[error("docker daemon: {action}: {message}")]
     DaemonRefused { action: String, message: String },

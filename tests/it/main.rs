@@ -7,6 +7,7 @@ mod support;
 mod archives;
 mod auth;
 mod cli;
+mod failures;
 mod helm;
 mod interop;
 mod local;

@@ -85,7 +85,14 @@ fn operator_processes_elect_one_leader_and_fail_over_on_sigterm_and_on_a_crash()
         // A leader that dies without a word (SIGKILL) keeps the Lease until it
         // expires (15 s); then a standby takes over.
         replicas.push(OperatorProcess::start(home.path(), &kubeconfig, "replica-c"));
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // Kill the leader once the new replica stands by (its metrics say so).
+        for _ in 0..250 {
+            if replicas[1].leading().await == Some(false) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(replicas[1].leading().await, Some(false), "replica-c stands by");
         let mut dead = replicas.remove(0);
         dead.child.kill().unwrap();
         dead.child.wait().unwrap();

@@ -200,3 +200,131 @@ fn kopeo_run_takes_a_registrys_ca_and_client_certificate_from_secrets() {
         "{copy:?}"
     );
 }
+
+#[test]
+fn kopeo_run_names_each_failure_by_its_reason() {
+    use crate::support::image::{Spec, build};
+    use crate::support::registry::{Mode, Registry};
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let spec = |seed| Spec {
+        layers: vec![20_000, 10_000],
+        seed,
+        ..Spec::default()
+    };
+    for (tag, seed) in [("good1", 40), ("good2", 42)] {
+        crate::registry_copy::seed(&src, home.path(), &format!("r/img:{tag}"), &spec(seed));
+    }
+    let broken = crate::registry_copy::seed(&src, home.path(), "r/img:broken", &spec(41));
+    let hex = broken.layers[1].trim_start_matches("sha256:");
+    std::fs::remove_file(src.dir.path().join(format!(
+        "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    )))
+    .unwrap();
+    // A local image with a corrupt layer, and a layout without the asked tag.
+    let corrupt = build(&home.path().join("corrupt"), "x", &spec(43));
+    let victim = corrupt.layers[0].trim_start_matches("sha256:").to_string();
+    let blob = corrupt.layout.join("blobs/sha256").join(&victim);
+    let mut data = std::fs::read(&blob).unwrap();
+    data[3] ^= 0xff;
+    std::fs::write(&blob, data).unwrap();
+    let (p, s, d) = (home.path().display(), src.host.clone(), dst.host.clone());
+    let file = home.path().join("failures.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+apiVersion: kopeo.dev/v1alpha1
+kind: RegistryCredential
+metadata: {{name: src, namespace: default}}
+spec: {{registry: "{s}", tls: {{insecure: true}}}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: RegistryCredential
+metadata: {{name: dst, namespace: default}}
+spec: {{registry: "{d}", tls: {{insecure: true}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: garbled, namespace: default}}
+type: kubernetes.io/dockerconfigjson
+stringData: {{.dockerconfigjson: "not json"}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: RegistryCredential
+metadata: {{name: garbled, namespace: default}}
+spec: {{registry: registry.invalid, secretRef: {{name: garbled}}}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: ImageCopy
+metadata: {{name: missing, namespace: default}}
+spec: {{source: "oci:{p}/corrupt:nope", destination: "oci:{p}/out-missing:x"}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: ImageCopy
+metadata: {{name: corrupt, namespace: default}}
+spec: {{source: "oci:{p}/corrupt:x", destination: "oci:{p}/out-corrupt:x"}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: ImageSync
+metadata: {{name: partly, namespace: default}}
+spec: {{registry: "{s}", images: {{r/img: []}}, destination: "{d}/m", keepGoing: true}}
+"#
+        ),
+    )
+    .unwrap();
+    let out = kopeo(home.path(), &["run", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "not every resource is Ready: {}", out.stderr);
+    let docs: Vec<Value> = out
+        .stdout
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml_ng::from_str(d).unwrap())
+        .collect();
+    let condition = |kind: &str, name: &str, ty: &str| -> (String, String, String) {
+        let doc = docs
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no status for {kind} {name}: {}", out.stdout));
+        let c = doc["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == ty))
+            .unwrap_or_else(|| panic!("{kind} {name} has no {ty}: {doc}"));
+        let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+        (text("status"), text("reason"), text("message"))
+    };
+    let (ready, reason, message) = condition("RegistryCredential", "garbled", "Ready");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "SecretMalformed"));
+    assert_eq!(message, r#"Secret "garbled": .dockerconfigjson is not JSON"#);
+    let (ready, reason, message) = condition("ImageCopy", "missing", "Ready");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "SourceNotFound"),
+        "{message}"
+    );
+    assert!(message.contains("nope"), "{message}");
+    let (stalled, ..) = condition("ImageCopy", "missing", "Stalled");
+    assert_eq!(
+        stalled, "True",
+        "a missing source waits for a change, it is not retried at once"
+    );
+    let (ready, reason, message) = condition("ImageCopy", "corrupt", "Ready");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "CopyFailed"), "{message}");
+    assert!(
+        message.contains(&victim) && message.contains("does not match"),
+        "{message}"
+    );
+    assert!(
+        !home.path().join("out-corrupt/index.json").exists(),
+        "nothing committed"
+    );
+    let (ready, reason, message) = condition("ImageSync", "partly", "Ready");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "SyncFailed"), "{message}");
+    assert_eq!(message, "1 of 3 images failed");
+    assert_eq!(
+        dst.tags(home.path(), "m/img"),
+        ["good1", "good2"],
+        "keepGoing copied the rest"
+    );
+}

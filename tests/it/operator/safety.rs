@@ -415,11 +415,23 @@ fn the_operator_needs_exactly_the_rbac_the_chart_grants() {
             .unwrap();
         let creds = kopeo_api(&admin, "RegistryCredential", "registrycredentials");
         creds.delete("dst", &Default::default()).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(
-            secrets.get_opt("kopeo-registry-auth").await.unwrap().is_some(),
-            "the pull Secret was kept"
-        );
+        // The deletion is handled once the pull Secret no longer names dst's
+        // registry; it is kept for the credential that remains.
+        let mut pull = None;
+        for _ in 0..250 {
+            pull = secrets.get_opt("kopeo-registry-auth").await.unwrap();
+            let auth = pull
+                .as_ref()
+                .and_then(|s| s.data.as_ref())
+                .and_then(|d| d.get(".dockerconfigjson"))
+                .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                .unwrap_or_default();
+            if pull.is_none() || !auth.contains(&dst.host) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(pull.is_some(), "the pull Secret was kept");
         assert_eq!(operator.terminate(), Some(0));
     });
     assert_eq!(dst.digest(home.path(), "mirror/app:1"), img.digest);

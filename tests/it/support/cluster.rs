@@ -141,14 +141,9 @@ impl OperatorProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> OperatorProcess {
-        // A free loopback port for /metrics (released just before kopeo binds it).
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
         let log = home.join(format!("{name}.log"));
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kopeo"))
-            .args(["operator", "--metrics-addr", &metrics.to_string()])
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kopeo"))
+            .args(["operator", "--metrics-addr", "127.0.0.1:0"])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("POD_NAME", name)
@@ -158,6 +153,28 @@ impl OperatorProcess {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawning kopeo operator");
+        // The port kopeo bound itself (no pick-release-bind race), from its log.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let metrics = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(addr) = text
+                .lines()
+                .find(|l| l.contains("serving /metrics"))
+                .and_then(|l| l.split("addr=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|a| a.trim_matches('"').parse().ok())
+            {
+                break addr;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("kopeo operator {name} exited ({status}) before serving metrics:\n{text}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kopeo operator {name} never served metrics:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
         OperatorProcess {
             name,
             child,

@@ -2,7 +2,6 @@
 //! ephemeral loopback port with its own storage, in one of four modes.
 
 use super::{openssl, require_tool};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,13 +32,6 @@ pub struct Registry {
     pub mode: Mode,
     child: Child,
     pub token: Option<super::token::TokenServer>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("finding a free port")
 }
 
 /// The registry certificate of the Distribution docs, exactly as they make it:
@@ -156,13 +148,9 @@ impl Registry {
     fn start_inner(mode: Mode, self_signed: impl FnOnce(&Path)) -> Registry {
         let bin = require_tool("docker-registry", "docker-registry");
         let dir = super::tempdir();
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let host = if mode == Mode::SelfSigned {
-            format!("localhost:{port}")
-        } else {
-            listen.clone()
-        };
+        // Port 0: the registry binds a port itself and logs it, so no other
+        // test can take it between a pick and the bind.
+        let listen = "127.0.0.1:0";
         let mut token = None;
         let mut extra = String::new();
         match mode {
@@ -227,26 +215,42 @@ impl Registry {
             .stdin(Stdio::null())
             .spawn()
             .expect("starting docker-registry");
-        let reg = Registry {
-            host,
+        let mut reg = Registry {
+            host: String::new(),
             dir,
             mode,
             child,
             token,
         };
-        reg.wait_ready();
+        let port = reg.wait_listening();
+        reg.host = if mode == Mode::SelfSigned {
+            format!("localhost:{port}")
+        } else {
+            format!("127.0.0.1:{port}")
+        };
         reg
     }
 
-    fn wait_ready(&self) {
+    /// The port this registry logs it listens on (Distribution logs
+    /// `listening on 127.0.0.1:PORT` once bound, before serving).
+    fn wait_listening(&mut self) -> u16 {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(&self.host).is_ok() {
-                return;
+        loop {
+            let log = self.log();
+            if let Some(port) = log
+                .lines()
+                .find_map(|l| l.split("listening on 127.0.0.1:").nth(1))
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|p| p.parse().ok())
+            {
+                return port;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("docker-registry exited ({status}):\n{log}");
+            }
+            assert!(Instant::now() < deadline, "docker-registry did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("registry at {} did not start:\n{}", self.host, self.log());
     }
 
     /// Everything the registry logged so far.
