@@ -76,25 +76,11 @@ impl DockerArchiveSource {
         let image = match target {
             None => match images.as_slice() {
                 [one] => one.clone(),
-                [] => {
-                    return Err(TransportError::ImageNotFound(format!(
-                        "docker-archive {} holds no image",
-                        path.display()
-                    )));
-                }
-                many => {
-                    return Err(invalid(
-                        path,
-                        format!("holds {} images; choose one with :NAME:TAG or :@INDEX", many.len()),
-                    ));
-                }
+                other => return Err(TransportError::ArchiveNotSingle(other.len())),
             },
-            Some(ArchiveTarget::Index(n)) => images.get(*n).cloned().ok_or_else(|| {
-                TransportError::ImageNotFound(format!(
-                    "docker-archive {} has no image @{n} ({} images)",
-                    path.display(),
-                    images.len()
-                ))
+            Some(ArchiveTarget::Index(n)) => images.get(*n).cloned().ok_or(TransportError::ArchiveIndexOutOfRange {
+                index: *n,
+                count: images.len(),
             })?,
             Some(ArchiveTarget::Reference(want)) => images
                 .iter()
@@ -104,9 +90,7 @@ impl DockerArchiveSource {
                     })
                 })
                 .cloned()
-                .ok_or_else(|| {
-                    TransportError::ImageNotFound(format!("docker-archive {} has no image {want}", path.display()))
-                })?,
+                .ok_or_else(|| TransportError::ArchiveTagNotFound(want.to_string()))?,
         };
         let config = index.read_small(&image.config, JSON_LIMIT).await?;
         let config_digest = Digest::sha256_of(&config);

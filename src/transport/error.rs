@@ -81,6 +81,14 @@ pub enum TransportError {
         path: PathBuf,
         why: String,
     },
+    // Which image of a docker-archive, in containers/image's words (exit 1,
+    // as skopeo: not the "image not found" of a registry).
+    #[error("Unexpected tar manifest.json: expected 1 item, got {0}")]
+    ArchiveNotSingle(usize),
+    #[error("Invalid source index @{index}, only {count} manifest items available")]
+    ArchiveIndexOutOfRange { index: usize, count: usize },
+    #[error("Tag {0:?} not found")]
+    ArchiveTagNotFound(String),
     #[error("archive member name {name}: {source}")]
     MemberName {
         name: String,

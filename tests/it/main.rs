@@ -8,6 +8,7 @@ mod archives;
 mod auth;
 mod cli;
 mod failures;
+mod flags;
 mod helm;
 mod interop;
 mod local;

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 pub struct Spec {
     /// Size of each layer in bytes.
     pub layers: Vec<usize>,
-    /// One image per architecture; more than one makes a list.
+    /// One image per architecture (`arm/v7` names a variant too); more
+    /// than one makes a list.
     pub archs: Vec<&'static str>,
     /// Docker schema2 media types instead of OCI.
     pub docker: bool,
@@ -24,6 +25,9 @@ pub struct Spec {
     /// Layers declared uncompressed (`application/vnd.oci.image.layer.v1.tar`):
     /// OCI destinations compress them on the way in.
     pub uncompressed: bool,
+    /// With `uncompressed`: text that compresses well instead of noise (to
+    /// tell compression levels apart).
+    pub compressible: bool,
 }
 
 impl Default for Spec {
@@ -36,6 +40,7 @@ impl Default for Spec {
             base_seed: None,
             tar_layers: false,
             uncompressed: false,
+            compressible: false,
         }
     }
 }
@@ -56,6 +61,25 @@ impl Built {
     pub fn reference(&self) -> String {
         format!("oci:{}:{}", self.layout.display(), self.name)
     }
+}
+
+/// `len` bytes of words drawn from a small vocabulary: compressible, and
+/// more so the harder a compressor tries (as real files are).
+pub fn text(len: usize, seed: u64) -> Vec<u8> {
+    let words: Vec<Vec<u8>> = (0..64)
+        .map(|i| format!("w{i:03}").repeat(1 + i % 3).into_bytes())
+        .collect();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 16);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&words[(x % 64) as usize]);
+        out.push(if x.is_multiple_of(7) { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
 }
 
 /// Deterministic incompressible bytes.
@@ -120,7 +144,11 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
     };
     let mut all_layers = vec![];
     let mut instances = vec![];
-    for (ai, arch) in spec.archs.iter().enumerate() {
+    for (ai, platform_name) in spec.archs.iter().enumerate() {
+        let (arch, variant) = match platform_name.split_once('/') {
+            Some((a, v)) => (a, Some(v)),
+            None => (*platform_name, None),
+        };
         let mut layer_descs = vec![];
         let mut diff_ids = vec![];
         for (li, size) in spec.layers.iter().enumerate() {
@@ -135,7 +163,12 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
                 let (d, n) = put(layout, &gz);
                 (d, n, diff)
             } else if spec.uncompressed {
-                let (d, n) = put(layout, &noise(*size, seed));
+                let data = if spec.compressible {
+                    text(*size, seed)
+                } else {
+                    noise(*size, seed)
+                };
+                let (d, n) = put(layout, &data);
                 (d.clone(), n, d)
             } else {
                 // Noise in a real gzip stream (stored blocks): copiers that
@@ -154,11 +187,16 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
                 all_layers.push(d);
             }
         }
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "created": "2026-01-02T03:04:05Z", "architecture": arch, "os": "linux",
             "config": {"Env": ["PATH=/bin", format!("SEED={}", spec.seed)], "Labels": {"kopeo.test": "yes"}},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
         });
+        let mut platform = serde_json::json!({"architecture": arch, "os": "linux"});
+        if let Some(v) = variant {
+            config["variant"] = v.into();
+            platform["variant"] = v.into();
+        }
         let (cd, cn) = put(layout, config.to_string().as_bytes());
         let manifest = serde_json::json!({
             "schemaVersion": 2, "mediaType": mt_manifest,
@@ -166,7 +204,7 @@ pub fn build(layout: &Path, name: &str, spec: &Spec) -> Built {
             "layers": layer_descs,
         });
         let (md, mn) = put(layout, manifest.to_string().as_bytes());
-        instances.push(serde_json::json!({"mediaType": mt_manifest, "digest": md, "size": mn, "platform": {"architecture": arch, "os": "linux"}}));
+        instances.push(serde_json::json!({"mediaType": mt_manifest, "digest": md, "size": mn, "platform": platform}));
     }
     let top = if instances.len() == 1 {
         let mut d = instances.remove(0);
