@@ -17,6 +17,7 @@
 //! | exit code 2 for an image or repository that does not exist | every command | `isNotFoundImageError` |
 //! | `Unable to delete HOST/REPO:TAG. Image may not exist or is not stored with a v2 Schema in a v2 registry` (exit 1) | `delete` | containers/image `docker.deleteImage` |
 //! | `Invalid source index @N, only M manifest items available`, `Tag "NAME:TAG" not found`, `Unexpected tar manifest.json: expected 1 item, got N` (exit 1) | docker-archive source | containers/image `tarfile.Reader.ChooseManifestItem` |
+//! | `No tag or digest allowed in reference` | `list-tags` | `skopeo list-tags` |
 //! | `not logged into HOST` | `logout` | containers/common `auth.Logout` |
 //! | `Cannot connect to the Docker daemon at HOST. Is the docker daemon running?` | docker-daemon source and destination | docker's client (`ErrorConnectionFailed`) |
 

@@ -63,8 +63,9 @@ pub async fn list_tags(args: ListTagsArgs, global: &Global) -> Result<(), CliErr
     let r = DockerReference::parse_normalized(name)
         .map_err(|e| CliError::new(format!("invalid image name {:?}: {e}", args.image)))?;
     if !r.is_name_only() {
+        // skopeo's words (see skopeo_texts), with the name said.
         return Err(CliError::new(format!(
-            "tag or digest is not supported in the repository name {:?}",
+            "Invalid {:?}: No tag or digest allowed in reference",
             args.image
         )));
     }

@@ -42,6 +42,11 @@ fn htpasswd_registry_accepts_right_and_rejects_wrong_credentials() {
     );
     let anon = kopeo(home.path(), &["inspect", "--tls-verify=false", &reg.image("app:1")]);
     assert_eq!(anon.code, 1, "{}", anon.stderr);
+    assert!(
+        anon.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        anon.stderr
+    );
     let ok = kopeo(
         home.path(),
         &[
@@ -55,6 +60,158 @@ fn htpasswd_registry_accepts_right_and_rejects_wrong_credentials() {
     )
     .ok();
     assert_eq!(ok.stdout.trim(), built.digest);
+    assert_eq!(
+        reg.digest(home.path(), "app:1"),
+        built.digest,
+        "skopeo reads what kopeo pushed"
+    );
+}
+
+#[test]
+fn a_tls_registry_with_a_password_works_after_login_with_its_ca() {
+    // The usual private registry: TLS with the organisation's CA, and a
+    // password. Log in once, then copy both ways with no --creds.
+    let home = tempdir();
+    let reg = Registry::start(Mode::TlsHtpasswd);
+    let certs = format!("--cert-dir={}", reg.cert_dir().display());
+    let login = kopeo_with_stdin(
+        home.path(),
+        &["login", &certs, "-u", USER, "--password-stdin", &reg.host],
+        Some(PASSWORD),
+    )
+    .ok();
+    assert!(login.stdout.contains("Login Succeeded!"), "{}", login.stdout);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            &format!("--dest-cert-dir={}", reg.cert_dir().display()),
+            &built.reference(),
+            &reg.image("private/app:1"),
+        ],
+    )
+    .ok();
+    assert_eq!(reg.digest(home.path(), "private/app:1"), built.digest);
+    let back = home.path().join("back");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            &format!("--src-cert-dir={}", reg.cert_dir().display()),
+            &reg.image("private/app:1"),
+            &format!("oci:{}:x", back.display()),
+        ],
+    )
+    .ok();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], built.digest.as_str());
+    // Without the CA the password does not help: TLS is refused first.
+    let r = kopeo(home.path(), &["inspect", &reg.image("private/app:1")]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("x509: certificate signed by unknown authority"),
+        "{}",
+        r.stderr
+    );
+    // Logged out, the registry asks for credentials.
+    kopeo(home.path(), &["logout", &reg.host]).ok();
+    let r = kopeo(home.path(), &["inspect", &certs, &reg.image("private/app:1")]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn anonymous_pulls_from_a_token_registry_use_an_anonymous_token() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Token);
+    let built = build(&home.path().join("l"), "x", &Spec::default());
+    let creds = format!("--dest-creds={USER}:{PASSWORD}");
+    for repo in ["public/app:1", "private/app:1"] {
+        kopeo(
+            home.path(),
+            &[
+                "copy",
+                "-q",
+                "--dest-tls-verify=false",
+                &creds,
+                &built.reference(),
+                &reg.image(repo),
+            ],
+        )
+        .ok();
+    }
+    let token = reg.token.as_ref().unwrap();
+    let before = token.seen().len();
+    // No credentials: a public repository reads with a token asked anonymously.
+    let out = home.path().join("pulled");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            &reg.image("public/app:1"),
+            &format!("oci:{}:x", out.display()),
+        ],
+    )
+    .ok();
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], built.digest.as_str());
+    let asked: Vec<_> = token.seen().into_iter().skip(before).collect();
+    assert!(!asked.is_empty(), "a token was asked for");
+    assert!(
+        asked.iter().all(|r| r.method == "GET" && r.granted),
+        "anonymous token requests: {asked:?}"
+    );
+    // The private repository and any push stay refused, in the registry's words.
+    let r = kopeo(
+        home.path(),
+        &["inspect", "--tls-verify=false", &reg.image("private/app:1")],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        r.stderr
+    );
+    let r = kopeo(
+        home.path(),
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &built.reference(),
+            &reg.image("public/app:2"),
+        ],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        crate::support::skopeo(
+            home.path(),
+            &["inspect", "--raw", "--tls-verify=false", &reg.image("public/app:1")]
+        )
+        .ok()
+        .stdout
+        .len() as u64,
+        std::fs::metadata(
+            out.join("blobs/sha256")
+                .join(built.digest.trim_start_matches("sha256:"))
+        )
+        .unwrap()
+        .len(),
+        "skopeo pulls it anonymously too"
+    );
 }
 
 #[test]

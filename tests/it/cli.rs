@@ -73,6 +73,11 @@ fn list_tags_prints_repository_and_tags() {
         &["list-tags", "--tls-verify=false", &reg.image("ns/app:1.0")],
     );
     assert_eq!(tagged.code, 1);
+    assert!(
+        tagged.stderr.contains("No tag or digest allowed in reference"),
+        "skopeo's words: {}",
+        tagged.stderr
+    );
     let oci = kopeo(home.path(), &["list-tags", "oci:/tmp/x"]);
     assert!(oci.stderr.contains("Unsupported transport"), "{}", oci.stderr);
 }
@@ -140,6 +145,7 @@ fn inspect_formats_and_raw_output() {
     assert!(raw_config.starts_with("{\"created\""), "{raw_config}");
     let bad = kopeo(home.path(), &["inspect", "--format", "{{.Os", &r]);
     assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("template: unclosed action"), "{}", bad.stderr);
 }
 
 #[test]

@@ -73,6 +73,11 @@ fn several_images_share_one_oci_layout() {
     assert!(ambiguous.stderr.contains("more than one image"), "{}", ambiguous.stderr);
     let missing = kopeo(home.path(), &["inspect", &format!("oci:{}:nope", dst.display())]);
     assert_eq!(missing.code, 2, "image not found exits 2: {}", missing.stderr);
+    assert!(
+        missing.stderr.contains(r#"no descriptor found for reference \"nope\""#),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]

@@ -69,6 +69,38 @@ fn copy_within_one_registry_mounts_blobs_instead_of_uploading() {
 }
 
 #[test]
+fn a_layer_of_tens_of_megabytes_streams_through_intact() {
+    // Larger than any buffer or chunk kopeo uses, as real base layers are.
+    let home = tempdir();
+    let (a, b) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let built = seed(
+        &a,
+        home.path(),
+        "big:1",
+        &Spec {
+            layers: vec![24_000_000, 1_000],
+            ..Spec::default()
+        },
+    );
+    kopeo(
+        home.path(),
+        &args(&copy_args(&a, &b, &a.image("big:1"), &b.image("big:1"), &["-q"])),
+    )
+    .ok();
+    assert_eq!(b.digest(home.path(), "big:1"), built.digest);
+    // The registry holds the layer's exact bytes (hashed from its storage).
+    let hex = built.layers[0].trim_start_matches("sha256:");
+    let stored = std::fs::read(b.dir.path().join(format!(
+        "storage/docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    )))
+    .unwrap();
+    use sha2::Digest as _;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&stored)), hex);
+    assert!(stored.len() > 24_000_000);
+}
+
+#[test]
 fn a_refused_mount_of_a_blob_the_destination_has_uploads_nothing() {
     // A registry may refuse a cross-repository mount (202: "upload
     // instead") for a blob the destination repository holds already;

@@ -18,6 +18,8 @@ pub enum Mode {
     /// TLS that also requires a client certificate signed by the test CA.
     MutualTls,
     Htpasswd,
+    /// TLS (test CA) and htpasswd together, as most private registries run.
+    TlsHtpasswd,
     Token,
 }
 
@@ -162,7 +164,7 @@ impl Registry {
                     dir.path().display()
                 ));
             }
-            Mode::Tls | Mode::MutualTls => {
+            Mode::Tls | Mode::MutualTls | Mode::TlsHtpasswd => {
                 make_certs(dir.path());
                 extra.push_str(&format!(
                     "  tls:\n    certificate: {0}/server.crt\n    key: {0}/server.key\n",
@@ -175,7 +177,7 @@ impl Registry {
             Mode::Htpasswd | Mode::Token => {}
         }
         let auth = match mode {
-            Mode::Htpasswd => {
+            Mode::Htpasswd | Mode::TlsHtpasswd => {
                 let out = Command::new(require_tool("htpasswd", "apache2-utils"))
                     .args(["-Bbn", USER, PASSWORD])
                     .output()
@@ -272,11 +274,13 @@ impl Registry {
     pub fn flags(&self, prefix: &str) -> Vec<String> {
         let mut f = vec![];
         match self.mode {
-            Mode::Tls | Mode::SelfSigned => f.push(format!("--{prefix}cert-dir={}", self.cert_dir().display())),
+            Mode::Tls | Mode::SelfSigned | Mode::TlsHtpasswd => {
+                f.push(format!("--{prefix}cert-dir={}", self.cert_dir().display()))
+            }
             Mode::MutualTls => f.push(format!("--{prefix}cert-dir={}", self.client_cert_dir().display())),
             _ => f.push(format!("--{prefix}tls-verify=false")),
         }
-        if matches!(self.mode, Mode::Htpasswd | Mode::Token) {
+        if matches!(self.mode, Mode::Htpasswd | Mode::TlsHtpasswd | Mode::Token) {
             f.push(format!("--{prefix}creds={USER}:{PASSWORD}"));
         }
         f

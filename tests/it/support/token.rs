@@ -1,6 +1,7 @@
 //! A small Docker token server: signs RS256 JWTs (with the certificate in
 //! `x5c`) for the registry's token auth, for the GET flow with basic auth
-//! and the OAuth2 POST flow with a refresh token. It records every request.
+//! and the OAuth2 POST flow with a refresh token; anonymous requests get
+//! pull access to `public/` repositories only. It records every request.
 
 use super::openssl;
 use super::registry::{PASSWORD, USER};
@@ -164,8 +165,25 @@ fn handle(
             |n| n.checked_sub(1),
         )
         .is_ok();
-    if who.is_empty() || spoil {
-        scopes.clear(); // anonymous users get a token with no access
+    if spoil {
+        scopes.clear();
+    } else if who.is_empty() {
+        // Anonymous users may pull repositories under public/ (as from a
+        // public repository on Docker Hub), and do nothing else.
+        scopes = scopes
+            .iter()
+            .filter_map(|s| {
+                let mut parts = s.splitn(3, ':');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some("repository"), Some(name), Some(actions))
+                        if name.starts_with("public/") && actions.split(',').any(|a| a == "pull") =>
+                    {
+                        Some(format!("repository:{name}:pull"))
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
     }
     if let Ok(mut r) = requests.lock() {
         r.push(TokenRequest {
