@@ -273,7 +273,22 @@ fn format_and_compression_conversions_keep_layer_contents() {
     // v2s2 → OCI → v2s2.
     let oci = format!("oci:{p}/conv:x");
     copy(home.path(), &[], &seed.reference(), &oci).ok();
-    assert!(raw_manifest(home.path(), &oci).contains("application/vnd.oci.image.manifest.v1+json"));
+    // Every descriptor converted, as skopeo reads the result.
+    let m: serde_json::Value =
+        serde_json::from_str(&skopeo(home.path(), &["inspect", "--raw", &oci]).ok().stdout).unwrap();
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json", "{m}");
+    assert_eq!(
+        m["config"]["mediaType"], "application/vnd.oci.image.config.v1+json",
+        "{m}"
+    );
+    let layers = m["layers"].as_array().unwrap();
+    assert!(
+        !layers.is_empty()
+            && layers
+                .iter()
+                .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{m}"
+    );
     let back = reg.image("conv:v2s2");
     copy(home.path(), &["--format", "v2s2"], &oci, &back).ok();
     let raw = raw_manifest(home.path(), &back);

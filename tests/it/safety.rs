@@ -534,6 +534,25 @@ fn presigned_blob_urls_never_reach_messages_and_redirects_carry_no_referer() {
     for secret in ["AKIDSECRET", "deadbeefsecret", "X-Amz-Signature"] {
         assert!(!r.stderr.contains(secret), "{secret} leaked: {}", r.stderr);
     }
+    // A presigned URL where nothing answers.
+    let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
+        req.path()
+            .contains("/blobs/")
+            .then(|| Reply::bytes(307, "").with("Location", &format!("http://127.0.0.1:1/bucket/blob?{secrets}")))
+    });
+    let r = kopeo(
+        home.path(),
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            &format!("docker://{}/app:1", registry.host),
+            &format!("oci:{}/out:x", home.path().display()),
+        ],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    for secret in ["AKIDSECRET", "deadbeefsecret", "X-Amz-Signature"] {
+        assert!(!r.stderr.contains(secret), "{secret} leaked: {}", r.stderr);
+    }
     let store = StandIn::start(|_, _| Reply::bytes(500, "storage unavailable"));
     let store_host = store.host.clone();
     let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
@@ -552,6 +571,9 @@ fn presigned_blob_urls_never_reach_messages_and_redirects_carry_no_referer() {
     );
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("storage unavailable"), "{}", r.stderr);
+    for secret in ["AKIDSECRET", "deadbeefsecret", "X-Amz-Signature"] {
+        assert!(!r.stderr.contains(secret), "{secret} leaked: {}", r.stderr);
+    }
     let to_store = store.seen();
     assert!(!to_store.is_empty(), "the redirect was followed");
     for req in to_store {

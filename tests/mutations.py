@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""A mutation pass over kopeo: deliberate one-line breakages, each of which
+some test must catch. Not part of CI (each mutation rebuilds); run it after
+changing tests or the code they guard:
+
+    KUBECTL=... HELM=... python3 tests/mutations.py [M1 M7 ...]
+
+Each mutation is applied to the working tree, the named tests run, and the
+file restored (also on Ctrl-C). A mutation whose line no longer exists is
+reported as stale: update its text to the code's new shape.
+"""
+import os, re, subprocess, sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (id and what breaks, file, exact text, replacement, [it test filters], [lib test filters])
+MUTATIONS = [
+    ("M1 dropped digest check", "src/copy/blob.rs",
+     "Some(a) if a != self.digest =>", "Some(a) if false && a != self.digest =>",
+     ["registry_copy::corrupt", "local::failed_copy", "failures::archive", "operator::run_from_files::kopeo_run_names"], []),
+    ("M2 a big blob skipped as if present", "src/copy/blob.rs",
+     "if unchanged && dst.try_reuse_blob(info, from).await? {",
+     "if unchanged && (info.size.unwrap_or(0) > 100_000 || dst.try_reuse_blob(info, from).await?) {",
+     ["registry_copy::", "archives::skopeo"], []),
+    ("M3 wrong layer media type converting to OCI", "src/manifest.rs",
+     "(DOCKER_LAYER_GZIP | OCI_LAYER_GZIP, OCI_MANIFEST) => OCI_LAYER_GZIP,",
+     "(DOCKER_LAYER_GZIP | OCI_LAYER_GZIP, OCI_MANIFEST) => DOCKER_LAYER_GZIP,",
+     ["archives::format"], []),
+    ("M4 --creds ignored", "src/cli/flags.rs",
+     "return Ok(Some(Credentials::from_creds_flag(c)));", "let _ = c;\n        return Ok(None);",
+     ["auth::htpasswd"], []),
+    ("M5 not-found exits 1", "src/cli/mod.rs",
+     "ExitCode::from(if e.not_found { 2 } else { 1 })", "ExitCode::from(if e.not_found { 1 } else { 1 })",
+     ["local::several", "cli::missing"], []),
+    ("M6 presigned query strings kept in messages", "src/registry/error.rs",
+     "    u.set_query(None);\n    u.set_fragment(None);", "    u.set_fragment(None);",
+     [], ["registry::error"]),
+    ("M7 a failed sync copy swallowed", "src/sync/execute.rs",
+     "            result.error = Some(e.to_string());\n        }\n    }\n    result",
+     "            result.action = Action::Skipped;\n        }\n    }\n    result",
+     ["sync::keep_going", "operator::run_from_files::kopeo_run_names"], []),
+    ("M8 other tags dropped from index.json", "src/transport/oci.rs",
+     "Some(i) => name(m).as_deref() != Some(i.as_str()),", "Some(_) => false,",
+     ["local::several", "safety::concurrent"], []),
+    ("M9 a configured certificate trusted without its checks", "src/registry/tls.rs",
+     "valid_for(end_entity, server_name, now).map(|()| ServerCertVerified::assertion())",
+     "Ok(ServerCertVerified::assertion())",
+     ["parity::other_self_signed"], []),
+    ("M10 ImageSync Ready despite failures", "src/operator/image_sync/reconcile.rs",
+     "let ok = st.failed == 0;", "let ok = true;",
+     ["operator::run_from_files::kopeo_run_names"], []),
+    ("M11 delete sends another digest", "src/transport/docker.rs",
+     "            Digest::sha256_of(&bytes)\n        }\n    };\n    client.delete_manifest",
+     "            Digest::sha256_of(&bytes[1..])\n        }\n    };\n    client.delete_manifest",
+     ["cli::delete"], []),
+    ("M12 no cross-repository mount", "src/transport/docker.rs",
+     "let mountable = from.filter(|s| s.registry == self.reference.domain() && s.repository != repo);",
+     "let mountable = from.filter(|_| false);",
+     ["registry_copy::copy_within", "auth::token_registry"], []),
+    ("M13 a whole list taken for one instance", "src/copy/present.rs",
+     "        && (!is_list_type(media_type) || opts.multi_arch == MultiArch::All)", "",
+     ["registry_copy::a_copy_without_all"], []),
+    ("M14 --image-parallel-copies ignored", "src/copy/layers.rs",
+     ".buffered(parallel)", ".buffered(8)",
+     ["flags::image_parallel"], []),
+    ("M15 Referer sent to redirect targets", "src/registry/tls.rs",
+     ".referer(false)", ".referer(true)",
+     ["safety::presigned"], []),
+    ("M16 delete of a missing image exits 2", "src/transport/docker.rs",
+     "TransportError::DeleteNotFound(reference.to_string())", "e.into()",
+     ["failures::delete"], []),
+    ("M17 a refused mount uploads a present blob", "src/transport/docker.rs",
+     "                    if self.client.head_blob(repo, &info.digest).await?.is_some() {\n                        return Ok(true);\n                    }\n                    if let Some(url) = url {",
+     "                    if let Some(url) = url {",
+     ["registry_copy::a_refused_mount"], []),
+]
+
+
+def run(cmd):
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+
+
+def failed_tests(out):
+    return re.findall(r"^test (\S+) \.\.\. FAILED$", out, re.M) + re.findall(r"^(\S+) --- FAILED$", out, re.M)
+
+
+def main():
+    only = sys.argv[1:]
+    missed = 0
+    for name, path, old, new, it, lib in MUTATIONS:
+        if only and name.split()[0] not in only:
+            continue
+        full = os.path.join(ROOT, path)
+        src = open(full).read()
+        if src.count(old) != 1:
+            print(f"{name}: STALE (the line is not in {path} once)", flush=True)
+            missed += 1
+            continue
+        open(full, "w").write(src.replace(old, new))
+        try:
+            b = run(["cargo", "build", "--tests", "-q"])
+            if b.returncode != 0:
+                print(f"{name}: DOES NOT BUILD\n{b.stderr[-800:]}", flush=True)
+                missed += 1
+                continue
+            caught = []
+            if it:
+                caught += failed_tests(run(["cargo", "test", "--test", "it", "--"] + it).stdout)
+            if lib:
+                caught += failed_tests(run(["cargo", "test", "--lib", "--"] + lib).stdout)
+            print(f"{name}: {'caught by ' + ', '.join(caught) if caught else 'MISSED'}", flush=True)
+            missed += not caught
+        finally:
+            open(full, "w").write(src)
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()
