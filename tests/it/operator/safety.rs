@@ -186,6 +186,8 @@ fn a_leader_that_cannot_renew_its_lease_stops_working_before_a_standby_takes_ove
         assert_eq!(dst.digest(home.path(), "mirror/x:1"), img.digest);
         // The API server answers replica-a again: it stays a standby.
         server.clear_faults();
+        // An absence ("does not take the Lease back") needs a window: longer
+        // than a standby's retry period (2 s), so replica-a has looked again.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(a.leading().await, Some(false));
         assert_eq!(b.leading().await, Some(true));
