@@ -77,10 +77,15 @@ impl ImageSource for DockerSource {
                 digest,
                 media_type: h.media_type,
             })),
-            None => Err(TransportError::ImageNotFound(format!(
-                "{} does not exist",
-                self.describe()
-            ))),
+            // A HEAD's 404 has no body: the GET says which (manifest or
+            // repository unknown) in the registry's words, as skopeo reports.
+            None => {
+                let (bytes, media_type) = self.manifest(None).await?;
+                Ok(Some(super::CurrentManifest {
+                    digest: Digest::sha256_of(&bytes),
+                    media_type,
+                }))
+            }
         }
     }
 

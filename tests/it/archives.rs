@@ -157,6 +157,11 @@ fn daemon_round_trip_and_docker_load_of_kopeo_archives() {
         ],
     );
     assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("docker daemon has no image"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]

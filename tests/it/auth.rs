@@ -324,6 +324,11 @@ fn login_writes_a_private_auth_file_that_later_commands_use() {
         Some("wrong\n"),
     );
     assert_eq!(bad.code, 1, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        bad.stderr
+    );
     let auth = home.path().join("run/containers/auth.json");
     assert!(!auth.exists(), "a failed login writes nothing");
     let ok = kopeo_with_stdin(
@@ -358,8 +363,15 @@ fn login_writes_a_private_auth_file_that_later_commands_use() {
         out.stdout
             .contains(&format!("Removed login credentials for {}", reg.host))
     );
-    assert_eq!(kopeo(home.path(), &["logout", &reg.host]).code, 1);
-    assert_eq!(kopeo(home.path(), &["login", "--get-login", &reg.host]).code, 1);
+    for again in [vec!["logout", &reg.host], vec!["login", "--get-login", &reg.host]] {
+        let r = kopeo(home.path(), &again);
+        assert_eq!(r.code, 1, "{again:?}");
+        assert!(
+            r.stderr.contains(&format!("not logged into {}", reg.host)),
+            "{again:?}: {}",
+            r.stderr
+        );
+    }
 }
 
 #[test]

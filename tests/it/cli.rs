@@ -37,6 +37,11 @@ fn missing_image_exits_2_like_skopeo() {
         ],
     );
     assert_eq!(repo.code, 2, "{}", repo.stderr);
+    assert!(
+        repo.stderr.contains("unknown"),
+        "the registry's answer is said: {}",
+        repo.stderr
+    );
 }
 
 #[test]
@@ -169,4 +174,9 @@ fn bad_references_and_unsupported_transports_have_clear_errors() {
     assert!(v.stdout.starts_with("kopeo "), "{}", v.stdout);
     let flag = kopeo(home.path(), &["copy", "--no-such-flag", "a", "b"]);
     assert_eq!(flag.code, 1, "usage errors exit 1 as in skopeo");
+    assert!(
+        flag.stderr.contains("'--no-such-flag'"),
+        "the flag is named: {}",
+        flag.stderr
+    );
 }

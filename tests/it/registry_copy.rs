@@ -562,4 +562,5 @@ fn tag_listing_follows_link_pagination() {
         ],
     );
     assert_eq!(missing.code, 2, "unknown repository exits 2: {}", missing.stderr);
+    assert!(missing.stderr.contains("name unknown"), "{}", missing.stderr);
 }

@@ -490,4 +490,9 @@ fn yaml_credentials_reach_an_authenticating_source() {
         ],
     );
     assert_eq!(anon.code, 1, "without the credentials the source refuses");
+    assert!(
+        anon.stderr.contains("unauthorized: authentication required"),
+        "{}",
+        anon.stderr
+    );
 }
