@@ -504,26 +504,36 @@ fn auth_files_are_searched_in_containers_order_most_specific_key_first() {
     );
 }
 
-#[test]
-fn credential_helpers_are_asked_for_their_registry() {
+/// Copy to `reg` with an auth file `config` that names the helper
+/// `docker-credential-NAME` (a script answering with the test login):
+/// the registries the helper was asked about.
+fn copy_with_helper(
+    home: &std::path::Path,
+    reg: &Registry,
+    name: &str,
+    config: serde_json::Value,
+    tag: &str,
+) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt as _;
-    let home = tempdir();
-    let reg = Registry::start(Mode::Htpasswd);
-    let bin = home.path().join("bin");
+    let bin = home.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-kopeotest");
-    std::fs::write(&helper, format!("#!/bin/sh\nread server\necho \"$server\" > \"{}/asked\"\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n", home.path().display())).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let auth = home.path().join("auth.json");
+    let helper = bin.join(format!("docker-credential-{name}"));
+    let asked = home.join(format!("asked-{name}"));
     std::fs::write(
-        &auth,
-        serde_json::json!({"credHelpers": {&reg.host: "kopeotest"}}).to_string(),
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread server\necho \"$server\" >> \"{}\"\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
+            asked.display()
+        ),
     )
     .unwrap();
-    let built = build(&home.path().join("l"), "x", &Spec::default());
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let auth = home.join(format!("auth-{name}.json"));
+    std::fs::write(&auth, config.to_string()).unwrap();
+    let built = build(&home.join(format!("l-{name}")), "x", &Spec::default());
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     kopeo_env(
-        home.path(),
+        home,
         &[
             "copy",
             "-q",
@@ -531,16 +541,40 @@ fn credential_helpers_are_asked_for_their_registry() {
             auth.to_str().unwrap(),
             "--dest-tls-verify=false",
             &built.reference(),
-            &reg.image("helped:1"),
+            &reg.image(tag),
         ],
         None,
         &[("PATH", &path)],
     )
     .ok();
-    assert_eq!(
-        std::fs::read_to_string(home.path().join("asked")).unwrap().trim(),
-        reg.host
+    assert_eq!(reg.digest(home, tag), built.digest);
+    std::fs::read_to_string(&asked)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn credential_helpers_and_a_creds_store_are_asked_for_their_registry() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Htpasswd);
+    let asked = copy_with_helper(
+        home.path(),
+        &reg,
+        "kopeotest",
+        serde_json::json!({"credHelpers": {&reg.host: "kopeotest"}}),
+        "helped:1",
     );
+    assert!(!asked.is_empty() && asked.iter().all(|h| *h == reg.host), "{asked:?}");
+    let asked = copy_with_helper(
+        home.path(),
+        &reg,
+        "kopeostore",
+        serde_json::json!({"auths": {}, "credsStore": "kopeostore"}),
+        "stored:1",
+    );
+    assert!(!asked.is_empty() && asked.iter().all(|h| *h == reg.host), "{asked:?}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use crate::support::image::{Spec, build};
 use crate::support::registry::{Mode, Registry};
 use crate::support::standin::fake_registry;
-use crate::support::{kopeo, kopeo_env, skopeo, tempdir};
+use crate::support::{kopeo, skopeo, tempdir};
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
 
@@ -378,46 +378,4 @@ fn docker_archive_at_n_reads_the_nth_image_as_skopeo_does() {
         "{}",
         r.stderr
     );
-}
-
-#[test]
-fn a_creds_store_is_asked_for_every_registry() {
-    use crate::support::registry::{PASSWORD, USER};
-    use std::os::unix::fs::PermissionsExt as _;
-    let home = tempdir();
-    let reg = Registry::start(Mode::Htpasswd);
-    let bin = home.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-kopeostore");
-    std::fs::write(
-        &helper,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread server\necho \"$server\" >> \"{}/asked\"\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
-            home.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let auth = home.path().join("config.json");
-    std::fs::write(&auth, r#"{"auths": {}, "credsStore": "kopeostore"}"#).unwrap();
-    let built = build(&home.path().join("l"), "x", &Spec::default());
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    kopeo_env(
-        home.path(),
-        &[
-            "copy",
-            "-q",
-            "--authfile",
-            auth.to_str().unwrap(),
-            "--dest-tls-verify=false",
-            &built.reference(),
-            &reg.image("stored:1"),
-        ],
-        None,
-        &[("PATH", &path)],
-    )
-    .ok();
-    let asked = std::fs::read_to_string(home.path().join("asked")).unwrap();
-    assert!(asked.lines().all(|l| l == reg.host) && !asked.is_empty(), "{asked}");
-    assert_eq!(reg.digest(home.path(), "stored:1"), built.digest);
 }

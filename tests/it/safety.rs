@@ -502,9 +502,28 @@ fn presigned_blob_urls_never_reach_messages_and_redirects_carry_no_referer() {
     let home = tempdir();
     let img = build(&home.path().join("src"), "x", &Spec::default());
     let secrets = "X-Amz-Credential=AKIDSECRET&X-Amz-Signature=deadbeefsecret";
-    // Blobs redirect to presigned URLs: first of a store that breaks off
-    // every download (the error is about the presigned URL), then of one
-    // that answers 500.
+    // A copy from a registry whose blobs redirect to a presigned URL on `store`.
+    let copy_via = |store: &str, debug: bool| {
+        let location = format!("http://{store}/bucket/blob?{secrets}");
+        let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
+            req.path()
+                .contains("/blobs/")
+                .then(|| Reply::bytes(307, "").with("Location", &location))
+        });
+        let source = format!("docker://{}/app:1", registry.host);
+        let dest = format!("oci:{}/out:x", home.path().display());
+        let mut args = vec!["copy", "--src-tls-verify=false", &source, &dest];
+        if debug {
+            args.insert(0, "--debug");
+        }
+        let r = kopeo(home.path(), &args);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        for secret in ["AKIDSECRET", "deadbeefsecret", "X-Amz-Signature"] {
+            assert!(!r.stderr.contains(secret), "{secret} leaked: {}", r.stderr);
+        }
+        r
+    };
+    // A store that breaks off every download, with debug logs on.
     let broken = StandIn::start(|_, _| Reply {
         status: 200,
         headers: vec![],
@@ -513,67 +532,14 @@ fn presigned_blob_urls_never_reach_messages_and_redirects_carry_no_referer() {
             declared: 100_000,
         },
     });
-    let broken_host = broken.host.clone();
-    let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
-        req.path()
-            .contains("/blobs/")
-            .then(|| Reply::bytes(307, "").with("Location", &format!("http://{broken_host}/bucket/blob?{secrets}")))
-    });
-    let r = kopeo(
-        home.path(),
-        &[
-            "--debug",
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{}/app:1", registry.host),
-            &format!("oci:{}/out:x", home.path().display()),
-        ],
-    );
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    copy_via(&broken.host, true);
     assert!(!broken.seen().is_empty(), "the redirect was followed");
-    for secret in ["AKIDSECRET", "deadbeefsecret", "X-Amz-Signature"] {
-        assert!(!r.stderr.contains(secret), "{secret} leaked: {}", r.stderr);
-    }
     // A presigned URL where nothing answers.
-    let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
-        req.path()
-            .contains("/blobs/")
-            .then(|| Reply::bytes(307, "").with("Location", &format!("http://127.0.0.1:1/bucket/blob?{secrets}")))
-    });
-    let r = kopeo(
-        home.path(),
-        &[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{}/app:1", registry.host),
-            &format!("oci:{}/out:x", home.path().display()),
-        ],
-    );
-    assert_eq!(r.code, 1, "{}", r.stderr);
-    for secret in ["AKIDSECRET", "deadbeefsecret", "X-Amz-Signature"] {
-        assert!(!r.stderr.contains(secret), "{secret} leaked: {}", r.stderr);
-    }
+    copy_via("127.0.0.1:1", false);
+    // A store that answers 500: its words reach the user, not the URL's query.
     let store = StandIn::start(|_, _| Reply::bytes(500, "storage unavailable"));
-    let store_host = store.host.clone();
-    let registry = fake_registry(&img.layout, "app", vec!["1"], move |req, _| {
-        req.path()
-            .contains("/blobs/")
-            .then(|| Reply::bytes(307, "").with("Location", &format!("http://{store_host}/bucket/blob?{secrets}")))
-    });
-    let r = kopeo(
-        home.path(),
-        &[
-            "copy",
-            "--src-tls-verify=false",
-            &format!("docker://{}/app:1", registry.host),
-            &format!("oci:{}/out:x", home.path().display()),
-        ],
-    );
-    assert_eq!(r.code, 1);
+    let r = copy_via(&store.host, false);
     assert!(r.stderr.contains("storage unavailable"), "{}", r.stderr);
-    for secret in ["AKIDSECRET", "deadbeefsecret", "X-Amz-Signature"] {
-        assert!(!r.stderr.contains(secret), "{secret} leaked: {}", r.stderr);
-    }
     let to_store = store.seen();
     assert!(!to_store.is_empty(), "the redirect was followed");
     for req in to_store {

@@ -145,15 +145,9 @@ pub fn skopeo(home: &Path, args: &[&str]) -> Run {
 
 /// GET `url` (loopback only) and return the body; panics on any failure.
 pub fn http_get(url: &str) -> Vec<u8> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let r = reqwest::get(url).await.expect("GET");
-        assert!(r.status().is_success(), "GET {url}: {}", r.status());
-        r.bytes().await.expect("body").to_vec()
-    })
+    let (status, body) = http_answer(url);
+    assert!((200..300).contains(&status), "GET {url}: {status}");
+    body
 }
 
 /// GET `url` (loopback only): the status and body, whatever the status;
