@@ -73,6 +73,12 @@ MUTATIONS = [
      "                    if self.client.head_blob(repo, &info.digest).await?.is_some() {\n                        return Ok(true);\n                    }\n                    if let Some(url) = url {",
      "                    if let Some(url) = url {",
      ["registry_copy::a_refused_mount"], []),
+    ("M18 a sync HEADs both sides for images the mirror lacks", "src/sync/execute.rs",
+     "        destination_absent: absent,\n", "",
+     ["sync::a_sync_into_an_empty_mirror"], []),
+    ("M19 a blob this operation put is checked again", "src/transport/docker.rs",
+     "        if self.client.knows_blob(repo, &info.digest) {\n            return Ok(true);\n        }\n", "",
+     ["sync::a_sync_into_an_empty_mirror"], []),
 ]
 
 

@@ -98,6 +98,9 @@ pub struct CopyOptions {
     /// Layer compression changes.
     pub compression: CompressionSettings,
     pub progress: Option<Arc<dyn Progress>>,
+    /// The caller knows the destination holds nothing under this name (sync
+    /// listed the repository's tags): the "already there" check is skipped.
+    pub destination_absent: bool,
 }
 
 impl CopyOptions {

@@ -31,6 +31,9 @@ pub async fn quick(
     dst: &dyn ImageDestination,
     opts: &CopyOptions,
 ) -> Result<Presence, CopyError> {
+    if opts.destination_absent {
+        return Ok(Presence::Absent(None));
+    }
     let (theirs, have) = futures::join!(src.current_manifest(), dst.current_digest());
     let (theirs, have) = (theirs?, have?);
     match (theirs, have) {

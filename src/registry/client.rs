@@ -89,7 +89,13 @@ pub struct RegistryClient {
     creds: Mutex<HashMap<String, Credentials>>,
     /// One lock per (repository, blob) being made present, see [`RegistryClient::blob_lock`].
     blob_locks: Mutex<HashMap<(String, Digest), BlobLock>>,
+    /// Blobs this client made or saw present, see [`RegistryClient::knows_blob`].
+    known_blobs: Mutex<std::collections::HashSet<(String, Digest)>>,
 }
+
+/// Past this many remembered blobs the memory starts over (a sync of a
+/// huge estate stays bounded; forgetting only costs a HEAD).
+const KNOWN_BLOBS_LIMIT: usize = 100_000;
 
 impl std::fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -112,7 +118,29 @@ impl RegistryClient {
             tokens: Mutex::new(TokenCache::default()),
             creds: Mutex::new(HashMap::new()),
             blob_locks: Mutex::new(HashMap::new()),
+            known_blobs: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Whether `digest` is known to be in `repo`: this client uploaded or
+    /// mounted it, or a HEAD found it, earlier in this operation (the other
+    /// images of a sync share a base layer). As containers/image's blob info
+    /// cache, this saves the HEAD; if the registry lost the blob meanwhile,
+    /// the manifest PUT fails with its BLOB_UNKNOWN, never silently.
+    pub fn knows_blob(&self, repo: &str, digest: &Digest) -> bool {
+        self.known_blobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(repo.to_string(), digest.clone()))
+    }
+
+    /// Remember that `digest` is in `repo` (see [`RegistryClient::knows_blob`]).
+    pub fn remember_blob(&self, repo: &str, digest: &Digest) {
+        let mut known = self.known_blobs.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= KNOWN_BLOBS_LIMIT {
+            known.clear();
+        }
+        known.insert((repo.to_string(), digest.clone()));
     }
 
     /// Serialise work that makes `digest` present in `repo` among the users of

@@ -72,9 +72,10 @@ impl<F: Fn() + Send + Sync> copy::Progress for Starting<F> {
 async fn precheck(
     item: &PlannedImage,
     opts: &SyncOptions,
+    absent: bool,
 ) -> Result<Option<(Action, Option<Digest>)>, copy::CopyError> {
     let dst = transport::open_destination(&item.destination, &opts.dest).await?;
-    if opts.skip_existing {
+    if opts.skip_existing && !absent {
         // Tags are immutable: any image there is the one.
         if let Some(d) = dst.current_digest().await? {
             return Ok(Some((Action::Skipped, Some(d))));
@@ -82,6 +83,9 @@ async fn precheck(
     }
     if !opts.dry_run {
         return Ok(None);
+    }
+    if absent {
+        return Ok(Some((Action::Planned, None)));
     }
     let src = transport::open_source(&item.source, &item.source_options).await?;
     Ok(Some(
@@ -92,7 +96,7 @@ async fn precheck(
     ))
 }
 
-async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usize) -> ImageResult {
+async fn sync_one(item: &PlannedImage, opts: &SyncOptions, absent: bool, n: usize, total: usize) -> ImageResult {
     let mut result = ImageResult {
         source: item.source.to_string(),
         destination: item.destination.to_string(),
@@ -101,7 +105,7 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usiz
         bytes: 0,
         error: None,
     };
-    match precheck(item, opts).await {
+    match precheck(item, opts, absent).await {
         Ok(Some((Action::Skipped, d))) => {
             tracing::info!(source = %item.source, destination = %item.destination, "already present, skipping");
             result.digest = d.map(|d| d.to_string());
@@ -138,6 +142,7 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, n: usize, total: usiz
             },
             inner: opts.copy.progress.clone(),
         })),
+        destination_absent: absent,
         ..opts.copy.clone()
     };
     match copy::copy_image(
@@ -191,6 +196,7 @@ pub async fn execute(plan: &Plan, opts: &SyncOptions) -> SyncReport {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let total = plan.images.len();
+    let absent = &super::destination::known_absent(plan, &opts.dest, parallel).await;
     // Indices, not references: a closure over borrowed items is not general
     // enough for callers that need the sync future to be Send (controllers).
     let results: Vec<(usize, ImageResult)> = futures::stream::iter(0..total)
@@ -212,7 +218,7 @@ pub async fn execute(plan: &Plan, opts: &SyncOptions) -> SyncReport {
                     }
                     return (i, r);
                 }
-                let r = sync_one(item, opts, i + 1, total).await;
+                let r = sync_one(item, opts, absent[i], i + 1, total).await;
                 if r.action == Action::Failed && !opts.keep_going {
                     stop.store(true, Ordering::SeqCst);
                 }

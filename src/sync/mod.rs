@@ -4,6 +4,7 @@
 //! (`--dry-run`) and the operator's ImageSync can call the same code.
 
 pub mod config;
+mod destination;
 mod execute;
 mod plan;
 pub mod semver;

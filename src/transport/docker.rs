@@ -157,6 +157,13 @@ impl ImageDestination for DockerDestination {
     async fn try_reuse_blob(&self, info: &BlobInfo, from: Option<&RegistryLocation>) -> Result<bool, TransportError> {
         let repo = self.reference.path();
         let guard = self.client.blob_lock(repo, &info.digest).await;
+        if self.client.knows_blob(repo, &info.digest) {
+            return Ok(true);
+        }
+        let present = || {
+            self.client.remember_blob(repo, &info.digest);
+            Ok(true)
+        };
         let mountable = from.filter(|s| s.registry == self.reference.domain() && s.repository != repo);
         if let Some(src) = mountable {
             // Mount first: a registry answers 201 for a blob the repository
@@ -164,13 +171,13 @@ impl ImageDestination for DockerDestination {
             match self.client.mount_blob(repo, &info.digest, &src.repository).await? {
                 MountOutcome::Mounted => {
                     tracing::debug!(digest = %info.digest, from = %src.repository, "blob mounted");
-                    return Ok(true);
+                    return present();
                 }
                 MountOutcome::NotMounted(url) => {
                     // Present anyway (not mountable from there, say): the
                     // upload session the registry opened is left to expire.
                     if self.client.head_blob(repo, &info.digest).await?.is_some() {
-                        return Ok(true);
+                        return present();
                     }
                     if let Some(url) = url {
                         self.pending_uploads
@@ -181,7 +188,7 @@ impl ImageDestination for DockerDestination {
                 }
             }
         } else if self.client.head_blob(repo, &info.digest).await?.is_some() {
-            return Ok(true);
+            return present();
         }
         self.held
             .lock()
@@ -206,6 +213,7 @@ impl ImageDestination for DockerDestination {
         };
         let body = reqwest::Body::wrap_stream(stream);
         self.client.put_blob(repo, url, &info.digest, size, body).await?;
+        self.client.remember_blob(repo, &info.digest);
         // The blob is in place: others waiting for it may go on. (After a
         // failure the lock stays held for a retry, until this destination drops.)
         self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&info.digest);
@@ -230,6 +238,7 @@ impl ImageDestination for DockerDestination {
             })
             .await?;
         let (_, size) = super::hashed(&slot)?;
+        self.client.remember_blob(self.reference.path(), &digest);
         Ok((digest, size))
     }
 

@@ -496,3 +496,88 @@ fn yaml_credentials_reach_an_authenticating_source() {
         anon.stderr
     );
 }
+
+#[test]
+fn a_sync_into_an_empty_mirror_sends_per_image_what_an_ideal_client_sends() {
+    // Per image: the manifest GET, one HEAD per distinct blob, the uploads
+    // and one manifest PUT; per repository one tag list at the destination
+    // (instead of a manifest HEAD on each side per image). A second run
+    // finds every image present with a HEAD each and uploads nothing.
+    let home = tempdir();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    for (i, tag) in ["1", "2", "3"].iter().enumerate() {
+        seed(
+            &src,
+            home.path(),
+            &format!("team/app:{tag}"),
+            &Spec {
+                layers: vec![40_000, 10_000],
+                seed: 90 + i as u64,
+                base_seed: Some(9),
+                ..Spec::default()
+            },
+        );
+    }
+    let run = || {
+        kopeo(
+            home.path(),
+            &sync_args(
+                &["--src", "docker", "--dest", "docker"],
+                &format!("{}/team/app", src.host),
+                &format!("{}/m", dst.host),
+            ),
+        )
+        .ok()
+    };
+    let (src_gets, src_heads) = (
+        src.requests("GET", "/v2/team/app/manifests/"),
+        src.requests("HEAD", "/v2/team/app/manifests/"),
+    );
+    run();
+    assert_eq!(
+        src.requests("GET", "/v2/team/app/manifests/") - src_gets,
+        3,
+        "one manifest GET an image"
+    );
+    assert_eq!(
+        src.requests("HEAD", "/v2/team/app/manifests/") - src_heads,
+        0,
+        "no source HEAD for an absent image"
+    );
+    assert_eq!(
+        dst.requests("GET", "/v2/m/app/tags/list"),
+        1,
+        "one tag list for the repository"
+    );
+    assert_eq!(
+        dst.requests("HEAD", "/manifests/"),
+        0,
+        "no destination HEAD for an absent image"
+    );
+    // The shared base layer is checked once, not once per image.
+    assert_eq!(
+        dst.requests("HEAD", "/v2/m/app/blobs/"),
+        7,
+        "1 base + 3 layers + 3 configs"
+    );
+    assert_eq!(dst.requests("PUT", "/v2/m/app/blobs/uploads/"), 7);
+    assert_eq!(dst.requests("PUT", "/v2/m/app/manifests/"), 3);
+    assert_eq!(tags(&dst, home.path(), "m/app"), ["1", "2", "3"]);
+    for tag in ["1", "2", "3"] {
+        assert_eq!(
+            dst.digest(home.path(), &format!("m/app:{tag}")),
+            src.digest(home.path(), &format!("team/app:{tag}"))
+        );
+    }
+    run();
+    assert_eq!(
+        dst.requests("PUT", "/v2/m/app/blobs/uploads/"),
+        7,
+        "nothing uploaded again"
+    );
+    assert_eq!(
+        dst.requests("HEAD", "/v2/m/app/manifests/"),
+        3,
+        "present images: a HEAD each"
+    );
+}

@@ -261,7 +261,21 @@ impl Registry {
     }
 
     /// Log lines of completed requests with this method whose URI contains `needle`.
+    /// Distribution logs a request after answering it, so a client may be
+    /// done before the line is written: wait until the log stops growing.
     pub fn requests(&self, method: &str, needle: &str) -> usize {
+        let path = self.dir.path().join("registry.log");
+        let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut last = size();
+        loop {
+            std::thread::sleep(Duration::from_millis(30));
+            let now = size();
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
         self.log()
             .lines()
             .filter(|l| l.contains("response completed"))
