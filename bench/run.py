@@ -30,13 +30,15 @@ def free_port():
     return p
 
 
-def start_registry(base, name):
+def start_registry(base, name, log_level="warn"):
+    """A Distribution registry on loopback; at log level info it logs every
+    request ("response completed"), which the sync benchmark counts."""
     d = os.path.join(base, name)
     os.makedirs(d)
     port = free_port()
     cfg = os.path.join(d, "config.yml")
     with open(cfg, "w") as f:
-        f.write(f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
+        f.write(f"version: 0.1\nlog:\n  level: {log_level}\n  formatter: text\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
                 f"    rootdirectory: {d}/storage\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n")
     p = subprocess.Popen(["docker-registry", "serve", cfg], stdout=open(os.path.join(d, "log"), "w"), stderr=subprocess.STDOUT)
     for _ in range(200):

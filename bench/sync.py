@@ -8,12 +8,20 @@ repetition; then the same sync again (nothing to do). skopeo runs both ways
 people use it: one `--src docker` run per repository, and one `--src yaml`
 run. kopeo syncs the same YAML in one run (4 images in flight).
 
+Beside them, in the same rounds: the floor (../shared/bench/floorcopy.py, an
+ideal client: 4 images in flight, mounts, nothing but the requests every
+copier must send; KOPEO_FLOOR=path to use another copy), and with
+KOPEO_BASELINE=path an earlier kopeo build ("before"). Requests each tool
+sends to each registry are counted from the registries' logs.
+
 Usage: python3 bench/sync.py [--reps N] [--out FILE]
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import BOLT, KOPEO, start_registry, timed  # noqa: E402
+from run import BASELINE, BOLT, KOPEO, start_registry, timed  # noqa: E402
+
+FLOOR = os.environ.get("KOPEO_FLOOR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench", "floorcopy.py"))
 
 REPOS, TAGS, MIB = 20, 10, 1 << 20
 
@@ -55,8 +63,13 @@ def main():
     base = tempfile.mkdtemp(prefix="kopeo-sync-bench-")
     procs = []
     try:
-        p1, src = start_registry(base, "src")
-        p2, dst = start_registry(base, "dst")
+        p1, src = start_registry(base, "src", "info")
+        p2, dst = start_registry(base, "dst", "info")
+        logs = {"src": os.path.join(base, "src", "log"), "dst": os.path.join(base, "dst", "log")}
+
+        def requests_so_far(side):
+            with open(logs[side]) as f:
+                return sum(1 for line in f if "response completed" in line)
         procs += [p1, p2]
         layout = os.path.join(base, "layout")
         build(layout)
@@ -78,39 +91,68 @@ def main():
         tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
 
         def runs(tool, prefix):
-            if tool == "kopeo":
-                return [[KOPEO, "sync", "-q", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
+            if tool in ("kopeo", "before"):
+                binary = KOPEO if tool == "kopeo" else BASELINE
+                return [[binary, "sync", "-q", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
+            if tool == "floor":
+                return [["python3", FLOOR, src, dst, "--repos", "--mount", "--image-threads", "4"]
+                        + [f"bench/repo{r:02d}={prefix}/repo{r:02d}" for r in range(REPOS)]]
             if tool == "skopeo-yaml":
                 return [["skopeo", "--policy", policy, "sync", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
             return [["skopeo", "--policy", policy, "sync", "--src", "docker", "--dest", "docker"] + tls + [f"{src}/bench/repo{r:02d}", f"{dst}/{prefix}"]
                     for r in range(REPOS)]
 
-        tools = ["kopeo", "skopeo-per-repo", "skopeo-yaml"]
+        if not os.path.exists(FLOOR):
+            sys.exit(f"missing the floor: {FLOOR} (set KOPEO_FLOOR)")
+        tools = ["kopeo", "floor", "skopeo-per-repo", "skopeo-yaml"] + (["before"] if BASELINE else [])
         results = {(t, phase): [] for t in tools for phase in ("first", "no-op")}
+        counts = {(t, phase): [] for t in tools for phase in ("first", "no-op")}
         for i in range(a.reps):
-            order = tools if i % 2 == 0 else list(reversed(tools))
+            order = tools[i % len(tools):] + tools[:i % len(tools)]
             for tool in order:
                 prefix = f"{tool}-{i}"
-                for phase in ("first", "no-op"):
+                # The floor copies every manifest again: it has no no-op run.
+                for phase in ("first",) if tool == "floor" else ("first", "no-op"):
+                    os.sync()
                     wall = cpu = rss = 0.0
+                    before = (requests_so_far("src"), requests_so_far("dst"))
                     for c in runs(tool, prefix):
-                        if tool != "kopeo" and os.path.exists(BOLT):
+                        if tool.startswith("skopeo") and os.path.exists(BOLT):
                             os.remove(BOLT)
                         w, u, r = timed(c, env)
                         wall, cpu, rss = wall + w, cpu + u, max(rss, r)
+                    time.sleep(0.3)  # the registries log a request after answering it
+                    sent = (requests_so_far("src") - before[0], requests_so_far("dst") - before[1])
                     results[(tool, phase)].append((wall, cpu, rss))
-                    print(f"rep {i + 1} {tool:16} {phase:6} wall {wall:7.2f}s cpu {cpu:6.2f}s rss {rss:6.1f} MiB", flush=True)
-        lines = ["| run | kopeo | skopeo, one run per repository | ratio | skopeo, one YAML run | ratio |", "|---|---|---|---|---|---|"]
+                    counts[(tool, phase)].append(sent)
+                    print(f"rep {i + 1} {tool:16} {phase:6} wall {wall:7.2f}s cpu {cpu:6.2f}s rss {rss:6.1f} MiB "
+                          f"requests src {sent[0]} dst {sent[1]}", flush=True)
+        lines = ["| run | kopeo | floor | kopeo ÷ floor | skopeo, one run per repository | ratio | skopeo, one YAML run | ratio |"
+                 + (" before | before ÷ floor |" if BASELINE else ""),
+                 "|---|---|---|---|---|---|---|---|" + ("---|---|" if BASELINE else "")]
         summary = {}
+        images = REPOS * TAGS
         for phase in ("first", "no-op"):
-            med = {t: statistics.median(x[0] for x in results[(t, phase)]) for t in tools}
+            med = {t: statistics.median(x[0] for x in results[(t, phase)]) for t in tools if results[(t, phase)]}
             k, s1, s2 = med["kopeo"], med["skopeo-per-repo"], med["skopeo-yaml"]
-            summary[phase] = {"kopeo": k, "skopeo_per_repo": s1, "skopeo_yaml": s2}
-            lines.append(f"| {phase} | {k:.2f} s | {s1:.2f} s | **{k / s1:.2f}** | {s2:.2f} s | **{k / s2:.2f}** |")
+            f = med.get("floor")
+            summary[phase] = {"kopeo": k, "floor": f, "skopeo_per_repo": s1, "skopeo_yaml": s2, "before": med.get("before")}
+            fl = f"{f:.2f} s | **{k / f:.2f}**" if f else "– | –"
+            row = f"| {phase} | {k:.2f} s | {fl} | {s1:.2f} s | **{k / s1:.2f}** | {s2:.2f} s | **{k / s2:.2f}** |"
+            if BASELINE:
+                b = med["before"]
+                row += f" {b:.2f} s | {b / f:.2f} |" if f else f" {b:.2f} s | – |"
+            lines.append(row)
+        lines += ["", "| requests per image (median run) | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]
+        for phase in ("first", "no-op"):
+            for side, k in (("source", 0), ("destination", 1)):
+                cells = [f"{statistics.median(c[k] for c in counts[(t, phase)]) / images:.2f}" if counts[(t, phase)] else "–" for t in tools]
+                lines.append(f"| {phase}, {side} | " + " | ".join(cells) + " |")
         print("\n" + "\n".join(lines))
         if a.out:
             with open(a.out, "w") as f:
-                json.dump({"summary": summary, "raw": {f"{t}/{p}": v for (t, p), v in results.items()}}, f, indent=1)
+                json.dump({"summary": summary, "raw": {f"{t}/{p}": v for (t, p), v in results.items()},
+                           "requests": {f"{t}/{p}": v for (t, p), v in counts.items()}}, f, indent=1)
     finally:
         for p in procs:
             p.kill()
