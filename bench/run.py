@@ -11,7 +11,10 @@ Usage: python3 bench/run.py [--reps N] [--layer-mib M] [--layers K] [--out FILE]
 Needs: target/release/kopeo (cargo build --release; KOPEO_BIN=path for
 another build), docker-registry, skopeo, time. KOPEO_BASELINE=path adds an
 earlier kopeo build as a third tool in the same run ("before"), so before
-and after are measured side by side with skopeo under the same load.
+and after are measured side by side with skopeo under the same load. The
+floor (../shared/bench/floorcopy.py, or KOPEO_FLOOR=path) runs beside them
+where it has the scenario (it has no oci:→registry); curl stands for its
+inspect.
 """
 import argparse, gzip, hashlib, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -19,7 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KOPEO = os.environ.get("KOPEO_BIN", os.path.join(ROOT, "target", "release", "kopeo"))
 BASELINE = os.environ.get("KOPEO_BASELINE")
 BOLT = "/var/lib/containers/cache/blob-info-cache-v1.boltdb"
-TOOLS = ["kopeo", "skopeo"] + (["before"] if BASELINE else [])
+# The floor (an ideal client, ../shared/bench/floorcopy.py): what any correct
+# copier must cost on these registries; "floor" columns when it is there.
+FLOOR = os.environ.get("KOPEO_FLOOR", os.path.join(ROOT, "..", "shared", "bench", "floorcopy.py"))
+TOOLS = ["kopeo", "skopeo"] + (["before"] if BASELINE else []) + (["floor"] if os.path.exists(FLOOR) else [])
 
 
 def free_port():
@@ -79,12 +85,19 @@ def timed(cmd, env):
     """Run cmd; return (wall s, CPU s, peak RSS MiB) of that one process.
     Wall time is measured here, CPU time from wait4 (the launcher's own share
     is negligible), peak RSS by GNU time: a child forked straight from this
-    Python process would report Python's resident set as its own peak."""
+    Python process would report Python's resident set as its own peak. For
+    the floor (floorcopy.py), wall time is its own `wall_s`: the Python
+    interpreter's start is not what a copier must cost."""
     t0 = time.monotonic()
-    p = subprocess.Popen(["/usr/bin/time", "-f", "BENCH %M"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    own = any(c.endswith("floorcopy.py") for c in cmd)
+    p = subprocess.Popen(["/usr/bin/time", "-f", "BENCH %M"] + cmd, stdout=subprocess.PIPE if own else subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env)
+    out = p.stdout.read().decode() if own else ""
     err = p.stderr.read().decode()
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
+    if own and status == 0:
+        wall = json.loads(out.strip().splitlines()[-1])["wall_s"]
     if status != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{err}")
     rss = int(err.strip().splitlines()[-1].split()[1])
@@ -117,6 +130,24 @@ def main():
             f.write('{"default":[{"type":"insecureAcceptAnything"}]}')
         subprocess.run([KOPEO, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{src}/bench:1"], check=True, env=env)
 
+        # The floor's inspect: the manifest and the config, two GETs on one connection.
+        top = json.load(open(os.path.join(layout, "index.json")))["manifests"][0]["digest"]
+        manifest = json.load(open(os.path.join(layout, "blobs", "sha256", top.split(":")[1])))
+        config_url = f"http://{src}/v2/bench/blobs/{manifest['config']['digest']}"
+        accept = "Accept: application/vnd.oci.image.manifest.v1+json"
+
+        def floor(scenario, t, i):
+            """The floor's commands for a scenario ([] where it has none)."""
+            fc = ["python3", FLOOR, src]
+            return {
+                "fresh": [fc + [dst, "--blob-threads", "8", f"bench:1=floor-{i}:1"]],
+                "present": [fc + [dst, "--blob-threads", "8", f"bench:1=floor-{i}:2"]],
+                "again": [fc + [dst, "--blob-threads", "8", f"bench:1=floor-{i}:1"]],
+                "to-oci": [fc + ["-", "--dest-dir", f"{base}/oci-{t}-{i}", "bench:1"]],
+                "inspect": [["curl", "-sf", "-H", accept, "-o", "/dev/null", "-o", "/dev/null",
+                             f"http://{src}/v2/bench/manifests/1", config_url]] * a.inspects,
+            }.get(scenario, [])
+
         def cmd(tool, args):
             if tool == "kopeo":
                 return [KOPEO] + args
@@ -125,14 +156,18 @@ def main():
             return ["skopeo", "--policy", policy] + args
 
         tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]
+        def copy(scenario, args):
+            return lambda t, i: floor(scenario, t, i) if t == "floor" else [cmd(t, ["copy", "-q"] + tls + args(t, i))]
+
         scenarios = {
-            "registry→registry (fresh)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"])],
-            "registry→registry (blobs present)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:2"])],
+            "registry→registry (fresh)": copy("fresh", lambda t, i: [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"]),
+            "registry→registry (blobs present)": copy("present", lambda t, i: [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:2"]),
             # big-again: the same copy once more, the destination unchanged.
-            "registry→registry (unchanged re-copy)": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"])],
-            "registry→oci:": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/bench:1", f"oci:{base}/oci-{t}-{i}:x"])],
-            "oci:→registry": lambda t, i: [cmd(t, ["copy", "-q"] + tls + [f"oci:{layout}:bench", f"docker://{dst}/from-oci-{t}-{i}:1"])],
-            f"inspect ×{a.inspects}": lambda t, i: [cmd(t, ["inspect", "--tls-verify=false", f"docker://{src}/bench:1"])] * a.inspects,
+            "registry→registry (unchanged re-copy)": copy("again", lambda t, i: [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"]),
+            "registry→oci:": copy("to-oci", lambda t, i: [f"docker://{src}/bench:1", f"oci:{base}/oci-{t}-{i}:x"]),
+            "oci:→registry": copy("from-oci", lambda t, i: [f"oci:{layout}:bench", f"docker://{dst}/from-oci-{t}-{i}:1"]),
+            f"inspect ×{a.inspects}": lambda t, i: (floor("inspect", t, i) if t == "floor" else
+                                                    [cmd(t, ["inspect", "--tls-verify=false", f"docker://{src}/bench:1"])] * a.inspects),
         }
         results = {s: {t: [] for t in TOOLS} for s in scenarios}
         for i in range(a.reps):
@@ -144,7 +179,10 @@ def main():
                     # otherwise the next tool pays for a gigabyte of writeback.
                     os.sync()
                     wall = cpu = rss = 0.0
-                    for c in make(tool, i):
+                    commands = make(tool, i)
+                    if not commands:
+                        continue
+                    for c in commands:
                         if tool == "skopeo" and os.path.exists(BOLT):
                             os.remove(BOLT)
                         w, u, r = timed(c, env)
@@ -153,12 +191,14 @@ def main():
                     print(f"rep {i + 1} {name:36} {tool:6} wall {wall:7.2f}s cpu {cpu:7.2f}s rss {rss:6.1f} MiB", flush=True)
                 for t in TOOLS:
                     shutil.rmtree(f"{base}/oci-{t}-{i}", ignore_errors=True)
+        has_floor = "floor" in TOOLS
         lines = ["| scenario | kopeo wall | skopeo wall | wall ratio | kopeo CPU | skopeo CPU | CPU ratio | kopeo peak RSS | skopeo peak RSS |"
-                 + (" before wall | before ratio | before peak RSS |" if BASELINE else ""),
-                 "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if BASELINE else "")]
+                 + (" before wall | before ratio | before peak RSS |" if BASELINE else "")
+                 + (" floor wall | kopeo ÷ floor |" if has_floor else ""),
+                 "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if BASELINE else "") + ("---|---|" if has_floor else "")]
         summary = {}
         for name, r in results.items():
-            med = {t: [statistics.median(x[k] for x in r[t]) for k in range(2)] + [max(x[2] for x in r[t])] for t in r}
+            med = {t: [statistics.median(x[k] for x in r[t]) for k in range(2)] + [max(x[2] for x in r[t])] for t in r if r[t]}
             k, s = med["kopeo"], med["skopeo"]
             summary[name] = {"kopeo": k, "skopeo": s, "wall_ratio": k[0] / s[0], "cpu_ratio": k[1] / s[1] if s[1] else None}
             row = (f"| {name} | {k[0]:.2f} s | {s[0]:.2f} s | **{k[0] / s[0]:.2f}** | {k[1]:.2f} s | {s[1]:.2f} s | "
@@ -168,6 +208,10 @@ def main():
                 summary[name]["before"] = b
                 summary[name]["before_wall_ratio"] = b[0] / s[0]
                 row += f" {b[0]:.2f} s | {b[0] / s[0]:.2f} | {b[2]:.1f} MiB |"
+            if has_floor:
+                f = med.get("floor")
+                summary[name]["floor"] = f
+                row += f" {f[0]:.3f} s | **{k[0] / f[0]:.2f}** |" if f else " – | – |"
             lines.append(row)
         print("\n" + "\n".join(lines))
         if a.out:
