@@ -67,7 +67,7 @@ MUTATIONS = [
      ".referer(false)", ".referer(true)",
      ["safety::presigned"], []),
     ("M16 delete of a missing image exits 2", "src/transport/docker.rs",
-     "TransportError::DeleteNotFound(reference.to_string())", "e.into()",
+     "TransportError::DeleteNotFound(reference.to_string())", "e",
      ["failures::delete"], []),
     ("M17 a refused mount uploads a present blob", "src/transport/docker.rs",
      "                    if self.client.head_blob(repo, &info.digest).await?.is_some() {\n                        return Ok(true);\n                    }\n                    if let Some(url) = url {",

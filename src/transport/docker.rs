@@ -15,13 +15,9 @@ use std::sync::{Arc, Mutex};
 /// An image that is not there is containers/image's "Unable to delete"
 /// (exit 1, as skopeo: not the "image not found" of other commands).
 pub async fn delete(reference: &DockerReference, client: &RegistryClient) -> Result<(), TransportError> {
-    let missing = |e: crate::registry::RegistryError| match e {
-        crate::registry::RegistryError::Status { code: Some(ref c), .. }
-            if c == "MANIFEST_UNKNOWN" || c == "NAME_UNKNOWN" =>
-        {
-            TransportError::DeleteNotFound(reference.to_string())
-        }
-        e => e.into(),
+    let missing = |e: crate::registry::RegistryError| match TransportError::from(e) {
+        e if e.is_image_not_found() => TransportError::DeleteNotFound(reference.to_string()),
+        e => e,
     };
     let digest = match reference.digest() {
         Some(d) => d.clone(),
