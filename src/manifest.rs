@@ -73,6 +73,7 @@ pub struct Platform {
 pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
+    #[serde(deserialize_with = "non_negative")]
     pub size: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub urls: Option<Vec<String>>,
@@ -82,6 +83,16 @@ pub struct Descriptor {
     pub platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+}
+
+/// A descriptor's size: the exact byte count, so never negative (a hostile
+/// manifest's `-1` must not pass as "unknown" into a destination).
+fn non_negative<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let size = i64::deserialize(d)?;
+    if size < 0 {
+        return Err(serde::de::Error::custom(format!("descriptor size {size} is negative")));
+    }
+    Ok(size)
 }
 
 /// A single-image manifest (Docker schema2 or OCI).
@@ -338,6 +349,13 @@ mod tests {
     const S2: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
       "config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":2,"digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"},
       "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":3,"digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}]}"#;
+
+    #[test]
+    fn a_negative_size_is_refused() {
+        let neg = S2.replacen("\"size\":3", "\"size\":-1", 1);
+        let err = Manifest::parse(neg.as_bytes(), "").unwrap_err().to_string();
+        assert!(err.contains("descriptor size -1 is negative"), "{err}");
+    }
 
     #[test]
     fn guesses_types() {

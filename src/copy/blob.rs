@@ -28,14 +28,18 @@ pub enum BlobOutcome {
     Reused,
 }
 
+/// Where [`verify`] says what was wrong with a blob, for whoever sees the
+/// stream fail further down (a destination's error hides the cause).
+pub type Mismatch = Arc<std::sync::OnceLock<String>>;
+
 /// Wrap `inner` so that every byte is hashed once in flight and the digest
 /// and size are checked *before* the last byte is handed on: a consumer that
 /// sees the stream end cleanly has received exactly the expected content.
-/// `mismatch` is set when verification failed.
+/// `mismatch` is set, with what was wrong, when verification failed.
 pub fn verify(
     inner: BlobStream,
     info: &BlobInfo,
-    mismatch: Arc<AtomicBool>,
+    mismatch: Mismatch,
     progress: Option<Arc<dyn Progress>>,
 ) -> BlobStream {
     struct St {
@@ -44,31 +48,35 @@ pub fn verify(
         seen: u64,
         digest: Digest,
         size: Option<u64>,
-        mismatch: Arc<AtomicBool>,
+        mismatch: Mismatch,
         progress: Option<Arc<dyn Progress>>,
         done: bool,
     }
     impl St {
         fn check(&mut self) -> Result<(), TransportError> {
             let actual = self.hasher.take().map(Hasher::finish);
-            if let Some(expected) = self.size.filter(|s| *s != self.seen) {
-                self.mismatch.store(true, Ordering::SeqCst);
-                return Err(TransportError::SizeMismatch {
+            let err = if let Some(expected) = self.size.filter(|s| *s != self.seen) {
+                TransportError::SizeMismatch {
                     digest: self.digest.clone(),
                     expected,
                     actual: self.seen,
-                });
-            }
-            match actual {
-                Some(a) if a != self.digest => {
-                    self.mismatch.store(true, Ordering::SeqCst);
-                    Err(TransportError::DigestMismatch {
+                }
+            } else {
+                match actual {
+                    Some(a) if a != self.digest => TransportError::DigestMismatch {
                         digest: self.digest.clone(),
                         actual: a,
-                    })
+                    },
+                    _ => return Ok(()),
                 }
-                _ => Ok(()),
-            }
+            };
+            let why = match &err {
+                TransportError::SizeMismatch { expected, actual, .. } => format!("{actual} bytes, not {expected}"),
+                TransportError::DigestMismatch { actual, .. } => format!("its content's digest is {actual}"),
+                other => other.to_string(),
+            };
+            let _ = self.mismatch.set(why);
+            Err(err)
         }
     }
     let st = St {
@@ -205,7 +213,7 @@ pub async fn copy_blob(
     }
     let mut attempt = 0;
     loop {
-        let mismatch = Arc::new(AtomicBool::new(false));
+        let mismatch = Mismatch::default();
         // Set when the source's stream failed (its client retried already).
         let source_failed = Arc::new(AtomicBool::new(false));
         let result = async {
@@ -249,11 +257,12 @@ pub async fn copy_blob(
                     compression,
                 });
             }
-            Err(e) if mismatch.load(Ordering::SeqCst) => {
+            Err(e) if mismatch.get().is_some() => {
                 tracing::debug!(error = %e, "blob failed verification");
                 return Err(TransportError::CorruptSource {
                     digest: info.digest.clone(),
                     from: src.describe(),
+                    why: mismatch.get().cloned().unwrap_or_default(),
                 });
             }
             // Only a failed upload is retried here: replayable requests and

@@ -130,31 +130,147 @@ impl GzipEncoder {
     }
 }
 
-/// One step of a transcoding pipeline.
-enum Stage {
-    Gunzip(flate2::write::MultiGzDecoder<Vec<u8>>),
-    Unzstd(zstd::stream::write::Decoder<'static, Vec<u8>>),
+/// Most bytes a decompressor hands on per step. Input is fed in pieces so
+/// that no step produces more, whatever a layer expands to: a hostile gzip
+/// stream expands up to 1032:1, a zstd one far more.
+const DECODE_STEP: usize = 1 << 20;
+
+/// Input fed to gunzip per call: at deflate's 1032:1 bound, about DECODE_STEP out.
+const GUNZIP_PIECE: usize = DECODE_STEP / 1032;
+
+/// The decompressing side of a transcoding pipeline.
+enum Decoder {
+    Gunzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
+    Unzstd {
+        raw: zstd::stream::raw::Decoder<'static>,
+        /// Some input was fed.
+        started: bool,
+        /// The last frame is complete (zstd returned 0).
+        frame_done: bool,
+        /// The last step filled its output: more may be waiting without new input.
+        full: bool,
+    },
+}
+
+impl Decoder {
+    fn new(from: Compression) -> std::io::Result<Option<Decoder>> {
+        Ok(match from {
+            Compression::None => None,
+            Compression::Gzip => Some(Decoder::Gunzip(Box::new(
+                flate2::write::MultiGzDecoder::new(Vec::new()),
+            ))),
+            Compression::Zstd => Some(Decoder::Unzstd {
+                raw: zstd::stream::raw::Decoder::new()?,
+                started: false,
+                frame_done: false,
+                full: false,
+            }),
+        })
+    }
+
+    /// Output may be waiting even without more input.
+    fn has_pending(&self) -> bool {
+        matches!(self, Decoder::Unzstd { full: true, .. })
+    }
+
+    /// Decode from the front of `input` until about DECODE_STEP bytes are
+    /// out or the input is used up; what was consumed is removed from `input`.
+    fn step(&mut self, input: &mut Bytes) -> std::io::Result<Vec<u8>> {
+        use bytes::Buf as _;
+        use zstd::stream::raw::Operation as _;
+        match self {
+            Decoder::Gunzip(d) => {
+                let mut out = Vec::with_capacity(DECODE_STEP + 64 * 1024);
+                while !input.is_empty() && out.len() < DECODE_STEP {
+                    let n = input.len().min(GUNZIP_PIECE);
+                    d.write_all(&input[..n])?;
+                    input.advance(n);
+                    // Copied out so that the decoder's own buffer keeps its capacity.
+                    out.extend_from_slice(d.get_ref());
+                    d.get_mut().clear();
+                }
+                Ok(out)
+            }
+            Decoder::Unzstd {
+                raw,
+                started,
+                frame_done,
+                full,
+            } => {
+                let mut out = vec![0u8; DECODE_STEP];
+                let mut written = 0;
+                while written < out.len() && (!input.is_empty() || *full) {
+                    if *frame_done && !input.is_empty() {
+                        raw.reinit()?;
+                    }
+                    *started |= !input.is_empty();
+                    let st = raw.run_on_buffers(input, &mut out[written..])?;
+                    if st.bytes_read == 0 && st.bytes_written == 0 && !input.is_empty() {
+                        return Err(std::io::Error::other("zstd decoder made no progress"));
+                    }
+                    input.advance(st.bytes_read);
+                    written += st.bytes_written;
+                    // A call without input after a frame's end hints at the next frame's header.
+                    let idle = st.bytes_read == 0 && st.bytes_written == 0;
+                    *frame_done = st.remaining == 0 || (*frame_done && idle);
+                    *full = written == out.len();
+                    if input.is_empty() && !*full {
+                        break;
+                    }
+                }
+                out.truncate(written);
+                Ok(out)
+            }
+        }
+    }
+
+    /// The last output, once the input has ended.
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Decoder::Gunzip(d) => d.finish(),
+            Decoder::Unzstd {
+                started, frame_done, ..
+            } => {
+                if started && !frame_done {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "zstd stream ends in the middle of a frame",
+                    ));
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+/// The compressing side of a transcoding pipeline.
+enum Encoder {
     Gzip(GzipEncoder, Vec<u8>),
     Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
 }
 
-impl Stage {
+impl Encoder {
+    fn new(to: Compression, level: Option<i32>) -> std::io::Result<Option<Encoder>> {
+        Ok(match to {
+            Compression::None => None,
+            Compression::Gzip => Some(Encoder::Gzip(
+                GzipEncoder::new(level.unwrap_or(DEFAULT_GZIP_LEVEL)),
+                Vec::new(),
+            )),
+            Compression::Zstd => Some(Encoder::Zstd(zstd::stream::write::Encoder::new(
+                Vec::new(),
+                level.unwrap_or(DEFAULT_ZSTD_LEVEL),
+            )?)),
+        })
+    }
+
     fn push(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
         match self {
-            Stage::Gunzip(d) => {
-                d.write_all(data)?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Stage::Unzstd(d) => {
-                d.write_all(data)?;
-                d.flush()?;
-                Ok(std::mem::take(d.get_mut()))
-            }
-            Stage::Gzip(e, buf) => {
+            Encoder::Gzip(e, buf) => {
                 e.chunk(data, buf)?;
                 Ok(std::mem::take(buf))
             }
-            Stage::Zstd(e) => {
+            Encoder::Zstd(e) => {
                 e.write_all(data)?;
                 Ok(std::mem::take(e.get_mut()))
             }
@@ -163,17 +279,79 @@ impl Stage {
 
     fn finish(self) -> std::io::Result<Vec<u8>> {
         match self {
-            Stage::Gunzip(d) => d.finish(),
-            Stage::Unzstd(mut d) => {
-                d.flush()?;
-                Ok(d.into_inner())
-            }
-            Stage::Gzip(mut e, mut buf) => {
+            Encoder::Gzip(mut e, mut buf) => {
                 e.finish(&mut buf)?;
                 Ok(buf)
             }
-            Stage::Zstd(e) => e.finish(),
+            Encoder::Zstd(e) => e.finish(),
         }
+    }
+}
+
+/// A zstd frame whose window is over the decoder's limit gets a message that says so.
+fn codec_error(e: std::io::Error) -> TransportError {
+    if e.to_string().contains("requires too much memory") {
+        return TransportError::Codec(std::io::Error::other(
+            "zstd frame needs a window larger than 128 MiB, more memory than kopeo gives one layer",
+        ));
+    }
+    TransportError::Codec(e)
+}
+
+/// Where a transcoding stream is.
+struct Transcoding {
+    input: BlobStream,
+    decoder: Option<Decoder>,
+    encoder: Option<Encoder>,
+    /// Input not yet fed to the decoder.
+    pending: Bytes,
+    done: bool,
+}
+
+impl Transcoding {
+    /// The next output chunk (possibly empty), `None` at the end.
+    async fn next(&mut self) -> Option<Result<Vec<u8>, TransportError>> {
+        let waiting = !self.pending.is_empty() || self.decoder.as_ref().is_some_and(Decoder::has_pending);
+        let decoded = if waiting {
+            let Some(d) = self.decoder.as_mut() else {
+                return Some(Ok(std::mem::take(&mut self.pending).to_vec()));
+            };
+            d.step(&mut self.pending)
+        } else {
+            match self.input.next().await {
+                Some(Ok(chunk)) => match self.decoder.as_mut() {
+                    None => Ok(chunk.to_vec()),
+                    Some(_) => {
+                        self.pending = chunk;
+                        return Some(Ok(Vec::new()));
+                    }
+                },
+                Some(Err(e)) => return Some(Err(e)),
+                None => return self.finish().transpose(),
+            }
+        };
+        Some(
+            decoded
+                .and_then(|d| match self.encoder.as_mut() {
+                    Some(e) => e.push(&d),
+                    None => Ok(d),
+                })
+                .map_err(codec_error),
+        )
+    }
+
+    /// Flush the decoder, feed its tail through the encoder, flush that.
+    fn finish(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.done = true;
+        let mut tail = match self.decoder.take() {
+            Some(d) => d.finish().map_err(codec_error)?,
+            None => Vec::new(),
+        };
+        if let Some(mut e) = self.encoder.take() {
+            tail = e.push(&tail).map_err(codec_error)?;
+            tail.extend(e.finish().map_err(codec_error)?);
+        }
+        Ok((!tail.is_empty()).then_some(tail))
     }
 }
 
@@ -188,80 +366,24 @@ pub fn transcode(
     if from == to {
         return Ok(input);
     }
-    let io = TransportError::Codec;
-    let mut stages = vec![];
-    match from {
-        Compression::None => {}
-        Compression::Gzip => stages.push(Stage::Gunzip(flate2::write::MultiGzDecoder::new(Vec::new()))),
-        Compression::Zstd => stages.push(Stage::Unzstd(
-            zstd::stream::write::Decoder::new(Vec::new()).map_err(io)?,
-        )),
-    }
-    match to {
-        Compression::None => {}
-        Compression::Gzip => stages.push(Stage::Gzip(
-            GzipEncoder::new(level.unwrap_or(DEFAULT_GZIP_LEVEL)),
-            Vec::new(),
-        )),
-        Compression::Zstd => {
-            let e = zstd::stream::write::Encoder::new(Vec::new(), level.unwrap_or(DEFAULT_ZSTD_LEVEL)).map_err(io)?;
-            stages.push(Stage::Zstd(e));
-        }
-    }
-    struct St {
-        input: BlobStream,
-        stages: Option<Vec<Stage>>,
-    }
-    let st = St {
+    let st = Transcoding {
         input,
-        stages: Some(stages),
+        decoder: Decoder::new(from).map_err(TransportError::Codec)?,
+        encoder: Encoder::new(to, level).map_err(TransportError::Codec)?,
+        pending: Bytes::new(),
+        done: false,
     };
-    Ok(futures::stream::unfold(st, move |mut st| async move {
+    Ok(futures::stream::unfold(st, |mut st| async move {
         loop {
-            let stages = st.stages.as_mut()?;
-            match st.input.next().await {
-                Some(Ok(chunk)) => {
-                    let mut data = chunk.to_vec();
-                    for s in stages.iter_mut() {
-                        match s.push(&data) {
-                            Ok(d) => data = d,
-                            Err(e) => {
-                                st.stages = None;
-                                return Some((Err(io(e)), st));
-                            }
-                        }
-                    }
-                    if !data.is_empty() {
-                        return Some((Ok(Bytes::from(data)), st));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.stages = None;
+            if st.done {
+                return None;
+            }
+            match st.next().await? {
+                Ok(d) if d.is_empty() => continue,
+                Ok(d) => return Some((Ok(Bytes::from(d)), st)),
+                Err(e) => {
+                    st.done = true;
                     return Some((Err(e), st));
-                }
-                None => {
-                    // Flush each stage and feed its tail through the later ones.
-                    let stages = st.stages.take()?;
-                    let mut tail: Vec<u8> = Vec::new();
-                    let mut rest: Vec<Stage> = stages;
-                    let mut out = Vec::new();
-                    while !rest.is_empty() {
-                        let mut s = rest.remove(0);
-                        let result = (|| {
-                            let mut d = s.push(&tail)?;
-                            d.extend(s.finish()?);
-                            Ok::<_, std::io::Error>(d)
-                        })();
-                        match result {
-                            Ok(d) => tail = d,
-                            Err(e) => return Some((Err(io(e)), st)),
-                        }
-                    }
-                    out.extend(tail);
-                    if out.is_empty() {
-                        return None;
-                    }
-                    return Some((Ok(Bytes::from(out)), st));
                 }
             }
         }
@@ -332,5 +454,53 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let items: Vec<_> = rt.block_on(s.collect::<Vec<_>>());
         assert!(items.iter().any(|r| r.is_err()));
+    }
+
+    /// Every chunk transcoding `data` yields, fed in 256 KiB chunks.
+    fn chunks_of(data: &[u8], from: Compression, to: Compression) -> Vec<Result<Bytes, TransportError>> {
+        let chunks: Vec<Result<Bytes, TransportError>> =
+            data.chunks(256 * 1024).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let s = transcode(futures::stream::iter(chunks).boxed(), from, to, None).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(s.collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn a_decompression_bomb_comes_out_in_bounded_chunks() {
+        let zeros = vec![0u8; 64 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&zeros).unwrap();
+        let gz = gz.finish().unwrap();
+        // Two zstd frames back to back, each expanding a few hundred times over.
+        let mut z = zstd::encode_all(&zeros[..], 19).unwrap();
+        z.extend(zstd::encode_all(&zeros[..1 << 20], 19).unwrap());
+        for (name, data, from, expect) in [
+            ("gzip", gz, Compression::Gzip, 64 << 20),
+            ("zstd", z, Compression::Zstd, 65 << 20),
+        ] {
+            assert!(data.len() * 100 < expect, "{name}: a bomb, {} bytes", data.len());
+            let out = chunks_of(&data, from, Compression::None);
+            let sizes: Vec<usize> = out.iter().map(|c| c.as_ref().unwrap().len()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), expect, "{name}");
+            let largest = sizes.iter().copied().max().unwrap();
+            assert!(largest <= 2 * DECODE_STEP, "{name}: a chunk of {largest} bytes");
+            // Recompressing takes the same bounded steps.
+            let re = chunks_of(&data, from, Compression::Gzip);
+            assert!(
+                re.iter().all(|c| c.as_ref().unwrap().len() <= 2 * DECODE_STEP),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_zstd_stream_cut_short_is_an_error() {
+        let data = sample();
+        let z = zstd::encode_all(&data[..], 3).unwrap();
+        let out = chunks_of(&z[..z.len() - 10], Compression::Zstd, Compression::None);
+        let err = out.iter().find_map(|c| c.as_ref().err()).expect("an error");
+        assert!(err.to_string().contains("middle of a frame"), "{err}");
+        let whole = chunks_of(&z, Compression::Zstd, Compression::None);
+        assert!(whole.iter().all(|c| c.is_ok()));
     }
 }

@@ -30,7 +30,6 @@ use crate::transport::{self, BlobInfo, ImageDestination, ImageSource, OpenOption
 use bytes::Bytes;
 use futures::StreamExt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// containers/image's default number of blobs copied at once.
@@ -260,7 +259,7 @@ pub async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8
         size: u64::try_from(d.size).ok(),
         media_type: d.media_type.clone(),
     };
-    let mut stream = verify(src.blob(&info).await?, &info, Arc::new(AtomicBool::new(false)), None);
+    let mut stream = verify(src.blob(&info).await?, &info, Default::default(), None);
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
         buf.extend_from_slice(&chunk?);

@@ -65,7 +65,7 @@ async fn copy_layer(
     )))));
     let failed = Arc::new(AtomicBool::new(false));
     let (t, f) = (tap.clone(), failed.clone());
-    let stream = verify(src.blob(&info).await?, &info, Arc::new(AtomicBool::new(false)), None)
+    let stream = verify(src.blob(&info).await?, &info, Default::default(), None)
         .map(move |chunk| {
             if let Ok(c) = &chunk
                 && let Some(d) = t.lock().unwrap_or_else(|p| p.into_inner()).as_mut()

@@ -20,6 +20,8 @@ struct State {
     digest: Digest,
     offset: u64,
     skip: u64,
+    /// Where the open body ends in the blob, by its Content-Length.
+    announced: Option<u64>,
     body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
     resumes: u32,
     done: bool,
@@ -82,6 +84,7 @@ impl RegistryClient {
             digest: digest.clone(),
             offset: 0,
             skip: 0,
+            announced: None,
             body: None,
             resumes: 0,
             done: false,
@@ -95,6 +98,7 @@ impl RegistryClient {
                     match st.client.open_blob(&st.repo, &st.digest, st.offset).await {
                         Ok((resp, skip)) => {
                             st.skip = skip;
+                            st.announced = resp.content_length().map(|l| st.offset - skip + l);
                             st.body = Some(resp.bytes_stream().boxed());
                         }
                         Err(e) => {
@@ -118,14 +122,15 @@ impl RegistryClient {
                         return Some((Ok(chunk), st));
                     }
                     Some(Err(e)) => {
+                        let op = format!("fetching blob {} from {}/{}", st.digest, st.client.registry(), st.repo);
+                        let err = super::error::body_error(&op, e, st.offset, st.announced);
                         let limit = BASE_RESUMES + st.client.retry().times;
                         if st.resumes >= limit {
                             st.done = true;
-                            let op = format!("fetching blob {} from {}/{}", st.digest, st.client.registry(), st.repo);
-                            return Some((Err(RegistryError::network(op, e)), st));
+                            return Some((Err(err), st));
                         }
                         st.resumes += 1;
-                        tracing::warn!(digest = %st.digest, offset = st.offset, attempt = st.resumes, error = %e, "blob download interrupted, resuming");
+                        tracing::warn!(digest = %st.digest, offset = st.offset, attempt = st.resumes, error = %err, "blob download interrupted, resuming");
                         st.body = None;
                         tokio::time::sleep(Duration::from_millis(100 * u64::from(st.resumes))).await;
                     }

@@ -38,6 +38,13 @@ pub enum RegistryError {
     },
     #[error("{op}: {reason}")]
     Protocol { op: String, reason: String },
+    /// The connection closed before the body's announced length arrived.
+    #[error("{op}: the registry closed the connection after {received} bytes{}: the answer was cut short", announced.map(|a| format!(" of the {a} it announced")).unwrap_or_default())]
+    CutShort {
+        op: String,
+        received: u64,
+        announced: Option<u64>,
+    },
     /// Sending a blob's bytes failed. Such a request cannot be replayed by
     /// the client (the body is a stream): the copy sends the blob again.
     #[error("{0}")]
@@ -98,11 +105,44 @@ impl RegistryError {
         match self {
             RegistryError::Network { source, .. } => transient_http(source),
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            RegistryError::TokenUnavailable { .. } => true,
+            RegistryError::TokenUnavailable { .. } | RegistryError::CutShort { .. } => true,
             RegistryError::Upload(e) => e.is_transient(),
             _ => false,
         }
     }
+}
+
+/// Whether reading a body failed because the connection closed before the
+/// length the server announced (hyper says so with an `UnexpectedEof` I/O
+/// error, or an "incomplete message").
+pub(super) fn cut_short(e: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = next {
+        let eof = cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof);
+        if eof
+            || cause
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
+}
+
+/// A failure reading a body: said plainly when the body was cut short.
+pub(super) fn body_error(op: &str, e: reqwest::Error, received: u64, announced: Option<u64>) -> RegistryError {
+    if cut_short(&e) {
+        return RegistryError::CutShort {
+            op: op.to_string(),
+            received,
+            announced,
+        };
+    }
+    RegistryError::network(op, e)
 }
 
 /// Connection failures, timeouts and broken bodies are worth another try;

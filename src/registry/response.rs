@@ -71,7 +71,13 @@ pub(super) async fn read_at_most(mut resp: Response, limit: usize) -> Bytes {
 
 pub(super) async fn read_limited(op: &str, mut resp: Response, limit: usize) -> Result<Bytes, RegistryError> {
     let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(net(op))? {
+    let announced = resp.content_length();
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return Err(super::error::body_error(op, e, buf.len() as u64, announced)),
+        };
         if buf.len() + chunk.len() > limit {
             return Err(RegistryError::Protocol {
                 op: op.to_string(),

@@ -115,8 +115,8 @@ pub enum TransportError {
     DigestMismatch { digest: Digest, actual: Digest },
     #[error("blob {digest}: expected {expected} bytes, got {actual}")]
     SizeMismatch { digest: Digest, expected: u64, actual: u64 },
-    #[error("blob {digest} from {from} does not match its digest or size; nothing was committed")]
-    CorruptSource { digest: Digest, from: String },
+    #[error("blob {digest} from {from} does not match its digest or size ({why}); nothing was committed")]
+    CorruptSource { digest: Digest, from: String, why: String },
     #[error("blob stream ended early")]
     StreamEndedEarly,
     #[error("compression stage: {0}")]

@@ -10,6 +10,7 @@ mod cli;
 mod failures;
 mod flags;
 mod helm;
+mod hostile;
 mod interop;
 mod local;
 mod operator;

@@ -96,7 +96,8 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn put(layout: &Path, data: &[u8]) -> (String, usize) {
+/// Store `data` as a blob of `layout`: its digest and size.
+pub fn put(layout: &Path, data: &[u8]) -> (String, usize) {
     let hex = hex::encode(Sha256::digest(data));
     std::fs::write(layout.join("blobs/sha256").join(&hex), data).expect("writing blob");
     (format!("sha256:{hex}"), data.len())

@@ -51,6 +51,10 @@ pub enum Body {
         bytes: Vec<u8>,
         declared: u64,
     },
+    /// Claims `declared` bytes, then sends nothing and never closes (for time-outs).
+    Stall {
+        declared: u64,
+    },
 }
 
 impl Reply {
@@ -186,7 +190,7 @@ fn write_reply(mut conn: std::net::TcpStream, reply: Reply, head: bool) -> std::
     let len = match &reply.body {
         Body::Bytes(b) => b.len() as u64,
         Body::Repeat { len, .. } => *len,
-        Body::Short { declared, .. } => *declared,
+        Body::Short { declared, .. } | Body::Stall { declared } => *declared,
     };
     let mut head_text = format!("HTTP/1.1 {} {reason}\r\n", reply.status);
     for (n, v) in &reply.headers {
@@ -199,6 +203,10 @@ fn write_reply(mut conn: std::net::TcpStream, reply: Reply, head: bool) -> std::
     }
     match reply.body {
         Body::Bytes(b) | Body::Short { bytes: b, .. } => conn.write_all(&b)?,
+        Body::Stall { .. } => {
+            conn.flush()?;
+            std::thread::sleep(std::time::Duration::from_secs(120));
+        }
         Body::Repeat { byte, len } => {
             let block = vec![byte; 64 * 1024];
             let mut left = len;
