@@ -11,6 +11,8 @@ pub mod compression;
 pub mod copy;
 pub mod digest;
 pub mod duration;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image_config;
 pub mod manifest;
 pub mod operator;

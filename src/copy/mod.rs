@@ -14,6 +14,7 @@ pub mod plan;
 mod present;
 mod rewrite;
 mod schema1;
+pub(crate) use schema1::parse as parse_schema1;
 mod single;
 
 pub use blob::{BlobOutcome, copy_blob, prefetch, verify};

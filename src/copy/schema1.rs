@@ -31,7 +31,7 @@ struct History {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Schema1 {
+pub(crate) struct Schema1 {
     fs_layers: Vec<FsLayer>,
     history: Vec<History>,
 }
@@ -93,6 +93,21 @@ async fn copy_layer(
     Ok((size, diff_id))
 }
 
+/// A schema1 manifest and each history entry's `v1Compatibility` object
+/// (top layer first), checked to describe one layer each.
+pub(crate) fn parse(bytes: &[u8]) -> Result<(Schema1, Vec<Map<String, Value>>), CopyError> {
+    let s1: Schema1 = serde_json::from_slice(bytes).map_err(manifest::ManifestError::from)?;
+    if s1.fs_layers.len() != s1.history.len() || s1.fs_layers.is_empty() {
+        return Err(CopyError::Schema1Inconsistent);
+    }
+    let v1s = s1
+        .history
+        .iter()
+        .map(|h| serde_json::from_str(&h.v1_compatibility).map_err(manifest::ManifestError::from))
+        .collect::<Result<Vec<Map<String, Value>>, _>>()?;
+    Ok((s1, v1s))
+}
+
 /// Copy a schema1 image as schema2; returns the schema2 manifest to write.
 pub(super) async fn copy(
     src: &dyn ImageSource,
@@ -104,17 +119,12 @@ pub(super) async fn copy(
     if opts.preserve_digests {
         return Err(CopyError::Schema1ChangesDigest { image: src.describe() });
     }
-    let s1: Schema1 = serde_json::from_slice(bytes).map_err(manifest::ManifestError::from)?;
-    if s1.fs_layers.len() != s1.history.len() || s1.fs_layers.is_empty() {
-        return Err(CopyError::Schema1Inconsistent);
-    }
+    let (s1, v1s) = parse(bytes)?;
     // Schema1 lists the top layer first.
     let mut layers = vec![];
     let mut history = vec![];
     let mut diff_ids = vec![];
-    for (fs, h) in s1.fs_layers.iter().zip(&s1.history).rev() {
-        let v1: Map<String, Value> =
-            serde_json::from_str(&h.v1_compatibility).map_err(manifest::ManifestError::from)?;
+    for (fs, v1) in s1.fs_layers.iter().zip(&v1s).rev() {
         let empty = v1.get("throwaway").and_then(Value::as_bool).unwrap_or(false);
         let created_by = v1
             .get("container_config")
@@ -141,8 +151,7 @@ pub(super) async fn copy(
         layers.push(serde_json::json!({"mediaType": media::DOCKER_LAYER_GZIP, "size": size, "digest": fs.blob_sum}));
         diff_ids.push(diff_id);
     }
-    let top = &s1.history[0].v1_compatibility;
-    let mut config: Map<String, Value> = serde_json::from_str(top).map_err(manifest::ManifestError::from)?;
+    let mut config = v1s.into_iter().next().ok_or(CopyError::Schema1Inconsistent)?;
     for k in ["id", "parent", "parent_id", "layer_id", "Size", "throwaway"] {
         config.remove(k);
     }

@@ -77,61 +77,68 @@ fn files(path: &Path) -> Result<Vec<PathBuf>, FromFilesError> {
 }
 
 fn load(paths: &[PathBuf]) -> Result<Manifests, FromFilesError> {
-    use serde::Deserialize as _;
     let mut m = Manifests::default();
     for p in paths.iter().map(|p| files(p)).collect::<Result<Vec<_>, _>>()?.concat() {
         let text = std::fs::read_to_string(&p).map_err(read_error(&p))?;
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let mut v = Value::deserialize(doc).map_err(|source| FromFilesError::Yaml {
-                path: p.clone(),
-                source,
-            })?;
-            if v.is_null() {
-                continue;
-            }
-            if v.pointer("/metadata/namespace").is_none() {
-                v["metadata"]["namespace"] = json!("default");
-            }
-            let api_version = v["apiVersion"].as_str().unwrap_or("").to_string();
-            let kind_name = v["kind"].as_str().unwrap_or("").to_string();
-            let obj_name = v
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string();
-            let err = |source: serde_json::Error| FromFilesError::Object {
-                path: p.clone(),
-                kind: kind_name.clone(),
-                name: obj_name.clone(),
-                source,
-            };
-            match (api_version.as_str(), kind_name.as_str()) {
-                ("v1", "Secret") => {
-                    // Fold stringData into data, as the API server does.
-                    if let Some(Value::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
-                        for (k, val) in sd {
-                            let enc = base64::engine::general_purpose::STANDARD.encode(val.as_str().unwrap_or(""));
-                            v["data"][k] = Value::String(enc);
-                        }
+        parse_documents(&p, &text, &mut m)?;
+    }
+    Ok(m)
+}
+
+/// Add the resources of one file's YAML documents (read from `p`) to `m`.
+fn parse_documents(p: &Path, text: &str, m: &mut Manifests) -> Result<(), FromFilesError> {
+    use serde::Deserialize as _;
+    let p = p.to_path_buf();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let mut v = Value::deserialize(doc).map_err(|source| FromFilesError::Yaml {
+            path: p.clone(),
+            source,
+        })?;
+        if v.is_null() {
+            continue;
+        }
+        if v.pointer("/metadata/namespace").is_none() {
+            v["metadata"]["namespace"] = json!("default");
+        }
+        let api_version = v["apiVersion"].as_str().unwrap_or("").to_string();
+        let kind_name = v["kind"].as_str().unwrap_or("").to_string();
+        let obj_name = v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let err = |source: serde_json::Error| FromFilesError::Object {
+            path: p.clone(),
+            kind: kind_name.clone(),
+            name: obj_name.clone(),
+            source,
+        };
+        match (api_version.as_str(), kind_name.as_str()) {
+            ("v1", "Secret") => {
+                // Fold stringData into data, as the API server does.
+                if let Some(Value::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
+                    for (k, val) in sd {
+                        let enc = base64::engine::general_purpose::STANDARD.encode(val.as_str().unwrap_or(""));
+                        v["data"][k] = Value::String(enc);
                     }
-                    m.secrets.push(serde_json::from_value(v.clone()).map_err(err)?);
                 }
-                ("kopeo.dev/v1alpha1", "RegistryCredential") => {
-                    m.creds.push(serde_json::from_value(v.clone()).map_err(err)?)
-                }
-                ("kopeo.dev/v1alpha1", "ImageCopy") => m.copies.push(serde_json::from_value(v.clone()).map_err(err)?),
-                ("kopeo.dev/v1alpha1", "ImageSync") => m.syncs.push(serde_json::from_value(v.clone()).map_err(err)?),
-                (a, k) => {
-                    return Err(FromFilesError::UnsupportedKind {
-                        path: p.clone(),
-                        kind: k.to_string(),
-                        api_version: a.to_string(),
-                    });
-                }
+                m.secrets.push(serde_json::from_value(v.clone()).map_err(err)?);
+            }
+            ("kopeo.dev/v1alpha1", "RegistryCredential") => {
+                m.creds.push(serde_json::from_value(v.clone()).map_err(err)?)
+            }
+            ("kopeo.dev/v1alpha1", "ImageCopy") => m.copies.push(serde_json::from_value(v.clone()).map_err(err)?),
+            ("kopeo.dev/v1alpha1", "ImageSync") => m.syncs.push(serde_json::from_value(v.clone()).map_err(err)?),
+            (a, k) => {
+                return Err(FromFilesError::UnsupportedKind {
+                    path: p.clone(),
+                    kind: k.to_string(),
+                    api_version: a.to_string(),
+                });
             }
         }
     }
-    Ok(m)
+    Ok(())
 }
 
 fn render(ns: &str, m: &Manifests, statuses: &mut Vec<(String, String, String, Value)>, now: &str) -> Rendered {
@@ -176,6 +183,20 @@ fn render(ns: &str, m: &Manifests, statuses: &mut Vec<(String, String, String, V
         ));
     }
     rendered
+}
+
+/// Parse one file's documents and render the credentials of each
+/// namespace, as `kopeo run` does before it copies (the fuzz target's way in:
+/// no network, no files).
+pub(crate) fn parse_and_render(text: &str) -> Result<(), FromFilesError> {
+    let mut m = Manifests::default();
+    parse_documents(Path::new("input.yaml"), text, &mut m)?;
+    let namespaces: std::collections::BTreeSet<String> = m.creds.iter().filter_map(|c| c.namespace()).collect();
+    let mut statuses = vec![];
+    for ns in namespaces {
+        render(&ns, &m, &mut statuses, "2026-01-01T00:00:00Z");
+    }
+    Ok(())
 }
 
 fn ready(status: &Value) -> bool {

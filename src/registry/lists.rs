@@ -89,7 +89,7 @@ impl RegistryClient {
 }
 
 /// The `rel="next"` target of a `Link` header.
-fn parse_next_link(h: &str) -> Option<String> {
+pub(crate) fn parse_next_link(h: &str) -> Option<String> {
     h.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         params

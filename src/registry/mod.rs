@@ -24,7 +24,9 @@ mod upload;
 
 pub use client::{ManifestHead, MountOutcome, RegistryClient, RegistryOptions, RetryOptions};
 pub use error::{RegistryError, causes};
+pub(crate) use lists::parse_next_link;
 pub use tls::{TlsMaterial, TlsOptions};
+pub(crate) use token_auth::token_from_reply;
 pub use token_auth::{Challenge, parse_challenge};
 
 /// Registry clients shared across many images, one per registry host, so

@@ -233,13 +233,18 @@ pub async fn fetch_token(
             err(reason)
         });
     }
-    let reply: TokenReply = serde_json::from_slice(&body).map_err(|e| err(format!("bad token reply: {e}")))?;
+    token_from_reply(&body).map_err(err)
+}
+
+/// The token and its lifetime in a token server's answer.
+pub(crate) fn token_from_reply(body: &[u8]) -> Result<(String, Duration), String> {
+    let reply: TokenReply = serde_json::from_slice(body).map_err(|e| format!("bad token reply: {e}"))?;
     let token = reply
         .token
         .filter(|t| !t.is_empty())
         .or(reply.access_token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| err("token reply has no token".into()))?;
+        .ok_or_else(|| "token reply has no token".to_string())?;
     // Docker's token spec: 60 seconds when the server does not say.
     let lifetime = Duration::from_secs(reply.expires_in.unwrap_or(60).max(10));
     Ok((token, lifetime))

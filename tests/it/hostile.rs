@@ -607,3 +607,65 @@ fn registries_that_lie_get_a_clear_error_and_nothing_is_committed() {
         nothing_complete(name, &dest);
     }
 }
+
+#[test]
+fn a_full_disk_fails_the_copy_cleanly_at_every_local_destination() {
+    let unshare = require_tool("unshare", "util-linux");
+    let home = tempdir();
+    let built = build(
+        &home.path().join("src"),
+        "t",
+        &Spec {
+            layers: vec![400_000, 300_000],
+            ..Spec::default()
+        },
+    );
+    let src = built.reference();
+    let disk = home.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    for (name, dest) in [
+        ("oci", "oci:DISK/layout:t"),
+        ("dir", "dir:DISK/d"),
+        ("oci-archive", "oci-archive:DISK/a.tar:t"),
+        ("docker-archive", "docker-archive:DISK/a.tar:x:1"),
+    ] {
+        let dest = dest.replace("DISK", &disk.to_string_lossy());
+        // A 256 KiB tmpfs in a private mount namespace (it vanishes with the
+        // namespace, so the script reports what the copy left on it).
+        let script = r#"mount -t tmpfs -o size=256k tmpfs "$1" || exit 99
+"$2" copy -q "$3" "$4"; echo "rc=$?"
+find "$1" -mindepth 1 | sort; cat "$1/layout/index.json" 2>/dev/null; exit 0"#;
+        let out = std::process::Command::new(&unshare)
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c", script, "sh"])
+            .arg(&disk)
+            .arg(env!("CARGO_BIN_EXE_kopeo"))
+            .args([&src, &dest])
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            out.status.success(),
+            "{name}: mounting a tmpfs in a user namespace failed: {stderr}"
+        );
+        assert!(
+            stdout.contains("rc=1"),
+            "{name}: the copy must fail\n{stdout}\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        assert!(stderr.contains("No space left on device"), "{name}: {stderr}");
+        assert!(!stdout.contains(".tmp"), "{name}: temporary files left\n{stdout}");
+        assert!(
+            !stdout.contains("manifest.json"),
+            "{name}: a dir: image looks complete\n{stdout}"
+        );
+        assert!(!stdout.contains("ref.name"), "{name}: a tag was written\n{stdout}");
+        assert!(
+            !stdout.contains("a.tar\n"),
+            "{name}: an archive looks complete\n{stdout}"
+        );
+    }
+}

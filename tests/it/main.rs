@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod failures;
 mod flags;
+mod fuzz_corpora;
 mod helm;
 mod hostile;
 mod interop;

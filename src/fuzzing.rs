@@ -1,0 +1,241 @@
+//! Ways in for the fuzz targets under `fuzz/` and for the stable test that
+//! replays their corpora: each takes arbitrary bytes, parses them as one kind
+//! of outside input, and uses what parsed the way kopeo would. Errors are the
+//! expected outcome; a panic, a hang or an unbounded allocation is a bug.
+//! Only the properties asserted here are promised (a parsed reference prints
+//! as text that parses again, to the same reference).
+
+use crate::manifest::{Manifest, media};
+use std::io::Write as _;
+use std::sync::OnceLock;
+
+/// A fuzz target's function.
+pub type Target = fn(&[u8]);
+
+/// Every fuzz target: its name (the directory of its corpus) and its function.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("reference", reference),
+    ("manifest", manifest),
+    ("image_config", image_config),
+    ("challenge", challenge),
+    ("token_answer", token_answer),
+    ("link_header", link_header),
+    ("auth_file", auth_file),
+    ("sync_yaml", sync_yaml),
+    ("docker_archive", docker_archive),
+    ("oci_archive", oci_archive),
+    ("operator_yaml", operator_yaml),
+];
+
+fn text(data: &[u8]) -> Option<&str> {
+    std::str::from_utf8(data).ok()
+}
+
+/// An image reference of any transport, as given on the command line or in a CR.
+pub fn reference(data: &[u8]) {
+    let Some(s) = text(data) else { return };
+    let Ok(r) = s.parse::<crate::reference::ImageReference>() else {
+        return;
+    };
+    let printed = r.to_string();
+    let again: crate::reference::ImageReference = match printed.parse() {
+        Ok(a) => a,
+        Err(e) => panic!("{s:?} parsed, printed as {printed:?}, which does not parse: {e}"),
+    };
+    assert_eq!(again.to_string(), printed, "{s:?} prints two ways");
+}
+
+/// A manifest of every type kopeo reads (and as a guessed type), converted
+/// the ways a copy converts it, and a schema1 manifest as its conversion reads it.
+pub fn manifest(data: &[u8]) {
+    let _ = crate::manifest::guess_mime_type(data);
+    for mime in media::ALL_MANIFESTS.iter().copied().chain([""]) {
+        match Manifest::parse(data, mime) {
+            Ok(Manifest::Image(m)) => {
+                for target in [media::OCI_MANIFEST, media::DOCKER_V2S2] {
+                    if let Ok(c) = m.convert(target) {
+                        let bytes = crate::manifest::to_bytes(&c);
+                        let _ = Manifest::parse(&bytes, target);
+                    }
+                }
+            }
+            Ok(Manifest::Index(i)) => {
+                let _ = crate::manifest::choose_instance(&i, &crate::manifest::host_platform());
+            }
+            Err(_) => {}
+        }
+    }
+    let _ = crate::copy::parse_schema1(data);
+}
+
+/// An image config, read as `inspect` and `inspect --config` read it.
+pub fn image_config(data: &[u8]) {
+    if let Ok(oci) = crate::image_config::OciImage::from_json(data) {
+        let _ = serde_json::to_vec(&oci);
+    }
+    let _ = serde_json::from_slice::<serde_json::Value>(data);
+}
+
+/// A `WWW-Authenticate` header.
+pub fn challenge(data: &[u8]) {
+    if let Some(s) = text(data) {
+        let _ = crate::registry::parse_challenge(s);
+    }
+}
+
+/// A token server's answer body.
+pub fn token_answer(data: &[u8]) {
+    let _ = crate::registry::token_from_reply(data);
+}
+
+/// A `Link` header of a paged tag or catalog list.
+pub fn link_header(data: &[u8]) {
+    if let Some(s) = text(data) {
+        let _ = crate::registry::parse_next_link(s);
+    }
+}
+
+/// An auth.json / Docker config.json, looked up as a pull would.
+pub fn auth_file(data: &[u8]) {
+    let Ok(doc) = serde_json::from_slice(data) else { return };
+    let file = crate::auth::AuthFile::from_document("fuzz.json", doc);
+    for (registry, repo) in [
+        ("docker.io", "library/busybox"),
+        ("quay.io", "a/b"),
+        ("127.0.0.1:5000", "x"),
+    ] {
+        let _ = file.find(registry, repo);
+    }
+}
+
+/// A `sync --src yaml` file: the registries' repositories, tag regexes and
+/// semver ranges as the plan reads them, applied to a fixed tag list.
+pub fn sync_yaml(data: &[u8]) {
+    let Some(s) = text(data) else { return };
+    let Ok(cfg) = crate::sync::config::parse(s) else { return };
+    let tags: Vec<String> = ["1.0", "v1.2.3", "latest", "2.0.0-rc1", "debug"]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    for (registry, rc) in &cfg {
+        for (repo, tag_list) in &rc.images {
+            let _ = crate::reference::DockerReference::parse_qualified(&format!("{registry}/{repo}"));
+            for t in tag_list.iter().flatten() {
+                let _ = crate::reference::DockerReference::parse_qualified(&format!("{registry}/{repo}:{t}"));
+            }
+        }
+        let exclude: Vec<regex::Regex> = rc
+            .exclude_tags
+            .iter()
+            .filter_map(|r| regex::Regex::new(r).ok())
+            .collect();
+        for re in rc.images_by_tag_regex.values() {
+            let include = regex::Regex::new(re).ok();
+            let filter = crate::sync::TagFilter {
+                include,
+                exclude: exclude.clone(),
+                keep_newest: rc.keep_newest,
+                ..Default::default()
+            };
+            let _ = filter.apply(tags.clone());
+        }
+        for range in rc.images_by_semver.values() {
+            if let Ok(c) = crate::sync::semver::Constraint::parse(range) {
+                let filter = crate::sync::TagFilter {
+                    semver: Some(c),
+                    keep_newest: rc.keep_newest,
+                    ..Default::default()
+                };
+                let _ = filter.apply(tags.clone());
+            }
+        }
+    }
+}
+
+/// A runtime for the archive targets (their readers are async).
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("a fuzz runtime: {e}"))
+    })
+}
+
+/// `data` as an archive file (in memory-backed /dev/shm when there is one).
+fn archive_file(data: &[u8]) -> Option<tempfile::NamedTempFile> {
+    let mut b = tempfile::Builder::new();
+    b.prefix("kopeo-fuzz-").suffix(".tar");
+    let shm = std::path::Path::new("/dev/shm");
+    let mut f = if shm.is_dir() { b.tempfile_in(shm) } else { b.tempfile() }.ok()?;
+    f.write_all(data).ok()?;
+    Some(f)
+}
+
+/// Read an opened source as `inspect` and a copy do: the manifest, the
+/// chosen instance of a list, the config, the first bytes of every layer.
+async fn read_source(src: &dyn crate::transport::ImageSource) {
+    use futures::StreamExt;
+    let Ok((bytes, mime)) = src.manifest(None).await else {
+        return;
+    };
+    let single = match Manifest::parse(&bytes, &mime) {
+        Ok(Manifest::Image(m)) => m,
+        Ok(Manifest::Index(i)) => {
+            let Ok(chosen) = crate::manifest::choose_instance(&i, &crate::manifest::host_platform()) else {
+                return;
+            };
+            let Ok((b, t)) = src.manifest(Some(&chosen.digest)).await else {
+                return;
+            };
+            match Manifest::parse(&b, &t) {
+                Ok(Manifest::Image(m)) => m,
+                _ => return,
+            }
+        }
+        Err(_) => return,
+    };
+    if let Ok(config) = crate::copy::read_config(src, &single.config).await {
+        image_config(&config);
+    }
+    for layer in &single.layers {
+        let info = crate::transport::BlobInfo {
+            digest: layer.digest.clone(),
+            size: u64::try_from(layer.size).ok(),
+            media_type: layer.media_type.clone(),
+        };
+        if let Ok(mut s) = src.blob(&info).await {
+            let _ = s.next().await;
+        }
+    }
+}
+
+/// A `docker save` archive.
+pub fn docker_archive(data: &[u8]) {
+    let Some(f) = archive_file(data) else { return };
+    runtime().block_on(async {
+        let _ = crate::transport::docker_archive::list_tags(f.path()).await;
+        if let Ok(src) = crate::transport::docker_archive::DockerArchiveSource::open(f.path(), None).await {
+            read_source(&src).await;
+        }
+    });
+}
+
+/// An OCI layout in a tar archive.
+pub fn oci_archive(data: &[u8]) {
+    let Some(f) = archive_file(data) else { return };
+    runtime().block_on(async {
+        if let Ok(src) = crate::transport::oci::OciSource::open_archive(f.path(), None).await {
+            read_source(&src).await;
+        }
+    });
+}
+
+/// A file of Kubernetes manifests for `kopeo run`: Secrets and kopeo's
+/// custom resources, credentials rendered as the operator renders them.
+pub fn operator_yaml(data: &[u8]) {
+    if let Some(s) = text(data) {
+        let _ = crate::operator::from_files::parse_and_render(s);
+    }
+}
