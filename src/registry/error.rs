@@ -38,6 +38,9 @@ pub enum RegistryError {
     },
     #[error("{op}: {reason}")]
     Protocol { op: String, reason: String },
+    /// The registry sent nothing for the read time-out (see `registry::tls`).
+    #[error("{op}: the registry sent nothing for {} s (KOPEO_READ_TIMEOUT)", .secs)]
+    Stalled { op: String, secs: u64 },
     /// The connection closed before the body's announced length arrived.
     #[error("{op}: the registry closed the connection after {received} bytes{}: the answer was cut short", announced.map(|a| format!(" of the {a} it announced")).unwrap_or_default())]
     CutShort {
@@ -64,6 +67,13 @@ impl RegistryError {
     /// user info: presigned blob URLs carry credentials in their query, and
     /// these messages reach status, Events and logs.
     pub fn network(op: impl Into<String>, source: reqwest::Error) -> RegistryError {
+        // Only reads time out (connecting has its own, longer, limit): say how long it waited.
+        if source.is_timeout() && !source.is_connect() {
+            return RegistryError::Stalled {
+                op: op.into(),
+                secs: super::tls::read_timeout().as_secs(),
+            };
+        }
         RegistryError::Network {
             op: op.into(),
             source: redact_error(source),
@@ -105,7 +115,9 @@ impl RegistryError {
         match self {
             RegistryError::Network { source, .. } => transient_http(source),
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
-            RegistryError::TokenUnavailable { .. } | RegistryError::CutShort { .. } => true,
+            RegistryError::TokenUnavailable { .. } | RegistryError::CutShort { .. } | RegistryError::Stalled { .. } => {
+                true
+            }
             RegistryError::Upload(e) => e.is_transient(),
             _ => false,
         }

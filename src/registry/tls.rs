@@ -185,6 +185,7 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
     reqwest::Client::builder()
         .user_agent(user_agent)
         .connect_timeout(Duration::from_secs(30))
+        .read_timeout(read_timeout())
         .pool_idle_timeout(Duration::from_secs(90))
         // reqwest drops Authorization on a redirect to another host.
         .redirect(reqwest::redirect::Policy::limited(10))
@@ -193,6 +194,19 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
         .use_preconfigured_tls(config)
         .build()
         .map_err(|e| err(e.to_string()))
+}
+
+/// How long a registry may send nothing while kopeo waits for an answer or
+/// reads a body; past it the read fails like a dropped connection (replayed,
+/// or resumed for a blob). skopeo waits for ever: a stalled registry should
+/// not hold a copy or a reconcile that long. `KOPEO_READ_TIMEOUT` (seconds)
+/// sets it.
+pub(super) fn read_timeout() -> Duration {
+    std::env::var("KOPEO_READ_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(Duration::from_secs(300), Duration::from_secs)
 }
 
 /// The platform's verification plus the configured roots, and the one case

@@ -606,6 +606,34 @@ fn registries_that_lie_get_a_clear_error_and_nothing_is_committed() {
         refused(name, &r, expect);
         nothing_complete(name, &dest);
     }
+    // Without --command-timeout, the read time-out stops a registry that stalls.
+    let server = fake_registry(&built.layout, "app", vec!["t"], |req, _| {
+        req.path().contains("/blobs/").then(|| Reply {
+            status: 200,
+            headers: vec![],
+            body: Body::Stall { declared: 1000 },
+        })
+    });
+    let dest = home.path().join("stalled");
+    let r = crate::support::kopeo_env(
+        home.path(),
+        &[
+            "copy",
+            "--src-tls-verify=false",
+            "--retry-times",
+            "0",
+            &format!("docker://{}/app:t", server.host),
+            &format!("oci:{}:t", dest.display()),
+        ],
+        None,
+        &[("KOPEO_READ_TIMEOUT", "1")],
+    );
+    refused(
+        "stalled blob",
+        &r,
+        "the registry sent nothing for 1 s (KOPEO_READ_TIMEOUT)",
+    );
+    nothing_complete("stalled blob", &dest);
 }
 
 #[test]
