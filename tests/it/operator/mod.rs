@@ -3,6 +3,7 @@
 //! `support::cluster`; one file per concern.
 
 mod backoff;
+mod chaos;
 mod credentials;
 mod leader;
 mod namespaces;
