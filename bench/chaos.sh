@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KOPEO_CHAOS_COPIES=${1:-50} KOPEO_CHAOS_KILLS=${2:-12} \
-  cargo test --test it operator::chaos -- --nocapture 2>&1 | grep -E '^kill [0-9]|^chaos:|^test result|panicked' 
+  cargo test --test it operator::chaos -- --nocapture 2>&1 | grep -E '^kill [0-9]|^chaos:|^api faults|^test result|panicked' 

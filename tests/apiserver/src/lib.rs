@@ -146,6 +146,13 @@ impl ApiServer {
         self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()).push(fault);
     }
 
+    /// How many more requests the injected faults will fail (`None` when
+    /// one fails every matching request).
+    pub fn pending_faults(&self) -> Option<usize> {
+        let faults = self.shared.faults.lock().unwrap_or_else(|p| p.into_inner());
+        faults.iter().map(|f| f.times).sum()
+    }
+
     /// Serve every request again.
     pub fn clear_faults(&self) {
         self.shared.faults.lock().unwrap_or_else(|p| p.into_inner()).clear();

@@ -1,6 +1,7 @@
 //! The operator under faults, short form (bench/chaos.sh runs the long one):
 //! ImageCopy resources of multi-layer images, the operator process SIGKILLed
-//! at pseudo-random points several times and restarted. Every copy ends
+//! at pseudo-random points several times and restarted, while for two rounds
+//! the API server fails status writes (500s, then conflicts). Every copy ends
 //! Ready with the source's digest; at every kill, each tag at the destination
 //! is a complete image; no blob is uploaded to a repository twice.
 
@@ -151,6 +152,18 @@ fn sigkilled_operators_leave_complete_images_and_upload_no_blob_twice() {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         for kill in 0..kills {
             let mut op = OperatorProcess::start(home.path(), &kubeconfig, "chaos");
+            // Two rounds where the API server fails status writes: 500s, then conflicts.
+            for (round, code) in [(1, 500), (2, 409)] {
+                if kill == round {
+                    server.inject(kopeo_test_apiserver::Fault {
+                        method: Some("PATCH".into()),
+                        path_contains: "/imagecopies/".into(),
+                        code,
+                        times: Some(12),
+                        ..Default::default()
+                    });
+                }
+            }
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -160,6 +173,10 @@ fn sigkilled_operators_leave_complete_images_and_upload_no_blob_twice() {
             let tagged = complete_tags(&dst, copies_n).await;
             eprintln!("kill {kill}: {tagged} complete tags at the destination");
         }
+        let unserved = server.pending_faults().unwrap_or(0);
+        assert!(unserved < 24, "the operator met the injected API faults ({unserved} of 24 left)");
+        eprintln!("api faults: {} of 24 status writes refused", 24 - unserved);
+        server.clear_faults();
         let op = OperatorProcess::start(home.path(), &kubeconfig, "chaos");
         for j in 0..copies_n {
             let name = format!("c{j}");
