@@ -1,7 +1,8 @@
 //! The operator under faults, short form (bench/chaos.sh runs the long one):
 //! ImageCopy resources of multi-layer images, the operator process SIGKILLed
 //! at pseudo-random points several times and restarted, while for two rounds
-//! the API server fails status writes (500s, then conflicts). Every copy ends
+//! the API server fails status writes (500s, then conflicts) and once the
+//! destination registry goes away for a second. Every copy ends
 //! Ready with the source's digest; at every kill, each tag at the destination
 //! is a complete image; no blob is uploaded to a repository twice.
 
@@ -107,7 +108,7 @@ fn sigkilled_operators_leave_complete_images_and_upload_no_blob_twice() {
     let started = std::time::Instant::now();
     let home = tempdir();
     let src = Registry::start(Mode::Plain);
-    let dst = Registry::start(Mode::Plain);
+    let mut dst = Registry::start(Mode::Plain);
     let mut digests = vec![];
     for i in 0..SOURCES {
         let img = build(
@@ -167,6 +168,11 @@ fn sigkilled_operators_leave_complete_images_and_upload_no_blob_twice() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
+            if kill == 3 {
+                // The destination goes away mid-copy for a second, then comes back.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                dst.restart(std::time::Duration::from_secs(1));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(150 + x % 900)).await;
             op.child.kill().unwrap();
             op.child.wait().unwrap();

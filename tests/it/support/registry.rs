@@ -233,6 +233,39 @@ impl Registry {
         reg
     }
 
+    /// Stop the registry, leave it gone for `down`, then start it again on
+    /// the same port with the same storage (its log goes on in the same file).
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let config_path = self.dir.path().join("config.yml");
+        let config = std::fs::read_to_string(&config_path).expect("registry config");
+        let port = self.host.rsplit(':').next().unwrap_or_default().to_string();
+        std::fs::write(
+            &config_path,
+            config.replace("addr: 127.0.0.1:0", &format!("addr: 127.0.0.1:{port}")),
+        )
+        .expect("writing registry config");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("registry log");
+        self.child = Command::new(require_tool("docker-registry", "docker-registry"))
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("restarting docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not come back on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The port this registry logs it listens on (Distribution logs
     /// `listening on 127.0.0.1:PORT` once bound, before serving).
     fn wait_listening(&mut self) -> u16 {
