@@ -519,6 +519,25 @@ fn registries_that_lie_get_a_clear_error_and_nothing_is_committed() {
             "the registry closed the connection after 1000 bytes of the 50000 it announced",
         ),
         (
+            // Content-Length says less than the blob: what arrives is short.
+            "content-length-too-small",
+            {
+                let l = layer.clone();
+                Box::new(move |req, _| {
+                    req.path().ends_with(&format!("/blobs/{l}")).then(|| Reply {
+                        status: 200,
+                        headers: vec![],
+                        body: Body::Overlong {
+                            bytes: vec![1; 50_000],
+                            declared: 20_000,
+                        },
+                    })
+                })
+            },
+            &[],
+            "(20000 bytes, not",
+        ),
+        (
             "blob-longer-than-its-size",
             {
                 let l = layer.clone();

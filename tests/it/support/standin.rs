@@ -51,6 +51,11 @@ pub enum Body {
         bytes: Vec<u8>,
         declared: u64,
     },
+    /// Claims `declared` bytes (fewer than it has), then sends all of `bytes`.
+    Overlong {
+        bytes: Vec<u8>,
+        declared: u64,
+    },
     /// Claims `declared` bytes, then sends nothing and never closes (for time-outs).
     Stall {
         declared: u64,
@@ -190,7 +195,7 @@ fn write_reply(mut conn: std::net::TcpStream, reply: Reply, head: bool) -> std::
     let len = match &reply.body {
         Body::Bytes(b) => b.len() as u64,
         Body::Repeat { len, .. } => *len,
-        Body::Short { declared, .. } | Body::Stall { declared } => *declared,
+        Body::Short { declared, .. } | Body::Overlong { declared, .. } | Body::Stall { declared } => *declared,
     };
     let mut head_text = format!("HTTP/1.1 {} {reason}\r\n", reply.status);
     for (n, v) in &reply.headers {
@@ -202,7 +207,7 @@ fn write_reply(mut conn: std::net::TcpStream, reply: Reply, head: bool) -> std::
         return Ok(());
     }
     match reply.body {
-        Body::Bytes(b) | Body::Short { bytes: b, .. } => conn.write_all(&b)?,
+        Body::Bytes(b) | Body::Short { bytes: b, .. } | Body::Overlong { bytes: b, .. } => conn.write_all(&b)?,
         Body::Stall { .. } => {
             conn.flush()?;
             std::thread::sleep(std::time::Duration::from_secs(120));
