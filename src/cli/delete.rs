@@ -15,8 +15,10 @@ pub struct DeleteArgs {
     retry: RetryFlags,
 }
 
-/// Delete an image from a registry: resolve the tag to its manifest digest,
-/// then DELETE that manifest (which removes every tag pointing at it).
+/// Delete an image: from a registry, by resolving the tag to its manifest
+/// digest and DELETEing that manifest (which removes every tag pointing at
+/// it); from an `oci:` layout, its index.json entry and the blobs no other
+/// image of the layout uses.
 pub async fn delete(args: DeleteArgs, global: &Global) -> Result<(), CliError> {
     let image = parse_image(&args.image)?;
     let opts = args

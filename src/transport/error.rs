@@ -117,6 +117,10 @@ pub enum TransportError {
     SizeMismatch { digest: Digest, expected: u64, actual: u64 },
     #[error("blob {digest} from {from} does not match its digest or size ({why}); nothing was committed")]
     CorruptSource { digest: Digest, from: String, why: String },
+    #[error(
+        "blob {0} vanished from the layout while the image was written (deleted by another process?); nothing was committed"
+    )]
+    BlobVanished(Digest),
     #[error("blob stream ended early")]
     StreamEndedEarly,
     #[error("compression stage: {0}")]

@@ -11,6 +11,7 @@ mod error;
 mod local;
 pub mod oci;
 pub mod oci_archive;
+mod oci_delete;
 pub mod tarball;
 
 pub use error::TransportError;
@@ -298,6 +299,9 @@ pub async fn list_archive_tags(reference: &ImageReference) -> Result<TagList, Tr
 pub async fn delete(reference: &ImageReference, opts: &OpenOptions) -> Result<(), TransportError> {
     match reference {
         ImageReference::Docker(r) => docker::delete(r, opts.client(r.domain())?.as_ref()).await,
+        ImageReference::Oci { path, image } => {
+            oci_delete::delete(path, image.as_deref(), opts.shared_blob_dir.as_deref()).await
+        }
         other => Err(TransportError::UnsupportedOperation {
             transport: other.transport(),
             operation: "deleting images",

@@ -320,6 +320,7 @@ impl ImageDestination for OciDestination {
         // one) edit index.json too: read, edit and replace it under a lock,
         // so that no writer's entry is lost.
         let _lock = IndexLock::take(&self.path).await?;
+        super::oci_delete::check_complete(&self.blobs, &desc.digest).await?;
         let index_path = self.path.join("index.json");
         let mut index = match read_small(&index_path, INDEX_LIMIT).await {
             Ok(data) => serde_json::from_slice::<Value>(&data).map_err(|source| TransportError::MalformedIndex {

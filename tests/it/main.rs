@@ -14,6 +14,7 @@ mod helm;
 mod hostile;
 mod interop;
 mod local;
+mod oci_delete;
 mod operator;
 mod parity;
 mod registry_copy;
