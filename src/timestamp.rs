@@ -1,5 +1,6 @@
-//! RFC 3339 timestamps (UTC, seconds) without a date library: for log lines
-//! and status fields.
+//! RFC 3339 timestamps without a date library: UTC seconds for log lines
+//! and status fields, and Go's `time.Time` JSON form where kopeo must write
+//! the bytes containers/image writes.
 
 /// Now, as `2026-01-02T03:04:05Z`.
 pub fn now_rfc3339() -> String {
@@ -34,6 +35,47 @@ pub fn format_unix(secs: i64) -> String {
     )
 }
 
+/// `t` as Go's encoding/json writes a `time.Time` in the local zone
+/// (RFC 3339 with nanoseconds, trailing zeros dropped, `Z` for UTC), e.g.
+/// `2026-12-02T02:10:47.5Z` or `2026-12-02T03:10:47.123456789+01:00`.
+pub fn format_go_local(t: std::time::SystemTime) -> String {
+    let (secs, nanos) = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+            if n == 0 { (-s, 0) } else { (-s - 1, 1_000_000_000 - n) }
+        }
+    };
+    format_go(secs, nanos, local_offset(secs))
+}
+
+/// Go's RFC 3339 form of `secs`.`nanos` in a zone `offset` seconds east of UTC.
+fn format_go(secs: i64, nanos: u32, offset: i64) -> String {
+    let utc = format_unix(secs + offset);
+    let mut out = utc.trim_end_matches('Z').to_string();
+    if nanos > 0 {
+        out.push_str(format!(".{nanos:09}").trim_end_matches('0'));
+    }
+    if offset == 0 {
+        out.push('Z');
+    } else {
+        let sign = if offset < 0 { '-' } else { '+' };
+        let o = offset.abs();
+        out.push_str(&format!("{sign}{:02}:{:02}", o / 3600, o % 3600 / 60));
+    }
+    out
+}
+
+/// The local zone's offset from UTC at `secs`, in seconds (the C library's, as Go's `time.Local`).
+fn local_offset(secs: i64) -> i64 {
+    let t: libc::time_t = secs;
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r reads `t` and writes only `tm`, both valid for the call.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok { tm.tm_gmtoff } else { 0 }
+}
+
 /// Parse `YYYY-MM-DDTHH:MM:SSZ` (fractions and offsets other than Z are not accepted).
 pub fn parse_rfc3339(ts: &str) -> Option<i64> {
     let n = |r: std::ops::Range<usize>| ts.get(r).and_then(|s| s.parse::<i64>().ok());
@@ -64,6 +106,20 @@ mod tests {
         assert_eq!(
             parse_rfc3339(&now_rfc3339()).map(|t| (now_unix() - t).abs() <= 1),
             Some(true)
+        );
+    }
+
+    #[test]
+    fn formats_times_as_go_does() {
+        assert_eq!(format_go(1_798_000_123, 0, 0), "2026-12-23T04:28:43Z");
+        assert_eq!(format_go(1_798_000_123, 500_000_000, 0), "2026-12-23T04:28:43.5Z");
+        assert_eq!(format_go(0, 123_456_789, 0), "1970-01-01T00:00:00.123456789Z");
+        assert_eq!(format_go(0, 0, 3600), "1970-01-01T01:00:00+01:00");
+        assert_eq!(format_go(0, 10, -34_200), "1969-12-31T14:30:00.00000001-09:30");
+        let at = std::time::UNIX_EPOCH + std::time::Duration::new(1_798_000_123, 7);
+        assert_eq!(
+            format_go_local(at),
+            format_go(1_798_000_123, 7, local_offset(1_798_000_123))
         );
     }
 }

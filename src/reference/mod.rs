@@ -65,6 +65,8 @@ pub enum ImageReference {
     DockerDaemon(DaemonTarget),
     /// `containers-storage:[store-spec]ref`
     ContainersStorage { store: Option<String>, image: String },
+    /// `tarball:FILE[:FILE…]` (read only; `-` is standard input)
+    Tarball { paths: Vec<PathBuf> },
 }
 
 impl ImageReference {
@@ -78,6 +80,7 @@ impl ImageReference {
             ImageReference::DockerArchive { .. } => "docker-archive",
             ImageReference::DockerDaemon(_) => "docker-daemon",
             ImageReference::ContainersStorage { .. } => "containers-storage",
+            ImageReference::Tarball { .. } => "tarball",
         }
     }
 }
@@ -197,6 +200,13 @@ impl FromStr for ImageReference {
                     image: image.to_string(),
                 })
             }
+            "tarball" => {
+                let paths: Vec<PathBuf> = rest.split(':').map(PathBuf::from).collect();
+                if paths.iter().any(|p| p.as_os_str().is_empty()) {
+                    return Err(invalid("path is empty"));
+                }
+                Ok(ImageReference::Tarball { paths })
+            }
             other => Err(ParseError::UnknownTransport {
                 input: input.to_string(),
                 transport: other.to_string(),
@@ -235,6 +245,10 @@ impl fmt::Display for ImageReference {
                 Some(s) => write!(f, "containers-storage:[{s}]{image}"),
                 None => write!(f, "containers-storage:{image}"),
             },
+            ImageReference::Tarball { paths } => {
+                let joined: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                write!(f, "tarball:{}", joined.join(":"))
+            }
         }
     }
 }
@@ -370,6 +384,19 @@ mod tests {
         );
         assert!("containers-storage:[x".parse::<ImageReference>().is_err());
         assert_eq!(p("dir:/tmp/d").transport(), "dir");
+    }
+
+    #[test]
+    fn tarball_paths() {
+        assert_eq!(
+            p("tarball:/a.tar:b.tar.gz:-"),
+            ImageReference::Tarball {
+                paths: vec!["/a.tar".into(), "b.tar.gz".into(), "-".into()]
+            }
+        );
+        assert_eq!(p("tarball:/a.tar:-").to_string(), "tarball:/a.tar:-");
+        assert!("tarball:".parse::<ImageReference>().is_err());
+        assert!("tarball:/a.tar::b".parse::<ImageReference>().is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! stream); written as one tar renamed into place at commit, or streamed into
 //! a pipe. As in skopeo, an existing non-empty file is not overwritten.
 
-use super::tarball::{JSON_LIMIT, Placement, TarIndex, TarWriter};
+use super::tar_archive::{JSON_LIMIT, Placement, TarIndex, TarWriter};
 use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, LayerCompression, RegistryLocation, TransportError};
 use crate::compression::Compression;
 use crate::digest::{Digest, Hasher};

@@ -25,6 +25,9 @@ pub enum TransportError {
     ImageNotFound(String),
     #[error("the {0} transport is not yet supported by kopeo")]
     Unsupported(&'static str),
+    /// containers/image's words for a transport that only reads.
+    #[error("\"{0}:\" locations can only be read from, not written to")]
+    ReadOnly(&'static str),
     #[error("{operation} in the {transport} transport is not yet supported by kopeo")]
     UnsupportedOperation {
         transport: &'static str,

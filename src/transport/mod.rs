@@ -12,6 +12,7 @@ mod local;
 pub mod oci;
 pub mod oci_archive;
 mod oci_delete;
+pub mod tar_archive;
 pub mod tarball;
 
 pub use error::TransportError;
@@ -247,6 +248,7 @@ pub async fn open_source(
         ImageReference::DockerDaemon(t) => Ok(Box::new(
             docker_daemon::DaemonSource::open(t, opts.daemon_host.as_deref()).await?,
         )),
+        ImageReference::Tarball { paths } => Ok(Box::new(tarball::TarballSource::open(paths).await?)),
         other => Err(TransportError::Unsupported(other.transport())),
     }
 }
@@ -347,6 +349,7 @@ pub async fn open_destination(
         ImageReference::DockerDaemon(t) => Ok(Box::new(
             docker_daemon::DaemonDestination::create(t, opts.daemon_host.as_deref()).await?,
         )),
+        ImageReference::Tarball { .. } => Err(TransportError::ReadOnly("tarball")),
         other => Err(TransportError::Unsupported(other.transport())),
     }
 }

@@ -25,7 +25,7 @@ fn blob_path(blobs: &Path, d: &Digest) -> PathBuf {
 /// Where a layout's files live: a directory, or a tar of one (`oci-archive:`).
 enum Store {
     Dir { root: PathBuf, blobs: PathBuf },
-    Tar(super::tarball::TarIndex),
+    Tar(super::tar_archive::TarIndex),
 }
 
 impl Store {
@@ -71,7 +71,7 @@ impl OciSource {
 
     /// Open the OCI archive (a tar of a layout) at `path`, without unpacking it.
     pub async fn open_archive(path: &Path, image: Option<&str>) -> Result<Self, TransportError> {
-        let store = Store::Tar(super::tarball::TarIndex::open(path).await?);
+        let store = Store::Tar(super::tar_archive::TarIndex::open(path).await?);
         Self::from_store(store, "oci-archive", path, image).await
     }
 

@@ -4,7 +4,7 @@
 //! into it, for a pipe), so a failed copy leaves no archive behind. Like
 //! skopeo, writing replaces an existing OCI archive; other files are refused.
 
-use super::tarball::{Placement, TarIndex, TarWriter};
+use super::tar_archive::{Placement, TarIndex, TarWriter};
 use super::{BlobInfo, BlobStream, ImageDestination, LayerCompression, RegistryLocation, TransportError};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, media};

@@ -21,3 +21,4 @@ mod registry_copy;
 mod retries;
 mod safety;
 mod sync;
+mod tarball;
