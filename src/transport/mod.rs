@@ -304,6 +304,7 @@ pub async fn delete(reference: &ImageReference, opts: &OpenOptions) -> Result<()
         ImageReference::Oci { path, image } => {
             oci_delete::delete(path, image.as_deref(), opts.shared_blob_dir.as_deref()).await
         }
+        ImageReference::Tarball { paths } => tarball::delete(paths).await,
         other => Err(TransportError::UnsupportedOperation {
             transport: other.transport(),
             operation: "deleting images",

@@ -199,6 +199,19 @@ fn build(layers: &[Scanned]) -> (Bytes, (Digest, Bytes)) {
     )
 }
 
+/// `delete tarball:…` removes the files, as containers/image does (a file
+/// already gone is no error).
+pub async fn delete(paths: &[PathBuf]) -> Result<(), TransportError> {
+    for p in paths.iter().filter(|p| p.as_os_str() != "-") {
+        match tokio::fs::remove_file(p).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(TransportError::io("deleting", p)(e)),
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl ImageSource for TarballSource {
     fn describe(&self) -> String {
