@@ -79,6 +79,22 @@ MUTATIONS = [
     ("M19 a blob this operation put is checked again", "src/transport/docker.rs",
      "        if self.client.knows_blob(repo, &info.digest) {\n            return Ok(true);\n        }\n", "",
      ["sync::a_sync_into_an_empty_mirror"], []),
+    ("M20 decompression in one step per input chunk", "src/copy/compress.rs",
+     "const GUNZIP_PIECE: usize = DECODE_STEP / 1032;", "const GUNZIP_PIECE: usize = 1 << 30;",
+     ["hostile::decompression_bombs"], ["copy::compress::tests::a_decompression_bomb"]),
+    ("M21 negative descriptor sizes accepted", "src/manifest.rs",
+     "    if size < 0 {", "    if size < -1_000_000 {",
+     ["hostile::hostile_layouts"], ["manifest::tests::a_negative_size"]),
+    ("M22 an oci: commit trusts blobs a delete took", "src/transport/oci.rs",
+     "        super::oci_delete::check_complete(&self.blobs, &desc.digest).await?;\n", "",
+     [], ["transport::oci_delete::tests"]),
+    ("M23 a layout delete takes a shared blob", "src/transport/oci_delete.rs",
+     "    for d in gone.difference(&keep) {", "    for d in gone.iter() {",
+     ["oci_delete::"], []),
+    ("M24 a re-uploaded blob after a restart", "src/transport/docker.rs",
+     "        } else if self.client.head_blob(repo, &info.digest).await?.is_some() {\n            return present();\n        }",
+     "        }",
+     ["operator::chaos"], []),
 ]
 
 
