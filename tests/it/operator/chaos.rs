@@ -186,7 +186,7 @@ fn sigkilled_operators_leave_complete_images_and_upload_no_blob_twice() {
         let op = OperatorProcess::start(home.path(), &kubeconfig, "chaos");
         for j in 0..copies_n {
             let name = format!("c{j}");
-            if !wait_ready(&copies, &name, 1200).await {
+            if !wait_ready(&copies, &name, 2400).await {
                 let log = std::fs::read_to_string(&op.log).unwrap_or_default();
                 panic!("{name} never became Ready: {:?}\n{log}", copies.get(&name).await.unwrap().data["status"]);
             }
