@@ -25,6 +25,8 @@ pub enum TransportError {
     ImageNotFound(String),
     #[error("the {0} transport is not yet supported by kopeo")]
     Unsupported(&'static str),
+    #[error("tarball {}: a {format}-compressed layer cannot be written as an image layer (OCI layers are plain, gzip or zstd); decompress it or recompress it with gzip or zstd", .path.display())]
+    TarballCompression { path: PathBuf, format: &'static str },
     /// containers/image's words for a transport that only reads.
     #[error("\"{0}:\" locations can only be read from, not written to")]
     ReadOnly(&'static str),

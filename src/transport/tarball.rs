@@ -4,7 +4,8 @@
 //! they are (their media type from their compression), diff_ids from their
 //! decompressed bytes, a history entry per file dated by its modification
 //! time, the config and manifest as Go's encoding/json writes them. `-` is
-//! standard input (read once, dated now).
+//! standard input (read once, dated now). bzip2 and xz tarballs are refused:
+//! upstream gives them the gzip media type, an image no runtime can unpack.
 
 use super::{BlobInfo, BlobStream, ImageSource, TransportError};
 use crate::digest::{Algorithm, Digest, Hasher};
@@ -136,8 +137,14 @@ fn diff_of(input: impl std::io::Read, name: &Path, raw: &Digest) -> Result<(&'st
         .map_err(TransportError::io("reading", name))?
         .to_vec();
     let err = TransportError::io("decompressing", name);
-    // containers/image's DetectCompressionFormat; bzip2 and xz layers get
-    // the gzip media type, as that transport has always written them.
+    // containers/image's DetectCompressionFormat. It labels bzip2 and xz
+    // layers gzip, which no runtime can unpack: refused here instead.
+    if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        return Err(TransportError::TarballCompression {
+            path: name.to_path_buf(),
+            format: if head.starts_with(b"BZh") { "bzip2" } else { "xz" },
+        });
+    }
     let (decoded, media_type): (Box<dyn std::io::Read>, &'static str) = if head.starts_with(&[0x1f, 0x8b]) {
         (
             Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
@@ -147,16 +154,6 @@ fn diff_of(input: impl std::io::Read, name: &Path, raw: &Digest) -> Result<(&'st
         (
             Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(err)?),
             media::OCI_LAYER_ZSTD,
-        )
-    } else if head.starts_with(b"BZh") {
-        (
-            Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
-            media::OCI_LAYER_GZIP,
-        )
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        (
-            Box::new(lzma_rust2::XzReader::new(buffered, true)),
-            media::OCI_LAYER_GZIP,
         )
     } else {
         return Ok((media::OCI_LAYER, raw.clone()));

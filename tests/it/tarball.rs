@@ -95,6 +95,20 @@ fn tarball_images_are_what_skopeo_builds_from_the_same_files() {
     let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(fs_tar(3))));
     assert_eq!(c["rootfs"]["diff_ids"][0], diff_id.as_str());
     assert_eq!(c["created"], "2025-03-04T05:06:07Z");
+    // bzip2: upstream labels it gzip (an image no runtime unpacks); refused.
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::default());
+    std::io::Write::write_all(&mut bz, &fs_tar(4)).unwrap();
+    dated(&dir.join("d.tar.bz2"), &bz.finish().unwrap(), 0);
+    let r = kopeo(
+        dir,
+        &["inspect", &format!("tarball:{}", dir.join("d.tar.bz2").display())],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("a bzip2-compressed layer cannot be written"),
+        "{}",
+        r.stderr
+    );
     // Standard input is a layer too.
     let r = crate::support::kopeo_with_stdin(
         dir,
