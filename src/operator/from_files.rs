@@ -38,6 +38,13 @@ pub enum FromFilesError {
         #[source]
         source: serde_json::Error,
     },
+    /// A document that is not a mapping with (if any) a mapping for `metadata`.
+    #[error("{}: document {number} is not a Kubernetes object ({what})", .path.display())]
+    NotAnObject {
+        path: PathBuf,
+        number: usize,
+        what: &'static str,
+    },
     #[error("{}: unsupported kind {kind} ({api_version})", .path.display())]
     UnsupportedKind {
         path: PathBuf,
@@ -89,13 +96,26 @@ fn load(paths: &[PathBuf]) -> Result<Manifests, FromFilesError> {
 fn parse_documents(p: &Path, text: &str, m: &mut Manifests) -> Result<(), FromFilesError> {
     use serde::Deserialize as _;
     let p = p.to_path_buf();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+    for (number, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let mut v = Value::deserialize(doc).map_err(|source| FromFilesError::Yaml {
             path: p.clone(),
             source,
         })?;
         if v.is_null() {
             continue;
+        }
+        // Found by fuzzing: a scalar document, or a scalar `metadata`, made
+        // the namespace defaulting below panic.
+        let not_object = |what| FromFilesError::NotAnObject {
+            path: p.clone(),
+            number: number + 1,
+            what,
+        };
+        if !v.is_object() {
+            return Err(not_object("not a mapping"));
+        }
+        if v.get("metadata").is_some_and(|m| !m.is_object()) {
+            return Err(not_object("metadata is not a mapping"));
         }
         if v.pointer("/metadata/namespace").is_none() {
             v["metadata"]["namespace"] = json!("default");
@@ -259,4 +279,28 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
         out.push_str(&serde_yaml_ng::to_string(&doc)?);
     }
     Ok((out, all_ready))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_that_are_not_objects_are_refused_not_panicked_on() {
+        for (text, what) in [
+            ("just text", "document 1 is not a Kubernetes object (not a mapping)"),
+            (
+                "---\n- a\n- b\n",
+                "document 1 is not a Kubernetes object (not a mapping)",
+            ),
+            ("kind: Secret\nmetadata: x\n", "(metadata is not a mapping)"),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\n7\n",
+                "document 2 is not a Kubernetes object",
+            ),
+        ] {
+            let err = parse_and_render(text).unwrap_err().to_string();
+            assert!(err.contains(what), "{text:?}: {err}");
+        }
+    }
 }
