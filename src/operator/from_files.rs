@@ -136,7 +136,12 @@ fn parse_documents(p: &Path, text: &str, m: &mut Manifests) -> Result<(), FromFi
         match (api_version.as_str(), kind_name.as_str()) {
             ("v1", "Secret") => {
                 // Fold stringData into data, as the API server does.
-                if let Some(Value::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData")) {
+                // A `data` that is not a mapping is left for the Secret type
+                // to refuse (found by fuzzing: folding into it panicked).
+                let foldable = v.get("data").is_none_or(|d| d.is_object() || d.is_null());
+                if let Some(Value::Object(sd)) = v.as_object_mut().and_then(|o| o.remove("stringData"))
+                    && foldable
+                {
                     for (k, val) in sd {
                         let enc = base64::engine::general_purpose::STANDARD.encode(val.as_str().unwrap_or(""));
                         v["data"][k] = Value::String(enc);
@@ -294,6 +299,10 @@ mod tests {
                 "document 1 is not a Kubernetes object (not a mapping)",
             ),
             ("kind: Secret\nmetadata: x\n", "(metadata is not a mapping)"),
+            (
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: text\nstringData: {a: b}\n",
+                "Secret s: invalid type: string",
+            ),
             (
                 "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\n7\n",
                 "document 2 is not a Kubernetes object",
