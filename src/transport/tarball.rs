@@ -78,17 +78,16 @@ fn scan_all(paths: &[PathBuf]) -> Result<ScanResult, TransportError> {
             std::io::stdin()
                 .read_to_end(&mut data)
                 .map_err(TransportError::io("reading", path))?;
-            let s = scan_pair(&data[..], &data[..], path)?;
+            let s = scan(&data[..], path)?;
             (Layer::Stdin(data.into()), SystemTime::now(), s)
         } else {
             // A missing file is a bad reference, not a missing image (skopeo exits 1).
-            let open = || std::fs::File::open(path).map_err(TransportError::io("opening", path));
-            let f = open()?;
+            let f = std::fs::File::open(path).map_err(TransportError::io("opening", path))?;
             let time = f
                 .metadata()
                 .and_then(|m| m.modified())
-                .map_err(TransportError::io("reading the size of", path))?;
-            let s = scan_pair(f, open()?, path)?;
+                .map_err(TransportError::io("reading the date of", path))?;
+            let s = scan(f, path)?;
             (Layer::File(path.clone()), time, s)
         };
         layers.insert(digest.clone(), layer);
@@ -103,40 +102,38 @@ fn scan_all(paths: &[PathBuf]) -> Result<ScanResult, TransportError> {
     Ok((scanned, layers))
 }
 
-/// The raw digest and size from `raw`, the media type and diff_id from
-/// `decoded` (the same bytes, read a second time: as upstream, two passes).
-fn scan_pair(
-    raw: impl std::io::Read,
-    decoded: impl std::io::Read,
-    name: &Path,
-) -> Result<(Digest, u64, &'static str, Digest), TransportError> {
-    let (digest, size) = hash_all(raw, name)?;
-    let (media_type, diff_id) = diff_of(decoded, name, &digest)?;
-    Ok((digest, size, media_type, diff_id))
+/// Hashes what is read through it: the raw bytes, while a decoder reads them.
+struct Tee<R> {
+    inner: R,
+    hasher: Hasher,
+    size: u64,
 }
 
-fn hash_all(mut input: impl std::io::Read, name: &Path) -> Result<(Digest, u64), TransportError> {
-    let mut h = Hasher::new(Algorithm::Sha256);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = input.read(&mut buf).map_err(TransportError::io("reading", name))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
+impl<R: std::io::Read> std::io::Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
     }
-    Ok((h.finish(), size))
 }
 
-/// The media type the layer's compression gives it, and its diff_id.
-fn diff_of(input: impl std::io::Read, name: &Path, raw: &Digest) -> Result<(&'static str, Digest), TransportError> {
-    let mut buffered = std::io::BufReader::with_capacity(256 * 1024, input);
-    let head = std::io::BufRead::fill_buf(&mut buffered)
+/// Read `input` once, as containers/image does: its digest and size, the
+/// media type its compression gives it, and its diff_id (the digest of the
+/// decompressed bytes, or the digest itself when it is not compressed).
+fn scan(input: impl std::io::Read, name: &Path) -> Result<(Digest, u64, &'static str, Digest), TransportError> {
+    use std::io::BufRead as _;
+    let read_err = TransportError::io("reading", name);
+    let mut tee = Tee {
+        inner: input,
+        hasher: Hasher::new(Algorithm::Sha256),
+        size: 0,
+    };
+    let mut buffered = std::io::BufReader::with_capacity(256 * 1024, &mut tee);
+    let head = buffered
+        .fill_buf()
         .map_err(TransportError::io("reading", name))?
         .to_vec();
-    let err = TransportError::io("decompressing", name);
     // containers/image's DetectCompressionFormat. It labels bzip2 and xz
     // layers gzip, which no runtime can unpack: refused here instead.
     if head.starts_with(b"BZh") || head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
@@ -145,20 +142,37 @@ fn diff_of(input: impl std::io::Read, name: &Path, raw: &Digest) -> Result<(&'st
             format: if head.starts_with(b"BZh") { "bzip2" } else { "xz" },
         });
     }
-    let (decoded, media_type): (Box<dyn std::io::Read>, &'static str) = if head.starts_with(&[0x1f, 0x8b]) {
-        (
-            Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-            media::OCI_LAYER_GZIP,
-        )
+    let (diff_id, media_type) = if head.starts_with(&[0x1f, 0x8b]) {
+        let d = flate2::bufread::MultiGzDecoder::new(&mut buffered);
+        (Some(hash_all(d, name)?), media::OCI_LAYER_GZIP)
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        (
-            Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(err)?),
-            media::OCI_LAYER_ZSTD,
-        )
+        let d = zstd::stream::read::Decoder::with_buffer(&mut buffered)
+            .map_err(TransportError::io("decompressing", name))?;
+        (Some(hash_all(d, name)?), media::OCI_LAYER_ZSTD)
     } else {
-        return Ok((media::OCI_LAYER, raw.clone()));
+        (None, media::OCI_LAYER)
     };
-    Ok((media_type, hash_all(decoded, name)?.0))
+    // What the decoder left (or all of it, uncompressed) still counts in the digest.
+    std::io::copy(&mut buffered, &mut std::io::sink()).map_err(read_err)?;
+    drop(buffered);
+    let digest = tee.hasher.finish();
+    Ok((digest.clone(), tee.size, media_type, diff_id.unwrap_or(digest)))
+}
+
+/// The digest of everything `input` yields.
+fn hash_all(mut input: impl std::io::Read, name: &Path) -> Result<Digest, TransportError> {
+    let mut h = Hasher::new(Algorithm::Sha256);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = input
+            .read(&mut buf)
+            .map_err(TransportError::io("decompressing", name))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
 }
 
 /// The config and manifest, as containers/image marshals them.
