@@ -24,12 +24,16 @@ fn blob_path(blobs: &Path, d: &Digest) -> PathBuf {
     blobs.join(d.algorithm().as_str()).join(d.hex())
 }
 
-/// Every `"digest"` in a JSON document (descriptors at any depth).
-fn digests_in(v: &Value, out: &mut Vec<Digest>) {
+/// Every `"digest"` in a JSON document (descriptors at any depth), and
+/// whether the blob may name others in turn: layers and configs (by their
+/// descriptor's media type) are not read, anything else is.
+fn digests_in(v: &Value, out: &mut Vec<(Digest, bool)>) {
     match v {
         Value::Object(o) => {
             if let Some(d) = o.get("digest").and_then(Value::as_str).and_then(|d| d.parse().ok()) {
-                out.push(d);
+                let mt = o.get("mediaType").and_then(Value::as_str).unwrap_or("");
+                let leaf = mt.contains(".layer.") || mt.contains("rootfs.") || mt.contains("config");
+                out.push((d, !leaf));
             }
             o.values().for_each(|c| digests_in(c, out));
         }
@@ -42,10 +46,10 @@ fn digests_in(v: &Value, out: &mut Vec<Digest>) {
 /// descriptor inside a manifest counts (config, layers, subject, instances),
 /// so a manifest type kopeo does not know still keeps what it names. A blob
 /// that is missing or not JSON references nothing further.
-pub(super) async fn reachable(blobs: &Path, d: &Digest, out: &mut BTreeSet<Digest>) -> Result<(), TransportError> {
-    let mut todo = vec![(d.clone(), 0usize)];
-    while let Some((d, depth)) = todo.pop() {
-        if !out.insert(d.clone()) || depth > MAX_DEPTH {
+async fn reachable(blobs: &Path, d: &Digest, out: &mut BTreeSet<Digest>) -> Result<(), TransportError> {
+    let mut todo = vec![(d.clone(), true, 0usize)];
+    while let Some((d, read, depth)) = todo.pop() {
+        if !out.insert(d.clone()) || !read || depth > MAX_DEPTH {
             continue;
         }
         let path = blob_path(blobs, &d);
@@ -63,7 +67,7 @@ pub(super) async fn reachable(blobs: &Path, d: &Digest, out: &mut BTreeSet<Diges
         };
         let mut children = vec![];
         digests_in(&doc, &mut children);
-        todo.extend(children.into_iter().map(|c| (c, depth + 1)));
+        todo.extend(children.into_iter().map(|(c, read)| (c, read, depth + 1)));
     }
     Ok(())
 }
