@@ -398,12 +398,7 @@ fn peak_rss(home: &Path, args: &[&str]) -> (Run, u64) {
         .unwrap()
         .parse()
         .unwrap();
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    (run, rss)
+    (crate::support::finish(out), rss)
 }
 
 #[test]

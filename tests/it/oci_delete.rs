@@ -3,7 +3,7 @@
 //! skopeo 1.9.3 cannot delete from a layout, so the oracles are skopeo
 //! reading what remains and an independent walk of the layout.
 
-use crate::support::image::{Spec, build};
+use crate::support::image::{Spec, build, ref_names as names};
 use crate::support::{kopeo, skopeo, tempdir};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -46,21 +46,6 @@ fn reachable(layout: &Path) -> BTreeSet<String> {
         }
     }
     seen
-}
-
-fn names(layout: &Path) -> Vec<String> {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            m["annotations"]["org.opencontainers.image.ref.name"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        })
-        .collect()
 }
 
 #[test]

@@ -138,19 +138,7 @@ fn concurrent_copies_into_one_layout_keep_every_tag() {
             let out = c.wait_with_output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-        let mut names: Vec<String> = index["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                m["annotations"]["org.opencontainers.image.ref.name"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
+        let mut names = crate::support::image::ref_names(&layout);
         names.sort();
         assert_eq!(names, tags, "round {round}: no tag lost");
     }

@@ -96,6 +96,26 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// The `org.opencontainers.image.ref.name` of each entry of a layout's
+/// index.json, in order (empty for an unnamed entry).
+pub fn ref_names(layout: &Path) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).expect("index JSON");
+    index["manifests"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    m["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Store `data` as a blob of `layout`: its digest and size.
 pub fn put(layout: &Path, data: &[u8]) -> (String, usize) {
     let hex = hex::encode(Sha256::digest(data));

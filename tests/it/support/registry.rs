@@ -36,6 +36,18 @@ pub struct Registry {
     pub token: Option<super::token::TokenServer>,
 }
 
+/// `docker-registry serve CONFIG`, its output into `log`.
+fn serve(bin: &str, config: &Path, log: std::fs::File) -> Child {
+    Command::new(bin)
+        .arg("serve")
+        .arg(config)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting docker-registry")
+}
+
 /// The registry certificate of the Distribution docs, exactly as they make it:
 /// `domain.crt` and `domain.key` in `dir`.
 pub fn make_self_signed(dir: &Path) {
@@ -209,14 +221,7 @@ impl Registry {
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("writing registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("creating log");
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting docker-registry");
+        let child = serve(&bin, &config_path, log);
         let mut reg = Registry {
             host: String::new(),
             dir,
@@ -251,14 +256,7 @@ impl Registry {
             .append(true)
             .open(self.dir.path().join("registry.log"))
             .expect("registry log");
-        self.child = Command::new(require_tool("docker-registry", "docker-registry"))
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("restarting docker-registry");
+        self.child = serve(&require_tool("docker-registry", "docker-registry"), &config_path, log);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
             assert!(Instant::now() < deadline, "docker-registry did not come back on {port}");
