@@ -197,28 +197,29 @@ impl Decoder {
                 frame_done,
                 full,
             } => {
-                let mut out = vec![0u8; DECODE_STEP];
-                let mut written = 0;
-                while written < out.len() && (!input.is_empty() || *full) {
+                // Decoded into the spare capacity: nothing is zeroed first.
+                let mut out = Vec::with_capacity(DECODE_STEP);
+                while out.len() < DECODE_STEP && (!input.is_empty() || *full) {
                     if *frame_done && !input.is_empty() {
                         raw.reinit()?;
                     }
                     *started |= !input.is_empty();
-                    let st = raw.run_on_buffers(input, &mut out[written..])?;
-                    if st.bytes_read == 0 && st.bytes_written == 0 && !input.is_empty() {
+                    let before = out.len();
+                    let mut src = zstd::stream::raw::InBuffer::around(&input[..]);
+                    let remaining = raw.run(&mut src, &mut zstd::stream::raw::OutBuffer::around(&mut out))?;
+                    let (read, wrote) = (src.pos(), out.len() - before);
+                    if read == 0 && wrote == 0 && !input.is_empty() {
                         return Err(std::io::Error::other("zstd decoder made no progress"));
                     }
-                    input.advance(st.bytes_read);
-                    written += st.bytes_written;
+                    input.advance(read);
                     // A call without input after a frame's end hints at the next frame's header.
-                    let idle = st.bytes_read == 0 && st.bytes_written == 0;
-                    *frame_done = st.remaining == 0 || (*frame_done && idle);
-                    *full = written == out.len();
+                    let idle = read == 0 && wrote == 0;
+                    *frame_done = remaining == 0 || (*frame_done && idle);
+                    *full = out.len() == out.capacity();
                     if input.is_empty() && !*full {
                         break;
                     }
                 }
-                out.truncate(written);
                 Ok(out)
             }
         }
