@@ -19,6 +19,7 @@ pub mod operator;
 pub mod options;
 pub mod reference;
 pub mod registry;
+pub mod signature;
 pub mod skopeo_texts;
 pub mod sync;
 pub mod temp;

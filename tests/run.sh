@@ -13,6 +13,10 @@ command -v dockerd >/dev/null || need+=(docker.io)
 # Hostile-input tests: a zstd frame with a huge window, peak memory of a run.
 command -v zstd >/dev/null || need+=(zstd)
 [ -x /usr/bin/time ] || need+=(time)
+# Signing tests: keys and signatures made by GnuPG as a user's keyring does;
+# kopeo's default trust policy is the system's policy.json.
+command -v gpg >/dev/null || need+=(gnupg)
+[ -e /etc/containers/policy.json ] || need+=(golang-github-containers-common)
 if ((${#need[@]})); then
   echo "tests/run.sh: installing ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

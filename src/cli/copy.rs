@@ -77,8 +77,11 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
     let dst = parse_image(&args.destination)?;
     let retry = args.copy.retry.options();
     let tls = args.copy.deprecated_tls_verify.or(global.tls_verify);
-    let src_opts = args.src.open_options_with(&args.authfile, retry, tls)?;
+    let mut src_opts = args.src.open_options_with(&args.authfile, retry, tls)?;
     let mut dst_opts = args.dest.open_options_with(&args.authfile, retry, tls)?;
+    let storage = global.signature_storage()?;
+    src_opts.signature_storage = Some(storage.clone());
+    dst_opts.signature_storage = Some(storage);
     dst_opts.oci_accept_uncompressed_layers = args.dest_oci_accept_uncompressed_layers;
     for t in &args.additional_tag {
         let r = crate::reference::DockerReference::parse_normalized(t)
@@ -94,11 +97,13 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
         multi_arch: args.multi_arch,
         ..args.copy.settings(Some(args.compression.settings()))?
     };
-    let opts = settings
+    let mut opts = settings
         .to_options()
         .map_err(|e| CliError::new(e.to_string()))?
         .for_platform(global.platform.clone())
         .with_progress((!args.quiet).then(progress::reporter));
+    opts.signing = args.copy.signing(args.sign_identity.as_deref())?;
+    opts.policy = Some(global.trust_policy()?);
     if !args.quiet {
         println!("Getting image source signatures");
     }

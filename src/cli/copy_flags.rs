@@ -5,6 +5,7 @@
 
 use super::CliError;
 use super::flags::RetryFlags;
+use crate::options::signing::{Passphrase, SigningOptions};
 use crate::options::{CompressionFormat, CompressionSettings, CopySettings, ManifestFormat, PlatformName};
 use clap::Args;
 
@@ -55,7 +56,6 @@ impl CopyFlags {
     /// Refuse what kopeo cannot do yet rather than ignore it.
     pub fn refuse_unsupported(&self) -> Result<(), CliError> {
         let signing = [
-            &self.sign_by,
             &self.sign_by_sq_fingerprint,
             &self.sign_by_sigstore,
             &self.sign_by_sigstore_private_key,
@@ -63,9 +63,45 @@ impl CopyFlags {
         .iter()
         .any(|f| f.is_some());
         if signing {
-            return Err(CliError::new("not yet supported by kopeo: signing (--sign-by*)"));
+            return Err(CliError::new(
+                "not yet supported by kopeo: signing with Sequoia or sigstore (--sign-by-sq-fingerprint, --sign-by-sigstore*); --sign-by signs with GnuPG",
+            ));
         }
         Ok(())
+    }
+
+    /// The signing these flags ask for; `identity` is `copy`'s `--sign-identity`.
+    pub fn signing(&self, identity: Option<&str>) -> Result<SigningOptions, CliError> {
+        let identity = match identity {
+            None => None,
+            Some(s) => {
+                let r = crate::reference::DockerReference::parse_normalized(s)
+                    .map_err(|e| CliError::new(format!("Could not parse --sign-identity: {e}")))?;
+                // containers/image's ParseNamed: the name must be written in full.
+                if r.to_string() != s {
+                    return Err(CliError::new(format!(
+                        "Could not parse --sign-identity: repository name must be canonical: {s:?}"
+                    )));
+                }
+                Some(r)
+            }
+        };
+        let passphrase = super::signing::read_passphrase_file(
+            self.sign_passphrase_file
+                .as_ref()
+                .map(std::path::PathBuf::from)
+                .as_ref(),
+        )?;
+        if passphrase.is_some() && self.sign_by.is_none() {
+            return Err(CliError::new(
+                "--sign-passphrase-file is only meaningful with --sign-by",
+            ));
+        }
+        Ok(SigningOptions {
+            sign_by: self.sign_by.clone(),
+            passphrase: passphrase.map(Passphrase),
+            identity,
+        })
     }
 
     /// The settings these flags (with `compression`, from `copy`'s own flags) stand for.

@@ -176,6 +176,7 @@ macro_rules! image_flags {
                     oci_accept_uncompressed_layers: false,
                     daemon_host: self.daemon_host.clone(),
                     additional_tags: vec![],
+                    signature_storage: None,
                 })
             }
         }

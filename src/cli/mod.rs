@@ -10,6 +10,7 @@ mod list_tags;
 mod login;
 mod manifest_digest;
 mod progress;
+mod signing;
 mod sync;
 pub mod template;
 
@@ -80,7 +81,7 @@ struct Cli {
     /// run the tool without any policy check
     #[arg(long = "insecure-policy", global = true)]
     insecure_policy: bool,
-    /// Path to a trust policy file (signature policies are not enforced yet)
+    /// Path to a trust policy file
     #[arg(long, global = true, value_name = "PATH")]
     policy: Option<std::path::PathBuf>,
     /// use registry configuration files in DIR (e.g. for container signature storage)
@@ -129,6 +130,10 @@ enum Command {
     Run(RunArgs),
     /// Logout of a container registry
     Logout(login::LogoutArgs),
+    /// Create a signature using local files
+    StandaloneSign(signing::StandaloneSignArgs),
+    /// Verify a signature using local files
+    StandaloneVerify(signing::StandaloneVerifyArgs),
 }
 
 /// `kopeo operator`.
@@ -174,6 +179,35 @@ pub(crate) struct Global {
     pub platform: Option<crate::manifest::Platform>,
     /// The deprecated global `--tls-verify`, for sides that set none.
     pub tls_verify: Option<bool>,
+    /// `--policy`, `--insecure-policy`, `--registries.d`.
+    pub policy: Option<std::path::PathBuf>,
+    pub insecure_policy: bool,
+    pub registries_d: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// The trust policy copies are judged by: accept-anything with
+    /// `--insecure-policy`, else `--policy` or the default policy.json.
+    pub fn trust_policy(&self) -> Result<std::sync::Arc<crate::signature::policy::Policy>, CliError> {
+        use crate::signature::policy;
+        if self.insecure_policy {
+            return Ok(std::sync::Arc::new(policy::insecure_accept_anything()));
+        }
+        let load = || -> Result<_, policy::PolicyConfigError> {
+            policy::config::load(&policy::config::default_path(self.policy.as_deref())?)
+        };
+        load()
+            .map(std::sync::Arc::new)
+            .map_err(|e| CliError::new(format!("Error loading trust policy: {e}")))
+    }
+
+    /// Where registry images' signatures are read and written (registries.d).
+    pub fn signature_storage(&self) -> Result<std::sync::Arc<crate::signature::lookaside::SignatureStorage>, CliError> {
+        use crate::signature::lookaside::{RegistriesD, SignatureStorage, default_dir};
+        let dir = default_dir(self.registries_d.as_deref());
+        let config = RegistriesD::load(&dir).map_err(|e| CliError::new(e.to_string()))?;
+        Ok(std::sync::Arc::new(SignatureStorage::new(config)))
+    }
 }
 
 fn init_tracing(debug: bool, service: bool) {
@@ -230,9 +264,6 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.debug, matches!(cli.command, Command::Operator(_)));
-    if cli.policy.is_some() || cli.registries_d.is_some() {
-        tracing::warn!("signature policy and registries.d are not enforced by this kopeo version");
-    }
     if cli.insecure_policy && cli.require_signed {
         print_fatal("--insecure-policy and --require-signed are mutually exclusive");
         return ExitCode::from(1);
@@ -279,6 +310,9 @@ pub fn main() -> ExitCode {
     let global = Global {
         platform,
         tls_verify: cli.tls_verify,
+        policy: cli.policy.clone(),
+        insecure_policy: cli.insecure_policy,
+        registries_d: cli.registries_d.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -363,6 +397,8 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::Sync(a) => sync::run(*a, global).await,
         Command::Login(a) => login::login(a).await,
         Command::Logout(a) => login::logout(a),
+        Command::StandaloneSign(a) => signing::standalone_sign(a),
+        Command::StandaloneVerify(a) => signing::standalone_verify(a),
         Command::Run(a) => {
             let (out, ready) = crate::operator::from_files::run(&a.files, &crate::timestamp::now_rfc3339())
                 .await

@@ -68,6 +68,7 @@ impl Progress for Lines {
                 }
             }
             ProgressEvent::WritingManifest => line("Writing manifest to image destination".into()),
+            ProgressEvent::Note(n) => line(n.to_string()),
             ProgressEvent::BlobBytes { .. } | ProgressEvent::BlobRestart { .. } | ProgressEvent::ImageBlobs { .. } => {}
         }
     }
@@ -121,6 +122,9 @@ impl Progress for Bars {
             }
             ProgressEvent::WritingManifest => {
                 let _ = self.multi.println("Writing manifest to image destination");
+            }
+            ProgressEvent::Note(n) => {
+                let _ = self.multi.println(n);
             }
             ProgressEvent::ImageBlobs { .. } => {}
         }

@@ -120,15 +120,20 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
     let mut dst = args.dest_flags.open_options_with(&args.authfile, retry, tls)?;
     src.pool = Some(Arc::new(ClientPool::default()));
     dst.pool = Some(Arc::new(ClientPool::default()));
+    let storage = global.signature_storage()?;
+    src.signature_storage = Some(storage.clone());
+    dst.signature_storage = Some(storage);
     // Per-layer progress only makes sense one image at a time.
     let per_layer = !args.quiet && args.parallel_images == 1;
-    let copy = args
+    let mut copy = args
         .copy
         .settings(None)?
         .to_options()
         .map_err(|e| CliError::new(e.to_string()))?
         .for_platform(global.platform.clone())
         .with_progress(per_layer.then(progress::reporter));
+    copy.signing = args.copy.signing(None)?;
+    copy.policy = Some(global.trust_policy()?);
     let opts = SyncOptions {
         copy,
         scoped: args.scoped,

@@ -31,9 +31,13 @@ pub enum CopyError {
     )]
     Schema1InList { image: String },
     #[error(
-        "{image} is a Docker schema1 image; kopeo converts it to schema2, which changes its digest, but --preserve-digests was given"
+        "{image} is a Docker schema1 image; kopeo converts it to schema2, which changes its digest, {}",
+        match .reason {
+            KeepReason::PreserveDigests => "but --preserve-digests was given",
+            KeepReason::Signatures => "but the image is signed (Would invalidate signatures): copy with --remove-signatures to drop them",
+        }
     )]
-    Schema1ChangesDigest { image: String },
+    Schema1ChangesDigest { image: String, reason: KeepReason },
     #[error("schema1 manifest: fsLayers and history do not match")]
     Schema1Inconsistent,
     #[error("schema1 conversion produced a list")]
@@ -48,8 +52,45 @@ pub enum CopyError {
     IndexOnlyConversion { to: String },
     /// `--preserve-digests` was given, but writing the image as the
     /// destination wants it changes `what`.
-    #[error("{}", preserve_refusal(.destination, .change))]
-    DigestWouldChange { destination: String, change: DigestChange },
+    #[error("{}", preserve_refusal(.destination, .change, *.reason))]
+    DigestWouldChange {
+        destination: String,
+        change: DigestChange,
+        reason: KeepReason,
+    },
+    /// The trust policy refused the source image.
+    #[error("Source image rejected: {0}")]
+    Rejected(crate::signature::policy::Rejection),
+    #[error("Can not copy signatures to {destination}: {source}")]
+    SignaturesNotStorable {
+        destination: String,
+        #[source]
+        source: TransportError,
+    },
+    #[error("Cannot sign the image for {destination}: {source}")]
+    SigningNotPossible {
+        destination: String,
+        #[source]
+        source: TransportError,
+    },
+    #[error("Sign identity must be a fully specified reference {0}")]
+    SignIdentityNotFull(String),
+    #[error("Cannot determine canonical Docker reference for destination {0}")]
+    NoSignIdentity(String),
+    #[error("creating signature: {0}")]
+    Signing(#[source] crate::signature::SignatureError),
+    #[error("writing signatures: {0}")]
+    WritingSignatures(#[source] TransportError),
+}
+
+/// Why a copy may not change the manifest it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepReason {
+    /// `--preserve-digests`.
+    #[default]
+    PreserveDigests,
+    /// The image's signatures name its digest.
+    Signatures,
 }
 
 /// What would change an image's digest.
@@ -63,8 +104,13 @@ pub enum DigestChange {
     List,
 }
 
-fn preserve_refusal(destination: &str, change: &DigestChange) -> String {
-    let tail = "but --preserve-digests was given";
+fn preserve_refusal(destination: &str, change: &DigestChange, reason: KeepReason) -> String {
+    let tail = match reason {
+        KeepReason::PreserveDigests => "but --preserve-digests was given",
+        KeepReason::Signatures => {
+            "but the image is signed (Would invalidate signatures): copy with --remove-signatures to drop them"
+        }
+    };
     match change {
         DigestChange::ManifestType { from, to } => format!(
             "writing {destination} requires converting the manifest from {from} to {to}, which changes the image's digest, {tail}"

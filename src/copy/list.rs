@@ -3,7 +3,8 @@
 //! (`--multi-arch=index-only`), or a subset of it (`--platform`).
 
 use super::plan::target_type;
-use super::single::{caps, copy_single};
+use super::signatures::SignatureContext;
+use super::single::{As, caps, copy_single};
 use super::{CopyError, CopyOptions, DigestChange, ManifestFormat, MultiArch, ProgressEvent, Stats};
 use crate::digest::Digest;
 use crate::manifest::{self, ImageIndex, Manifest, Platform, is_list_type, media};
@@ -40,6 +41,7 @@ pub fn platform_subset(index: &ImageIndex, platforms: &[Platform]) -> Result<Ima
 }
 
 /// Copy a list's instances (for `All`) and return the list to write.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn copy_list(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
@@ -48,6 +50,7 @@ pub(super) async fn copy_list(
     mode: MultiArch,
     opts: &CopyOptions,
     stats: &Stats,
+    ctx: &SignatureContext,
 ) -> Result<(Bytes, String), CopyError> {
     if !dst.supports_lists() {
         return Err(CopyError::ListNotStorable {
@@ -72,8 +75,11 @@ pub(super) async fn copy_list(
         if let Some(p) = &opts.progress {
             p.event(ProgressEvent::CopyingImages { count: total, total });
         }
+        // A list kept whole for its signatures still lets its instances
+        // be judged on their own signatures.
         let instance_opts = CopyOptions {
             format: Some(instance_format),
+            preserve_digests: opts.preserve_digests && opts.keep_reason == super::KeepReason::PreserveDigests,
             ..opts.clone()
         };
         for (i, desc) in out.manifests.iter_mut().enumerate() {
@@ -88,7 +94,8 @@ pub(super) async fn copy_list(
             if is_list_type(&im) {
                 return Err(CopyError::NestedList { image: src.describe() });
             }
-            let (nb, nm) = copy_single(src, dst, ib, &im, true, &instance_opts, stats).await?;
+            let role = As::Instance(desc.digest.clone());
+            let (nb, nm, _) = copy_single(src, dst, ib, &im, role, &instance_opts, stats, ctx).await?;
             desc.digest = Digest::sha256_of(&nb);
             desc.size = nb.len() as i64;
             desc.media_type = nm;
@@ -114,6 +121,7 @@ pub(super) async fn copy_list(
         return Err(CopyError::DigestWouldChange {
             destination: dst.describe(),
             change: DigestChange::List,
+            reason: opts.keep_reason,
         });
     }
     if target == media::DOCKER_LIST {

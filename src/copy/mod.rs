@@ -15,11 +15,13 @@ mod present;
 mod rewrite;
 mod schema1;
 pub(crate) use schema1::parse as parse_schema1;
+mod signatures;
 mod single;
+pub use signatures::SignatureContext;
 
 pub use blob::{BlobOutcome, copy_blob, prefetch, verify};
 pub use compress::Compression;
-pub use error::{CopyError, DigestChange};
+pub use error::{CopyError, DigestChange, KeepReason};
 pub use list::platform_subset;
 
 use crate::digest::Digest;
@@ -72,6 +74,8 @@ pub enum ProgressEvent<'a> {
         reused: bool,
     },
     WritingManifest,
+    /// A step worth a line of its own (signing, storing signatures).
+    Note(&'static str),
 }
 
 /// Receives progress events from a copy (from several tasks at once).
@@ -101,6 +105,12 @@ pub struct CopyOptions {
     /// The caller knows the destination holds nothing under this name (sync
     /// listed the repository's tags): the "already there" check is skipped.
     pub destination_absent: bool,
+    /// The trust policy for the source (policy.json); `None` accepts anything.
+    pub policy: Option<Arc<crate::signature::policy::Policy>>,
+    /// Signatures to add.
+    pub signing: crate::options::signing::SigningOptions,
+    /// Why `preserve_digests` holds, for its error (set by the pipeline).
+    pub keep_reason: KeepReason,
 }
 
 impl CopyOptions {
@@ -160,7 +170,8 @@ pub async fn copy_image(
 ) -> Result<CopyReport, CopyError> {
     let source = transport::open_source(src, src_opts).await?;
     let dest = transport::open_destination(dst, dst_opts).await?;
-    copy(source.as_ref(), dest.as_ref(), opts).await
+    let ctx = SignatureContext::new(src, dst, opts.policy.clone());
+    copy(source.as_ref(), dest.as_ref(), opts, &ctx).await
 }
 
 /// The digest the destination already holds for this copy, if it does,
@@ -180,14 +191,30 @@ pub async fn copy(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
     opts: &CopyOptions,
+    ctx: &SignatureContext,
 ) -> Result<CopyReport, CopyError> {
     let stats = Stats::default();
+    if opts.signing.signs() {
+        // Before any blob moves: a destination that keeps no signatures
+        // would otherwise get the image unsigned.
+        dst.supports_signatures()
+            .map_err(|source| CopyError::SigningNotPossible {
+                destination: dst.describe(),
+                source,
+            })?;
+    }
+    // Judging the source or writing signatures needs the whole copy: the
+    // destination holding the image already does not end it early.
+    let shortcut = !signatures::forbids_shortcut(ctx, opts);
     let have = match present::quick(src, dst, opts).await? {
-        present::Presence::Present(d) => return Ok(CopyReport::unchanged(d)),
+        present::Presence::Present(d) if shortcut => return Ok(CopyReport::unchanged(d)),
+        present::Presence::Present(d) => Some(d),
         present::Presence::Absent(h) => h,
     };
-    let unchanged = |predicted: Option<Digest>| predicted.filter(|p| Some(p) == have.as_ref());
+    let unchanged = |predicted: Option<Digest>| predicted.filter(|p| shortcut && Some(p) == have.as_ref());
     let (bytes, mime) = src.manifest(None).await?;
+    // The signatures of the top-level manifest, stored with it at the end.
+    let mut top_sigs = vec![];
     let (out, out_mime) = if is_list_type(&mime) {
         let Manifest::Index(index) = Manifest::parse(&bytes, &mime)? else {
             return Err(CopyError::NotAList(mime));
@@ -198,7 +225,10 @@ pub async fn copy(
                 if let Some(d) = unchanged(Some(Digest::sha256_of(&manifest::to_bytes(&subset)))) {
                     return Ok(CopyReport::unchanged(d));
                 }
-                list::copy_list(src, dst, &bytes, &subset, MultiArch::All, opts, &stats).await?
+                top_sigs = signatures::carry(dst, signatures::read(ctx, src, None, &bytes, opts).await?, opts)?;
+                let kept = signatures::keeping(&top_sigs, opts);
+                let lopts = kept.as_ref().unwrap_or(opts);
+                list::copy_list(src, dst, &bytes, &subset, MultiArch::All, lopts, &stats, ctx).await?
             }
             MultiArch::System => {
                 let want = opts.platform.clone().unwrap_or_else(manifest::host_platform);
@@ -210,12 +240,26 @@ pub async fn copy(
                 if let Some(d) = unchanged(present::predicted_image(src, dst, &ib, &im, opts)?) {
                     return Ok(CopyReport::unchanged(d));
                 }
-                single::copy_single(src, dst, ib, &im, false, opts, &stats).await?
+                let instance = Some(chosen.digest.clone());
+                let (out, mime, sigs) =
+                    single::copy_single(src, dst, ib, &im, single::As::Chosen(instance), opts, &stats, ctx).await?;
+                top_sigs = sigs;
+                (out, mime)
             }
-            mode => list::copy_list(src, dst, &bytes, &index, mode, opts, &stats).await?,
+            mode => {
+                top_sigs = signatures::carry(dst, signatures::read(ctx, src, None, &bytes, opts).await?, opts)?;
+                let kept = signatures::keeping(&top_sigs, opts);
+                let lopts = kept.as_ref().unwrap_or(opts);
+                list::copy_list(src, dst, &bytes, &index, mode, lopts, &stats, ctx).await?
+            }
         }
     } else if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
-        let (s2, s2_mime) = schema1::copy(src, dst, &bytes, opts, &stats).await?;
+        let sigs = signatures::read(ctx, src, None, &bytes, opts).await?;
+        signatures::admit(ctx, &sigs, &bytes)?;
+        let carried = signatures::carry(dst, sigs, opts)?;
+        let kept = signatures::keeping(&carried, opts);
+        let (s2, s2_mime) = schema1::copy(src, dst, &bytes, kept.as_ref().unwrap_or(opts), &stats).await?;
+        top_sigs = carried;
         // The blobs are in place: finish as any schema2 image (converted
         // further if the destination wants another format).
         let Manifest::Image(m) = Manifest::parse(&s2, &s2_mime)? else {
@@ -236,12 +280,16 @@ pub async fn copy(
         if let Some(d) = unchanged(present::predicted_image(src, dst, &bytes, &mime, opts)?) {
             return Ok(CopyReport::unchanged(d));
         }
-        single::copy_single(src, dst, bytes, &mime, false, opts, &stats).await?
+        let (out, mime, sigs) =
+            single::copy_single(src, dst, bytes, &mime, single::As::TopLevel, opts, &stats, ctx).await?;
+        top_sigs = sigs;
+        (out, mime)
     };
     if let Some(p) = &opts.progress {
         p.event(ProgressEvent::WritingManifest);
     }
     dst.put_manifest(&out, &out_mime, None).await?;
+    signatures::store(ctx, dst, top_sigs, &out, None, opts).await?;
     dst.commit().await?;
     Ok(CopyReport {
         manifest_digest: Digest::sha256_of(&out),

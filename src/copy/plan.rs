@@ -158,6 +158,7 @@ pub fn plan_image(
             } else {
                 DigestChange::LayerCompression
             },
+            reason: opts.keep_reason,
         });
     }
     compression.preserve = opts.preserve_digests;

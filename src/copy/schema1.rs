@@ -117,7 +117,10 @@ pub(super) async fn copy(
     stats: &Stats,
 ) -> Result<(Bytes, String), CopyError> {
     if opts.preserve_digests {
-        return Err(CopyError::Schema1ChangesDigest { image: src.describe() });
+        return Err(CopyError::Schema1ChangesDigest {
+            image: src.describe(),
+            reason: opts.keep_reason,
+        });
     }
     let (s1, v1s) = parse(bytes)?;
     // Schema1 lists the top layer first.

@@ -4,6 +4,7 @@
 use super::layers::copy_blobs;
 use super::plan::{DestinationCaps, plan_image};
 use super::rewrite::finished_manifest;
+use super::signatures::{self, SignatureContext};
 use super::{CopyError, CopyOptions, ProgressEvent, Stats, read_config};
 use crate::digest::Digest;
 use crate::manifest::{Manifest, media};
@@ -19,18 +20,43 @@ pub fn caps(dst: &dyn ImageDestination) -> DestinationCaps {
     }
 }
 
+/// What the image being copied is, at the source and at the destination.
+pub enum As {
+    /// The source's top-level image, written as the destination's.
+    TopLevel,
+    /// An instance of the source's list (by digest), written as the
+    /// destination's top-level image.
+    Chosen(Option<Digest>),
+    /// An instance of the source's list (by digest), written as an instance.
+    Instance(Digest),
+}
+
 /// Copy one image's blobs, then return the manifest to write (converted and
-/// with rewritten layer descriptors where compression changed). Instance
-/// manifests (`as_instance`) are written here; the top-level one by the caller.
+/// with rewritten layer descriptors where compression changed) and the
+/// signatures the caller stores with it. The policy judges the image first.
+/// Instance manifests (`As::Instance`) and their signatures are written
+/// here; the top-level ones by the caller.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_single(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
     bytes: Bytes,
     mime: &str,
-    as_instance: bool,
+    role: As,
     opts: &CopyOptions,
     stats: &Stats,
-) -> Result<(Bytes, String), CopyError> {
+    ctx: &SignatureContext,
+) -> Result<(Bytes, String, Vec<Bytes>), CopyError> {
+    let source_instance = match &role {
+        As::TopLevel => None,
+        As::Chosen(d) => d.clone(),
+        As::Instance(d) => Some(d.clone()),
+    };
+    let sigs = signatures::read(ctx, src, source_instance.as_ref(), &bytes, opts).await?;
+    signatures::admit(ctx, &sigs, &bytes)?;
+    let carried = signatures::carry(dst, sigs, opts)?;
+    let kept = signatures::keeping(&carried, opts);
+    let opts = kept.as_ref().unwrap_or(opts);
     if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
         // Top-level schema1 images are converted (see schema1.rs); inside a
         // list there is no such thing in practice.
@@ -64,8 +90,11 @@ pub async fn copy_single(
     }
     let written = copy_blobs(src, dst, &plan, opts, stats).await?;
     let (out, target) = finished_manifest(src, &m, bytes, &plan, &written, &diff_ids)?;
-    if as_instance {
-        dst.put_manifest(&out, &target, Some(&Digest::sha256_of(&out))).await?;
+    if let As::Instance(_) = role {
+        let digest = Digest::sha256_of(&out);
+        dst.put_manifest(&out, &target, Some(&digest)).await?;
+        signatures::store(ctx, dst, carried, &out, Some(&digest), opts).await?;
+        return Ok((out, target, vec![]));
     }
-    Ok((out, target))
+    Ok((out, target, carried))
 }

@@ -83,7 +83,10 @@ impl Progress for Tally {
                 }
                 p.blobs_done += 1;
             }
-            ProgressEvent::CopyingImages { .. } | ProgressEvent::Image { .. } | ProgressEvent::WritingManifest => {}
+            ProgressEvent::CopyingImages { .. }
+            | ProgressEvent::Image { .. }
+            | ProgressEvent::WritingManifest
+            | ProgressEvent::Note(_) => {}
         }
     }
 }

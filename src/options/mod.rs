@@ -16,6 +16,7 @@ pub mod compression;
 pub mod format;
 pub mod platform;
 pub mod retry;
+pub mod signing;
 
 pub use compression::{CompressionError, CompressionFormat, CompressionSettings, LEVEL_RANGE, level_in_range};
 pub use format::{FormatError, ManifestFormat};

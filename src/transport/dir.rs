@@ -26,6 +26,14 @@ fn blob_name(d: &Digest) -> String {
     }
 }
 
+/// `signature-N`, or `<hex>.signature-N` for a list instance (N from 1).
+fn signature_name(instance: Option<&Digest>, index: usize) -> String {
+    match instance {
+        Some(d) => format!("{}.signature-{}", d.hex(), index + 1),
+        None => format!("signature-{}", index + 1),
+    }
+}
+
 fn manifest_name(instance: Option<&Digest>) -> String {
     match instance {
         Some(d) => format!("{}.manifest.json", d.hex()),
@@ -72,6 +80,20 @@ impl ImageSource for DirSource {
 
     async fn blob(&self, info: &BlobInfo) -> Result<BlobStream, TransportError> {
         read_stream(&self.path.join(blob_name(&info.digest))).await
+    }
+
+    async fn signatures(&self, instance: Option<&Digest>, _manifest: &Digest) -> Result<Vec<Bytes>, TransportError> {
+        let mut out = Vec::new();
+        loop {
+            let path = self.path.join(signature_name(instance, out.len()));
+            if let Err(e) = tokio::fs::metadata(&path).await
+                && e.kind() == std::io::ErrorKind::NotFound
+            {
+                return Ok(out);
+            }
+            let b = read_small(&path, crate::signature::openpgp::MAX_SIGNATURE_SIZE as u64).await?;
+            out.push(Bytes::from(b));
+        }
     }
 }
 
@@ -189,6 +211,18 @@ impl ImageDestination for DirDestination {
         instance: Option<&Digest>,
     ) -> Result<(), TransportError> {
         write_atomic(&self.staging.join(manifest_name(instance)), manifest).await
+    }
+
+    fn supports_signatures(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn put_signatures(&self, signatures: &[Bytes], instance: Option<&Digest>) -> Result<(), TransportError> {
+        // The staging directory is new: there are no older signatures to remove.
+        for (i, sig) in signatures.iter().enumerate() {
+            write_atomic(&self.staging.join(signature_name(instance, i)), sig).await?;
+        }
+        Ok(())
     }
 
     async fn commit(&self) -> Result<(), TransportError> {

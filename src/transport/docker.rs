@@ -32,16 +32,30 @@ pub async fn delete(reference: &DockerReference, client: &RegistryClient) -> Res
     client.delete_manifest(reference.path(), &digest).await.map_err(missing)
 }
 
+type Storage = Option<Arc<crate::signature::lookaside::SignatureStorage>>;
+
 /// Reads an image from a registry.
 pub struct DockerSource {
     client: Arc<RegistryClient>,
     reference: DockerReference,
+    signatures: Storage,
 }
 
 impl DockerSource {
     /// A source for `reference`; nothing is contacted until first use.
     pub fn new(reference: DockerReference, client: Arc<RegistryClient>) -> Self {
-        DockerSource { client, reference }
+        DockerSource {
+            client,
+            reference,
+            signatures: None,
+        }
+    }
+    /// Read signatures from `storage` (registries.d lookasides).
+    pub fn with_signatures(self, storage: Storage) -> Self {
+        DockerSource {
+            signatures: storage,
+            ..self
+        }
     }
     /// The registry client, shared with callers that need more endpoints.
     pub fn client(&self) -> &Arc<RegistryClient> {
@@ -103,6 +117,13 @@ impl ImageSource for DockerSource {
     async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {
         Ok(self.client.list_tags(self.reference.path()).await?)
     }
+
+    async fn signatures(&self, _instance: Option<&Digest>, manifest: &Digest) -> Result<Vec<Bytes>, TransportError> {
+        match &self.signatures {
+            Some(storage) => Ok(storage.read(&self.reference, manifest).await?),
+            None => Ok(vec![]),
+        }
+    }
 }
 
 /// Writes an image to a registry.
@@ -113,6 +134,9 @@ pub struct DockerDestination {
     pending_uploads: Mutex<HashMap<Digest, reqwest::Url>>,
     /// Blob locks held from a failed reuse attempt until the upload ends.
     held: Mutex<HashMap<Digest, tokio::sync::OwnedMutexGuard<()>>>,
+    signatures: Storage,
+    /// The digest of the top-level manifest put, which its signatures name.
+    top_level: Mutex<Option<Digest>>,
 }
 
 impl DockerDestination {
@@ -128,7 +152,16 @@ impl DockerDestination {
             reference,
             pending_uploads: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            signatures: None,
+            top_level: Mutex::new(None),
         })
+    }
+    /// Write signatures to `storage` (registries.d lookasides).
+    pub fn with_signatures(self, storage: Storage) -> Self {
+        DockerDestination {
+            signatures: storage,
+            ..self
+        }
     }
 }
 
@@ -259,10 +292,39 @@ impl ImageDestination for DockerDestination {
         self.client
             .put_manifest(self.reference.path(), &r, manifest, media_type)
             .await?;
+        if instance.is_none() {
+            *self.top_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(Digest::sha256_of(manifest));
+        }
         Ok(())
     }
 
     async fn commit(&self) -> Result<(), TransportError> {
         Ok(())
+    }
+
+    fn supports_signatures(&self) -> Result<(), TransportError> {
+        match self.signatures {
+            Some(_) => Ok(()),
+            None => Err(TransportError::NoLookaside(self.describe())),
+        }
+    }
+
+    async fn put_signatures(&self, signatures: &[Bytes], instance: Option<&Digest>) -> Result<(), TransportError> {
+        if signatures.is_empty() {
+            return Ok(());
+        }
+        let Some(storage) = &self.signatures else {
+            return Err(TransportError::NoLookaside(self.describe()));
+        };
+        let digest = match instance {
+            Some(d) => d.clone(),
+            None => self
+                .top_level
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or_else(|| TransportError::NoLookaside(self.describe()))?,
+        };
+        Ok(storage.write(&self.reference, &digest, signatures).await?)
     }
 }

@@ -310,6 +310,12 @@ impl DockerArchiveDestination {
 
 #[async_trait]
 impl ImageDestination for DockerArchiveDestination {
+    fn supports_signatures(&self) -> Result<(), TransportError> {
+        Err(TransportError::SignaturesUnsupported(
+            "Storing signatures for docker tar files is not supported",
+        ))
+    }
+
     fn describe(&self) -> String {
         format!("docker-archive:{}", self.path.display())
     }

@@ -207,6 +207,12 @@ impl DaemonDestination {
 
 #[async_trait]
 impl ImageDestination for DaemonDestination {
+    fn supports_signatures(&self) -> Result<(), TransportError> {
+        Err(TransportError::SignaturesUnsupported(
+            "Storing signatures for docker tar files is not supported",
+        ))
+    }
+
     fn describe(&self) -> String {
         self.name.clone()
     }

@@ -30,6 +30,13 @@ pub enum TransportError {
     /// containers/image's words for a transport that only reads.
     #[error("\"{0}:\" locations can only be read from, not written to")]
     ReadOnly(&'static str),
+    /// The destination keeps no signatures (containers/image's words).
+    #[error("{0}")]
+    SignaturesUnsupported(&'static str),
+    #[error(transparent)]
+    Lookaside(#[from] crate::signature::lookaside::LookasideError),
+    #[error("signatures of {0} cannot be stored: no lookaside is configured for it (registries.d)")]
+    NoLookaside(String),
     #[error("{operation} in the {transport} transport is not yet supported by kopeo")]
     UnsupportedOperation {
         transport: &'static str,

@@ -16,6 +16,7 @@ pub mod tar_archive;
 pub mod tarball;
 
 pub use error::TransportError;
+pub(crate) use local::write_atomic;
 
 use crate::digest::Digest;
 use crate::reference::ImageReference;
@@ -91,6 +92,13 @@ pub trait ImageSource: Send + Sync {
     async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {
         Ok(vec![])
     }
+    /// The signatures of the top-level manifest (`instance` = `None`) or of
+    /// one instance of a list, unverified, each in containers/image's blob
+    /// form (simple signatures as they are); `manifest` is the digest of that
+    /// manifest, as read. Empty where the transport keeps none.
+    async fn signatures(&self, _instance: Option<&Digest>, _manifest: &Digest) -> Result<Vec<Bytes>, TransportError> {
+        Ok(vec![])
+    }
 }
 
 /// A writable image. Call order: blobs (after `try_reuse_blob`), then each
@@ -142,6 +150,21 @@ pub trait ImageDestination: Send + Sync {
     /// written (the output of a compression stage). Returns both. As with
     /// `put_blob`, an `Err` item means the data must not be kept.
     async fn put_blob_computed(&self, media_type: &str, stream: BlobStream) -> Result<(Digest, u64), TransportError>;
+    /// Whether signatures can be stored here: `Err` with the reason when not
+    /// (containers/image's texts), so that none is dropped silently.
+    fn supports_signatures(&self) -> Result<(), TransportError> {
+        Err(TransportError::SignaturesUnsupported(
+            "Pushing signatures for OCI images is not supported",
+        ))
+    }
+    /// Store the signatures of the top-level manifest (`None`) or of an
+    /// instance, after that manifest was put.
+    async fn put_signatures(&self, signatures: &[Bytes], _instance: Option<&Digest>) -> Result<(), TransportError> {
+        match signatures.is_empty() {
+            true => Ok(()),
+            false => self.supports_signatures(),
+        }
+    }
 }
 
 /// What a destination wants done to layers' compression.
@@ -213,6 +236,9 @@ pub struct OpenOptions {
     pub daemon_host: Option<String>,
     /// `--additional-tag` for `docker-archive:` destinations.
     pub additional_tags: Vec<crate::reference::DockerReference>,
+    /// Where registry images' signatures live (registries.d lookasides);
+    /// `None`: registry images have no signatures to read or write.
+    pub signature_storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
 }
 
 impl OpenOptions {
@@ -234,7 +260,10 @@ pub async fn open_source(
     opts: &OpenOptions,
 ) -> Result<Box<dyn ImageSource>, TransportError> {
     match reference {
-        ImageReference::Docker(r) => Ok(Box::new(docker::DockerSource::new(r.clone(), opts.client(r.domain())?))),
+        ImageReference::Docker(r) => Ok(Box::new(
+            docker::DockerSource::new(r.clone(), opts.client(r.domain())?)
+                .with_signatures(opts.signature_storage.clone()),
+        )),
         ImageReference::Oci { path, image } => Ok(Box::new(
             oci::OciSource::open(path, image.as_deref(), opts.shared_blob_dir.clone()).await?,
         )),
@@ -318,10 +347,10 @@ pub async fn open_destination(
     opts: &OpenOptions,
 ) -> Result<Box<dyn ImageDestination>, TransportError> {
     match reference {
-        ImageReference::Docker(r) => Ok(Box::new(docker::DockerDestination::new(
-            r.clone(),
-            opts.client(r.domain())?,
-        )?)),
+        ImageReference::Docker(r) => Ok(Box::new(
+            docker::DockerDestination::new(r.clone(), opts.client(r.domain())?)?
+                .with_signatures(opts.signature_storage.clone()),
+        )),
         ImageReference::Oci { path, image } => {
             let mut d = oci::OciDestination::open(path, image.clone(), opts.shared_blob_dir.clone()).await?;
             d.accept_uncompressed = opts.oci_accept_uncompressed_layers;

@@ -20,5 +20,6 @@ mod parity;
 mod registry_copy;
 mod retries;
 mod safety;
+mod signing;
 mod sync;
 mod tarball;

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod dockerd;
+pub mod gpg;
 pub mod image;
 pub mod paging;
 pub mod proxy;
@@ -125,6 +126,12 @@ pub fn kopeo_env(home: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, 
 
 /// Run skopeo (an independent oracle) with an isolated HOME.
 pub fn skopeo(home: &Path, args: &[&str]) -> Run {
+    skopeo_env(home, args, &[])
+}
+
+/// Run skopeo with extra environment variables (`GNUPGHOME`). A `--policy`
+/// in `args` overrides the accept-anything one given first.
+pub fn skopeo_env(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let bin = require_tool("skopeo", "skopeo");
     let _ = std::fs::remove_file("/var/lib/containers/cache/blob-info-cache-v1.boltdb");
     let policy = home.join("policy.json");
@@ -136,6 +143,7 @@ pub fn skopeo(home: &Path, args: &[&str]) -> Run {
     finish(
         Command::new(bin)
             .args(&full)
+            .envs(env.iter().copied())
             .env("HOME", home)
             .env("XDG_RUNTIME_DIR", home.join("run"))
             .env_remove("REGISTRY_AUTH_FILE")
