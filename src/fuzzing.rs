@@ -25,6 +25,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("docker_archive", docker_archive),
     ("oci_archive", oci_archive),
     ("operator_yaml", operator_yaml),
+    ("policy_json", policy_json),
+    ("registries_d", registries_d),
+    ("signature", signature),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -238,4 +241,97 @@ pub fn operator_yaml(data: &[u8]) {
     if let Some(s) = text(data) {
         let _ = crate::operator::from_files::parse_and_render(s);
     }
+}
+
+/// A trust policy (policy.json), judged for images of several transports:
+/// unsigned, and with one (unverifiable) signature. Key files are not read
+/// (the fuzzer would name any path): only `keyData` keys are used.
+pub fn policy_json(data: &[u8]) {
+    use crate::signature::policy::{self, PolicyImage, Requirement, config::KeySource};
+    let Ok(mut p) = policy::config::parse(data) else { return };
+    let no_files = |reqs: &mut Vec<Requirement>| {
+        reqs.retain(|r| {
+            !matches!(
+                r,
+                Requirement::SignedBy {
+                    keys: KeySource::Path(_) | KeySource::Paths(_),
+                    ..
+                }
+            )
+        });
+    };
+    no_files(&mut p.default);
+    for (_, scopes) in &mut p.transports {
+        for (_, reqs) in scopes {
+            no_files(reqs);
+        }
+    }
+    let sig = [bytes::Bytes::from_static(b"\x90\x0d\x03\x00\x08\x01")];
+    for r in [
+        "docker://example.com:5000/ns/app:1",
+        "dir:/tmp/x/y",
+        "oci:/a/b:c",
+        "docker-archive:/a.tar:x/y:1",
+    ] {
+        let Ok(reference) = r.parse::<crate::reference::ImageReference>() else {
+            continue;
+        };
+        let (identity, namespaces) = policy::policy_identity(&reference);
+        for signatures in [&[][..], &sig[..]] {
+            let _ = p.check(&PolicyImage {
+                name: r.to_string(),
+                transport: reference.transport(),
+                identity: identity.clone(),
+                namespaces: namespaces.clone(),
+                docker_reference: policy::docker_reference_of(&reference),
+                manifest: b"{}",
+                signatures,
+            });
+        }
+    }
+}
+
+/// One registries.d file, asked for the lookaside of a few references.
+pub fn registries_d(data: &[u8]) {
+    let Ok(c) = crate::signature::lookaside::RegistriesD::parse_file(data) else {
+        return;
+    };
+    for r in [
+        "example.com/ns/app:1",
+        "docker.io/library/busybox:latest",
+        "localhost:5000/a/b/c:d",
+    ] {
+        if let Ok(r) = crate::reference::DockerReference::parse_normalized(r) {
+            for write in [false, true] {
+                let _ = c.lookaside_base(&r, write);
+            }
+            let _ = c.use_sigstore_attachments(&r);
+        }
+    }
+}
+
+/// A simple signature: its payload read alone, the bytes read as a key
+/// ring, and the message verified with a fixed key (`fuzz/testdata`) and a
+/// manifest digest check, as a policy's signedBy does.
+pub fn signature(data: &[u8]) {
+    use crate::signature::{openpgp::TrustedKeys, simple::Payload};
+    static KEYS: OnceLock<Option<TrustedKeys>> = OnceLock::new();
+    let _ = Payload::parse(data);
+    let _ = TrustedKeys::parse(data);
+    let Some(keys) = KEYS.get_or_init(|| TrustedKeys::parse(include_bytes!("../fuzz/testdata/signature-key.asc")).ok())
+    else {
+        return;
+    };
+    let accepted = keys.fingerprints();
+    let _ = crate::signature::verify_simple(
+        keys,
+        &accepted,
+        data,
+        |_| Ok(()),
+        |r| {
+            crate::reference::DockerReference::parse_normalized(r)
+                .map(|_| ())
+                .map_err(Into::into)
+        },
+    );
 }

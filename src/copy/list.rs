@@ -75,11 +75,10 @@ pub(super) async fn copy_list(
         if let Some(p) = &opts.progress {
             p.event(ProgressEvent::CopyingImages { count: total, total });
         }
-        // A list kept whole for its signatures still lets its instances
-        // be judged on their own signatures.
+        // A list kept whole (preserved digests, or its signatures) keeps
+        // its instances whole too: their digests are in it.
         let instance_opts = CopyOptions {
             format: Some(instance_format),
-            preserve_digests: opts.preserve_digests && opts.keep_reason == super::KeepReason::PreserveDigests,
             ..opts.clone()
         };
         for (i, desc) in out.manifests.iter_mut().enumerate() {

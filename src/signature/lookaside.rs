@@ -140,11 +140,10 @@ impl RegistriesD {
                     });
                 }
             };
-            let f: Option<File> = serde_yaml_ng::from_slice(&data).map_err(|e| LookasideError::Parse {
+            let f = Self::parse_file(&data).map_err(|message| LookasideError::Parse {
                 path: path.clone(),
-                message: e.to_string(),
+                message,
             })?;
-            let Some(f) = f else { continue };
             if let Some(d) = f.default_docker {
                 if let Some(prev) = &default_from {
                     return Err(LookasideError::DefaultTwice(prev.clone(), path));
@@ -152,7 +151,7 @@ impl RegistriesD {
                 out.default_docker = Some(d);
                 default_from = Some(path.clone());
             }
-            for (name, ns) in f.docker.unwrap_or_default() {
+            for (name, ns) in f.docker {
                 if let Some(prev) = ns_from.get(&name) {
                     return Err(LookasideError::NamespaceTwice(name, prev.clone(), path));
                 }
@@ -161,6 +160,16 @@ impl RegistriesD {
             }
         }
         Ok(out)
+    }
+
+    /// One registries.d file's settings (an empty file has none).
+    pub fn parse_file(data: &[u8]) -> Result<RegistriesD, String> {
+        let f: Option<File> = serde_yaml_ng::from_slice(data).map_err(|e| e.to_string())?;
+        Ok(f.map(|f| RegistriesD {
+            default_docker: f.default_docker,
+            docker: f.docker.unwrap_or_default(),
+        })
+        .unwrap_or_default())
     }
 
     /// The namespaces that apply to `r`, most specific first, then the default.

@@ -757,3 +757,178 @@ fn malformed_policies_are_refused_naming_what_is_wrong() {
     ]);
     assert!(k.code == 1 && k.stderr.contains("missing.json"), "{}", k.stderr);
 }
+
+#[test]
+fn lists_carry_a_signature_per_instance_and_one_for_the_list() {
+    let t = Setup::new();
+    let alice = t.gpg.key("alice@example.com", "", false);
+    t.gpg.export("alice@example.com", &t.path("alice.asc"));
+    let img = build(
+        &t.path("src"),
+        "multi",
+        &Spec {
+            archs: vec!["amd64", "arm64"],
+            ..Spec::default()
+        },
+    );
+    let ident = "registry.example.com/ns/multi:1";
+    let signed = format!("dir:{}", t.s("signed"));
+    t.kopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--all",
+        "--sign-by",
+        &alice,
+        "--sign-identity",
+        ident,
+        &img.reference(),
+        &signed,
+    ])
+    .ok();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path("signed/manifest.json")).unwrap()).unwrap();
+    let mut want: Vec<String> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}.signature-1",
+                m["digest"].as_str().unwrap().trim_start_matches("sha256:")
+            )
+        })
+        .collect();
+    want.push("signature-1".into());
+    want.sort();
+    assert_eq!(signature_files(&t.path("signed")), want);
+    // skopeo judges every instance by its own signature, as kopeo does.
+    let exact = serde_json::json!({"type": "exactReference", "dockerReference": ident});
+    let trust = |name: &str, dir: &str| {
+        t.policy(
+            name,
+            serde_json::json!({"dir": {t.s(dir): signed_by(&t.s("alice.asc"), exact.clone())}}),
+        )
+    };
+    let policy = trust("trust.json", "signed");
+    t.skopeo(&[
+        "--policy",
+        &policy,
+        "copy",
+        "--all",
+        &signed,
+        &format!("dir:{}", t.s("s-all")),
+    ])
+    .ok();
+    t.kopeo(&[
+        "--policy",
+        &policy,
+        "copy",
+        "-q",
+        "--all",
+        &signed,
+        &format!("dir:{}", t.s("k-all")),
+    ])
+    .ok();
+    assert_eq!(signature_files(&t.path("k-all")), want);
+    // One platform out of the list: its instance's signature becomes the image's.
+    let one = format!("dir:{}", t.s("one"));
+    t.kopeo(&[
+        "--policy",
+        &policy,
+        "--override-arch",
+        "arm64",
+        "copy",
+        "-q",
+        &signed,
+        &one,
+    ])
+    .ok();
+    assert_eq!(signature_files(&t.path("one")), ["signature-1"]);
+    let one_policy = trust("one.json", "one");
+    t.skopeo(&["--policy", &one_policy, "copy", &one, &format!("dir:{}", t.s("s-one"))])
+        .ok();
+    // An instance without its signature is refused, whole list and all.
+    std::fs::remove_file(t.path("signed").join(&want[0])).unwrap();
+    let k = t.kopeo(&[
+        "--policy",
+        &policy,
+        "copy",
+        "-q",
+        "--all",
+        &signed,
+        &format!("dir:{}", t.s("refused")),
+    ]);
+    assert!(
+        k.code == 1 && k.stderr.contains("A signature was required, but no signature exists"),
+        "{}",
+        k.stderr
+    );
+    assert!(!t.path("refused").exists());
+}
+
+#[test]
+fn sync_judges_every_image_by_the_policy() {
+    let t = Setup::new();
+    let alice = t.gpg.key("alice@example.com", "", false);
+    t.gpg.export("alice@example.com", &t.path("alice.asc"));
+    let reg = Registry::start(Mode::Plain);
+    let host = reg
+        .image("")
+        .trim_start_matches("docker://")
+        .trim_end_matches('/')
+        .to_string();
+    let regd = t.path("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("t.yaml"),
+        format!("docker:\n  {host}:\n    lookaside: file://{}\n", t.s("sigs")),
+    )
+    .unwrap();
+    let regd = regd.display().to_string();
+    let src = t.dir_image("img", false);
+    for (tag, sign) in [("signed", true), ("unsigned", false)] {
+        let mut a = vec![
+            "--registries.d",
+            &regd,
+            "copy",
+            "-q",
+            "--insecure-policy",
+            "--dest-tls-verify=false",
+        ];
+        if sign {
+            a.extend(["--sign-by", alice.as_str()]);
+        }
+        let dst = reg.image(&format!("app:{tag}"));
+        a.extend([src.as_str(), dst.as_str()]);
+        t.kopeo(&a).ok();
+    }
+    let policy = t.policy(
+        "trust.json",
+        serde_json::json!({"docker": {host.clone(): [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": t.s("alice.asc")}]}}),
+    );
+    let out = t.path("mirror");
+    let k = t.kopeo(&[
+        "--registries.d",
+        &regd,
+        "--policy",
+        &policy,
+        "sync",
+        "--src",
+        "docker",
+        "--dest",
+        "dir",
+        "--src-tls-verify=false",
+        "--keep-going",
+        &format!("{host}/app"),
+        out.to_str().unwrap(),
+    ]);
+    // Both tags are one manifest, so the lookaside holds the signature for
+    // both; it names app:signed, which app:unsigned is not (as skopeo's
+    // own system test expects of the same case).
+    assert_eq!(k.code, 1, "{}", k.stderr);
+    let want = format!("Source image rejected: Signature for identity \"{host}/app:signed\" is not accepted");
+    assert!(unquoted(&k.stderr).contains(&want), "{}", k.stderr);
+    assert!(out.join("app:signed/signature-1").exists());
+    assert!(!out.join("app:unsigned").exists());
+}

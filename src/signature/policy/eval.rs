@@ -145,8 +145,23 @@ fn accept_one(
     Ok(ok.key)
 }
 
+/// Key files are small; a bound keeps a policy naming `/dev/zero` from
+/// reading forever.
+const MAX_KEY_FILE: u64 = 16 << 20;
+
 fn key_data(keys: &KeySource) -> Result<Vec<u8>, Rejection> {
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Rejection(format!("open {}: {e}", p.display())));
+    let read = |p: &std::path::Path| -> Result<Vec<u8>, Rejection> {
+        use std::io::Read as _;
+        let f = std::fs::File::open(p).map_err(|e| Rejection(format!("open {}: {e}", p.display())))?;
+        let mut data = Vec::new();
+        f.take(MAX_KEY_FILE + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| Rejection(format!("read {}: {e}", p.display())))?;
+        if data.len() as u64 > MAX_KEY_FILE {
+            return Err(Rejection(format!("{}: a key file of more than 16 MiB", p.display())));
+        }
+        Ok(data)
+    };
     match keys {
         KeySource::Data(d) => Ok(d.clone()),
         KeySource::Path(p) => read(p),
