@@ -310,14 +310,23 @@ pub fn registries_d(data: &[u8]) {
     }
 }
 
-/// A simple signature: its payload read alone, the bytes read as a key
-/// ring, and the message verified with a fixed key (`fuzz/testdata`) and a
-/// manifest digest check, as a policy's signedBy does.
+/// A signature: its payload read alone, the bytes read as a key ring and as
+/// PEM public keys, as a stored blob (a sigstore one verified with the P-256
+/// key in `fuzz/testdata`), and as an OpenPGP message verified with the
+/// OpenPGP key there, as a policy's signedBy does.
 pub fn signature(data: &[u8]) {
-    use crate::signature::{openpgp::TrustedKeys, simple::Payload};
+    use crate::signature::{blob, openpgp::TrustedKeys, sigstore, simple::Payload};
     static KEYS: OnceLock<Option<TrustedKeys>> = OnceLock::new();
+    static SIGSTORE: OnceLock<Vec<sigstore::PublicKey>> = OnceLock::new();
     let _ = Payload::parse(data);
     let _ = TrustedKeys::parse(data);
+    let _ = sigstore::parse_public_keys(data);
+    if let Ok(blob::Signature::Sigstore(s)) = blob::Signature::from_blob(data) {
+        let keys = SIGSTORE.get_or_init(|| {
+            sigstore::parse_public_keys(include_bytes!("../fuzz/testdata/sigstore-key.pub")).unwrap_or_default()
+        });
+        let _ = sigstore::verify(keys, &s, |_| Ok(()), |_| Ok(()));
+    }
     let Some(keys) = KEYS.get_or_init(|| TrustedKeys::parse(include_bytes!("../fuzz/testdata/signature-key.asc")).ok())
     else {
         return;

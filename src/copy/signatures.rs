@@ -91,9 +91,7 @@ pub(super) fn admit(ctx: &SignatureContext, signatures: &[Bytes], manifest: &[u8
     let Some(p) = ctx.policy.as_ref().filter(|_| ctx.judges()) else {
         return Ok(());
     };
-    // Sigstore signatures (a 0x00-prefixed blob) are not simple signatures.
-    let simple: Vec<Bytes> = signatures.iter().filter(|s| s.first() != Some(&0)).cloned().collect();
-    match p.check(&ctx.policy_image(manifest, &simple)) {
+    match p.check(&ctx.policy_image(manifest, signatures)) {
         Ok(v) => {
             tracing::debug!(keys = ?v.keys, image = %ctx.source_name, "the policy accepted the source image");
             Ok(())

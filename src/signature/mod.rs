@@ -2,10 +2,12 @@
 //! given keys, signing through the user's gpg, and (in [`policy`]) the trust
 //! policy that decides which images a copy accepts.
 
+pub mod blob;
 pub mod gpg;
 pub mod lookaside;
 pub mod openpgp;
 pub mod policy;
+pub mod sigstore;
 pub mod simple;
 pub(crate) mod strict_json;
 

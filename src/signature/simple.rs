@@ -8,6 +8,9 @@ use crate::digest::Digest;
 /// The payload's `critical.type`.
 pub const SIGNATURE_TYPE: &str = "atomic container signature";
 
+/// The `critical.type` of a sigstore payload.
+pub const SIGSTORE_SIGNATURE_TYPE: &str = "cosign container image signature";
+
 /// A payload, not yet trusted: parsed from a signature whose signer may or
 /// may not be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +59,18 @@ impl Payload {
     /// Parse a signed payload as strictly as containers/image does: exactly
     /// the known critical fields, any optional ones.
     pub fn parse(data: &[u8]) -> Result<Payload, String> {
+        Self::parse_typed(data, SIGNATURE_TYPE)
+    }
+
+    /// Parse a payload whose `critical.type` must be `signature_type`
+    /// (sigstore's is [`SIGSTORE_SIGNATURE_TYPE`]; its `optional` may be null).
+    pub fn parse_typed(data: &[u8], signature_type: &str) -> Result<Payload, String> {
         let v = strict_json::parse(data)?;
         let [critical, optional] = exact_fields(&v, ["critical", "optional"])?;
-        let opt = optional.object()?;
+        let opt = match optional {
+            Value::Null if signature_type == SIGSTORE_SIGNATURE_TYPE => &[][..],
+            o => o.object()?,
+        };
         let creator = match field(opt, "creator") {
             Some(c) => Some(c.string("optional.creator")?.to_string()),
             None => None,
@@ -76,7 +88,7 @@ impl Payload {
         };
         let [t, image, identity] = exact_fields(critical, ["type", "image", "identity"])?;
         let t = t.string("critical.type")?;
-        if t != SIGNATURE_TYPE {
+        if t != signature_type {
             return Err(format!("Unrecognized signature type {t}"));
         }
         let [d] = exact_fields(image, ["docker-manifest-digest"])?;

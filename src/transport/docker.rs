@@ -4,6 +4,7 @@ use super::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocatio
 use crate::digest::Digest;
 use crate::reference::DockerReference;
 use crate::registry::{MountOutcome, RegistryClient};
+use crate::signature::blob::Signature;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -119,10 +120,15 @@ impl ImageSource for DockerSource {
     }
 
     async fn signatures(&self, _instance: Option<&Digest>, manifest: &Digest) -> Result<Vec<Bytes>, TransportError> {
-        match &self.signatures {
-            Some(storage) => Ok(storage.read(&self.reference, manifest).await?),
-            None => Ok(vec![]),
+        let Some(storage) = &self.signatures else {
+            return Ok(vec![]);
+        };
+        let mut out = storage.read(&self.reference, manifest).await?;
+        if storage.config.use_sigstore_attachments(&self.reference) {
+            let attached = super::docker_attachments::read(&self.client, self.reference.path(), manifest).await?;
+            out.extend(attached.into_iter().map(|s| Signature::Sigstore(s).to_blob()));
         }
+        Ok(out)
     }
 }
 
@@ -325,6 +331,24 @@ impl ImageDestination for DockerDestination {
                 .clone()
                 .ok_or_else(|| TransportError::NoLookaside(self.describe()))?,
         };
-        Ok(storage.write(&self.reference, &digest, signatures).await?)
+        // Simple signatures go to the lookaside, sigstore ones into the
+        // registry as attachments (where registries.d allows them).
+        let mut simple = Vec::new();
+        let mut sigstore = Vec::new();
+        for b in signatures {
+            match Signature::from_blob(b).map_err(TransportError::Attachment)? {
+                Signature::Simple(s) => simple.push(s),
+                Signature::Sigstore(s) => sigstore.push(s),
+            }
+        }
+        if !sigstore.is_empty() {
+            if !storage.config.use_sigstore_attachments(&self.reference) {
+                return Err(TransportError::Attachment(
+                    "writing sigstore attachments is disabled by configuration".into(),
+                ));
+            }
+            super::docker_attachments::write(&self.client, self.reference.path(), &digest, &sigstore).await?;
+        }
+        Ok(storage.write(&self.reference, &digest, &simple).await?)
     }
 }

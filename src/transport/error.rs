@@ -35,6 +35,8 @@ pub enum TransportError {
     SignaturesUnsupported(&'static str),
     #[error(transparent)]
     Lookaside(#[from] crate::signature::lookaside::LookasideError),
+    #[error("{0}")]
+    Attachment(String),
     #[error("signatures of {0} cannot be stored: no lookaside is configured for it (registries.d)")]
     NoLookaside(String),
     #[error("{operation} in the {transport} transport is not yet supported by kopeo")]

@@ -6,6 +6,7 @@
 pub mod dir;
 pub mod docker;
 pub mod docker_archive;
+mod docker_attachments;
 pub mod docker_daemon;
 mod error;
 mod local;

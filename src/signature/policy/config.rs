@@ -43,9 +43,21 @@ pub enum Requirement {
         identity: IdentityMatch,
     },
     SignedBaseLayer,
-    /// Sigstore signatures: parsed so that a policy using them loads, refused
-    /// when evaluated until kopeo verifies them.
-    SigstoreSigned,
+    /// Sigstore signatures by one of `keys` (PEM public keys). `keyless`:
+    /// the requirement uses Fulcio/PKI certificates or Rekor, which kopeo
+    /// does not verify yet — such a requirement refuses every image.
+    SigstoreSigned {
+        keys: Option<KeySources>,
+        keyless: bool,
+        identity: IdentityMatch,
+    },
+}
+
+/// Sigstore keys: one or several files, or one or several data items.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeySources {
+    Paths(Vec<PathBuf>),
+    Datas(Vec<Vec<u8>>),
 }
 
 /// Where a requirement's keys come from.
@@ -185,32 +197,64 @@ fn requirement(v: &Value) -> Result<Requirement, String> {
             identity(id)?;
             Ok(Requirement::SignedBaseLayer)
         }
-        "sigstoreSigned" => {
-            for (k, _) in v.object()? {
-                if !SIGSTORE_KEYS.contains(&k.as_str()) {
-                    return Err(format!("Unknown key {k:?}"));
-                }
-            }
-            Ok(Requirement::SigstoreSigned)
-        }
+        "sigstoreSigned" => sigstore_signed(v),
         other => Err(format!("Unknown policy requirement type {other:?}")),
     }
 }
 
-const SIGSTORE_KEYS: &[&str] = &[
-    "type",
-    "keyPath",
-    "keyPaths",
-    "keyData",
-    "keyDatas",
-    "fulcio",
-    "pki",
-    "rekorPublicKeyPath",
-    "rekorPublicKeyPaths",
-    "rekorPublicKeyData",
-    "rekorPublicKeyDatas",
-    "signedIdentity",
-];
+fn sigstore_signed(v: &Value) -> Result<Requirement, String> {
+    use base64::Engine as _;
+    let b64 = |x: &Value, what: &str| -> Result<Vec<u8>, String> {
+        base64::engine::general_purpose::STANDARD
+            .decode(x.string(what)?)
+            .map_err(|e| format!("illegal base64 data in {what}: {e}"))
+    };
+    let list = |x: &Value, what: &str| -> Result<Vec<Value>, String> {
+        match x {
+            Value::Array(a) if a.is_empty() => Err(format!("{what:?} contains no entries")),
+            Value::Array(a) => Ok(a.clone()),
+            other => Err(strict_json::cannot_unmarshal(other, what, "[]string")),
+        }
+    };
+    let mut sources: Vec<KeySources> = Vec::new();
+    let mut keyless = 0;
+    let mut rekor = false;
+    let mut id = None;
+    for (k, x) in v.object()? {
+        match k.as_str() {
+            "type" => {}
+            "keyPath" => sources.push(KeySources::Paths(vec![PathBuf::from(x.string("keyPath")?)])),
+            "keyPaths" => sources.push(KeySources::Paths(
+                list(x, "keyPaths")?
+                    .iter()
+                    .map(|p| p.string("keyPaths").map(PathBuf::from))
+                    .collect::<Result<_, _>>()?,
+            )),
+            "keyData" => sources.push(KeySources::Datas(vec![b64(x, "keyData")?])),
+            "keyDatas" => sources.push(KeySources::Datas(
+                list(x, "keyDatas")?
+                    .iter()
+                    .map(|d| b64(d, "keyDatas"))
+                    .collect::<Result<_, _>>()?,
+            )),
+            "fulcio" | "pki" => {
+                x.object()?;
+                keyless += 1;
+            }
+            "rekorPublicKeyPath" | "rekorPublicKeyPaths" | "rekorPublicKeyData" | "rekorPublicKeyDatas" => rekor = true,
+            "signedIdentity" => id = Some(identity(x)?),
+            other => return Err(format!("Unknown key {other:?}")),
+        }
+    }
+    if sources.len() + keyless != 1 {
+        return Err("exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio, and pki must be specified".into());
+    }
+    Ok(Requirement::SigstoreSigned {
+        keyless: keyless > 0 || rekor,
+        keys: sources.pop(),
+        identity: id.ok_or("signedIdentity not specified")?,
+    })
+}
 
 fn signed_by(v: &Value) -> Result<Requirement, String> {
     let obj = v.object()?;

@@ -18,7 +18,7 @@ pub struct PolicyImage<'a> {
     pub docker_reference: Option<DockerReference>,
     /// The (instance) manifest the signatures must name.
     pub manifest: &'a [u8],
-    /// Its simple signatures, unverified.
+    /// Its signatures, unverified, in blob form (simple and sigstore).
     pub signatures: &'a [bytes::Bytes],
 }
 
@@ -79,9 +79,11 @@ fn allowed(r: &Requirement, img: &PolicyImage) -> Result<Option<String>, Rejecti
         Requirement::InsecureAcceptAnything => Ok(None),
         Requirement::Reject => Err(Rejection(format!("Running image {} is rejected by policy.", img.name))),
         Requirement::SignedBaseLayer => Err(Rejection("signedBaseLayer not implemented yet!".into())),
-        Requirement::SigstoreSigned => Err(Rejection(
-            "sigstoreSigned requirements are not yet supported by kopeo".into(),
-        )),
+        Requirement::SigstoreSigned {
+            keys,
+            keyless,
+            identity,
+        } => sigstore_allowed(keys.as_ref(), *keyless, identity, img),
         Requirement::SignedBy {
             key_type,
             keys,
@@ -97,8 +99,16 @@ fn allowed(r: &Requirement, img: &PolicyImage) -> Result<Option<String>, Rejecti
             }
             let accepted = trusted.fingerprints();
             let mut reasons = Vec::new();
-            for sig in img.signatures {
-                match accept_one(&trusted, &accepted, identity, img, sig) {
+            // Only simple signatures count for signedBy (upstream's image.Signatures).
+            let simple = img
+                .signatures
+                .iter()
+                .filter_map(|b| match crate::signature::blob::Signature::from_blob(b) {
+                    Ok(crate::signature::blob::Signature::Simple(s)) => Some(s),
+                    _ => None,
+                });
+            for sig in simple {
+                match accept_one(&trusted, &accepted, identity, img, &sig) {
                     Ok(key) => return Ok(Some(key)),
                     Err(e) => reasons.push(e.to_string()),
                 }
@@ -109,6 +119,90 @@ fn allowed(r: &Requirement, img: &PolicyImage) -> Result<Option<String>, Rejecti
                 _ => format!("None of the signatures were accepted, reasons: {}", reasons.join("; ")),
             }))
         }
+    }
+}
+
+fn sigstore_allowed(
+    keys: Option<&super::config::KeySources>,
+    keyless: bool,
+    identity: &IdentityMatch,
+    img: &PolicyImage,
+) -> Result<Option<String>, Rejection> {
+    use super::config::KeySources;
+    use crate::signature::blob::{SIGSTORE_MIME_TYPE, Signature};
+    if keyless {
+        // Certificates and transparency logs need checks kopeo does not make
+        // yet: refusing is the only safe answer.
+        return Err(Rejection(
+            "sigstoreSigned with fulcio, pki or a Rekor key is not yet supported by kopeo (only keyPath/keyPaths/keyData/keyDatas)".into(),
+        ));
+    }
+    let datas = match keys {
+        Some(KeySources::Datas(d)) => d.clone(),
+        Some(KeySources::Paths(p)) => p
+            .iter()
+            .map(|p| key_data(&KeySource::Path(p.clone())))
+            .collect::<Result<_, _>>()?,
+        None => vec![],
+    };
+    let mut public = Vec::new();
+    for (i, d) in datas.iter().enumerate() {
+        public.extend(
+            crate::signature::sigstore::parse_public_keys(d)
+                .map_err(|e| Rejection(format!("parsing public key {}: {e}", i + 1)))?,
+        );
+    }
+    let (mut others, mut non_attachments, mut reasons) = (0, 0, Vec::new());
+    for blob in img.signatures {
+        let s = match Signature::from_blob(blob) {
+            Ok(Signature::Sigstore(s)) if s.mime_type == SIGSTORE_MIME_TYPE => s,
+            Ok(Signature::Sigstore(_)) => {
+                non_attachments += 1;
+                continue;
+            }
+            _ => {
+                others += 1;
+                continue;
+            }
+        };
+        let verdict = crate::signature::sigstore::verify(
+            &public,
+            &s,
+            |d| digest_matches(img, d),
+            |signed| identity_matches(identity, img, signed),
+        );
+        match verdict {
+            Ok(_) => return Ok(Some("sigstore public key".into())),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    Err(Rejection(match reasons.len() {
+        0 if others == 0 && non_attachments == 0 => "A signature was required, but no signature exists".into(),
+        0 => format!(
+            "A signature was required, but no signature exists ({others} non-sigstore signatures, {non_attachments} sigstore non-signature attachments)"
+        ),
+        1 => reasons.remove(0),
+        _ => format!("None of the signatures were accepted, reasons: {}", reasons.join("; ")),
+    }))
+}
+
+fn digest_matches(img: &PolicyImage, d: &crate::digest::Digest) -> Result<(), SignatureError> {
+    if crate::signature::manifest_digest(img.manifest)? == *d {
+        Ok(())
+    } else {
+        Err(SignatureError::Invalid(format!(
+            "Signature for digest {d} does not match"
+        )))
+    }
+}
+
+fn identity_matches(identity: &IdentityMatch, img: &PolicyImage, signed: &str) -> Result<(), SignatureError> {
+    if matches(identity, img.docker_reference.as_ref(), signed) {
+        Ok(())
+    } else {
+        Err(SignatureError::Invalid(format!(
+            "Signature for identity {signed:?} is not accepted"
+        )))
     }
 }
 
@@ -123,24 +217,8 @@ fn accept_one(
         trusted,
         accepted,
         sig,
-        |d| {
-            if crate::signature::manifest_digest(img.manifest)? == *d {
-                Ok(())
-            } else {
-                Err(SignatureError::Invalid(format!(
-                    "Signature for digest {d} does not match"
-                )))
-            }
-        },
-        |signed| {
-            if matches(identity, img.docker_reference.as_ref(), signed) {
-                Ok(())
-            } else {
-                Err(SignatureError::Invalid(format!(
-                    "Signature for identity {signed:?} is not accepted"
-                )))
-            }
-        },
+        |d| digest_matches(img, d),
+        |signed| identity_matches(identity, img, signed),
     )?;
     Ok(ok.key)
 }
