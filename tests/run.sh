@@ -16,6 +16,8 @@ command -v zstd >/dev/null || need+=(zstd)
 # Signing tests: keys and signatures made by GnuPG as a user's keyring does;
 # kopeo's default trust policy is the system's policy.json.
 command -v gpg >/dev/null || need+=(gnupg)
+# The independent reader of cosign key files (tests/it/support/cosign_key.py).
+command -v python3 >/dev/null || need+=(python3-minimal)
 [ -e /etc/containers/policy.json ] || need+=(golang-github-containers-common)
 if ((${#need[@]})); then
   echo "tests/run.sh: installing ${need[*]}" >&2

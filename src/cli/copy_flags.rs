@@ -55,16 +55,9 @@ pub struct CopyFlags {
 impl CopyFlags {
     /// Refuse what kopeo cannot do yet rather than ignore it.
     pub fn refuse_unsupported(&self) -> Result<(), CliError> {
-        let signing = [
-            &self.sign_by_sq_fingerprint,
-            &self.sign_by_sigstore,
-            &self.sign_by_sigstore_private_key,
-        ]
-        .iter()
-        .any(|f| f.is_some());
-        if signing {
+        if self.sign_by_sq_fingerprint.is_some() {
             return Err(CliError::new(
-                "not yet supported by kopeo: signing with Sequoia or sigstore (--sign-by-sq-fingerprint, --sign-by-sigstore*); --sign-by signs with GnuPG",
+                "not yet supported by kopeo: signing with Sequoia (--sign-by-sq-fingerprint); --sign-by signs with GnuPG",
             ));
         }
         Ok(())
@@ -86,20 +79,35 @@ impl CopyFlags {
                 Some(r)
             }
         };
-        let passphrase = super::signing::read_passphrase_file(
-            self.sign_passphrase_file
-                .as_ref()
-                .map(std::path::PathBuf::from)
-                .as_ref(),
-        )?;
-        if passphrase.is_some() && self.sign_by.is_none() {
+        if self.sign_passphrase_file.is_some()
+            && self.sign_by.is_some() as u8 + self.sign_by_sigstore_private_key.is_some() as u8 > 1
+        {
             return Err(CliError::new(
-                "--sign-passphrase-file is only meaningful with --sign-by",
+                "Only one of --sign-by, --sign-by-sq-fingerprint and --sign-by-sigstore-private-key can be used with --sign-passphrase-file",
             ));
+        }
+        let passphrase_file = self.sign_passphrase_file.as_ref().map(std::path::PathBuf::from);
+        let passphrase = super::signing::read_passphrase_file(passphrase_file.as_ref())?;
+        let mut sigstore = None;
+        if let Some(key) = &self.sign_by_sigstore_private_key {
+            let p = match &passphrase {
+                Some(p) => p.clone(),
+                None => super::signing::prompt_passphrase(key)?,
+            };
+            sigstore = Some(super::signing::open_sigstore_key(std::path::Path::new(key), &p)?);
+        }
+        if let Some(params) = &self.sign_by_sigstore {
+            if sigstore.is_some() {
+                return Err(CliError::new(
+                    "--sign-by-sigstore and --sign-by-sigstore-private-key cannot be used together",
+                ));
+            }
+            sigstore = Some(super::signing::sigstore_from_param_file(std::path::Path::new(params))?);
         }
         Ok(SigningOptions {
             sign_by: self.sign_by.clone(),
-            passphrase: passphrase.map(Passphrase),
+            passphrase: passphrase.filter(|_| self.sign_by.is_some()).map(Passphrase),
+            sigstore,
             identity,
         })
     }

@@ -134,6 +134,8 @@ enum Command {
     StandaloneSign(signing::StandaloneSignArgs),
     /// Verify a signature using local files
     StandaloneVerify(signing::StandaloneVerifyArgs),
+    /// Generate a sigstore public/private key pair
+    GenerateSigstoreKey(signing::GenerateSigstoreKeyArgs),
 }
 
 /// `kopeo operator`.
@@ -399,6 +401,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::Logout(a) => login::logout(a),
         Command::StandaloneSign(a) => signing::standalone_sign(a),
         Command::StandaloneVerify(a) => signing::standalone_verify(a),
+        Command::GenerateSigstoreKey(a) => signing::generate_sigstore_key(a),
         Command::Run(a) => {
             let (out, ready) = crate::operator::from_files::run(&a.files, &crate::timestamp::now_rfc3339())
                 .await

@@ -197,11 +197,14 @@ pub async fn copy(
     if opts.signing.signs() {
         // Before any blob moves: a destination that keeps no signatures
         // would otherwise get the image unsigned.
-        dst.supports_signatures()
-            .map_err(|source| CopyError::SigningNotPossible {
-                destination: dst.describe(),
-                source,
-            })?;
+        let supported = match opts.signing.sigstore {
+            Some(_) => dst.supports_signatures().and_then(|()| dst.supports_sigstore()),
+            None => dst.supports_signatures(),
+        };
+        supported.map_err(|source| CopyError::SigningNotPossible {
+            destination: dst.describe(),
+            source,
+        })?;
     }
     // Judging the source or writing signatures needs the whole copy: the
     // destination holding the image already does not end it early.

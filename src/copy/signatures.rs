@@ -138,12 +138,7 @@ pub(super) async fn store(
     instance: Option<&Digest>,
     opts: &CopyOptions,
 ) -> Result<(), CopyError> {
-    if let Some(key) = &opts.signing.sign_by {
-        dst.supports_signatures()
-            .map_err(|source| CopyError::SigningNotPossible {
-                destination: dst.describe(),
-                source,
-            })?;
+    if opts.signing.signs() {
         let identity = match &opts.signing.identity {
             Some(i) if i.is_name_only() => return Err(CopyError::SignIdentityNotFull(i.to_string())),
             Some(i) => i.clone(),
@@ -152,18 +147,40 @@ pub(super) async fn store(
                 .clone()
                 .ok_or_else(|| CopyError::NoSignIdentity(ctx.dest_name.clone()))?,
         };
-        note(opts, "Creating signature: Signing image using simple signing");
-        let key = key.clone();
-        let (manifest, identity) = (manifest.to_vec(), identity.to_string());
-        let passphrase = opts.signing.passphrase.clone();
-        // gpg runs as a child process: off the async threads.
-        let sig = tokio::task::spawn_blocking(move || {
-            crate::signature::sign_simple(&manifest, &identity, &key, passphrase.as_ref().map(|p| p.0.as_str()))
-        })
-        .await
-        .map_err(|e| CopyError::Signing(crate::signature::SignatureError::Gpg(e.to_string())))?
-        .map_err(CopyError::Signing)?;
-        sigs.push(Bytes::from(sig));
+        let both = opts.signing.sign_by.is_some() && opts.signing.sigstore.is_some();
+        if let Some(key) = &opts.signing.sign_by {
+            note(
+                opts,
+                if both {
+                    "Creating signature 1: Signing image using simple signing"
+                } else {
+                    "Creating signature: Signing image using simple signing"
+                },
+            );
+            let key = key.clone();
+            let (manifest, identity) = (manifest.to_vec(), identity.to_string());
+            let passphrase = opts.signing.passphrase.clone();
+            // gpg runs as a child process: off the async threads.
+            let sig = tokio::task::spawn_blocking(move || {
+                crate::signature::sign_simple(&manifest, &identity, &key, passphrase.as_ref().map(|p| p.0.as_str()))
+            })
+            .await
+            .map_err(|e| CopyError::Signing(crate::signature::SignatureError::Gpg(e.to_string())))?
+            .map_err(CopyError::Signing)?;
+            sigs.push(Bytes::from(sig));
+        }
+        if let Some(key) = &opts.signing.sigstore {
+            note(
+                opts,
+                if both {
+                    "Creating signature 2: Signing image using a sigstore signature"
+                } else {
+                    "Creating signature: Signing image using a sigstore signature"
+                },
+            );
+            let s = key.0.sign(manifest, &identity).map_err(CopyError::Signing)?;
+            sigs.push(crate::signature::blob::Signature::Sigstore(s).to_blob());
+        }
     }
     if sigs.is_empty() {
         return Ok(());

@@ -13,6 +13,23 @@ impl std::fmt::Debug for Passphrase {
     }
 }
 
+/// An opened sigstore private key (its passphrase already used).
+#[derive(Clone)]
+pub struct SigstoreKey(pub std::sync::Arc<crate::signature::sigstore_key::Signer>);
+
+impl std::fmt::Debug for SigstoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigstoreKey(<private>)")
+    }
+}
+
+impl PartialEq for SigstoreKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for SigstoreKey {}
+
 /// Signatures to add to the copied image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SigningOptions {
@@ -20,6 +37,8 @@ pub struct SigningOptions {
     pub sign_by: Option<String>,
     /// Its passphrase; `None` lets gpg-agent ask or use an unprotected key.
     pub passphrase: Option<Passphrase>,
+    /// Sign with this sigstore private key too.
+    pub sigstore: Option<SigstoreKey>,
     /// The identity signed for; the destination's reference when unset.
     pub identity: Option<DockerReference>,
 }
@@ -27,7 +46,7 @@ pub struct SigningOptions {
 impl SigningOptions {
     /// Whether any signature is to be made.
     pub fn signs(&self) -> bool {
-        self.sign_by.is_some()
+        self.sign_by.is_some() || self.sigstore.is_some()
     }
 }
 
@@ -40,6 +59,7 @@ mod tests {
         let o = SigningOptions {
             sign_by: Some("k".into()),
             passphrase: Some(Passphrase("hunter2".into())),
+            sigstore: None,
             identity: None,
         };
         assert!(!format!("{o:?}").contains("hunter2"));

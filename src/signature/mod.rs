@@ -8,6 +8,7 @@ pub mod lookaside;
 pub mod openpgp;
 pub mod policy;
 pub mod sigstore;
+pub mod sigstore_key;
 pub mod simple;
 pub(crate) mod strict_json;
 
@@ -23,6 +24,9 @@ pub enum SignatureError {
     TooLarge(usize),
     #[error("reading public keys: {0}")]
     Keys(String),
+    /// A private key could not be made, read or used.
+    #[error("{0}")]
+    PrivateKey(String),
     #[error("invalid passphrase: must not contain a line break")]
     PassphraseLineBreak,
     #[error("Bad passphrase")]

@@ -38,6 +38,11 @@ impl Payload {
 
     /// The JSON containers/image writes: keys in Go's sorted map order.
     pub fn to_json(&self) -> Vec<u8> {
+        self.to_json_typed(SIGNATURE_TYPE)
+    }
+
+    /// As [`Payload::to_json`], with `signature_type` as `critical.type`.
+    pub fn to_json_typed(&self, signature_type: &str) -> Vec<u8> {
         let mut optional = serde_json::Map::new();
         if let Some(c) = &self.creator {
             optional.insert("creator".into(), c.clone().into());
@@ -49,7 +54,7 @@ impl Payload {
             "critical": {
                 "identity": {"docker-reference": self.docker_reference},
                 "image": {"docker-manifest-digest": self.manifest_digest.to_string()},
-                "type": SIGNATURE_TYPE,
+                "type": signature_type,
             },
             "optional": optional,
         });

@@ -315,6 +315,17 @@ impl ImageDestination for DockerDestination {
         }
     }
 
+    fn supports_sigstore(&self) -> Result<(), TransportError> {
+        match &self.signatures {
+            Some(s) if s.config.use_sigstore_attachments(&self.reference) => Ok(()),
+            Some(_) => Err(TransportError::Attachment(
+                "writing sigstore attachments is disabled by configuration (registries.d: use-sigstore-attachments)"
+                    .into(),
+            )),
+            None => Err(TransportError::NoLookaside(self.describe())),
+        }
+    }
+
     async fn put_signatures(&self, signatures: &[Bytes], instance: Option<&Digest>) -> Result<(), TransportError> {
         if signatures.is_empty() {
             return Ok(());

@@ -158,6 +158,11 @@ pub trait ImageDestination: Send + Sync {
             "Pushing signatures for OCI images is not supported",
         ))
     }
+    /// Whether sigstore signatures in particular can be stored here (a
+    /// registry keeps them as attachments only where configured to).
+    fn supports_sigstore(&self) -> Result<(), TransportError> {
+        self.supports_signatures()
+    }
     /// Store the signatures of the top-level manifest (`None`) or of an
     /// instance, after that manifest was put.
     async fn put_signatures(&self, signatures: &[Bytes], _instance: Option<&Digest>) -> Result<(), TransportError> {

@@ -80,4 +80,5 @@ pub(super) fn signature_files(dir: &Path) -> Vec<String> {
 
 mod policy;
 mod registry;
+mod sigstore_keys;
 mod simple;
