@@ -417,7 +417,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
             let client = kube::Client::try_default()
                 .await
                 .map_err(|e| CliError::new(format!("connecting to the cluster: {e}")))?;
-            operator(client, a).await
+            operator(client, a, global).await
         }
         Command::Crd => {
             let yaml = crate::operator::crd_yaml().map_err(|e| CliError::new(format!("rendering the CRDs: {e}")))?;
@@ -429,7 +429,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
 
 /// `kopeo operator`: metrics and health served, leader election, and a
 /// clean stop on SIGTERM or SIGINT.
-async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError> {
+async fn operator(client: kube::Client, a: OperatorArgs, global: &Global) -> Result<(), CliError> {
     use crate::operator::controller::run_until;
     use crate::operator::{LeaderElection, OperatorOptions};
     let mut opts = OperatorOptions {
@@ -442,6 +442,11 @@ async fn operator(client: kube::Client, a: OperatorArgs) -> Result<(), CliError>
         },
         ..Default::default()
     };
+    // --registries.d configures signature storage as for copies; without
+    // it, sigstore attachments (kept in the registries) are carried along.
+    if global.registries_d.is_some() {
+        opts.signatures = global.signature_storage()?;
+    }
     if a.leader_elect {
         opts.leader_election = Some(LeaderElection {
             namespace: a

@@ -137,6 +137,8 @@ pub struct CopyReport {
     pub blobs_copied: u64,
     pub blobs_reused: u64,
     pub bytes_copied: u64,
+    /// Which keys' signatures the policy accepted (empty when it asked for none).
+    pub verified_by: Vec<String>,
 }
 
 impl CopyReport {
@@ -149,6 +151,7 @@ impl CopyReport {
             blobs_copied: 0,
             blobs_reused: 0,
             bytes_copied: 0,
+            verified_by: vec![],
         }
     }
 }
@@ -158,6 +161,14 @@ struct Stats {
     copied: AtomicU64,
     reused: AtomicU64,
     bytes: AtomicU64,
+    /// Keys the policy accepted signatures of, per image judged.
+    verified: std::sync::Mutex<Vec<String>>,
+}
+
+impl Stats {
+    fn note_verified(&self, keys: Vec<String>) {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).extend(keys);
+    }
 }
 
 /// Open both references and copy.
@@ -258,7 +269,7 @@ pub async fn copy(
         }
     } else if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
         let sigs = signatures::read(ctx, src, None, &bytes, opts).await?;
-        signatures::admit(ctx, &sigs, &bytes)?;
+        stats.note_verified(signatures::admit(ctx, &sigs, &bytes)?);
         let carried = signatures::carry(dst, sigs, opts)?;
         let kept = signatures::keeping(&carried, opts);
         let (s2, s2_mime) = schema1::copy(src, dst, &bytes, kept.as_ref().unwrap_or(opts), &stats).await?;
@@ -301,6 +312,12 @@ pub async fn copy(
         blobs_copied: stats.copied.load(Ordering::Relaxed),
         blobs_reused: stats.reused.load(Ordering::Relaxed),
         bytes_copied: stats.bytes.load(Ordering::Relaxed),
+        verified_by: {
+            let mut v = stats.verified.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            v.sort();
+            v.dedup();
+            v
+        },
     })
 }
 

@@ -86,15 +86,16 @@ pub(super) async fn read(
 }
 
 /// The policy gate for one image, before anything of it is written:
-/// `Source image rejected: …` unless the policy allows it.
-pub(super) fn admit(ctx: &SignatureContext, signatures: &[Bytes], manifest: &[u8]) -> Result<(), CopyError> {
+/// `Source image rejected: …` unless the policy allows it; the keys whose
+/// signatures it accepted.
+pub(super) fn admit(ctx: &SignatureContext, signatures: &[Bytes], manifest: &[u8]) -> Result<Vec<String>, CopyError> {
     let Some(p) = ctx.policy.as_ref().filter(|_| ctx.judges()) else {
-        return Ok(());
+        return Ok(vec![]);
     };
     match p.check(&ctx.policy_image(manifest, signatures)) {
         Ok(v) => {
             tracing::debug!(keys = ?v.keys, image = %ctx.source_name, "the policy accepted the source image");
-            Ok(())
+            Ok(v.keys)
         }
         Err(e) => Err(CopyError::Rejected(e)),
     }

@@ -53,7 +53,7 @@ pub async fn copy_single(
         As::Instance(d) => Some(d.clone()),
     };
     let sigs = signatures::read(ctx, src, source_instance.as_ref(), &bytes, opts).await?;
-    signatures::admit(ctx, &sigs, &bytes)?;
+    stats.note_verified(signatures::admit(ctx, &sigs, &bytes)?);
     let carried = signatures::carry(dst, sigs, opts)?;
     let kept = signatures::keeping(&carried, opts);
     let opts = kept.as_ref().unwrap_or(opts);

@@ -47,6 +47,8 @@ pub struct OperatorOptions {
     pub namespaces: Vec<String>,
     /// Which local transports ImageCopy may use (registries only by default).
     pub local: LocalAccess,
+    /// Where signatures of registry images are read and written.
+    pub signatures: Arc<crate::signature::lookaside::SignatureStorage>,
 }
 
 impl Default for OperatorOptions {
@@ -59,8 +61,23 @@ impl Default for OperatorOptions {
             progress_interval: Duration::from_secs(10),
             namespaces: vec![],
             local: LocalAccess::RegistriesOnly,
+            signatures: Arc::new(default_signature_storage()),
         }
     }
+}
+
+/// The operator's signature storage when no registries.d is given: sigstore
+/// attachments (cosign's, kept in the registries themselves) are read and
+/// carried along; a pod has no lookaside directory of its own.
+pub fn default_signature_storage() -> crate::signature::lookaside::SignatureStorage {
+    use crate::signature::lookaside::{Namespace, RegistriesD, SignatureStorage};
+    SignatureStorage::new(RegistriesD {
+        default_docker: Some(Namespace {
+            use_sigstore_attachments: Some(true),
+            ..Default::default()
+        }),
+        docker: Default::default(),
+    })
 }
 
 /// Shared by all reconciles.
@@ -77,6 +94,8 @@ pub struct Context {
     pub(crate) credentials: std::sync::RwLock<Vec<CredentialCache>>,
     /// Which local transports ImageCopy may use.
     pub(crate) local: LocalAccess,
+    /// Where signatures of registry images are read and written.
+    pub(crate) signatures: Arc<crate::signature::lookaside::SignatureStorage>,
 }
 
 pub(crate) fn now() -> String {

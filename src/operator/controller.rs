@@ -140,6 +140,7 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         work: tokio::sync::Semaphore::new(usize::from(opts.concurrency.max(1))),
         credentials: Default::default(),
         local: opts.local.clone(),
+        signatures: opts.signatures.clone(),
     });
     // With watched namespaces, every watch is namespaced: a Role per
     // namespace is all the RBAC the operator needs.

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Why the manifests could not be reconciled.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,7 @@ pub enum FromFilesError {
 #[derive(Default)]
 struct Manifests {
     secrets: Vec<Secret>,
+    config_maps: Vec<k8s_openapi::api::core::v1::ConfigMap>,
     creds: Vec<RegistryCredential>,
     copies: Vec<ImageCopy>,
     syncs: Vec<ImageSync>,
@@ -149,6 +151,7 @@ fn parse_documents(p: &Path, text: &str, m: &mut Manifests) -> Result<(), FromFi
                 }
                 m.secrets.push(serde_json::from_value(v.clone()).map_err(err)?);
             }
+            ("v1", "ConfigMap") => m.config_maps.push(serde_json::from_value(v.clone()).map_err(err)?),
             ("kopeo.dev/v1alpha1", "RegistryCredential") => {
                 m.creds.push(serde_json::from_value(v.clone()).map_err(err)?)
             }
@@ -251,12 +254,31 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
             .iter()
             .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
         {
-            let env = CopyEnv {
+            let mut env = CopyEnv {
                 src: rendered.side(&c.spec.source),
                 dest: rendered.side(&c.spec.destination),
                 // `kopeo run` acts for its user: every transport, paths as written.
                 local: Default::default(),
+                // Keys resolve only within the resource's own namespace.
+                verify_keys: c.spec.verify.as_ref().map(|v| {
+                    crate::operator::verify_keys::pick(
+                        &v.keys,
+                        |n| {
+                            m.secrets
+                                .iter()
+                                .find(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == n)
+                        },
+                        |n| {
+                            m.config_maps
+                                .iter()
+                                .find(|c| c.namespace().as_deref() == Some(ns.as_str()) && c.name_any() == n)
+                        },
+                    )
+                }),
             };
+            let storage = Arc::new(crate::operator::context::default_signature_storage());
+            env.src.signature_storage = Some(storage.clone());
+            env.dest.signature_storage = Some(storage);
             let st = reconcile(c, &env, now, None).await;
             statuses.push((
                 "ImageCopy".into(),
@@ -266,7 +288,25 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
             ));
         }
         for s in m.syncs.iter().filter(|s| s.namespace().as_deref() == Some(ns.as_str())) {
-            let st = super::image_sync::reconcile::reconcile(s, &rendered, now, None).await;
+            let sig = crate::operator::verify_keys::SignatureEnv {
+                verify_keys: s.spec.verify.as_ref().map(|v| {
+                    crate::operator::verify_keys::pick(
+                        &v.keys,
+                        |n| {
+                            m.secrets
+                                .iter()
+                                .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == n)
+                        },
+                        |n| {
+                            m.config_maps
+                                .iter()
+                                .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == n)
+                        },
+                    )
+                }),
+                storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
+            };
+            let st = super::image_sync::reconcile::reconcile(s, &rendered, &sig, now, None).await;
             statuses.push((
                 "ImageSync".into(),
                 ns.clone(),

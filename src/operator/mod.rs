@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod progress;
 pub mod registry_credential;
 mod supervise;
+mod verify_keys;
 
 pub use context::{Error, LeaderElection, OperatorOptions};
 

@@ -17,6 +17,7 @@ pub mod format;
 pub mod platform;
 pub mod retry;
 pub mod signing;
+pub mod verify;
 
 pub use compression::{CompressionError, CompressionFormat, CompressionSettings, LEVEL_RANGE, level_in_range};
 pub use format::{FormatError, ManifestFormat};

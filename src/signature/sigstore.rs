@@ -24,6 +24,8 @@ pub struct PublicKey {
     /// The algorithms to try (RSA signatures may be PKCS#1 v1.5 or PSS).
     algorithms: Vec<&'static dyn VerificationAlgorithm>,
     key: Vec<u8>,
+    /// `sha256:HEX` of the key's SubjectPublicKeyInfo: how status names it.
+    pub id: String,
 }
 
 /// Every `PUBLIC KEY` PEM block in `data`.
@@ -85,17 +87,21 @@ fn from_spki(der: &[u8]) -> Result<PublicKey, SignatureError> {
             )));
         }
     };
-    Ok(PublicKey { algorithms, key })
+    Ok(PublicKey {
+        algorithms,
+        key,
+        id: crate::digest::Digest::sha256_of(der).to_string(),
+    })
 }
 
 /// Verify `s` with one of `keys`, then check what its payload says (upstream's
-/// `VerifySigstorePayload`).
+/// `VerifySigstorePayload`); the payload and the id of the key that verified it.
 pub fn verify(
     keys: &[PublicKey],
     s: &Sigstore,
     check_digest: impl FnOnce(&Digest) -> Result<(), SignatureError>,
     check_reference: impl FnOnce(&str) -> Result<(), SignatureError>,
-) -> Result<Payload, SignatureError> {
+) -> Result<(Payload, String), SignatureError> {
     if s.mime_type != SIGSTORE_MIME_TYPE {
         return Err(SignatureError::Invalid(format!(
             "Unexpected MIME type for sigstore payload {:?}",
@@ -109,20 +115,20 @@ pub fn verify(
     let signature = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| SignatureError::Invalid(format!("base64 decoding: {e}")))?;
-    let ok = keys.iter().any(|k| {
+    let by = keys.iter().find(|k| {
         k.algorithms.iter().any(|a| {
             UnparsedPublicKey::new(*a, &k.key)
                 .verify(&s.payload, &signature)
                 .is_ok()
         })
     });
-    if !ok {
+    let Some(by) = by else {
         return Err(SignatureError::Invalid(
             "cryptographic signature verification failed: no public key verified the signature".into(),
         ));
-    }
+    };
     let payload = Payload::parse_typed(&s.payload, SIGSTORE_SIGNATURE_TYPE).map_err(SignatureError::Invalid)?;
     check_digest(&payload.manifest_digest)?;
     check_reference(&payload.docker_reference)?;
-    Ok(payload)
+    Ok((payload, by.id.clone()))
 }

@@ -213,7 +213,7 @@ mod tests {
         let r = crate::reference::DockerReference::parse_normalized("example.com/a:1").unwrap();
         let s = signer.sign(b"{}", &r).unwrap();
         let keys = super::super::sigstore::parse_public_keys(pair.public_pem.as_bytes()).unwrap();
-        let p = super::super::sigstore::verify(&keys, &s, |_| Ok(()), |_| Ok(())).unwrap();
+        let (p, _) = super::super::sigstore::verify(&keys, &s, |_| Ok(()), |_| Ok(())).unwrap();
         assert_eq!(p.docker_reference, "example.com/a:1");
         let e = load_private(pair.private_pem.as_bytes(), b"wrong").err().unwrap();
         assert_eq!(e.to_string(), "decrypt: encrypted: decryption failed");

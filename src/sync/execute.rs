@@ -34,6 +34,9 @@ pub struct ImageResult {
     pub action: Action,
     pub bytes: u64,
     pub error: Option<String>,
+    /// The trust policy refused the source (its signatures).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
 }
 
 /// The outcome of a whole sync.
@@ -104,6 +107,7 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, absent: bool, n: usiz
         action: Action::Failed,
         bytes: 0,
         error: None,
+        rejected: false,
     };
     match precheck(item, opts, absent).await {
         Ok(Some((Action::Skipped, d))) => {
@@ -166,6 +170,7 @@ async fn sync_one(item: &PlannedImage, opts: &SyncOptions, absent: bool, n: usiz
         }
         Err(e) => {
             tracing::error!(source = %item.source, error = %e, "copying image failed");
+            result.rejected = matches!(e, crate::copy::CopyError::Rejected(_));
             result.error = Some(e.to_string());
         }
     }
@@ -212,6 +217,7 @@ pub async fn execute(plan: &Plan, opts: &SyncOptions) -> SyncReport {
                         action: Action::NotAttempted,
                         bytes: 0,
                         error: None,
+                        rejected: false,
                     };
                     if let Some(f) = &opts.on_done {
                         f(&r, total);

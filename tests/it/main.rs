@@ -20,6 +20,6 @@ mod parity;
 mod registry_copy;
 mod retries;
 mod safety;
-mod signing;
+pub(crate) mod signing;
 mod sync;
 mod tarball;

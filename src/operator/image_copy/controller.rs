@@ -43,13 +43,22 @@ pub(crate) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         },
     };
     let run = run_supervised(&ctx, &api, &*ic, "ImageCopy", reporting, |rendered| {
-        let env = CopyEnv {
+        let mut env = CopyEnv {
             src: rendered.side(&ic.spec.source),
             dest: rendered.side(&ic.spec.destination),
             local: ctx.local.clone(),
+            verify_keys: None,
         };
+        env.src.signature_storage = Some(ctx.signatures.clone());
+        env.dest.signature_storage = Some(ctx.signatures.clone());
         let (ic, at, tally) = (ic.clone(), at.clone(), tally.clone());
-        async move { reconcile(&ic, &env, &at, Some(tally)).await }
+        let (client, ns) = (ctx.client.clone(), ns.clone());
+        async move {
+            if let Some(v) = &ic.spec.verify {
+                env.verify_keys = Some(crate::operator::verify_keys::lookup(&client, &ns, &v.keys).await);
+            }
+            reconcile(&ic, &env, &at, Some(tally)).await
+        }
     })
     .await?;
     let (status, took) = match run {

@@ -52,6 +52,10 @@ pub struct ImageCopySpec {
     /// Stop reconciling (a running copy is cancelled).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// Copy only a source signed with these keys (a signature that does
+    /// not verify stalls the copy with reason SignatureRejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::options::verify::VerifySettings>,
 }
 
 /// What the operator last observed and did.
@@ -82,4 +86,8 @@ pub struct ImageCopyStatus {
     /// How far the running copy has got; absent when no copy runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<crate::operator::progress::CopyProgress>,
+    /// The keys whose signatures `spec.verify` accepted for the last copy
+    /// (OpenPGP fingerprints; `sha256:` digests of sigstore public keys).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verified_by: Vec<String>,
 }

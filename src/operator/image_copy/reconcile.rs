@@ -18,6 +18,8 @@ pub struct CopyEnv {
     pub src: OpenOptions,
     pub dest: OpenOptions,
     pub local: crate::operator::local_access::LocalAccess,
+    /// The data of `spec.verify.keys`, as found in the namespace (or why not).
+    pub verify_keys: Option<Result<Vec<u8>, String>>,
 }
 
 fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {
@@ -81,7 +83,10 @@ fn conditions(st: &mut ImageCopyStatus, v: Verdict, reason: &str, message: &str,
 
 /// Why a copy failed, as a condition reason, and whether retrying can help.
 fn classify(e: &copy::CopyError) -> (&'static str, bool) {
-    if e.is_image_not_found() {
+    if matches!(e, copy::CopyError::Rejected(_)) {
+        // Retrying cannot help until the source (or the keys) change.
+        ("SignatureRejected", false)
+    } else if e.is_image_not_found() {
         ("SourceNotFound", false)
     } else if e.is_unauthorized() {
         ("AuthenticationFailed", false)
@@ -158,6 +163,34 @@ pub async fn reconcile(
             return st;
         }
     };
+    let mut opts = opts;
+    if let Some(v) = &ic.spec.verify {
+        let keys = match &env.verify_keys {
+            Some(Ok(k)) => k,
+            Some(Err(why)) => {
+                conditions(&mut st, STALLED, "VerifyKeysNotFound", why, generation, now);
+                return st;
+            }
+            None => {
+                conditions(
+                    &mut st,
+                    STALLED,
+                    "VerifyKeysNotFound",
+                    "verify.keys were not looked up",
+                    generation,
+                    now,
+                );
+                return st;
+            }
+        };
+        match v.policy(keys) {
+            Ok(p) => opts.policy = Some(Arc::new(p)),
+            Err(e) => {
+                conditions(&mut st, STALLED, "InvalidSpec", &e, generation, now);
+                return st;
+            }
+        }
+    }
     // The spec's retries cover registry requests too, as `--retry-times` does.
     let mut env = env.clone();
     env.src.registry.retry = opts.retry;
@@ -179,6 +212,7 @@ pub async fn reconcile(
             st.blobs_copied = report.blobs_copied;
             st.blobs_reused = report.blobs_reused;
             st.bytes_copied = report.bytes_copied;
+            st.verified_by = report.verified_by.clone();
             st.last_copy_time = Some(now.to_string());
             let msg = format!(
                 "copied {} to {} ({})",

@@ -71,7 +71,18 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     let at = now();
     let run = run_supervised(&ctx, &api, &*s, "ImageSync", reporting, |rendered| {
         let (s, at) = (s.clone(), at.clone());
-        async move { reconcile(&s, &rendered, &at, Some(on_done)).await }
+        let (client, storage) = (ctx.client.clone(), ctx.signatures.clone());
+        let ns = s.namespace().unwrap_or_else(|| "default".into());
+        async move {
+            let mut sig = crate::operator::verify_keys::SignatureEnv {
+                verify_keys: None,
+                storage: Some(storage),
+            };
+            if let Some(v) = &s.spec.verify {
+                sig.verify_keys = Some(crate::operator::verify_keys::lookup(&client, &ns, &v.keys).await);
+            }
+            reconcile(&s, &rendered, &sig, &at, Some(on_done)).await
+        }
     })
     .await?;
     let (mut status, took) = match run {

@@ -104,6 +104,10 @@ pub struct ImageSyncSpec {
     /// Stop syncing (a running sync is cancelled).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+    /// Copy only images signed with these keys (refused images fail with
+    /// reason SignatureRejected; the others are copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<crate::options::verify::VerifySettings>,
 }
 
 /// One image that failed in the last sync.

@@ -28,7 +28,13 @@ pub fn syncing(s: &ImageSync, now: &str, progress: SyncProgress) -> ImageSyncSta
 
 /// Run one sync for `s` (or plan it, with `dryRun`) and return its new
 /// status; `on_done` is told each image's result.
-pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str, on_done: Option<sync::OnDone>) -> ImageSyncStatus {
+pub async fn reconcile(
+    s: &ImageSync,
+    r: &Rendered,
+    sig: &crate::operator::verify_keys::SignatureEnv,
+    now: &str,
+    on_done: Option<sync::OnDone>,
+) -> ImageSyncStatus {
     let generation = s.metadata.generation;
     let mut st = ImageSyncStatus {
         observed_generation: generation,
@@ -81,17 +87,38 @@ pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str, on_done: Option<s
         catalog: sel.catalog.clone(),
         ..Default::default()
     };
-    let copy = match s.spec.copy.to_options() {
+    let mut copy = match s.spec.copy.to_options() {
         Ok(c) => c,
         Err(e) => {
             fail(&mut st, "InvalidSpec", e.to_string());
             return st;
         }
     };
+    if let Some(v) = &s.spec.verify {
+        match sig
+            .verify_keys
+            .clone()
+            .unwrap_or_else(|| Err("verify.keys were not looked up".into()))
+        {
+            Err(why) => {
+                fail(&mut st, "VerifyKeysNotFound", why);
+                return st;
+            }
+            Ok(keys) => match v.policy(&keys) {
+                Ok(p) => copy.policy = Some(std::sync::Arc::new(p)),
+                Err(e) => {
+                    fail(&mut st, "InvalidSpec", e);
+                    return st;
+                }
+            },
+        }
+    }
     let mut src = r.side(&format!("docker://{}/x", s.spec.registry));
     src.pool = Some(Default::default());
+    src.signature_storage = sig.storage.clone();
     let mut dest = r.side(&format!("docker://{}/x", s.spec.destination.trim_end_matches('/')));
     dest.pool = Some(Default::default());
+    dest.signature_storage = sig.storage.clone();
     // The spec's retries cover registry requests too, as `--retry-times` does.
     src.registry.retry = copy.retry;
     dest.registry.retry = copy.retry;
@@ -149,7 +176,16 @@ pub async fn reconcile(s: &ImageSync, r: &Rendered, now: &str, on_done: Option<s
     };
     st.last_sync_time = Some(now.to_string());
     let ok = st.failed == 0;
-    let (reason, msg) = if !ok {
+    let rejected = report.images.iter().filter(|i| i.rejected).count();
+    let (reason, msg) = if !ok && rejected > 0 {
+        (
+            "SignatureRejected",
+            format!(
+                "{} of {} images failed, {rejected} refused by spec.verify",
+                st.failed, st.seen
+            ),
+        )
+    } else if !ok {
         ("SyncFailed", format!("{} of {} images failed", st.failed, st.seen))
     } else if s.spec.dry_run {
         ("Planned", format!("{} images would be copied", st.plan.len()))

@@ -172,7 +172,7 @@ fn sigstore_allowed(
             |signed| identity_matches(identity, img, signed),
         );
         match verdict {
-            Ok(_) => return Ok(Some("sigstore public key".into())),
+            Ok((_, key)) => return Ok(Some(key)),
             Err(e) => reasons.push(e.to_string()),
         }
     }

@@ -11,3 +11,4 @@ mod resources;
 mod run_from_files;
 mod running_copies;
 mod safety;
+mod signatures;

@@ -395,6 +395,24 @@ fn the_operator_needs_exactly_the_rbac_the_chart_grants() {
             "{:?}",
             copies.get("copy").await.map(|c| c.data)
         );
+        // spec.verify reads its keys' ConfigMap (get only; here it is missing).
+        post(
+            format!("{ns}/imagecopies"),
+            json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "verified"},
+            "spec": {"source": format!("docker://{slow}/team/app:1"), "destination": dst.image("mirror/verified:1"),
+                "verify": {"keys": {"configMapKeyRef": {"name": "keys", "key": "cosign.pub"}}}}}),
+        )
+        .await;
+        let mut reason = Value::Null;
+        for _ in 0..400 {
+            let c = copies.get("verified").await.unwrap();
+            reason = c.data["status"]["conditions"][0]["reason"].clone();
+            if reason == "VerifyKeysNotFound" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(reason, "VerifyKeysNotFound");
         let syncs = kopeo_api(&admin, "ImageSync", "imagesyncs");
         for _ in 0..400 {
             let s = syncs.get("sync").await.unwrap();

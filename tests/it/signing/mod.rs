@@ -9,31 +9,31 @@ use crate::support::registry::{Mode, Registry};
 use crate::support::{Run, kopeo_env, skopeo_env, tempdir};
 use std::path::{Path, PathBuf};
 
-pub(super) struct Setup {
+pub(crate) struct Setup {
     pub home: tempfile::TempDir,
     pub gpg: GpgHome,
 }
 
 impl Setup {
-    pub(super) fn new() -> Setup {
+    pub(crate) fn new() -> Setup {
         let home = tempdir();
         let gpg = GpgHome::new(home.path());
         Setup { home, gpg }
     }
-    pub(super) fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         self.home.path().join(p)
     }
-    pub(super) fn s(&self, p: &str) -> String {
+    pub(crate) fn s(&self, p: &str) -> String {
         self.path(p).display().to_string()
     }
-    pub(super) fn kopeo(&self, args: &[&str]) -> Run {
+    pub(crate) fn kopeo(&self, args: &[&str]) -> Run {
         kopeo_env(self.home.path(), args, None, &[self.gpg.env()])
     }
-    pub(super) fn skopeo(&self, args: &[&str]) -> Run {
+    pub(crate) fn skopeo(&self, args: &[&str]) -> Run {
         skopeo_env(self.home.path(), args, &[self.gpg.env()])
     }
     /// A `dir:` image made from a generated layout (Docker schema2 with `docker`).
-    pub(super) fn dir_image(&self, name: &str, docker: bool) -> String {
+    pub(crate) fn dir_image(&self, name: &str, docker: bool) -> String {
         let img = build(
             &self.path(&format!("{name}-src")),
             name,
@@ -48,7 +48,7 @@ impl Setup {
         dir
     }
     /// A policy file: reject by default, `scopes` (transport → scope → requirements JSON).
-    pub(super) fn policy(&self, name: &str, transports: serde_json::Value) -> String {
+    pub(crate) fn policy(&self, name: &str, transports: serde_json::Value) -> String {
         let p = self.path(name);
         let v = serde_json::json!({"default": [{"type": "reject"}], "transports": transports});
         std::fs::write(&p, v.to_string()).expect("writing policy");
@@ -82,3 +82,49 @@ mod policy;
 mod registry;
 mod sigstore_keys;
 mod simple;
+
+/// A sigstore signature made independently of kopeo (openssl's ECDSA over a
+/// cosign-format payload), attached with skopeo as cosign attaches it: an
+/// OCI manifest `sha256-HEX.sig` with the payload as its one layer.
+pub(crate) fn attach_sigstore(t: &Setup, key: &str, repo_ref: &str, digest: &str, identity: &str, n: usize) {
+    let dir = t.path(&format!("attach-{n}"));
+    let layout = dir.join("layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let payload = serde_json::json!({
+        "critical": {"identity": {"docker-reference": identity}, "image": {"docker-manifest-digest": digest},
+                     "type": "cosign container image signature"},
+        "optional": null,
+    })
+    .to_string();
+    std::fs::write(dir.join("payload.json"), &payload).unwrap();
+    crate::support::openssl(
+        &dir,
+        &["dgst", "-sha256", "-sign", key, "-out", "sig.der", "payload.json"],
+    );
+    use base64::Engine as _;
+    let sig = base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join("sig.der")).unwrap());
+    let (pd, ps) = crate::support::image::put(&layout, payload.as_bytes());
+    let config = br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let (cd, cs) = crate::support::image::put(&layout, config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": pd, "size": ps,
+                    "annotations": {"dev.cosignproject.cosign/signature": sig}}],
+    })
+    .to_string();
+    let (md, ms) = crate::support::image::put(&layout, manifest.as_bytes());
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": md, "size": ms, "annotations": {"org.opencontainers.image.ref.name": "sig"}}]});
+    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    let tag = format!("{repo_ref}:{}.sig", digest.replace(':', "-"));
+    t.skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!("oci:{}:sig", layout.display()),
+        &tag,
+    ])
+    .ok();
+}

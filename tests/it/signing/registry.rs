@@ -225,52 +225,6 @@ fn sync_judges_every_image_by_the_policy() {
     assert!(!out.join("app:unsigned").exists());
 }
 
-/// A sigstore signature made independently of kopeo (openssl's ECDSA over a
-/// cosign-format payload), attached with skopeo as cosign attaches it: an
-/// OCI manifest `sha256-HEX.sig` with the payload as its one layer.
-fn attach_sigstore(t: &Setup, key: &str, repo_ref: &str, digest: &str, identity: &str, n: usize) {
-    let dir = t.path(&format!("attach-{n}"));
-    let layout = dir.join("layout");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    let payload = serde_json::json!({
-        "critical": {"identity": {"docker-reference": identity}, "image": {"docker-manifest-digest": digest},
-                     "type": "cosign container image signature"},
-        "optional": null,
-    })
-    .to_string();
-    std::fs::write(dir.join("payload.json"), &payload).unwrap();
-    crate::support::openssl(
-        &dir,
-        &["dgst", "-sha256", "-sign", key, "-out", "sig.der", "payload.json"],
-    );
-    use base64::Engine as _;
-    let sig = base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join("sig.der")).unwrap());
-    let (pd, ps) = crate::support::image::put(&layout, payload.as_bytes());
-    let config = br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let (cd, cs) = crate::support::image::put(&layout, config);
-    let manifest = serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-        "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": pd, "size": ps,
-                    "annotations": {"dev.cosignproject.cosign/signature": sig}}],
-    })
-    .to_string();
-    let (md, ms) = crate::support::image::put(&layout, manifest.as_bytes());
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": md, "size": ms, "annotations": {"org.opencontainers.image.ref.name": "sig"}}]});
-    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
-    let tag = format!("{repo_ref}:{}.sig", digest.replace(':', "-"));
-    t.skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--preserve-digests",
-        &format!("oci:{}:sig", layout.display()),
-        &tag,
-    ])
-    .ok();
-}
-
 #[test]
 fn sigstore_attachments_are_verified_by_key_and_carried_along() {
     let t = Setup::new();

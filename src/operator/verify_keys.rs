@@ -1,0 +1,65 @@
+//! Finding `spec.verify.keys`: one key of a Secret or ConfigMap in the
+//! resource's own namespace (never another's), read when a copy runs.
+
+use crate::options::verify::KeySelector;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+
+/// What the signature stages of a resource's copies need from the operator:
+/// the verify keys found (or why not) and where signatures are stored.
+#[derive(Clone, Default)]
+pub struct SignatureEnv {
+    pub verify_keys: Option<Result<Vec<u8>, String>>,
+    pub storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
+}
+
+/// The key data `sel` names, given the namespace's objects by name.
+pub(crate) fn pick<'a>(
+    sel: &KeySelector,
+    secret: impl Fn(&str) -> Option<&'a Secret>,
+    config_map: impl Fn(&str) -> Option<&'a ConfigMap>,
+) -> Result<Vec<u8>, String> {
+    let (kind, nk) = sel.target()?;
+    let found = match kind {
+        "Secret" => secret(&nk.name).map(|s| {
+            s.data
+                .as_ref()
+                .and_then(|d| d.get(&nk.key).map(|b| b.0.clone()))
+                .or_else(|| {
+                    s.string_data
+                        .as_ref()
+                        .and_then(|d| d.get(&nk.key))
+                        .map(|v| v.clone().into_bytes())
+                })
+        }),
+        _ => config_map(&nk.name).map(|c| {
+            c.data
+                .as_ref()
+                .and_then(|d| d.get(&nk.key).map(|v| v.clone().into_bytes()))
+                .or_else(|| c.binary_data.as_ref().and_then(|d| d.get(&nk.key)).map(|b| b.0.clone()))
+        }),
+    };
+    match found {
+        None => Err(format!("verify.keys: {kind} {:?} not found", nk.name)),
+        Some(None) => Err(format!("verify.keys: {kind} {:?} has no key {:?}", nk.name, nk.key)),
+        Some(Some(d)) => Ok(d),
+    }
+}
+
+/// Look `sel` up in namespace `ns` through the API.
+pub(crate) async fn lookup(client: &kube::Client, ns: &str, sel: &KeySelector) -> Result<Vec<u8>, String> {
+    let (kind, nk) = sel.target()?;
+    let fail = |e: kube::Error| format!("verify.keys: reading {kind} {:?}: {e}", nk.name);
+    let (mut secret, mut config_map) = (None, None);
+    if kind == "Secret" {
+        secret = kube::Api::<Secret>::namespaced(client.clone(), ns)
+            .get_opt(&nk.name)
+            .await
+            .map_err(fail)?;
+    } else {
+        config_map = kube::Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .get_opt(&nk.name)
+            .await
+            .map_err(fail)?;
+    }
+    pick(sel, |_| secret.as_ref(), |_| config_map.as_ref())
+}

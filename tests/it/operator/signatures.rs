@@ -1,0 +1,229 @@
+//! ImageCopy's `spec.verify`, through the controller: keys from a ConfigMap,
+//! a signed source copied with its sigstore attachment and the verdict in
+//! status, an unsigned one stalled with SignatureRejected and nothing written.
+
+use crate::signing::{Setup, attach_sigstore};
+use crate::support::cluster::*;
+use crate::support::registry::{Mode, Registry};
+use kopeo_test_apiserver::{ApiServer, Options};
+use serde_json::{Value, json};
+
+#[test]
+fn verify_copies_a_signed_source_and_stalls_an_unsigned_one() {
+    let t = Setup::new();
+    let reg = Registry::start(Mode::Plain);
+    let host = reg
+        .image("")
+        .trim_start_matches("docker://")
+        .trim_end_matches('/')
+        .to_string();
+    crate::support::openssl(
+        t.home.path(),
+        &["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "key.pem"],
+    );
+    crate::support::openssl(t.home.path(), &["ec", "-in", "key.pem", "-pubout", "-out", "key.pub"]);
+    crate::support::openssl(
+        t.home.path(),
+        &["ec", "-in", "key.pem", "-pubout", "-outform", "DER", "-out", "key.der"],
+    );
+    let key_id = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            std::fs::read(t.path("key.der")).unwrap()
+        ))
+    );
+    let src = t.dir_image("img", false);
+    for repo in ["ns/signed:1", "ns/unsigned:1"] {
+        t.kopeo(&[
+            "copy",
+            "-q",
+            "--insecure-policy",
+            "--dest-tls-verify=false",
+            &src,
+            &reg.image(repo),
+        ])
+        .ok();
+    }
+    let digest = reg.digest(t.home.path(), "ns/signed:1");
+    attach_sigstore(
+        &t,
+        &t.s("key.pem"),
+        &reg.image("ns/signed"),
+        &digest,
+        &format!("{host}/ns/signed:1"),
+        0,
+    );
+    let server = ApiServer::start(Options::default());
+    runtime().block_on(async {
+        let client = cluster(&server).await;
+        let _operator = start_operator(&client);
+        insecure_credentials(&server, &[&host]).await;
+        let public = std::fs::read_to_string(t.path("key.pub")).unwrap();
+        post(&server, "/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "keys"}, "data": {"cosign.pub": public}})).await;
+        let copies = kopeo_api(&client, "ImageCopy", "imagecopies");
+        for (name, from) in [("signed", "ns/signed:1"), ("unsigned", "ns/unsigned:1")] {
+            let spec = json!({"source": reg.image(from), "destination": reg.image(&format!("mirror/{name}:1")),
+                "verify": {"keys": {"configMapKeyRef": {"name": "keys", "key": "cosign.pub"}}, "identity": {"type": "matchRepository"}}});
+            post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies",
+                &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": name}, "spec": spec})).await;
+        }
+        assert!(wait_ready(&copies, "signed", 400).await, "the signed source was not copied");
+        let signed = copies.get("signed").await.unwrap();
+        assert_eq!(signed.data["status"]["verifiedBy"], json!([key_id]));
+        let reason = |o: &Value, t: &str| {
+            o["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).map(|c| (c["status"].clone(), c["reason"].clone()))
+        };
+        let mut seen = None;
+        for _ in 0..400 {
+            let o = copies.get("unsigned").await.unwrap();
+            seen = reason(&o.data, "Ready");
+            if seen.as_ref().is_some_and(|(_, r)| r == "SignatureRejected") {
+                assert_eq!(reason(&o.data, "Stalled"), Some((json!("True"), json!("SignatureRejected"))));
+                let msg = o.data["status"]["message"].as_str().unwrap_or_default().to_string();
+                assert!(msg.contains("A signature was required, but no signature exists"), "{msg}");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen, Some((json!("False"), json!("SignatureRejected"))));
+        // A missing key is named, not guessed around.
+        let spec = json!({"source": reg.image("ns/signed:1"), "destination": reg.image("mirror/nokey:1"),
+            "verify": {"keys": {"secretKeyRef": {"name": "absent", "key": "k"}}}});
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies",
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "nokey"}, "spec": spec})).await;
+        let mut nokey = None;
+        for _ in 0..400 {
+            nokey = reason(&copies.get("nokey").await.unwrap().data, "Ready");
+            if nokey.as_ref().is_some_and(|(_, r)| r == "VerifyKeysNotFound") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(nokey, Some((json!("False"), json!("VerifyKeysNotFound"))));
+        // An Event says why the unsigned copy stalled.
+        let events: kube::Api<k8s_openapi::api::events::v1::Event> = kube::Api::namespaced(client.clone(), "default");
+        let mut found = false;
+        for _ in 0..100 {
+            let evs = events.list(&Default::default()).await.unwrap();
+            found = evs.items.iter().any(|e| e.reason.as_deref() == Some("SignatureRejected"));
+            if found {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(found, "no SignatureRejected Event");
+    });
+    // The mirror holds the signed image and its attachment; nothing of the unsigned one.
+    assert_eq!(reg.digest(t.home.path(), "mirror/signed:1"), digest);
+    reg.raw_manifest(
+        t.home.path(),
+        &format!("mirror/signed:{}.sig", digest.replace(':', "-")),
+    );
+    assert!(reg.lacks(t.home.path(), "mirror/unsigned:1"));
+    assert!(reg.lacks(t.home.path(), "mirror/nokey:1"));
+}
+
+#[test]
+fn kopeo_run_syncs_only_what_verify_accepts_with_keys_from_a_secret() {
+    let t = Setup::new();
+    let reg = Registry::start(Mode::Plain);
+    let host = reg
+        .image("")
+        .trim_start_matches("docker://")
+        .trim_end_matches('/')
+        .to_string();
+    crate::support::openssl(
+        t.home.path(),
+        &["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "key.pem"],
+    );
+    crate::support::openssl(t.home.path(), &["ec", "-in", "key.pem", "-pubout", "-out", "key.pub"]);
+    let src = t.dir_image("img", true);
+    let other = t.dir_image("other", false);
+    t.kopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--dest-tls-verify=false",
+        &src,
+        &reg.image("team/app:signed"),
+    ])
+    .ok();
+    t.kopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--dest-tls-verify=false",
+        &other,
+        &reg.image("team/app:unsigned"),
+    ])
+    .ok();
+    let digest = reg.digest(t.home.path(), "team/app:signed");
+    attach_sigstore(
+        &t,
+        &t.s("key.pem"),
+        &reg.image("team/app"),
+        &digest,
+        &format!("{host}/team/app:signed"),
+        0,
+    );
+    let public: String = std::fs::read_to_string(t.path("key.pub")).unwrap();
+    let indented: String = public.lines().map(|l| format!("    {l}\n")).collect();
+    let manifests = format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: keys, namespace: default}}
+stringData:
+  cosign.pub: |
+{indented}---
+apiVersion: kopeo.dev/v1alpha1
+kind: RegistryCredential
+metadata: {{name: reg, namespace: default}}
+spec: {{registry: "{host}", tls: {{insecure: true}}}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: ImageSync
+metadata: {{name: mirror, namespace: default}}
+spec:
+  registry: "{host}"
+  images: {{team/app: [signed, unsigned]}}
+  destination: "{host}/mirror"
+  keepGoing: true
+  verify:
+    keys: {{secretKeyRef: {{name: keys, key: cosign.pub}}}}
+    identity: {{type: matchRepository}}
+"#
+    );
+    let file = t.path("sync.yaml");
+    std::fs::write(&file, manifests).unwrap();
+    let out = crate::support::kopeo(t.home.path(), &["run", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "not every resource is Ready: {}", out.stdout);
+    let doc: Value = out
+        .stdout
+        .split("---\n")
+        .filter_map(|d| serde_yaml_ng::from_str::<Value>(d).ok())
+        .find(|d| d["kind"] == "ImageSync")
+        .unwrap();
+    let st = &doc["status"];
+    assert_eq!(
+        (st["copied"].as_u64(), st["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{st}"
+    );
+    let ready = st["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["reason"], "SignatureRejected", "{st}");
+    assert!(
+        st["failures"][0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("team/app:unsigned"),
+        "{st}"
+    );
+    assert_eq!(reg.digest(t.home.path(), "mirror/app:signed"), digest);
+    reg.raw_manifest(t.home.path(), &format!("mirror/app:{}.sig", digest.replace(':', "-")));
+    assert!(reg.lacks(t.home.path(), "mirror/app:unsigned"));
+}
