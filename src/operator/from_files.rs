@@ -275,6 +275,13 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
                         },
                     )
                 }),
+                sign_key: c.spec.sign.as_ref().map(|s| {
+                    let secret = m
+                        .secrets
+                        .iter()
+                        .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == s.secret_name);
+                    crate::operator::verify_keys::sign_key(s, secret)
+                }),
             };
             let storage = Arc::new(crate::operator::context::default_signature_storage());
             env.src.signature_storage = Some(storage.clone());
@@ -305,6 +312,13 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
                     )
                 }),
                 storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
+                sign_key: s.spec.sign.as_ref().map(|k| {
+                    let secret = m
+                        .secrets
+                        .iter()
+                        .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == k.secret_name);
+                    crate::operator::verify_keys::sign_key(k, secret)
+                }),
             };
             let st = super::image_sync::reconcile::reconcile(s, &rendered, &sig, now, None).await;
             statuses.push((

@@ -9,6 +9,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 #[derive(Clone, Default)]
 pub struct SignatureEnv {
     pub verify_keys: Option<Result<Vec<u8>, String>>,
+    /// `spec.sign`'s private key and passphrase, as found (or why not).
+    pub sign_key: Option<Result<(Vec<u8>, Vec<u8>), String>>,
     pub storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
 }
 
@@ -62,4 +64,41 @@ pub(crate) async fn lookup(client: &kube::Client, ns: &str, sel: &KeySelector) -
             .map_err(fail)?;
     }
     pick(sel, |_| secret.as_ref(), |_| config_map.as_ref())
+}
+
+/// `spec.sign`'s key and passphrase from `secret` (named `sign.secret_name`).
+pub(crate) fn sign_key(
+    sign: &crate::options::sign::SignSettings,
+    secret: Option<&Secret>,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let Some(s) = secret else {
+        return Err(format!("sign: Secret {:?} not found", sign.secret_name));
+    };
+    let (k, p) = sign.keys();
+    let get = |name: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(name).map(|b| b.0.clone()))
+            .or_else(|| {
+                s.string_data
+                    .as_ref()
+                    .and_then(|d| d.get(name))
+                    .map(|v| v.clone().into_bytes())
+            })
+            .ok_or_else(|| format!("sign: Secret {:?} has no key {name:?}", sign.secret_name))
+    };
+    Ok((get(k)?, get(p)?))
+}
+
+/// Look `sign`'s Secret up in namespace `ns` through the API.
+pub(crate) async fn lookup_sign_key(
+    client: &kube::Client,
+    ns: &str,
+    sign: &crate::options::sign::SignSettings,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let secret = kube::Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(&sign.secret_name)
+        .await
+        .map_err(|e| format!("sign: reading Secret {:?}: {e}", sign.secret_name))?;
+    sign_key(sign, secret.as_ref())
 }

@@ -16,6 +16,7 @@ pub mod compression;
 pub mod format;
 pub mod platform;
 pub mod retry;
+pub mod sign;
 pub mod signing;
 pub mod verify;
 

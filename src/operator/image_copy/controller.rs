@@ -48,6 +48,7 @@ pub(crate) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
             dest: rendered.side(&ic.spec.destination),
             local: ctx.local.clone(),
             verify_keys: None,
+            sign_key: None,
         };
         env.src.signature_storage = Some(ctx.signatures.clone());
         env.dest.signature_storage = Some(ctx.signatures.clone());
@@ -56,6 +57,9 @@ pub(crate) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         async move {
             if let Some(v) = &ic.spec.verify {
                 env.verify_keys = Some(crate::operator::verify_keys::lookup(&client, &ns, &v.keys).await);
+            }
+            if let Some(s) = &ic.spec.sign {
+                env.sign_key = Some(crate::operator::verify_keys::lookup_sign_key(&client, &ns, s).await);
             }
             reconcile(&ic, &env, &at, Some(tally)).await
         }

@@ -56,6 +56,9 @@ pub struct ImageCopySpec {
     /// not verify stalls the copy with reason SignatureRejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<crate::options::verify::VerifySettings>,
+    /// Sign the copy at the destination with a sigstore key from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<crate::options::sign::SignSettings>,
 }
 
 /// What the operator last observed and did.

@@ -20,6 +20,8 @@ pub struct CopyEnv {
     pub local: crate::operator::local_access::LocalAccess,
     /// The data of `spec.verify.keys`, as found in the namespace (or why not).
     pub verify_keys: Option<Result<Vec<u8>, String>>,
+    /// `spec.sign`'s private key and passphrase, as found (or why not).
+    pub sign_key: Option<Result<(Vec<u8>, Vec<u8>), String>>,
 }
 
 fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {
@@ -187,6 +189,19 @@ pub async fn reconcile(
             Ok(p) => opts.policy = Some(Arc::new(p)),
             Err(e) => {
                 conditions(&mut st, STALLED, "InvalidSpec", &e, generation, now);
+                return st;
+            }
+        }
+    }
+    if let Some(sign) = &ic.spec.sign {
+        let found = env
+            .sign_key
+            .clone()
+            .unwrap_or_else(|| Err("sign: the key was not looked up".into()));
+        match found.and_then(|(k, p)| sign.options(&k, &p)) {
+            Ok(signing) => opts.signing = signing,
+            Err(why) => {
+                conditions(&mut st, STALLED, "SigningKeyInvalid", &why, generation, now);
                 return st;
             }
         }

@@ -108,6 +108,10 @@ pub struct ImageSyncSpec {
     /// reason SignatureRejected; the others are copied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<crate::options::verify::VerifySettings>,
+    /// Sign every image written with a sigstore key from a Secret (`identity`
+    /// is ignored: each image is signed for its own destination).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<crate::options::sign::SignSettings>,
 }
 
 /// One image that failed in the last sync.

@@ -113,6 +113,24 @@ pub async fn reconcile(
             },
         }
     }
+    if let Some(sign) = &s.spec.sign {
+        let found = sig
+            .sign_key
+            .clone()
+            .unwrap_or_else(|| Err("sign: the key was not looked up".into()));
+        match found.and_then(|(k, p)| sign.options(&k, &p)) {
+            Ok(signing) => {
+                copy.signing = crate::options::signing::SigningOptions {
+                    identity: None,
+                    ..signing
+                }
+            }
+            Err(why) => {
+                fail(&mut st, "SigningKeyInvalid", why);
+                return st;
+            }
+        }
+    }
     let mut src = r.side(&format!("docker://{}/x", s.spec.registry));
     src.pool = Some(Default::default());
     src.signature_storage = sig.storage.clone();

@@ -53,6 +53,15 @@ fn verify_copies_a_signed_source_and_stalls_an_unsigned_one() {
         &format!("{host}/ns/signed:1"),
         0,
     );
+    std::fs::write(t.path("mirror-pass"), "mirror pass\n").unwrap();
+    t.kopeo(&[
+        "generate-sigstore-key",
+        "--output-prefix",
+        &t.s("mirror"),
+        "--passphrase-file",
+        &t.s("mirror-pass"),
+    ])
+    .ok();
     let server = ApiServer::start(Options::default());
     runtime().block_on(async {
         let client = cluster(&server).await;
@@ -112,7 +121,53 @@ fn verify_copies_a_signed_source_and_stalls_an_unsigned_one() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         assert!(found, "no SignatureRejected Event");
+        // Verify, then re-sign at the mirror with the mirror's own key (a
+        // Secret), for the name the mirror publishes it under.
+        let private = std::fs::read_to_string(t.path("mirror.private")).unwrap();
+        post(&server, "/api/v1/namespaces/default/secrets",
+            &json!({"metadata": {"name": "signer"}, "stringData": {"cosign.key": private, "cosign.password": "mirror pass\n"}})).await;
+        let spec = json!({"source": reg.image("ns/signed:1"), "destination": reg.image("mirror/resigned:1"),
+            "verify": {"keys": {"configMapKeyRef": {"name": "keys", "key": "cosign.pub"}}, "identity": {"type": "matchRepository"}},
+            "sign": {"secretName": "signer", "identity": "public.example.com/app:1"}});
+        post(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies",
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageCopy", "metadata": {"name": "resign"}, "spec": spec})).await;
+        assert!(wait_ready(&copies, "resign", 400).await, "{:?}", copies.get("resign").await.map(|c| c.data));
     });
+    // Two signatures at the mirror: the source's, carried, and the mirror's,
+    // which verifies with the mirror's public key for the public name.
+    let raw = reg.raw_manifest(
+        t.home.path(),
+        &format!("mirror/resigned:{}.sig", digest.replace(':', "-")),
+    );
+    let layers = serde_json::from_str::<Value>(&raw).unwrap()["layers"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(layers, 2, "{raw}");
+    let regd = t.path("registries.d");
+    std::fs::create_dir_all(&regd).unwrap();
+    std::fs::write(
+        regd.join("a.yaml"),
+        "default-docker:\n  use-sigstore-attachments: true\n",
+    )
+    .unwrap();
+    let policy = t.policy(
+        "mirror-trust.json",
+        json!({"docker": {host.clone(): [{"type": "sigstoreSigned", "keyPath": t.s("mirror.pub"),
+            "signedIdentity": {"type": "exactReference", "dockerReference": "public.example.com/app:1"}}]}}),
+    );
+    t.kopeo(&[
+        "--registries.d",
+        regd.to_str().unwrap(),
+        "--policy",
+        &policy,
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &reg.image("mirror/resigned:1"),
+        &format!("dir:{}", t.s("from-mirror")),
+    ])
+    .ok();
     // The mirror holds the signed image and its attachment; nothing of the unsigned one.
     assert_eq!(reg.digest(t.home.path(), "mirror/signed:1"), digest);
     reg.raw_manifest(
@@ -168,6 +223,17 @@ fn kopeo_run_syncs_only_what_verify_accepts_with_keys_from_a_secret() {
     );
     let public: String = std::fs::read_to_string(t.path("key.pub")).unwrap();
     let indented: String = public.lines().map(|l| format!("    {l}\n")).collect();
+    std::fs::write(t.path("pass"), "p\n").unwrap();
+    t.kopeo(&[
+        "generate-sigstore-key",
+        "--output-prefix",
+        &t.s("mirror"),
+        "--passphrase-file",
+        &t.s("pass"),
+    ])
+    .ok();
+    let private: String = std::fs::read_to_string(t.path("mirror.private")).unwrap();
+    let private: String = private.lines().map(|l| format!("    {l}\n")).collect();
     let manifests = format!(
         r#"apiVersion: v1
 kind: Secret
@@ -175,6 +241,13 @@ metadata: {{name: keys, namespace: default}}
 stringData:
   cosign.pub: |
 {indented}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: signer, namespace: default}}
+stringData:
+  cosign.password: p
+  cosign.key: |
+{private}---
 apiVersion: kopeo.dev/v1alpha1
 kind: RegistryCredential
 metadata: {{name: reg, namespace: default}}
@@ -191,6 +264,7 @@ spec:
   verify:
     keys: {{secretKeyRef: {{name: keys, key: cosign.pub}}}}
     identity: {{type: matchRepository}}
+  sign: {{secretName: signer}}
 "#
     );
     let file = t.path("sync.yaml");
@@ -224,6 +298,15 @@ spec:
         "{st}"
     );
     assert_eq!(reg.digest(t.home.path(), "mirror/app:signed"), digest);
-    reg.raw_manifest(t.home.path(), &format!("mirror/app:{}.sig", digest.replace(':', "-")));
+    // The source's signature carried, and the mirror's own added.
+    let raw = reg.raw_manifest(t.home.path(), &format!("mirror/app:{}.sig", digest.replace(':', "-")));
+    assert_eq!(
+        serde_json::from_str::<Value>(&raw).unwrap()["layers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{raw}"
+    );
     assert!(reg.lacks(t.home.path(), "mirror/app:unsigned"));
 }
