@@ -4,13 +4,16 @@
 use crate::options::verify::KeySelector;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
+/// `spec.sign`'s private key and passphrase as found in the namespace, or why not.
+pub type SignKey = Result<(Vec<u8>, Vec<u8>), String>;
+
 /// What the signature stages of a resource's copies need from the operator:
 /// the verify keys found (or why not) and where signatures are stored.
 #[derive(Clone, Default)]
 pub struct SignatureEnv {
     pub verify_keys: Option<Result<Vec<u8>, String>>,
     /// `spec.sign`'s private key and passphrase, as found (or why not).
-    pub sign_key: Option<Result<(Vec<u8>, Vec<u8>), String>>,
+    pub sign_key: Option<SignKey>,
     pub storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
 }
 
@@ -95,7 +98,7 @@ pub(crate) async fn lookup_sign_key(
     client: &kube::Client,
     ns: &str,
     sign: &crate::options::sign::SignSettings,
-) -> Result<(Vec<u8>, Vec<u8>), String> {
+) -> SignKey {
     let secret = kube::Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(&sign.secret_name)
         .await

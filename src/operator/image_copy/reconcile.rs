@@ -21,7 +21,7 @@ pub struct CopyEnv {
     /// The data of `spec.verify.keys`, as found in the namespace (or why not).
     pub verify_keys: Option<Result<Vec<u8>, String>>,
     /// `spec.sign`'s private key and passphrase, as found (or why not).
-    pub sign_key: Option<Result<(Vec<u8>, Vec<u8>), String>>,
+    pub sign_key: Option<crate::operator::verify_keys::SignKey>,
 }
 
 fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {
