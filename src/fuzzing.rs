@@ -321,6 +321,9 @@ pub fn signature(data: &[u8]) {
     let _ = Payload::parse(data);
     let _ = TrustedKeys::parse(data);
     let _ = sigstore::parse_public_keys(data);
+    // Private keys as a Secret holds them (spec.sign): OpenPGP and cosign's.
+    let _ = crate::signature::openpgp_sign::SecretKey::parse(data, "");
+    let _ = crate::signature::sigstore_key::load_private(data, b"");
     if let Ok(blob::Signature::Sigstore(s)) = blob::Signature::from_blob(data) {
         let keys = SIGSTORE.get_or_init(|| {
             sigstore::parse_public_keys(include_bytes!("../fuzz/testdata/sigstore-key.pub")).unwrap_or_default()

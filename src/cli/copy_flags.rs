@@ -107,6 +107,7 @@ impl CopyFlags {
         Ok(SigningOptions {
             sign_by: self.sign_by.clone(),
             passphrase: passphrase.filter(|_| self.sign_by.is_some()).map(Passphrase),
+            openpgp: None,
             sigstore,
             identity,
         })

@@ -170,6 +170,14 @@ pub(super) async fn store(
             .map_err(CopyError::Signing)?;
             sigs.push(Bytes::from(sig));
         }
+        if let Some(key) = &opts.signing.openpgp {
+            note(opts, "Creating signature: Signing image using simple signing");
+            let sig = key
+                .0
+                .sign(manifest, &identity.to_string())
+                .map_err(CopyError::Signing)?;
+            sigs.push(Bytes::from(sig));
+        }
         if let Some(key) = &opts.signing.sigstore {
             note(
                 opts,

@@ -30,6 +30,23 @@ impl PartialEq for SigstoreKey {
 }
 impl Eq for SigstoreKey {}
 
+/// An opened OpenPGP secret key for simple signing in process.
+#[derive(Clone)]
+pub struct OpenPgpKey(pub std::sync::Arc<crate::signature::openpgp_sign::SecretKey>);
+
+impl std::fmt::Debug for OpenPgpKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OpenPgpKey(<private>)")
+    }
+}
+
+impl PartialEq for OpenPgpKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for OpenPgpKey {}
+
 /// Signatures to add to the copied image.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SigningOptions {
@@ -37,6 +54,8 @@ pub struct SigningOptions {
     pub sign_by: Option<String>,
     /// Its passphrase; `None` lets gpg-agent ask or use an unprotected key.
     pub passphrase: Option<Passphrase>,
+    /// Simple signing with this exported OpenPGP secret key, in process.
+    pub openpgp: Option<OpenPgpKey>,
     /// Sign with this sigstore private key too.
     pub sigstore: Option<SigstoreKey>,
     /// The identity signed for; the destination's reference when unset.
@@ -46,7 +65,7 @@ pub struct SigningOptions {
 impl SigningOptions {
     /// Whether any signature is to be made.
     pub fn signs(&self) -> bool {
-        self.sign_by.is_some() || self.sigstore.is_some()
+        self.sign_by.is_some() || self.openpgp.is_some() || self.sigstore.is_some()
     }
 }
 
@@ -59,6 +78,7 @@ mod tests {
         let o = SigningOptions {
             sign_by: Some("k".into()),
             passphrase: Some(Passphrase("hunter2".into())),
+            openpgp: None,
             sigstore: None,
             identity: None,
         };

@@ -6,6 +6,7 @@ pub mod blob;
 pub mod gpg;
 pub mod lookaside;
 pub mod openpgp;
+pub mod openpgp_sign;
 pub mod policy;
 pub mod sigstore;
 pub mod sigstore_key;

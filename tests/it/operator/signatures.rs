@@ -310,3 +310,89 @@ spec:
     );
     assert!(reg.lacks(t.home.path(), "mirror/app:unsigned"));
 }
+
+#[test]
+fn kopeo_run_signs_with_an_exported_openpgp_key_and_gpgme_verifies() {
+    let t = Setup::new();
+    t.gpg.key("alice@example.com", "alice pass", false);
+    t.gpg.key("sub@example.com", "", true);
+    t.gpg.export("alice@example.com", &t.path("alice.asc"));
+    t.gpg.export("sub@example.com", &t.path("sub.asc"));
+    let export = |email: &str, pass: &str| {
+        String::from_utf8(t.gpg.gpg(&[
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            pass,
+            "--armor",
+            "--export-secret-keys",
+            email,
+        ]))
+        .unwrap()
+    };
+    let indent = |s: String| s.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let (alice, sub) = (
+        indent(export("alice@example.com", "alice pass")),
+        indent(export("sub@example.com", "")),
+    );
+    t.dir_image("img", false);
+    let ident = "registry.example.com/app:1";
+    let copy = |name: &str, secret: &str| {
+        format!(
+            "apiVersion: kopeo.dev/v1alpha1\nkind: ImageCopy\nmetadata: {{name: {name}, namespace: default}}\nspec: {{source: \"dir:{}\", destination: \"dir:{}\", sign: {{secretName: {secret}, identity: \"{ident}\"}}}}\n",
+            t.s("img"),
+            t.s(name)
+        )
+    };
+    let manifests = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: alice, namespace: default}}\nstringData:\n  cosign.password: alice pass\n  cosign.key: |\n{alice}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: wrong, namespace: default}}\nstringData:\n  cosign.password: not it\n  cosign.key: |\n{alice}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: sub, namespace: default}}\nstringData:\n  cosign.password: \"\"\n  cosign.key: |\n{sub}---\n{}---\n{}---\n{}",
+        copy("by-alice", "alice"),
+        copy("by-sub", "sub"),
+        copy("by-wrong", "wrong"),
+    );
+    std::fs::write(t.path("m.yaml"), manifests).unwrap();
+    let out = crate::support::kopeo(t.home.path(), &["run", "-f", t.s("m.yaml").as_str()]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let doc = |name: &str| -> Value {
+        out.stdout
+            .split("---\n")
+            .filter_map(|d| serde_yaml_ng::from_str::<Value>(d).ok())
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap()
+    };
+    let reason = |name: &str| doc(name)["status"]["conditions"][0]["reason"].clone();
+    assert_eq!(
+        (reason("by-alice"), reason("by-sub"), reason("by-wrong")),
+        (json!("Copied"), json!("Copied"), json!("SigningKeyInvalid"))
+    );
+    assert!(
+        !out.stdout.contains("alice pass") && !out.stdout.contains("PRIVATE KEY"),
+        "a secret in the status"
+    );
+    assert!(!t.path("by-wrong").exists());
+    // Debian's skopeo (gpgme) judges the in-process signatures: by policy
+    // for the primary key's; the signing subkey's by that subkey (1.9.3
+    // predates mapping subkeys to their primary in policies).
+    let policy = t.policy(
+        "by-alice.json",
+        json!({"dir": {t.s("by-alice"): [{"type": "signedBy", "keyType": "GPGKeys", "keyPath": t.s("alice.asc"),
+            "signedIdentity": {"type": "exactReference", "dockerReference": ident}}]}}),
+    );
+    t.skopeo(&[
+        "--policy",
+        &policy,
+        "copy",
+        &format!("dir:{}", t.s("by-alice")),
+        &format!("dir:{}", t.s("alice-checked")),
+    ])
+    .ok();
+    let subkey = t.gpg.subkey_fingerprint("sub@example.com");
+    t.skopeo(&[
+        "standalone-verify",
+        &t.s("by-sub/manifest.json"),
+        ident,
+        &subkey,
+        &t.s("by-sub/signature-1"),
+    ])
+    .ok();
+}
