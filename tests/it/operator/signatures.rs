@@ -12,16 +12,8 @@ use serde_json::{Value, json};
 fn verify_copies_a_signed_source_and_stalls_an_unsigned_one() {
     let t = Setup::new();
     let reg = Registry::start(Mode::Plain);
-    let host = reg
-        .image("")
-        .trim_start_matches("docker://")
-        .trim_end_matches('/')
-        .to_string();
-    crate::support::openssl(
-        t.home.path(),
-        &["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "key.pem"],
-    );
-    crate::support::openssl(t.home.path(), &["ec", "-in", "key.pem", "-pubout", "-out", "key.pub"]);
+    let host = reg.host.clone();
+    t.ec_keypair("key");
     crate::support::openssl(
         t.home.path(),
         &["ec", "-in", "key.pem", "-pubout", "-outform", "DER", "-out", "key.der"],
@@ -144,13 +136,7 @@ fn verify_copies_a_signed_source_and_stalls_an_unsigned_one() {
         .unwrap()
         .len();
     assert_eq!(layers, 2, "{raw}");
-    let regd = t.path("registries.d");
-    std::fs::create_dir_all(&regd).unwrap();
-    std::fs::write(
-        regd.join("a.yaml"),
-        "default-docker:\n  use-sigstore-attachments: true\n",
-    )
-    .unwrap();
+    let regd = t.registries_d("default-docker:\n  use-sigstore-attachments: true\n");
     let policy = t.policy(
         "mirror-trust.json",
         json!({"docker": {host.clone(): [{"type": "sigstoreSigned", "keyPath": t.s("mirror.pub"),
@@ -158,7 +144,7 @@ fn verify_copies_a_signed_source_and_stalls_an_unsigned_one() {
     );
     t.kopeo(&[
         "--registries.d",
-        regd.to_str().unwrap(),
+        &regd,
         "--policy",
         &policy,
         "copy",
@@ -182,16 +168,8 @@ fn verify_copies_a_signed_source_and_stalls_an_unsigned_one() {
 fn kopeo_run_syncs_only_what_verify_accepts_with_keys_from_a_secret() {
     let t = Setup::new();
     let reg = Registry::start(Mode::Plain);
-    let host = reg
-        .image("")
-        .trim_start_matches("docker://")
-        .trim_end_matches('/')
-        .to_string();
-    crate::support::openssl(
-        t.home.path(),
-        &["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", "key.pem"],
-    );
-    crate::support::openssl(t.home.path(), &["ec", "-in", "key.pem", "-pubout", "-out", "key.pub"]);
+    let host = reg.host.clone();
+    t.ec_keypair("key");
     let src = t.dir_image("img", true);
     let other = t.dir_image("other", false);
     t.kopeo(&[

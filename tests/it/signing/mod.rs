@@ -47,6 +47,48 @@ impl Setup {
             .ok();
         dir
     }
+    /// An ECDSA P-256 key pair made by openssl: `NAME.pem` and `NAME.pub`.
+    pub(crate) fn ec_keypair(&self, name: &str) {
+        let (private, public) = (format!("{name}.pem"), format!("{name}.pub"));
+        let dir = self.home.path();
+        crate::support::openssl(
+            dir,
+            &["ecparam", "-genkey", "-name", "prime256v1", "-noout", "-out", &private],
+        );
+        crate::support::openssl(dir, &["ec", "-in", &private, "-pubout", "-out", &public]);
+    }
+    /// Check with openssl that the attachment `layer` (fetched from
+    /// `repo` of the registry at `host`) is a signature by `public` over
+    /// its payload; the payload.
+    pub(crate) fn openssl_verifies(&self, host: &str, repo: &str, layer: &serde_json::Value, public: &str) -> Vec<u8> {
+        use base64::Engine as _;
+        let digest = layer["digest"].as_str().expect("a layer digest");
+        let payload = crate::support::http_get(&format!("http://{host}/v2/{repo}/blobs/{digest}"));
+        let b64 = layer["annotations"]["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .expect("a signature annotation");
+        let sig = base64::engine::general_purpose::STANDARD.decode(b64).expect("base64");
+        std::fs::write(self.path("checked.payload"), &payload).expect("payload");
+        std::fs::write(self.path("checked.sig"), sig).expect("signature");
+        let args = [
+            "dgst",
+            "-sha256",
+            "-verify",
+            public,
+            "-signature",
+            "checked.sig",
+            "checked.payload",
+        ];
+        crate::support::openssl(self.home.path(), &args);
+        payload
+    }
+    /// A registries.d directory holding `yaml`; its path.
+    pub(crate) fn registries_d(&self, yaml: &str) -> String {
+        let dir = self.path("registries.d");
+        std::fs::create_dir_all(&dir).expect("registries.d");
+        std::fs::write(dir.join("test.yaml"), yaml).expect("registries.d file");
+        dir.display().to_string()
+    }
     /// A policy file: reject by default, `scopes` (transport → scope → requirements JSON).
     pub(crate) fn policy(&self, name: &str, transports: serde_json::Value) -> String {
         let p = self.path(name);

@@ -8,21 +8,13 @@ fn registry_signatures_live_in_the_lookaside_skopeo_reads() {
     let alice = t.gpg.key("alice@example.com", "", false);
     t.gpg.export("alice@example.com", &t.path("alice.asc"));
     let reg = Registry::start(Mode::Plain);
-    let host = reg
-        .image("")
-        .trim_start_matches("docker://")
-        .trim_end_matches('/')
-        .to_string();
+    let host = reg.host.clone();
     let lookaside = t.path("sigstore");
-    let regd = t.path("registries.d");
-    std::fs::create_dir_all(&regd).unwrap();
     // The deprecated `sigstore:` key, which skopeo 1.9.3 and kopeo both read.
-    std::fs::write(
-        regd.join("test.yaml"),
-        format!("docker:\n  {host}:\n    sigstore: file://{}\n", lookaside.display()),
-    )
-    .unwrap();
-    let regd = regd.display().to_string();
+    let regd = t.registries_d(&format!(
+        "docker:\n  {host}:\n    sigstore: file://{}\n",
+        lookaside.display()
+    ));
     let src = t.dir_image("img", false);
     let a = reg.image("ns/a:1");
     t.kopeo(&[
@@ -165,19 +157,8 @@ fn sync_judges_every_image_by_the_policy() {
     let alice = t.gpg.key("alice@example.com", "", false);
     t.gpg.export("alice@example.com", &t.path("alice.asc"));
     let reg = Registry::start(Mode::Plain);
-    let host = reg
-        .image("")
-        .trim_start_matches("docker://")
-        .trim_end_matches('/')
-        .to_string();
-    let regd = t.path("registries.d");
-    std::fs::create_dir_all(&regd).unwrap();
-    std::fs::write(
-        regd.join("t.yaml"),
-        format!("docker:\n  {host}:\n    lookaside: file://{}\n", t.s("sigs")),
-    )
-    .unwrap();
-    let regd = regd.display().to_string();
+    let host = reg.host.clone();
+    let regd = t.registries_d(&format!("docker:\n  {host}:\n    lookaside: file://{}\n", t.s("sigs")));
     let src = t.dir_image("img", false);
     for (tag, sign) in [("signed", true), ("unsigned", false)] {
         let mut a = vec![
@@ -229,11 +210,7 @@ fn sync_judges_every_image_by_the_policy() {
 fn sigstore_attachments_are_verified_by_key_and_carried_along() {
     let t = Setup::new();
     let reg = Registry::start(Mode::Plain);
-    let host = reg
-        .image("")
-        .trim_start_matches("docker://")
-        .trim_end_matches('/')
-        .to_string();
+    let host = reg.host.clone();
     for (k, curve) in [("key.pem", "prime256v1"), ("other.pem", "prime256v1")] {
         crate::support::openssl(
             t.home.path(),
@@ -242,18 +219,11 @@ fn sigstore_attachments_are_verified_by_key_and_carried_along() {
         let public = k.replace(".pem", ".pub");
         crate::support::openssl(t.home.path(), &["ec", "-in", k, "-pubout", "-out", &public]);
     }
-    let regd = t.path("registries.d");
-    std::fs::create_dir_all(&regd).unwrap();
     let sigs = t.path("lookaside");
-    std::fs::write(
-        regd.join("t.yaml"),
-        format!(
-            "docker:\n  {host}:\n    use-sigstore-attachments: true\n    lookaside: file://{}\n",
-            sigs.display()
-        ),
-    )
-    .unwrap();
-    let regd = regd.display().to_string();
+    let regd = t.registries_d(&format!(
+        "docker:\n  {host}:\n    use-sigstore-attachments: true\n    lookaside: file://{}\n",
+        sigs.display()
+    ));
     let src = t.dir_image("img", false);
     let s = reg.image("ns/s:1");
     t.kopeo(&[
@@ -303,30 +273,7 @@ fn sigstore_attachments_are_verified_by_key_and_carried_along() {
     );
     // An independent check of what kopeo wrote: the payload it attached,
     // fetched from the registry, still verifies with openssl.
-    let pd = layers[0]["digest"].as_str().unwrap();
-    let payload = crate::support::http_get(&format!("http://{host}/v2/mirror/s/blobs/{pd}"));
-    std::fs::write(t.path("fetched.json"), &payload).unwrap();
-    use base64::Engine as _;
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(
-            layers[0]["annotations"]["dev.cosignproject.cosign/signature"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-    std::fs::write(t.path("fetched.sig"), sig).unwrap();
-    crate::support::openssl(
-        t.home.path(),
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            "key.pub",
-            "-signature",
-            "fetched.sig",
-            "fetched.json",
-        ],
-    );
+    t.openssl_verifies(&host, "mirror/s", &layers[0], "key.pub");
     // Copying again appends nothing: the same signature is not attached twice.
     copy(&trust, &s, &mirror).ok();
     let again = reg.raw_manifest(t.home.path(), &format!("mirror/s:{}.sig", digest.replace(':', "-")));

@@ -84,19 +84,8 @@ fn generated_sigstore_keys_open_elsewhere_and_sign_what_openssl_verifies() {
     // Signing while copying into a registry: the attachment's payload and
     // signature verify with openssl, and name the pushed manifest.
     let reg = Registry::start(Mode::Plain);
-    let host = reg
-        .image("")
-        .trim_start_matches("docker://")
-        .trim_end_matches('/')
-        .to_string();
-    let regd = t.path("registries.d");
-    std::fs::create_dir_all(&regd).unwrap();
-    std::fs::write(
-        regd.join("t.yaml"),
-        "default-docker:\n  use-sigstore-attachments: true\n",
-    )
-    .unwrap();
-    let regd = regd.display().to_string();
+    let host = reg.host.clone();
+    let regd = t.registries_d("default-docker:\n  use-sigstore-attachments: true\n");
     let src = t.dir_image("img", false);
     let dst = reg.image("ns/app:1");
     let key = t.s("mykey.private");
@@ -124,38 +113,13 @@ fn generated_sigstore_keys_open_elsewhere_and_sign_what_openssl_verifies() {
     let raw = reg.raw_manifest(t.home.path(), &format!("ns/app:{}.sig", digest.replace(':', "-")));
     let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let layer = &m["layers"][0];
-    let payload = crate::support::http_get(&format!(
-        "http://{host}/v2/ns/app/blobs/{}",
-        layer["digest"].as_str().unwrap()
-    ));
+    let payload = t.openssl_verifies(&host, "ns/app", layer, "mykey.pub");
     let p: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     assert_eq!(p["critical"]["type"], "cosign container image signature");
     assert_eq!(p["critical"]["image"]["docker-manifest-digest"], digest.as_str());
     assert_eq!(
         p["critical"]["identity"]["docker-reference"],
         format!("{host}/ns/app:1")
-    );
-    std::fs::write(t.path("payload"), &payload).unwrap();
-    use base64::Engine as _;
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(
-            layer["annotations"]["dev.cosignproject.cosign/signature"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
-    std::fs::write(t.path("payload.sig"), sig).unwrap();
-    crate::support::openssl(
-        t.home.path(),
-        &[
-            "dgst",
-            "-sha256",
-            "-verify",
-            "mykey.pub",
-            "-signature",
-            "payload.sig",
-            "payload",
-        ],
     );
     // And kopeo's policy accepts it with the public key.
     let trust = t.policy(
