@@ -7,6 +7,9 @@ RUN cargo build --release --locked --bin kopeo
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/kopeo /usr/local/bin/kopeo
+# The trust policy `kopeo copy` reads by default, as distributions ship it
+# (accept anything); the operator judges sources by spec.verify instead.
+COPY examples/policy.json /etc/containers/policy.json
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/kopeo"]
 CMD ["operator"]

@@ -76,7 +76,7 @@ def main():
             subprocess.run([KOPEO, "copy", "-q", "--src-tls-verify=false", f"docker://{src}/{kind}:1", f"docker-archive:{archive}:{kind}:1"], check=True, env=env)
 
             def cmd(tool, args):
-                return ([KOPEO] if tool == "kopeo" else ["skopeo", "--policy", policy]) + args
+                return ([KOPEO, "--policy", policy] if tool == "kopeo" else ["skopeo", "--policy", policy]) + args
 
             scenarios = {
                 "registry→docker-archive": lambda t, i: cmd(t, ["copy", "-q"] + tls + [f"docker://{src}/{kind}:1", f"docker-archive:{base}/out-{t}-{i}.tar:{kind}:1"]),

@@ -149,10 +149,11 @@ def main():
             }.get(scenario, [])
 
         def cmd(tool, args):
+            # Every tool reads the same policy (kopeo, as skopeo, wants one).
             if tool == "kopeo":
-                return [KOPEO] + args
+                return [KOPEO, "--policy", policy] + args
             if tool == "before":
-                return [BASELINE] + args
+                return [BASELINE, "--policy", policy] + args
             return ["skopeo", "--policy", policy] + args
 
         tls = ["--src-tls-verify=false", "--dest-tls-verify=false"]

@@ -93,7 +93,7 @@ def main():
         def runs(tool, prefix):
             if tool in ("kopeo", "before"):
                 binary = KOPEO if tool == "kopeo" else BASELINE
-                return [[binary, "sync", "-q", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
+                return [[binary, "--policy", policy, "sync", "-q", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
             if tool == "floor":
                 return [["python3", FLOOR, src, dst, "--repos", "--mount", "--image-threads", "4"]
                         + [f"bench/repo{r:02d}={prefix}/repo{r:02d}" for r in range(REPOS)]]

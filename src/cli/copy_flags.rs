@@ -106,7 +106,10 @@ impl CopyFlags {
         }
         Ok(SigningOptions {
             sign_by: self.sign_by.clone(),
-            passphrase: passphrase.filter(|_| self.sign_by.is_some()).map(Passphrase),
+            // gpg: an empty passphrase is none (gpg-agent may ask), as upstream.
+            passphrase: passphrase
+                .filter(|p| self.sign_by.is_some() && !p.is_empty())
+                .map(Passphrase),
             openpgp: None,
             sigstore,
             identity,

@@ -29,14 +29,15 @@ pub struct StandaloneVerifyArgs {
 }
 
 /// The passphrase in `path`: its first line without the line feed, as
-/// skopeo's `ReadPassphraseFile` (and gpg) read it; empty means none.
+/// skopeo's `ReadPassphraseFile` (and gpg) read it. An empty one is a
+/// passphrase for sigstore keys; gpg signing treats it as none, as upstream.
 pub(crate) fn read_passphrase_file(path: Option<&PathBuf>) -> Result<Option<String>, CliError> {
     let Some(path) = path else { return Ok(None) };
     let data = std::fs::read(path).map_err(|e| CliError::new(format!("open {}: {e}", path.display())))?;
     let line = data.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8(line.to_vec())
         .map_err(|_| CliError::new(format!("reading passphrase file: {} is not UTF-8", path.display())))?;
-    Ok((!line.is_empty()).then_some(line))
+    Ok(Some(line))
 }
 
 /// `standalone-sign`.
@@ -47,7 +48,7 @@ pub fn standalone_sign(a: StandaloneSignArgs) -> Result<(), CliError> {
         ));
     };
     let data = std::fs::read(manifest).map_err(|e| CliError::new(format!("Error reading {manifest}: {e}")))?;
-    let passphrase = read_passphrase_file(a.passphrase_file.as_ref())?;
+    let passphrase = read_passphrase_file(a.passphrase_file.as_ref())?.filter(|p| !p.is_empty());
     let sig = signature::sign_simple(&data, reference, key, passphrase.as_deref())
         .map_err(|e| CliError::new(format!("Error creating signature: {e}")))?;
     std::fs::write(output, sig)

@@ -219,13 +219,24 @@ pub async fn copy(
     }
     // Judging the source or writing signatures needs the whole copy: the
     // destination holding the image already does not end it early.
-    let shortcut = !signatures::forbids_shortcut(ctx, opts);
+    let mut shortcut = !signatures::forbids_shortcut(ctx, opts);
     let have = match present::quick(src, dst, opts).await? {
-        present::Presence::Present(d) if shortcut => return Ok(CopyReport::unchanged(d)),
+        present::Presence::Present(d) if shortcut => {
+            // An image that is there may still lack the source's signatures
+            // (copied before they were made, or with --remove-signatures):
+            // then the copy goes on, reusing every blob, to store them.
+            if opts.remove_signatures || src.signatures(None, &d).await?.is_empty() {
+                return Ok(CopyReport::unchanged(d));
+            }
+            shortcut = false;
+            Some(d)
+        }
         present::Presence::Present(d) => Some(d),
         present::Presence::Absent(h) => h,
     };
     let unchanged = |predicted: Option<Digest>| predicted.filter(|p| shortcut && Some(p) == have.as_ref());
+    // (A chosen instance or a reduced list found unchanged ends the copy
+    // there too; their signatures are not looked at first.)
     let (bytes, mime) = src.manifest(None).await?;
     // The signatures of the top-level manifest, stored with it at the end.
     let mut top_sigs = vec![];

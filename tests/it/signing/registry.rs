@@ -114,6 +114,54 @@ fn registry_signatures_live_in_the_lookaside_skopeo_reads() {
         &format!("dir:{}", t.s("s-c")),
     ]);
     assert_eq!(s.code, 1);
+    // An image already at the destination without its signatures gets them
+    // when its signed source is copied there (the copy does not stop at
+    // "already there").
+    let signed_dir = format!("dir:{}", t.s("signed-dir"));
+    t.kopeo(&[
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--sign-by",
+        &alice,
+        "--sign-identity",
+        &format!("{host}/ns/late:1"),
+        &src,
+        &signed_dir,
+    ])
+    .ok();
+    let late = reg.image("ns/late:1");
+    t.kopeo(&[
+        "--registries.d",
+        &regd,
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--dest-tls-verify=false",
+        &src,
+        &late,
+    ])
+    .ok();
+    let late_sig = lookaside.join(format!(
+        "ns/late@sha256={}/signature-1",
+        reg.digest(t.home.path(), "ns/late:1").trim_start_matches("sha256:")
+    ));
+    assert!(!late_sig.exists());
+    t.kopeo(&[
+        "--registries.d",
+        &regd,
+        "copy",
+        "-q",
+        "--insecure-policy",
+        "--dest-tls-verify=false",
+        &signed_dir,
+        &late,
+    ])
+    .ok();
+    assert!(
+        late_sig.exists(),
+        "the signature was not stored with the image already there"
+    );
     // An unsigned repository under the signed-only scope is refused before any blob is read.
     let u = reg.image("ns/unsigned:1");
     t.kopeo(&[
