@@ -136,6 +136,9 @@ enum Command {
     StandaloneVerify(signing::StandaloneVerifyArgs),
     /// Generate a sigstore public/private key pair
     GenerateSigstoreKey(signing::GenerateSigstoreKeyArgs),
+    /// Dump contents of a signature WITHOUT VERIFYING IT
+    #[command(hide = true)]
+    UntrustedSignatureDumpWithoutVerification(signing::UntrustedDumpArgs),
 }
 
 /// `kopeo operator`.
@@ -402,6 +405,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
         Command::StandaloneSign(a) => signing::standalone_sign(a),
         Command::StandaloneVerify(a) => signing::standalone_verify(a),
         Command::GenerateSigstoreKey(a) => signing::generate_sigstore_key(a),
+        Command::UntrustedSignatureDumpWithoutVerification(a) => signing::untrusted_signature_dump(a),
         Command::Run(a) => {
             let (out, ready) = crate::operator::from_files::run(&a.files, &crate::timestamp::now_rfc3339())
                 .await

@@ -206,3 +206,40 @@ fn write_new(path: &str, data: &[u8], mode: u32) -> std::io::Result<()> {
     f.write_all(data)?;
     f.sync_all()
 }
+
+#[derive(Args, Debug)]
+pub struct UntrustedDumpArgs {
+    /// SIGNATURE
+    args: Vec<String>,
+}
+
+/// `untrusted-signature-dump-without-verification` (hidden, as upstream):
+/// what a simple signature claims, not checked at all.
+pub fn untrusted_signature_dump(a: UntrustedDumpArgs) -> Result<(), CliError> {
+    let [path] = a.args.as_slice() else {
+        return Err(CliError::new(
+            "Usage: kopeo untrusted-signature-dump-without-verification signature",
+        ));
+    };
+    let data = std::fs::read(path)
+        .map_err(|e| CliError::new(format!("Error reading untrusted signature from {path}: {e}")))?;
+    let decode = || -> Result<serde_json::Value, signature::SignatureError> {
+        let (content, key) = signature::openpgp::untrusted_contents(&data)?;
+        let p = signature::simple::Payload::parse(&content).map_err(signature::SignatureError::Invalid)?;
+        // Go's MarshalIndent of UntrustedSignatureInformation (a time as RFC 3339).
+        Ok(serde_json::json!({
+            "UntrustedDockerManifestDigest": p.manifest_digest.to_string(),
+            "UntrustedDockerReference": p.docker_reference,
+            "UntrustedCreatorID": p.creator,
+            "UntrustedTimestamp": p.timestamp.map(crate::timestamp::format_unix),
+            "UntrustedShortKeyIdentifier": key,
+        }))
+    };
+    let v = decode().map_err(|e| CliError::new(format!("Error decoding untrusted signature: {e}")))?;
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    serde::Serialize::serialize(&v, &mut ser).map_err(|e| CliError::new(e.to_string()))?;
+    println!("{}", String::from_utf8_lossy(&out));
+    Ok(())
+}

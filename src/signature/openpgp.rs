@@ -187,3 +187,37 @@ fn key_expiry(key: &SignedPublicKey, sub: Option<&pgp::composed::SignedPublicSub
     let life = std::time::Duration::from(newest.key_expiration_time()?).as_secs();
     (life > 0).then_some(life)
 }
+
+/// The content of a signed message and the key ID it names, read WITHOUT
+/// verifying anything (upstream's `gpgUntrustedSignatureContents`).
+pub fn untrusted_contents(signature: &[u8]) -> Result<(Vec<u8>, String), SignatureError> {
+    let bad = |m: String| SignatureError::Invalid(m);
+    if signature.len() > MAX_SIGNATURE_SIZE {
+        return Err(SignatureError::TooLarge(signature.len()));
+    }
+    let msg = Message::from_bytes(signature).map_err(|e| bad(e.to_string()))?;
+    let mut msg = if msg.is_compressed() {
+        msg.decompress().map_err(|e| bad(e.to_string()))?
+    } else {
+        msg
+    };
+    if !msg.is_signed() {
+        return Err(bad("The input is not a signature".into()));
+    }
+    let mut content = Vec::new();
+    (&mut msg)
+        .take(MAX_SIGNATURE_SIZE as u64 + 1)
+        .read_to_end(&mut content)
+        .map_err(|e| bad(e.to_string()))?;
+    if content.len() > MAX_SIGNATURE_SIZE {
+        return Err(SignatureError::TooLarge(content.len()));
+    }
+    let Message::Signed { reader, .. } = &msg else {
+        return Err(bad("The input is not a signature".into()));
+    };
+    let key = reader
+        .signature(0)
+        .and_then(|s| s.issuer_key_id().first().map(|id| hex::encode_upper(id.as_ref())))
+        .unwrap_or_else(|| "0000000000000000".into());
+    Ok((content, key))
+}

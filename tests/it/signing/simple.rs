@@ -29,6 +29,11 @@ fn standalone_signatures_interoperate_with_skopeo() {
         out.stdout,
         format!("Signature verified using fingerprint {alice}, digest {digest}\n")
     );
+    // What a signature claims, unverified, printed byte for byte as skopeo does.
+    for sig in ["k.sig", "s.sig"] {
+        let dump = ["untrusted-signature-dump-without-verification", &t.s(sig)];
+        assert_eq!(t.kopeo(&dump).ok().stdout, t.skopeo(&dump).ok().stdout, "{sig}");
+    }
     // Keys from a file instead of the keyring, "any" of them.
     t.gpg.export("alice@example.com", &t.path("alice.asc"));
     let out = t
