@@ -66,6 +66,36 @@ struct Manifests {
     syncs: Vec<ImageSync>,
 }
 
+impl Manifests {
+    /// Secret `name` of namespace `ns` (objects resolve only in their own namespace).
+    fn secret(&self, ns: &str, name: &str) -> Option<&Secret> {
+        self.secrets
+            .iter()
+            .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name)
+    }
+    /// The keys `verify` and `sign` name, found in namespace `ns` only, and
+    /// the operator's default signature storage.
+    fn signature_env(
+        &self,
+        ns: &str,
+        verify: Option<&crate::options::verify::VerifySettings>,
+        sign: Option<&crate::options::sign::SignSettings>,
+    ) -> crate::operator::verify_keys::SignatureEnv {
+        use crate::operator::verify_keys::{SignatureEnv, pick, sign_key};
+        SignatureEnv {
+            verify_keys: verify.map(|v| pick(&v.keys, |n| self.secret(ns, n), |n| self.config_map(ns, n))),
+            sign_key: sign.map(|k| sign_key(k, self.secret(ns, &k.secret_name))),
+            storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
+        }
+    }
+    /// ConfigMap `name` of namespace `ns`.
+    fn config_map(&self, ns: &str, name: &str) -> Option<&k8s_openapi::api::core::v1::ConfigMap> {
+        self.config_maps
+            .iter()
+            .find(|c| c.namespace().as_deref() == Some(ns) && c.name_any() == name)
+    }
+}
+
 fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> FromFilesError {
     let path = path.to_path_buf();
     move |source| FromFilesError::Read { path, source }
@@ -176,11 +206,7 @@ fn render(ns: &str, m: &Manifests, statuses: &mut Vec<(String, String, String, V
         .filter(|c| c.namespace().as_deref() == Some(ns))
         .collect();
     // Credentials resolve only within their own namespace.
-    let secret = |name: &str| {
-        m.secrets
-            .iter()
-            .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name)
-    };
+    let secret = |name: &str| m.secret(ns, name);
     let rendered = Rendered::new(creds.iter().copied(), secret);
     for (c, (name, verdict)) in creds.iter().zip(&rendered.verdicts) {
         let generation = c.metadata.generation;
@@ -259,33 +285,13 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
                 dest: rendered.side(&c.spec.destination),
                 // `kopeo run` acts for its user: every transport, paths as written.
                 local: Default::default(),
-                // Keys resolve only within the resource's own namespace.
-                verify_keys: c.spec.verify.as_ref().map(|v| {
-                    crate::operator::verify_keys::pick(
-                        &v.keys,
-                        |n| {
-                            m.secrets
-                                .iter()
-                                .find(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == n)
-                        },
-                        |n| {
-                            m.config_maps
-                                .iter()
-                                .find(|c| c.namespace().as_deref() == Some(ns.as_str()) && c.name_any() == n)
-                        },
-                    )
-                }),
-                sign_key: c.spec.sign.as_ref().map(|s| {
-                    let secret = m
-                        .secrets
-                        .iter()
-                        .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == s.secret_name);
-                    crate::operator::verify_keys::sign_key(s, secret)
-                }),
+                verify_keys: None,
+                sign_key: None,
             };
-            let storage = Arc::new(crate::operator::context::default_signature_storage());
-            env.src.signature_storage = Some(storage.clone());
-            env.dest.signature_storage = Some(storage);
+            let sig = m.signature_env(ns, c.spec.verify.as_ref(), c.spec.sign.as_ref());
+            (env.verify_keys, env.sign_key) = (sig.verify_keys, sig.sign_key);
+            env.src.signature_storage = sig.storage.clone();
+            env.dest.signature_storage = sig.storage;
             let st = reconcile(c, &env, now, None).await;
             statuses.push((
                 "ImageCopy".into(),
@@ -295,31 +301,7 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
             ));
         }
         for s in m.syncs.iter().filter(|s| s.namespace().as_deref() == Some(ns.as_str())) {
-            let sig = crate::operator::verify_keys::SignatureEnv {
-                verify_keys: s.spec.verify.as_ref().map(|v| {
-                    crate::operator::verify_keys::pick(
-                        &v.keys,
-                        |n| {
-                            m.secrets
-                                .iter()
-                                .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == n)
-                        },
-                        |n| {
-                            m.config_maps
-                                .iter()
-                                .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == n)
-                        },
-                    )
-                }),
-                storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
-                sign_key: s.spec.sign.as_ref().map(|k| {
-                    let secret = m
-                        .secrets
-                        .iter()
-                        .find(|x| x.namespace().as_deref() == Some(ns.as_str()) && x.name_any() == k.secret_name);
-                    crate::operator::verify_keys::sign_key(k, secret)
-                }),
-            };
+            let sig = m.signature_env(ns, s.spec.verify.as_ref(), s.spec.sign.as_ref());
             let st = super::image_sync::reconcile::reconcile(s, &rendered, &sig, now, None).await;
             statuses.push((
                 "ImageSync".into(),

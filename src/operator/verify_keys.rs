@@ -17,6 +17,19 @@ pub struct SignatureEnv {
     pub storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
 }
 
+/// `key` of a Secret's data (or of its stringData, as written in a file).
+fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
+    s.data
+        .as_ref()
+        .and_then(|d| d.get(key).map(|b| b.0.clone()))
+        .or_else(|| {
+            s.string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|v| v.clone().into_bytes())
+        })
+}
+
 /// The key data `sel` names, given the namespace's objects by name.
 pub(crate) fn pick<'a>(
     sel: &KeySelector,
@@ -25,17 +38,7 @@ pub(crate) fn pick<'a>(
 ) -> Result<Vec<u8>, String> {
     let (kind, nk) = sel.target()?;
     let found = match kind {
-        "Secret" => secret(&nk.name).map(|s| {
-            s.data
-                .as_ref()
-                .and_then(|d| d.get(&nk.key).map(|b| b.0.clone()))
-                .or_else(|| {
-                    s.string_data
-                        .as_ref()
-                        .and_then(|d| d.get(&nk.key))
-                        .map(|v| v.clone().into_bytes())
-                })
-        }),
+        "Secret" => secret(&nk.name).map(|s| secret_value(s, &nk.key)),
         _ => config_map(&nk.name).map(|c| {
             c.data
                 .as_ref()
@@ -79,16 +82,7 @@ pub(crate) fn sign_key(
     };
     let (k, p) = sign.keys();
     let get = |name: &str| {
-        s.data
-            .as_ref()
-            .and_then(|d| d.get(name).map(|b| b.0.clone()))
-            .or_else(|| {
-                s.string_data
-                    .as_ref()
-                    .and_then(|d| d.get(name))
-                    .map(|v| v.clone().into_bytes())
-            })
-            .ok_or_else(|| format!("sign: Secret {:?} has no key {name:?}", sign.secret_name))
+        secret_value(s, name).ok_or_else(|| format!("sign: Secret {:?} has no key {name:?}", sign.secret_name))
     };
     Ok((get(k)?, get(p)?))
 }
@@ -104,4 +98,26 @@ pub(crate) async fn lookup_sign_key(
         .await
         .map_err(|e| format!("sign: reading Secret {:?}: {e}", sign.secret_name))?;
     sign_key(sign, secret.as_ref())
+}
+
+/// The keys `verify` and `sign` name, looked up in namespace `ns` through
+/// the API, with `storage` for signatures.
+pub(crate) async fn lookup_env(
+    client: &kube::Client,
+    ns: &str,
+    verify: Option<&crate::options::verify::VerifySettings>,
+    sign: Option<&crate::options::sign::SignSettings>,
+    storage: std::sync::Arc<crate::signature::lookaside::SignatureStorage>,
+) -> SignatureEnv {
+    SignatureEnv {
+        verify_keys: match verify {
+            Some(v) => Some(lookup(client, ns, &v.keys).await),
+            None => None,
+        },
+        sign_key: match sign {
+            Some(k) => Some(lookup_sign_key(client, ns, k).await),
+            None => None,
+        },
+        storage: Some(storage),
+    }
 }

@@ -75,31 +75,7 @@ impl TrustedKeys {
     /// subkey, not expired itself.
     pub fn verify(&self, signature: &[u8]) -> Result<Verified, SignatureError> {
         let invalid = |m: String| SignatureError::Invalid(format!("Invalid GPG signature: {m}"));
-        if signature.len() > MAX_SIGNATURE_SIZE {
-            return Err(SignatureError::TooLarge(signature.len()));
-        }
-        let msg = if signature.starts_with(b"-----BEGIN PGP") {
-            Message::from_armor(signature).map(|(m, _)| m)
-        } else {
-            Message::from_bytes(signature)
-        }
-        .map_err(|e| invalid(e.to_string()))?;
-        let mut msg = if msg.is_compressed() {
-            msg.decompress().map_err(|e| invalid(e.to_string()))?
-        } else {
-            msg
-        };
-        if !msg.is_signed() {
-            return Err(invalid("not signed".into()));
-        }
-        let mut content = Vec::new();
-        (&mut msg)
-            .take(MAX_SIGNATURE_SIZE as u64 + 1)
-            .read_to_end(&mut content)
-            .map_err(|e| invalid(e.to_string()))?;
-        if content.len() > MAX_SIGNATURE_SIZE {
-            return Err(SignatureError::TooLarge(content.len()));
-        }
+        let (msg, content) = read_signed(signature, invalid, "not signed")?;
         let Message::Signed { reader, .. } = &msg else {
             return Err(invalid("not signed".into()));
         };
@@ -188,32 +164,48 @@ fn key_expiry(key: &SignedPublicKey, sub: Option<&pgp::composed::SignedPublicSub
     (life > 0).then_some(life)
 }
 
-/// The content of a signed message and the key ID it names, read WITHOUT
-/// verifying anything (upstream's `gpgUntrustedSignatureContents`).
-pub fn untrusted_contents(signature: &[u8]) -> Result<(Vec<u8>, String), SignatureError> {
-    let bad = |m: String| SignatureError::Invalid(m);
+/// A signed message (binary or armored, decompressed) and its content, at
+/// most [`MAX_SIGNATURE_SIZE`] of either; `fail` words a parse error,
+/// `not_signed` what to say when there is no signature.
+fn read_signed<'a>(
+    signature: &'a [u8],
+    fail: impl Fn(String) -> SignatureError,
+    not_signed: &str,
+) -> Result<(Message<'a>, Vec<u8>), SignatureError> {
     if signature.len() > MAX_SIGNATURE_SIZE {
         return Err(SignatureError::TooLarge(signature.len()));
     }
-    let msg = Message::from_bytes(signature).map_err(|e| bad(e.to_string()))?;
+    let msg = if signature.starts_with(b"-----BEGIN PGP") {
+        Message::from_armor(signature).map(|(m, _)| m)
+    } else {
+        Message::from_bytes(signature)
+    }
+    .map_err(|e| fail(e.to_string()))?;
     let mut msg = if msg.is_compressed() {
-        msg.decompress().map_err(|e| bad(e.to_string()))?
+        msg.decompress().map_err(|e| fail(e.to_string()))?
     } else {
         msg
     };
     if !msg.is_signed() {
-        return Err(bad("The input is not a signature".into()));
+        return Err(fail(not_signed.into()));
     }
     let mut content = Vec::new();
     (&mut msg)
         .take(MAX_SIGNATURE_SIZE as u64 + 1)
         .read_to_end(&mut content)
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?;
     if content.len() > MAX_SIGNATURE_SIZE {
         return Err(SignatureError::TooLarge(content.len()));
     }
+    Ok((msg, content))
+}
+
+/// The content of a signed message and the key ID it names, read WITHOUT
+/// verifying anything (upstream's `gpgUntrustedSignatureContents`).
+pub fn untrusted_contents(signature: &[u8]) -> Result<(Vec<u8>, String), SignatureError> {
+    let (msg, content) = read_signed(signature, SignatureError::Invalid, "The input is not a signature")?;
     let Message::Signed { reader, .. } = &msg else {
-        return Err(bad("The input is not a signature".into()));
+        return Err(SignatureError::Invalid("The input is not a signature".into()));
     };
     let key = reader
         .signature(0)

@@ -53,14 +53,17 @@ pub(crate) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
         env.src.signature_storage = Some(ctx.signatures.clone());
         env.dest.signature_storage = Some(ctx.signatures.clone());
         let (ic, at, tally) = (ic.clone(), at.clone(), tally.clone());
-        let (client, ns) = (ctx.client.clone(), ns.clone());
+        let (client, ns, storage) = (ctx.client.clone(), ns.clone(), ctx.signatures.clone());
         async move {
-            if let Some(v) = &ic.spec.verify {
-                env.verify_keys = Some(crate::operator::verify_keys::lookup(&client, &ns, &v.keys).await);
-            }
-            if let Some(s) = &ic.spec.sign {
-                env.sign_key = Some(crate::operator::verify_keys::lookup_sign_key(&client, &ns, s).await);
-            }
+            let sig = crate::operator::verify_keys::lookup_env(
+                &client,
+                &ns,
+                ic.spec.verify.as_ref(),
+                ic.spec.sign.as_ref(),
+                storage,
+            )
+            .await;
+            (env.verify_keys, env.sign_key) = (sig.verify_keys, sig.sign_key);
             reconcile(&ic, &env, &at, Some(tally)).await
         }
     })

@@ -74,17 +74,14 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         let (client, storage) = (ctx.client.clone(), ctx.signatures.clone());
         let ns = s.namespace().unwrap_or_else(|| "default".into());
         async move {
-            let mut sig = crate::operator::verify_keys::SignatureEnv {
-                verify_keys: None,
-                sign_key: None,
-                storage: Some(storage),
-            };
-            if let Some(v) = &s.spec.verify {
-                sig.verify_keys = Some(crate::operator::verify_keys::lookup(&client, &ns, &v.keys).await);
-            }
-            if let Some(k) = &s.spec.sign {
-                sig.sign_key = Some(crate::operator::verify_keys::lookup_sign_key(&client, &ns, k).await);
-            }
+            let sig = crate::operator::verify_keys::lookup_env(
+                &client,
+                &ns,
+                s.spec.verify.as_ref(),
+                s.spec.sign.as_ref(),
+                storage,
+            )
+            .await;
             reconcile(&s, &rendered, &sig, &at, Some(on_done)).await
         }
     })
