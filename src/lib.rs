@@ -11,12 +11,14 @@ pub mod compression;
 pub mod copy;
 pub mod digest;
 pub mod duration;
+pub mod encryption;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image_config;
 pub mod manifest;
 pub mod operator;
 pub mod options;
+pub mod pem;
 pub mod reference;
 pub mod registry;
 pub mod signature;

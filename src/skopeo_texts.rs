@@ -88,6 +88,21 @@ pub const INVALID_LISTED_TAG: &str = "Error creating a tagged reference from reg
 pub const DEPRECATED_TLS_VERIFY: &str =
     "'--tls-verify' is deprecated, instead use: --src-tls-verify, --dest-tls-verify";
 
+/// An I/O error in Go's words (`os.PathError`'s tail), for messages that
+/// quote Go's `open PATH: …`.
+pub fn io_error(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        NotFound => "no such file or directory".into(),
+        PermissionDenied => "permission denied".into(),
+        IsADirectory => "is a directory".into(),
+        _ => {
+            let s = e.to_string();
+            s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,11 @@ use super::copy_flags::{CopyFlags, DestCompressionFlags};
 use super::flags::{DestFlags, SrcFlags};
 use super::{CliError, Global, parse_image, progress};
 use crate::copy;
+use crate::options::encryption::{DecryptionOptions, EncryptionOptions};
 use crate::options::{CopySettings, MultiArch};
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
@@ -41,13 +43,18 @@ pub struct CopyArgs {
     #[arg(long = "sign-identity", value_name = "REFERENCE")]
     sign_identity: Option<String>,
     /// *Experimental* key with the encryption protocol to use needed to encrypt the image (e.g. jwe:/path/to/key.pem)
-    #[arg(long = "encryption-key", value_name = "PROTOCOL:KEY")]
+    #[arg(long = "encryption-key", value_name = "PROTOCOL:KEY", value_delimiter = ',')]
     encryption_key: Vec<String>,
     /// *Experimental* the 0-indexed layer indices, with support for negative indexing (e.g. 0 is the first layer, -1 is the last layer)
-    #[arg(long = "encrypt-layer", value_name = "INDEX", allow_negative_numbers = true)]
+    #[arg(
+        long = "encrypt-layer",
+        value_name = "INDEX",
+        allow_negative_numbers = true,
+        value_delimiter = ','
+    )]
     encrypt_layer: Vec<i64>,
     /// *Experimental* key needed to decrypt the image
-    #[arg(long = "decryption-key", value_name = "KEY")]
+    #[arg(long = "decryption-key", value_name = "KEY", value_delimiter = ',')]
     decryption_key: Vec<String>,
     /// Allow uncompressed image layers when saving to an OCI image using the 'oci' transport. (default is to compress things that aren't compressed)
     #[arg(long = "dest-oci-accept-uncompressed-layers")]
@@ -58,20 +65,31 @@ pub struct CopyArgs {
 }
 
 impl CopyArgs {
-    fn refuse_unsupported(&self) -> Result<(), CliError> {
-        self.copy.refuse_unsupported()?;
-        if !self.encryption_key.is_empty() || !self.encrypt_layer.is_empty() || !self.decryption_key.is_empty() {
+    /// The encryption flags as skopeo checks and reads them.
+    fn crypt(&self) -> Result<(Option<Arc<EncryptionOptions>>, Option<DecryptionOptions>), CliError> {
+        if !self.encryption_key.is_empty() && !self.decryption_key.is_empty() {
             return Err(CliError::new(
-                "not yet supported by kopeo: layer encryption (--encryption-key, --encrypt-layer, --decryption-key)",
+                "--encryption-key and --decryption-key cannot be specified together",
             ));
         }
-        Ok(())
+        if !self.encrypt_layer.is_empty() && self.encryption_key.is_empty() {
+            return Err(CliError::new("--encrypt-layer can only be used with --encryption-key"));
+        }
+        let enc = (!self.encryption_key.is_empty())
+            .then(|| EncryptionOptions::from_flags(&self.encryption_key, &self.encrypt_layer))
+            .transpose()
+            .map_err(|e| CliError::new(format!("Invalid encryption keys: {e}")))?;
+        let dec = (!self.decryption_key.is_empty())
+            .then(|| DecryptionOptions::from_flags(&self.decryption_key))
+            .transpose()
+            .map_err(|e| CliError::new(format!("Invalid decryption keys: {e}")))?;
+        Ok((enc.map(Arc::new), dec))
     }
 }
 
 /// Copy one image, printing progress like skopeo.
 pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
-    args.refuse_unsupported()?;
+    args.copy.refuse_unsupported()?;
     args.copy.warn_deprecated();
     let src = parse_image(&args.source)?;
     let dst = parse_image(&args.destination)?;
@@ -104,6 +122,7 @@ pub async fn run(args: CopyArgs, global: &Global) -> Result<(), CliError> {
         .with_progress((!args.quiet).then(progress::reporter));
     opts.signing = args.copy.signing(args.sign_identity.as_deref())?;
     opts.policy = Some(global.trust_policy()?);
+    (opts.encryption, opts.decryption) = args.crypt()?;
     if !args.quiet {
         println!("Getting image source signatures");
     }

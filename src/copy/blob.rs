@@ -4,25 +4,37 @@
 //! failures.
 
 use super::compress::{Compression, transcode};
-use super::plan::{CompressionTarget, Job};
+use super::plan::{CompressionTarget, Crypt, Job};
 use super::{CopyOptions, Progress, ProgressEvent};
 use crate::digest::{Digest, Hasher};
+use crate::encryption::cipher::{self, CryptFailure};
+use crate::encryption::{EncryptionError, layer};
 use crate::manifest::media;
 use crate::transport::{BlobInfo, BlobStream, ImageDestination, ImageSource, RegistryLocation, TransportError};
 use futures::StreamExt;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// What a copied layer's encryption became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CryptDone {
+    /// Encrypted: the annotations ocicrypt gives the layer.
+    Encrypted(BTreeMap<String, String>),
+    Decrypted,
+}
 
 /// What happened to a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobOutcome {
     /// Bytes were copied; digest and size as written (they differ from the
-    /// source's when the compression changed), and for a layer the
-    /// compression written.
+    /// source's when the compression or encryption changed), and for a
+    /// layer the compression written (of the plaintext, when encrypted).
     Copied {
         digest: Digest,
         size: u64,
         compression: Option<Compression>,
+        crypt: Option<CryptDone>,
     },
     /// The destination already had it, or mounted it.
     Reused,
@@ -183,6 +195,14 @@ async fn peek(mut stream: BlobStream, n: usize) -> Result<(Vec<u8>, BlobStream),
     Ok((head, futures::stream::iter(chunks).chain(stream).boxed()))
 }
 
+/// ocicrypt's `decrypting layer D: …`.
+fn layer_error(info: &BlobInfo, e: EncryptionError) -> TransportError {
+    TransportError::Encryption(EncryptionError::Layer {
+        layer: info.digest.clone(),
+        source: Box::new(e),
+    })
+}
+
 /// Copy one blob from `src` to `dst`. A layer (`job.claimed` is set) is
 /// written in the compression `target` wants for what its first bytes show
 /// it to be — not only what its media type claims — and the outcome says
@@ -201,7 +221,15 @@ pub async fn copy_blob(
         p.event(ProgressEvent::BlobStart { info });
     }
     // Kept as it is (by its claim): the destination may have it already.
-    let unchanged = job.claimed.is_none_or(|c| target.wanted(c) == c);
+    let unchanged = job.crypt == Crypt::Keep && job.claimed.is_none_or(|c| target.wanted(c) == c);
+    // The layer's key, unwrapped before any byte moves: a wrong key fails here.
+    let opened = match &job.crypt {
+        Crypt::Decrypt(annotations) => {
+            let keys = opts.decryption.as_ref().map(|d| d.keys.clone()).unwrap_or_default();
+            Some(layer::open(annotations, &keys).map_err(|e| layer_error(info, e))?)
+        }
+        _ => None,
+    };
     if unchanged && dst.try_reuse_blob(info, from).await? {
         if let Some(p) = &progress {
             p.event(ProgressEvent::BlobDone {
@@ -216,35 +244,77 @@ pub async fn copy_blob(
         let mismatch = Mismatch::default();
         // Set when the source's stream failed (its client retried already).
         let source_failed = Arc::new(AtomicBool::new(false));
+        let crypt_failed = CryptFailure::default();
         let result = async {
             let raw = noting_failure(src.blob(info).await?, source_failed.clone());
-            let stream = verify(raw, info, mismatch.clone(), progress.clone());
-            let Some(_) = job.claimed else {
-                return dst
-                    .put_blob(info, stream)
-                    .await
-                    .map(|()| (info.digest.clone(), info.size.unwrap_or(0), None));
-            };
-            let (head, stream) = peek(stream, 6).await?;
-            let actual = Compression::detect(&head);
-            let to = target.wanted(actual);
-            if to == actual {
-                return dst
-                    .put_blob(info, stream)
-                    .await
-                    .map(|()| (info.digest.clone(), info.size.unwrap_or(0), Some(actual)));
+            let mut stream = verify(raw, info, mismatch.clone(), progress.clone());
+            if let Some((private, public)) = &opened {
+                stream = cipher::decrypt(prefetch(stream, 4), private, public, crypt_failed.clone())?;
             }
-            // Fetching and verifying run on one core, (de)compressing,
-            // hashing and writing on the other.
-            let stream = transcode(prefetch(stream, 4), actual, to, target.settings.level)?;
-            let (digest, size) = dst
-                .put_blob_computed(to.layer_media_type(media::OCI_MANIFEST), stream)
-                .await?;
-            Ok((digest, size, Some(to)))
+            // A layer is written in the compression the target wants for
+            // what its first bytes show it to be.
+            let (stream, compression, recompressed) = match job.claimed {
+                None => (stream, None, false),
+                Some(_) => {
+                    let (head, stream) = peek(stream, 6).await?;
+                    let actual = Compression::detect(&head);
+                    let to = target.wanted(actual);
+                    if to == actual {
+                        (stream, Some(actual), false)
+                    } else {
+                        // Fetching and verifying run on one core, (de)compressing,
+                        // hashing and writing on the other.
+                        let s = transcode(prefetch(stream, 4), actual, to, target.settings.level)?;
+                        (s, Some(to), true)
+                    }
+                }
+            };
+            let media_type = compression
+                .unwrap_or(Compression::None)
+                .layer_media_type(media::OCI_MANIFEST);
+            match &job.crypt {
+                Crypt::Keep if !recompressed => dst
+                    .put_blob(info, stream)
+                    .await
+                    .map(|()| (info.digest.clone(), info.size.unwrap_or(0), compression, None)),
+                Crypt::Keep => {
+                    let (digest, size) = dst.put_blob_computed(media_type, stream).await?;
+                    Ok((digest, size, compression, None))
+                }
+                Crypt::Decrypt(_) => {
+                    let (digest, size) = dst.put_blob_computed(media_type, stream).await?;
+                    Ok((digest, size, compression, Some(CryptDone::Decrypted)))
+                }
+                Crypt::Encrypt => {
+                    let recipients = opts
+                        .encryption
+                        .as_ref()
+                        .map(|e| e.recipients.as_slice())
+                        .unwrap_or_default();
+                    let slot = cipher::SealedSlot::default();
+                    let stream = cipher::encrypt(prefetch(stream, 4), info.digest.to_string(), slot.clone())?;
+                    let (digest, size) = dst
+                        .put_blob_computed(&format!("{media_type}+encrypted"), stream)
+                        .await?;
+                    let sealed = slot
+                        .get()
+                        .ok_or(EncryptionError::Crypto("the encrypted stream did not finish"))?;
+                    let annotations = layer::sealed_annotations(recipients, sealed).map_err(|source| {
+                        EncryptionError::Encrypting {
+                            blob: info.digest.clone(),
+                            source: Box::new(source),
+                        }
+                    })?;
+                    Ok((digest, size, compression, Some(CryptDone::Encrypted(annotations))))
+                }
+            }
         }
         .await;
+        if let (Err(_), Some(e)) = (&result, crypt_failed.get()) {
+            return Err(layer_error(info, e.clone()));
+        }
         match result {
-            Ok((digest, size, compression)) => {
+            Ok((digest, size, compression, crypt)) => {
                 if let Some(p) = &progress {
                     p.event(ProgressEvent::BlobDone {
                         digest: &info.digest,
@@ -255,6 +325,7 @@ pub async fn copy_blob(
                     digest,
                     size,
                     compression,
+                    crypt,
                 });
             }
             Err(e) if mismatch.get().is_some() => {

@@ -48,6 +48,10 @@ pub enum CopyError {
     NoAcceptedManifestType { destination: String, from: String },
     #[error("zstd-compressed layers need an OCI manifest, but the destination or --format requires Docker schema2")]
     ZstdNeedsOci,
+    #[error("encrypted layers need an OCI manifest, but {destination} or --format can't hold one: nothing was written")]
+    EncryptionNeedsOci { destination: String },
+    #[error("error preparing updated manifest: encryption specified but no counterpart for mediatype: {media_type:?}")]
+    NoEncryptedType { media_type: String },
     #[error("--multi-arch=index-only cannot convert the list's instances to {to}; copy with --all")]
     IndexOnlyConversion { to: String },
     /// `--preserve-digests` was given, but writing the image as the
@@ -102,6 +106,8 @@ pub enum DigestChange {
     LayerCompression,
     /// Rewriting a manifest list.
     List,
+    /// Encrypting or decrypting layers.
+    LayerEncryption,
 }
 
 fn preserve_refusal(destination: &str, change: &DigestChange, reason: KeepReason) -> String {
@@ -117,6 +123,9 @@ fn preserve_refusal(destination: &str, change: &DigestChange, reason: KeepReason
         ),
         DigestChange::LayerCompression => format!(
             "writing {destination} requires changing layer compression, which changes the image's digest, {tail}"
+        ),
+        DigestChange::LayerEncryption => format!(
+            "writing {destination} requires encrypting or decrypting layers, which changes the image's digest, {tail}"
         ),
         DigestChange::List => {
             format!("writing {destination} requires changing the manifest list, which changes its digest, {tail}")

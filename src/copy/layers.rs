@@ -1,6 +1,7 @@
 //! Copying an image's blobs: each distinct blob once, a bounded number at a
 //! time, in the plan's order.
 
+use super::blob::CryptDone;
 use super::plan::ImagePlan;
 use super::{BlobOutcome, CopyOptions, DEFAULT_PARALLEL_COPIES, Stats, copy_blob};
 use crate::compression::Compression;
@@ -20,6 +21,8 @@ pub struct Written {
     /// For a copied layer, the compression written; `None` when the blob
     /// was reused or is not a layer.
     pub compression: Option<Compression>,
+    /// For a layer encrypted or decrypted on the way.
+    pub crypt: Option<CryptDone>,
 }
 
 /// Copy every blob of `plan`.
@@ -51,12 +54,14 @@ pub async fn copy_blobs(
                         digest: info.digest.clone(),
                         size: info.size.unwrap_or(0),
                         compression: None,
+                        crypt: None,
                     }
                 }
                 BlobOutcome::Copied {
                     digest,
                     size,
                     compression,
+                    crypt,
                 } => {
                     stats.bytes.fetch_add(size, Ordering::Relaxed);
                     stats.copied.fetch_add(1, Ordering::Relaxed);
@@ -65,6 +70,7 @@ pub async fn copy_blobs(
                         digest,
                         size,
                         compression,
+                        crypt,
                     }
                 }
             };

@@ -57,12 +57,22 @@ pub(super) async fn copy_list(
             destination: dst.describe(),
         });
     }
-    let target = target_type(
+    let mut target = target_type(
         index.mime(),
         &caps(dst),
         opts.format.map(ManifestFormat::list_type),
         true,
     )?;
+    // Encrypted instances are OCI manifests: the list becomes an OCI index.
+    if opts.encryption.is_some() && mode == MultiArch::All && target != media::OCI_INDEX {
+        let types = dst.supported_manifest_types();
+        if opts.format == Some(ManifestFormat::V2s2) || !(types.is_empty() || types.contains(&media::OCI_INDEX)) {
+            return Err(CopyError::EncryptionNeedsOci {
+                destination: dst.describe(),
+            });
+        }
+        target = media::OCI_INDEX.to_string();
+    }
     let instance_format = if target == media::OCI_INDEX {
         ManifestFormat::Oci
     } else {

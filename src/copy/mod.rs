@@ -111,6 +111,10 @@ pub struct CopyOptions {
     pub signing: crate::options::signing::SigningOptions,
     /// Why `preserve_digests` holds, for its error (set by the pipeline).
     pub keep_reason: KeepReason,
+    /// Encrypt layers (`--encryption-key`).
+    pub encryption: Option<Arc<crate::options::encryption::EncryptionOptions>>,
+    /// Decrypt encrypted layers (`--decryption-key`).
+    pub decryption: Option<crate::options::encryption::DecryptionOptions>,
 }
 
 impl CopyOptions {

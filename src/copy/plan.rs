@@ -6,9 +6,12 @@
 use super::{CopyError, CopyOptions, DigestChange};
 use crate::compression::Compression;
 use crate::digest::Digest;
-use crate::manifest::{ImageManifest, is_list_type, media};
+use crate::encryption::layer;
+use crate::manifest::{Descriptor, ImageManifest, is_list_type, media};
 use crate::options::{CompressionSettings, ManifestFormat};
-use crate::transport::{BlobInfo, LayerCompression};
+use crate::transport::{BlobInfo, LayerCompression, TransportError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What the plan needs to know of the destination.
 #[derive(Debug, Clone)]
@@ -54,6 +57,18 @@ impl CompressionTarget {
     }
 }
 
+/// What happens to a layer's encryption.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Crypt {
+    /// Nothing (a plain layer, or an encrypted one copied as it is).
+    #[default]
+    Keep,
+    /// Encrypt the layer (after any compression change).
+    Encrypt,
+    /// Decrypt the layer with the options wrapped in these annotations.
+    Decrypt(Arc<BTreeMap<String, String>>),
+}
+
 /// One distinct blob to copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -61,6 +76,7 @@ pub struct Job {
     /// For a layer: its compression as claimed (by the source or the media
     /// type); the blob stage checks the bytes.
     pub claimed: Option<Compression>,
+    pub crypt: Crypt,
 }
 
 /// The plan of one image.
@@ -76,13 +92,53 @@ pub struct ImagePlan {
     pub changes: Vec<Option<(Compression, Compression)>>,
     /// Whether layers may be decompressed (their diff_ids are then checked).
     pub may_decompress: bool,
+    /// What happens to each layer's encryption, in manifest order.
+    pub crypt: Vec<Crypt>,
 }
 
 impl ImagePlan {
     /// Whether the manifest is written anew (converted, or layers changed).
     pub fn rewrites(&self, source_type: &str) -> bool {
-        self.target != source_type || self.changes.iter().any(Option::is_some)
+        self.target != source_type || self.changes.iter().any(Option::is_some) || self.crypts()
     }
+
+    /// Whether any layer is encrypted or decrypted.
+    pub fn crypts(&self) -> bool {
+        self.crypt.iter().any(|c| *c != Crypt::Keep)
+    }
+}
+
+/// Each layer's encryption step: encrypted layers are decrypted when keys
+/// were given (else copied as they are), chosen plain ones encrypted.
+/// Foreign layers, whose bytes are not copied, stay as they are.
+fn crypt_steps(m: &ImageManifest, opts: &CopyOptions) -> Result<Vec<Crypt>, CopyError> {
+    let chosen = match &opts.encryption {
+        Some(e) => e.chosen(m.layers.len()).map_err(TransportError::from)?,
+        None => vec![false; m.layers.len()],
+    };
+    Ok(m.layers
+        .iter()
+        .zip(chosen)
+        .map(|(l, chosen)| {
+            if is_foreign(l) {
+                Crypt::Keep
+            } else if layer::is_encrypted(&l.media_type) {
+                match &opts.decryption {
+                    Some(_) => Crypt::Decrypt(Arc::new(l.annotations.clone().unwrap_or_default())),
+                    None => Crypt::Keep,
+                }
+            } else if chosen {
+                Crypt::Encrypt
+            } else {
+                Crypt::Keep
+            }
+        })
+        .collect())
+}
+
+/// A layer that stays where its URLs point (never copied).
+fn is_foreign(d: &Descriptor) -> bool {
+    d.urls.is_some() && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable"))
 }
 
 /// Choose the media type to write: `--format`, else the source's if the
@@ -119,16 +175,39 @@ pub fn plan_image(
     opts: &CopyOptions,
 ) -> Result<ImagePlan, CopyError> {
     let mut target = target_type(m.mime(), dst, opts.format.map(ManifestFormat::image_type), false)?;
+    let crypt = crypt_steps(m, opts)?;
+    // Encrypted layers exist only in OCI manifests.
+    let stays_encrypted = m
+        .layers
+        .iter()
+        .zip(&crypt)
+        .any(|(l, c)| *c == Crypt::Encrypt || (*c == Crypt::Keep && layer::is_encrypted(&l.media_type)));
+    if stays_encrypted && target != media::OCI_MANIFEST {
+        let oci_ok = dst.manifest_types.is_empty() || dst.manifest_types.contains(&media::OCI_MANIFEST);
+        if opts.format == Some(ManifestFormat::V2s2) || !oci_ok {
+            return Err(CopyError::EncryptionNeedsOci {
+                destination: dst.name.clone(),
+            });
+        }
+        target = media::OCI_MANIFEST.to_string();
+    }
     // The changes the claims call for; with --preserve-digests any of them is an error.
     let mut compression = CompressionTarget {
         desired: dst.layers,
         settings: opts.compression.clone(),
         preserve: false,
     };
+    // An encrypted layer's compression is known only once it is decrypted
+    // (then by its media type): one copied as it is, is opaque.
     let have: Vec<Option<Compression>> = m
         .layers
         .iter()
-        .map(|l| claimed(&l.digest).or_else(|| Compression::of_media_type(&l.media_type)))
+        .zip(&crypt)
+        .map(|(l, c)| match c {
+            Crypt::Decrypt(_) => layer::decrypted_media_type(&l.media_type).and_then(Compression::of_media_type),
+            _ if layer::is_encrypted(&l.media_type) => None,
+            _ => claimed(&l.digest).or_else(|| Compression::of_media_type(&l.media_type)),
+        })
         .collect();
     let changes: Vec<Option<(Compression, Compression)>> = have
         .iter()
@@ -147,7 +226,8 @@ pub fn plan_image(
         target = media::OCI_MANIFEST.to_string();
     }
     let changes_layers = changes.iter().any(Option::is_some);
-    if opts.preserve_digests && (target != m.mime() || changes_layers) {
+    let crypts = crypt.iter().any(|c| *c != Crypt::Keep);
+    if opts.preserve_digests && (target != m.mime() || changes_layers || crypts) {
         return Err(CopyError::DigestWouldChange {
             destination: dst.name.clone(),
             change: if target != m.mime() {
@@ -155,6 +235,8 @@ pub fn plan_image(
                     from: m.mime().to_string(),
                     to: target,
                 }
+            } else if crypts {
+                DigestChange::LayerEncryption
             } else {
                 DigestChange::LayerCompression
             },
@@ -162,23 +244,30 @@ pub fn plan_image(
         });
     }
     compression.preserve = opts.preserve_digests;
-    let may_decompress = !opts.preserve_digests && compression.wanted(Compression::Gzip) == Compression::None;
+    // A decrypted layer that turns out uncompressed is checked against its diff_id.
+    let may_decompress = !opts.preserve_digests
+        && (compression.wanted(Compression::Gzip) == Compression::None
+            || crypt.iter().any(|c| matches!(c, Crypt::Decrypt(_))));
     let mut jobs: Vec<Job> = vec![];
-    let layers = m.layers.iter().zip(have.iter().copied());
-    for (d, h) in layers.chain(std::iter::once((&m.config, None))) {
+    let layers = m.layers.iter().zip(have.iter().copied()).zip(crypt.iter().cloned());
+    for ((d, h), c) in layers.chain(std::iter::once(((&m.config, None), Crypt::Keep))) {
         // Foreign (non-distributable) layers stay where their URLs point.
-        if d.urls.is_some() && (d.media_type.contains("foreign") || d.media_type.contains("nondistributable")) {
+        if is_foreign(d) {
             continue;
         }
-        if !jobs.iter().any(|j| j.info.digest == d.digest) {
-            jobs.push(Job {
+        match jobs.iter_mut().find(|j| j.info.digest == d.digest) {
+            // One blob used twice is copied once: encrypted if either use asks.
+            Some(j) if c == Crypt::Encrypt => j.crypt = Crypt::Encrypt,
+            Some(_) => {}
+            None => jobs.push(Job {
                 info: BlobInfo {
                     digest: d.digest.clone(),
                     size: u64::try_from(d.size).ok(),
                     media_type: d.media_type.clone(),
                 },
                 claimed: h,
-            });
+                crypt: c,
+            }),
         }
     }
     Ok(ImagePlan {
@@ -187,6 +276,7 @@ pub fn plan_image(
         compression,
         changes,
         may_decompress,
+        crypt,
     })
 }
 

@@ -51,12 +51,14 @@ fn writes_source_as_is(media_type: &str, opts: &CopyOptions) -> bool {
         && opts.format.is_none()
         && opts.compression.format.is_none()
         && !opts.compression.decompress
+        && opts.encryption.is_none()
+        && opts.decryption.is_none()
         && (!is_list_type(media_type) || opts.multi_arch == MultiArch::All)
 }
 
 /// The digest of the manifest a copy of this image (bytes, media type) would
 /// write, where it is known before any blob is copied: no layer changes
-/// compression (a format conversion alone is computable).
+/// compression or encryption (a format conversion alone is computable).
 pub fn predicted_image(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
@@ -68,7 +70,7 @@ pub fn predicted_image(
         return Ok(None);
     };
     let plan = plan_image(&m, &caps(dst), |d| src.layer_compression(d), opts)?;
-    if plan.changes.iter().any(Option::is_some) {
+    if plan.changes.iter().any(Option::is_some) || plan.crypts() {
         return Ok(None);
     }
     let (out, _) = finished_manifest(src, &m, bytes.clone(), &plan, &[], &[])?;

@@ -4,10 +4,12 @@
 //! Unchanged, it is the source's bytes exactly, so the digest is kept.
 
 use super::CopyError;
+use super::blob::CryptDone;
 use super::layers::Written;
 use super::plan::ImagePlan;
 use crate::compression::Compression;
 use crate::digest::Digest;
+use crate::encryption;
 use crate::manifest::{self, ImageManifest};
 use crate::transport::{ImageSource, TransportError};
 use bytes::Bytes;
@@ -27,7 +29,7 @@ pub fn finished_manifest(
     let digests_change = m
         .layers
         .iter()
-        .any(|l| of(&l.digest).is_some_and(|w| w.digest != l.digest));
+        .any(|l| of(&l.digest).is_some_and(|w| w.digest != l.digest || w.crypt.is_some()));
     let rewritten = target != m.mime() || digests_change;
     if !rewritten {
         return Ok((source, target.clone()));
@@ -38,14 +40,27 @@ pub fn finished_manifest(
         m.convert(target)?
     };
     for (i, layer) in out.layers.iter_mut().enumerate() {
-        let claimed = Compression::of_media_type(&layer.media_type);
         let written = of(&layer.digest);
-        // What the layer's bytes at the destination are, where known.
+        let crypt = written.and_then(|w| w.crypt.as_ref());
+        if let Some(CryptDone::Decrypted) = crypt {
+            // The plaintext's type and the annotations it had before ocicrypt's.
+            if let Some(plain) = encryption::layer::decrypted_media_type(&layer.media_type) {
+                layer.media_type = plain.to_string();
+            }
+            layer.annotations = layer
+                .annotations
+                .as_ref()
+                .and_then(encryption::layer::without_encryption);
+        }
+        let claimed = Compression::of_media_type(&layer.media_type);
+        // What the layer's bytes at the destination are (before encryption), where known.
         let actual = written
             .and_then(|w| w.compression)
             .or_else(|| src.layer_compression(&layer.digest));
-        if let Some(w) = written.filter(|w| w.digest != layer.digest) {
-            if w.compression == Some(Compression::None)
+        if let Some(w) = written.filter(|w| w.digest != layer.digest || w.crypt.is_some()) {
+            let plaintext = !matches!(w.crypt, Some(CryptDone::Encrypted(_)));
+            if plaintext
+                && w.compression == Some(Compression::None)
                 && let Some(Some(want)) = diff_ids.get(i)
                 && *want != w.digest
             {
@@ -57,10 +72,24 @@ pub fn finished_manifest(
             }
             layer.digest = w.digest.clone();
             layer.size = w.size as i64;
-            layer.annotations = None;
+            // Recompressed bytes lose the source's layer annotations; an
+            // encrypted or decrypted layer keeps them, as containers/image does.
+            if crypt.is_none() {
+                layer.annotations = None;
+            }
         }
         if let Some(a) = actual.filter(|a| claimed != Some(*a)) {
             layer.media_type = a.layer_media_type(target).to_string();
+        }
+        if let Some(CryptDone::Encrypted(enc)) = crypt {
+            layer.media_type = encryption::layer::encrypted_media_type(&layer.media_type).ok_or_else(|| {
+                CopyError::NoEncryptedType {
+                    media_type: layer.media_type.clone(),
+                }
+            })?;
+            let mut a = layer.annotations.take().unwrap_or_default();
+            a.extend(enc.iter().map(|(k, v)| (k.clone(), v.clone())));
+            layer.annotations = Some(a);
         }
     }
     Ok((Bytes::from(manifest::to_bytes(&out)), target.clone()))

@@ -13,6 +13,7 @@
 //! are, already checked.
 
 pub mod compression;
+pub mod encryption;
 pub mod format;
 pub mod platform;
 pub mod retry;

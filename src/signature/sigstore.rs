@@ -30,31 +30,16 @@ pub struct PublicKey {
 
 /// Every `PUBLIC KEY` PEM block in `data`.
 pub fn parse_public_keys(data: &[u8]) -> Result<Vec<PublicKey>, SignatureError> {
-    let text = std::str::from_utf8(data).map_err(|_| SignatureError::Keys("public keys are not PEM text".into()))?;
+    if std::str::from_utf8(data).is_err() {
+        return Err(SignatureError::Keys("public keys are not PEM text".into()));
+    }
+    let blocks = crate::pem::blocks(data).map_err(|e| SignatureError::Keys(e.to_string()))?;
     let mut out = Vec::new();
-    let mut block: Option<(String, String)> = None;
-    for line in text.lines().map(str::trim) {
-        match &mut block {
-            None => {
-                if let Some(label) = line.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")) {
-                    block = Some((label.to_string(), String::new()));
-                }
-            }
-            Some((label, b64)) => {
-                if line.starts_with("-----END ") {
-                    if label != "PUBLIC KEY" {
-                        return Err(SignatureError::Keys(format!("unsupported PEM block {label:?}")));
-                    }
-                    let der = base64::engine::general_purpose::STANDARD
-                        .decode(b64.as_bytes())
-                        .map_err(|e| SignatureError::Keys(format!("PEM base64: {e}")))?;
-                    out.push(from_spki(&der)?);
-                    block = None;
-                } else {
-                    b64.push_str(line);
-                }
-            }
+    for block in blocks {
+        if block.label != "PUBLIC KEY" {
+            return Err(SignatureError::Keys(format!("unsupported PEM block {:?}", block.label)));
         }
+        out.push(from_spki(&block.der)?);
     }
     if out.is_empty() {
         return Err(SignatureError::Keys("no PEM-encoded public key found".into()));

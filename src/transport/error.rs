@@ -137,6 +137,9 @@ pub enum TransportError {
     BlobVanished(Digest),
     #[error("blob stream ended early")]
     StreamEndedEarly,
+    /// Layer encryption or decryption (ocicrypt's texts).
+    #[error(transparent)]
+    Encryption(#[from] crate::encryption::EncryptionError),
     #[error("compression stage: {0}")]
     Codec(#[source] std::io::Error),
     #[error("config {0} is larger than 64 MiB")]

@@ -180,3 +180,17 @@ pub fn tempdir() -> tempfile::TempDir {
         .tempdir()
         .expect("creating temp dir")
 }
+
+/// Copy a directory tree (files and directories only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy");
+    for e in std::fs::read_dir(from).expect("reading the directory") {
+        let e = e.expect("directory entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copying a file");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Layer encryption and decryption options: recipients and which layers to
+//! encrypt, or the keys to decrypt with. The CLI's `--encryption-key`,
+//! `--encrypt-layer` and `--decryption-key` parse into them as skopeo's
+//! (ocicrypt's helpers) do.
+
+use crate::encryption::EncryptionError;
+use crate::encryption::keys::{self, PrivateKey, Recipient};
+use crate::skopeo_texts::io_error;
+use std::sync::Arc;
+
+/// Encrypt layers for these recipients.
+#[derive(Debug, Clone)]
+pub struct EncryptionOptions {
+    pub recipients: Vec<Recipient>,
+    /// Layer indices (0-based; negative from the top); empty means every layer.
+    pub layers: Vec<i64>,
+}
+
+/// Decrypt encrypted layers with these keys.
+#[derive(Debug, Clone, Default)]
+pub struct DecryptionOptions {
+    pub keys: Arc<Vec<PrivateKey>>,
+}
+
+impl EncryptionOptions {
+    /// From `--encryption-key PROTOCOL:VALUE` values and `--encrypt-layer` indices.
+    pub fn from_flags(recipients: &[String], layers: &[i64]) -> Result<EncryptionOptions, EncryptionError> {
+        let recipients = recipients
+            .iter()
+            .map(|r| {
+                let (protocol, value) = r.split_once(':').ok_or(EncryptionError::RecipientFormat)?;
+                match protocol {
+                    "jwe" => {
+                        let data = std::fs::read(value).map_err(|e| EncryptionError::ReadRecipient {
+                            path: value.to_string(),
+                            why: io_error(&e),
+                        })?;
+                        keys::parse_public(&data)
+                    }
+                    "pgp" | "pkcs7" | "pkcs11" | "provider" => {
+                        Err(EncryptionError::SchemeNotSupported(match protocol {
+                            "pgp" => "pgp",
+                            "pkcs7" => "pkcs7",
+                            "pkcs11" => "pkcs11",
+                            _ => "key provider",
+                        }))
+                    }
+                    _ => Err(EncryptionError::UnknownProtocol),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EncryptionOptions {
+            recipients,
+            layers: layers.to_vec(),
+        })
+    }
+
+    /// Whether layer `i` of `count` is to be encrypted; an index out of
+    /// range is an error, as in containers/image.
+    pub fn chosen(&self, count: usize) -> Result<Vec<bool>, EncryptionError> {
+        if self.layers.is_empty() {
+            return Ok(vec![true; count]);
+        }
+        let mut out = vec![false; count];
+        for &l in &self.layers {
+            let n = count as i64;
+            let i = if (0..n).contains(&l) {
+                l
+            } else if (-n..0).contains(&l) {
+                l + n
+            } else {
+                return Err(EncryptionError::LayerIndex { index: l, count });
+            };
+            out[i as usize] = true;
+        }
+        Ok(out)
+    }
+}
+
+impl DecryptionOptions {
+    /// From `--decryption-key FILE[:PASSWORD]` values. Files that are no
+    /// private key are skipped, as ocicrypt skips them (certificates may be
+    /// passed alongside keys).
+    pub fn from_flags(values: &[String]) -> Result<DecryptionOptions, EncryptionError> {
+        let mut out = vec![];
+        for v in values {
+            if v.starts_with("provider:") {
+                return Err(EncryptionError::SchemeNotSupported("key provider"));
+            }
+            let parts: Vec<&str> = v.split(':').collect();
+            let password = match parts.as_slice() {
+                [_, p] => Some(password(p)?),
+                _ => None,
+            };
+            let path = parts[0];
+            let data = std::fs::read(path).map_err(|e| EncryptionError::ReadKey {
+                path: path.to_string(),
+                why: io_error(&e),
+            })?;
+            match keys::parse_private(&data, password.as_deref().map(|p| p.as_slice()))? {
+                Some(k) => out.push(k),
+                None if is_openpgp_secret_key(&data) => return Err(EncryptionError::SchemeNotSupported("pgp")),
+                None => tracing::warn!(path, "decryption key file is not a private key kopeo reads: skipped"),
+            }
+        }
+        Ok(DecryptionOptions { keys: Arc::new(out) })
+    }
+}
+
+/// ocicrypt's password forms: `file=PATH`, `pass=TEXT`, `fd=N`, or the text.
+fn password(s: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, EncryptionError> {
+    let bytes = if let Some(path) = s.strip_prefix("file=") {
+        std::fs::read(path).map_err(|e| EncryptionError::PasswordFile {
+            path: path.to_string(),
+            why: io_error(&e),
+        })?
+    } else if let Some(p) = s.strip_prefix("pass=") {
+        p.as_bytes().to_vec()
+    } else if let Some(fd) = s.strip_prefix("fd=") {
+        let n: i32 = fd.parse().map_err(|_| EncryptionError::PasswordFd(fd.to_string()))?;
+        let path = format!("/proc/self/fd/{n}");
+        let mut b = std::fs::read(&path).map_err(|e| EncryptionError::PasswordFile {
+            path,
+            why: io_error(&e),
+        })?;
+        b.truncate(64);
+        b
+    } else {
+        s.as_bytes().to_vec()
+    };
+    Ok(zeroize::Zeroizing::new(bytes))
+}
+
+/// An armored or binary OpenPGP secret key (packet tag 5).
+fn is_openpgp_secret_key(data: &[u8]) -> bool {
+    data.starts_with(b"-----BEGIN PGP PRIVATE KEY BLOCK-----")
+        || data.first().is_some_and(|b| *b == 0x95 || *b == 0x94 || *b == 0xc5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_choice_as_containers_image() {
+        let all = EncryptionOptions {
+            recipients: vec![],
+            layers: vec![],
+        };
+        assert_eq!(all.chosen(2).unwrap(), vec![true, true]);
+        let some = EncryptionOptions {
+            layers: vec![-1, 0],
+            ..all.clone()
+        };
+        assert_eq!(some.chosen(3).unwrap(), vec![true, false, true]);
+        let out = EncryptionOptions { layers: vec![3], ..all };
+        assert_eq!(
+            out.chosen(3).unwrap_err().to_string(),
+            "when choosing layers to encrypt, layer index 3 out of range (3 layers exist)"
+        );
+    }
+
+    #[test]
+    fn recipient_strings() {
+        let e = |s: &str| {
+            EncryptionOptions::from_flags(&[s.to_string()], &[])
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(e("nocolon"), "Invalid recipient format");
+        assert_eq!(e("rot13:x"), "Provided protocol not recognized");
+        assert_eq!(
+            e("jwe:/nonexistent/k.pem"),
+            "Unable to read file: open /nonexistent/k.pem: no such file or directory"
+        );
+        let d = DecryptionOptions::from_flags(&["/nonexistent/k.pem".to_string()]).unwrap_err();
+        assert_eq!(d.to_string(), "open /nonexistent/k.pem: no such file or directory");
+    }
+}
