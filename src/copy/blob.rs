@@ -225,8 +225,13 @@ pub async fn copy_blob(
     // The layer's key, unwrapped before any byte moves: a wrong key fails here.
     let opened = match &job.crypt {
         Crypt::Decrypt(annotations) => {
-            let keys = opts.decryption.as_ref().map(|d| d.keys.clone()).unwrap_or_default();
-            Some(layer::open(annotations, &keys).map_err(|e| layer_error(info, e))?)
+            let with = opts.decryption.as_ref().map(|d| d.keys.clone());
+            let with = with.ok_or_else(|| layer_error(info, EncryptionError::NoPrivateKey(String::new())))?;
+            Some(
+                layer::open(annotations, &with)
+                    .await
+                    .map_err(|e| layer_error(info, e))?,
+            )
         }
         _ => None,
     };
@@ -286,11 +291,6 @@ pub async fn copy_blob(
                     Ok((digest, size, compression, Some(CryptDone::Decrypted)))
                 }
                 Crypt::Encrypt => {
-                    let recipients = opts
-                        .encryption
-                        .as_ref()
-                        .map(|e| e.recipients.as_slice())
-                        .unwrap_or_default();
                     let slot = cipher::SealedSlot::default();
                     let stream = cipher::encrypt(prefetch(stream, 4), info.digest.to_string(), slot.clone())?;
                     let (digest, size) = dst
@@ -299,12 +299,15 @@ pub async fn copy_blob(
                     let sealed = slot
                         .get()
                         .ok_or(EncryptionError::Crypto("the encrypted stream did not finish"))?;
-                    let annotations = layer::sealed_annotations(recipients, sealed).map_err(|source| {
-                        EncryptionError::Encrypting {
-                            blob: info.digest.clone(),
-                            source: Box::new(source),
-                        }
-                    })?;
+                    let to = opts.encryption.as_ref().map(|e| &e.recipients);
+                    let to = to.ok_or(EncryptionError::NoWrappedKeys)?;
+                    let annotations =
+                        layer::sealed_annotations(to, sealed)
+                            .await
+                            .map_err(|source| EncryptionError::Encrypting {
+                                blob: info.digest.clone(),
+                                source: Box::new(source),
+                            })?;
                     Ok((digest, size, compression, Some(CryptDone::Encrypted(annotations))))
                 }
             }

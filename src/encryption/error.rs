@@ -30,6 +30,14 @@ pub enum EncryptionError {
     PasswordFd(String),
     #[error("when choosing layers to encrypt, layer index {index} out of range ({count} layers exist)")]
     LayerIndex { index: i64, count: usize },
+    #[error("Error while parsing keyprovider config file {path}: {why}")]
+    ProviderConfig { path: String, why: String },
+    #[error("key provider {0:?} is not configured (OCICRYPT_KEYPROVIDER_CONFIG names the providers' file)")]
+    ProviderNotConfigured(String),
+    #[error("key provider {name}: {why}")]
+    Provider { name: String, why: String },
+    #[error("no wrapped keys produced by encryption")]
+    NoWrappedKeys,
     #[error("JWE: {0}")]
     Jwe(String),
     #[error("crypto failure: {0}")]

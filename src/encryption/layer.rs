@@ -6,10 +6,12 @@
 use super::cipher::Sealed;
 use super::keys::{PrivateKey, Recipient};
 use super::options::{PrivateOptions, PublicOptions};
+use super::provider::{self, Providers};
 use super::{EncryptionError, jwe};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Every annotation ocicrypt owns starts so.
 pub const PREFIX: &str = "org.opencontainers.image.enc";
@@ -55,10 +57,20 @@ pub fn without_encryption(annotations: &BTreeMap<String, String>) -> Option<BTre
     (!kept.is_empty()).then_some(kept)
 }
 
+/// Who a layer's key is wrapped for, or who may unwrap it: JWE keys, and
+/// key providers with their parameters (`provider:NAME[:ARG]`).
+#[derive(Debug, Clone)]
+pub struct KeyHolders<K> {
+    pub keys: Vec<K>,
+    pub providers: Arc<Providers>,
+    /// The providers' parameters by name (ocicrypt's config `Parameters`).
+    pub params: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
 /// The annotations an encrypted layer gets: its options wrapped for each
-/// recipient, and the public options.
-pub fn sealed_annotations(
-    recipients: &[Recipient],
+/// recipient (one JWE for all keys, one entry per provider), and the public options.
+pub async fn sealed_annotations(
+    to: &KeyHolders<Recipient>,
     sealed: &Sealed,
 ) -> Result<BTreeMap<String, String>, EncryptionError> {
     let private = zeroize::Zeroizing::new(
@@ -66,24 +78,37 @@ pub fn sealed_annotations(
     );
     let public = serde_json::to_vec(&sealed.public).map_err(|e| EncryptionError::Options(e.to_string()))?;
     let mut out = BTreeMap::new();
-    out.insert(KEYS_JWE.to_string(), STANDARD.encode(jwe::wrap(recipients, &private)?));
+    if !to.keys.is_empty() {
+        out.insert(KEYS_JWE.to_string(), STANDARD.encode(jwe::wrap(&to.keys, &private)?));
+    }
+    for name in to.params.keys() {
+        let wrapped = to.providers.wrap(name, &to.params, &private).await?;
+        if !wrapped.is_empty() {
+            out.insert(provider::annotation(name), STANDARD.encode(wrapped));
+        }
+    }
+    if out.is_empty() {
+        return Err(EncryptionError::NoWrappedKeys);
+    }
     out.insert(PUBOPTS.to_string(), STANDARD.encode(public));
     Ok(out)
 }
 
-/// The options of an encrypted layer, unwrapped with one of `keys`
-/// (ocicrypt's `decryptLayerKeyOptsData` and its errors).
-pub fn open(
+/// The options of an encrypted layer, unwrapped with one of `with`'s keys,
+/// or by a configured provider whose annotation the layer has (ocicrypt's
+/// `decryptLayerKeyOptsData`, with its errors).
+pub async fn open(
     annotations: &BTreeMap<String, String>,
-    keys: &[PrivateKey],
+    with: &KeyHolders<PrivateKey>,
 ) -> Result<(PrivateOptions, PublicOptions), EncryptionError> {
     let mut errors = String::new();
     let mut private = None;
-    if let Some(entries) = annotations.get(KEYS_JWE).filter(|e| !e.is_empty() && !keys.is_empty()) {
+    let entries = |a: &str| annotations.get(a).filter(|e| !e.is_empty()).cloned();
+    if let Some(list) = entries(KEYS_JWE).filter(|_| !with.keys.is_empty()) {
         let mut tried = String::new();
-        for entry in entries.split(',') {
+        for entry in list.split(',') {
             let text = STANDARD.decode(entry).map_err(|_| EncryptionError::AnnotationBase64)?;
-            match jwe::unwrap(&text, keys) {
+            match jwe::unwrap(&text, &with.keys) {
                 Ok(p) => {
                     private = Some(p);
                     break;
@@ -95,8 +120,28 @@ pub fn open(
             errors.push_str(&format!("no suitable key found for decrypting layer key:\n{tried}\n"));
         }
     }
+    for name in with.providers.by_name.keys() {
+        let Some(list) = entries(&provider::annotation(name)).filter(|_| private.is_none()) else {
+            continue;
+        };
+        let mut tried = String::new();
+        for entry in list.split(',') {
+            let wrapped = STANDARD.decode(entry).map_err(|_| EncryptionError::AnnotationBase64)?;
+            match with.providers.unwrap(name, &with.params, &wrapped).await {
+                Ok(Some(p)) => {
+                    private = Some(p);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => tried.push_str(&format!("- {e}\n")),
+            }
+        }
+        if private.is_none() && !tried.is_empty() {
+            errors.push_str(&format!("no suitable key found for decrypting layer key:\n{tried}\n"));
+        }
+    }
     let Some(private) = private else {
-        return Err(if keys.is_empty() {
+        return Err(if with.keys.is_empty() {
             EncryptionError::NoPrivateKey(errors)
         } else {
             EncryptionError::NoSuitableKey(errors)

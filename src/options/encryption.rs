@@ -5,52 +5,71 @@
 
 use crate::encryption::EncryptionError;
 use crate::encryption::keys::{self, PrivateKey, Recipient};
+use crate::encryption::layer::KeyHolders;
+use crate::encryption::provider::Providers;
 use crate::skopeo_texts::io_error;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Encrypt layers for these recipients.
 #[derive(Debug, Clone)]
 pub struct EncryptionOptions {
-    pub recipients: Vec<Recipient>,
+    pub recipients: KeyHolders<Recipient>,
     /// Layer indices (0-based; negative from the top); empty means every layer.
     pub layers: Vec<i64>,
 }
 
-/// Decrypt encrypted layers with these keys.
-#[derive(Debug, Clone, Default)]
+/// Decrypt encrypted layers with these keys (and the configured providers).
+#[derive(Debug, Clone)]
 pub struct DecryptionOptions {
-    pub keys: Arc<Vec<PrivateKey>>,
+    pub keys: Arc<KeyHolders<PrivateKey>>,
+}
+
+/// `NAME[:ARG]` of `provider:NAME[:ARG]` into ocicrypt's parameters (an
+/// absent argument is `Enabled`), checked against the configuration.
+fn add_provider(
+    params: &mut BTreeMap<String, Vec<Vec<u8>>>,
+    providers: &Providers,
+    value: &str,
+) -> Result<(), EncryptionError> {
+    let (name, arg) = match value.split_once(':') {
+        Some((n, a)) if !n.is_empty() => (n, a.as_bytes().to_vec()),
+        _ => (value, b"Enabled".to_vec()),
+    };
+    if !providers.by_name.contains_key(name) {
+        return Err(EncryptionError::ProviderNotConfigured(name.to_string()));
+    }
+    params.entry(name.to_string()).or_default().push(arg);
+    Ok(())
 }
 
 impl EncryptionOptions {
     /// From `--encryption-key PROTOCOL:VALUE` values and `--encrypt-layer` indices.
     pub fn from_flags(recipients: &[String], layers: &[i64]) -> Result<EncryptionOptions, EncryptionError> {
-        let recipients = recipients
-            .iter()
-            .map(|r| {
-                let (protocol, value) = r.split_once(':').ok_or(EncryptionError::RecipientFormat)?;
-                match protocol {
-                    "jwe" => {
-                        let data = std::fs::read(value).map_err(|e| EncryptionError::ReadRecipient {
-                            path: value.to_string(),
-                            why: io_error(&e),
-                        })?;
-                        keys::parse_public(&data)
-                    }
-                    "pgp" | "pkcs7" | "pkcs11" | "provider" => {
-                        Err(EncryptionError::SchemeNotSupported(match protocol {
-                            "pgp" => "pgp",
-                            "pkcs7" => "pkcs7",
-                            "pkcs11" => "pkcs11",
-                            _ => "key provider",
-                        }))
-                    }
-                    _ => Err(EncryptionError::UnknownProtocol),
+        let mut to = KeyHolders {
+            keys: vec![],
+            providers: Arc::new(Providers::from_env()?),
+            params: BTreeMap::new(),
+        };
+        for r in recipients {
+            let (protocol, value) = r.split_once(':').ok_or(EncryptionError::RecipientFormat)?;
+            match protocol {
+                "jwe" => {
+                    let data = std::fs::read(value).map_err(|e| EncryptionError::ReadRecipient {
+                        path: value.to_string(),
+                        why: io_error(&e),
+                    })?;
+                    to.keys.push(keys::parse_public(&data)?);
                 }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+                "provider" => add_provider(&mut to.params, &to.providers, value)?,
+                "pgp" => return Err(EncryptionError::SchemeNotSupported("pgp")),
+                "pkcs7" => return Err(EncryptionError::SchemeNotSupported("pkcs7")),
+                "pkcs11" => return Err(EncryptionError::SchemeNotSupported("pkcs11")),
+                _ => return Err(EncryptionError::UnknownProtocol),
+            }
+        }
         Ok(EncryptionOptions {
-            recipients,
+            recipients: to,
             layers: layers.to_vec(),
         })
     }
@@ -82,10 +101,15 @@ impl DecryptionOptions {
     /// private key are skipped, as ocicrypt skips them (certificates may be
     /// passed alongside keys).
     pub fn from_flags(values: &[String]) -> Result<DecryptionOptions, EncryptionError> {
-        let mut out = vec![];
+        let mut with = KeyHolders {
+            keys: vec![],
+            providers: Arc::new(Providers::from_env()?),
+            params: BTreeMap::new(),
+        };
         for v in values {
-            if v.starts_with("provider:") {
-                return Err(EncryptionError::SchemeNotSupported("key provider"));
+            if let Some(p) = v.strip_prefix("provider:") {
+                add_provider(&mut with.params, &with.providers, p)?;
+                continue;
             }
             let parts: Vec<&str> = v.split(':').collect();
             let password = match parts.as_slice() {
@@ -98,12 +122,12 @@ impl DecryptionOptions {
                 why: io_error(&e),
             })?;
             match keys::parse_private(&data, password.as_deref().map(|p| p.as_slice()))? {
-                Some(k) => out.push(k),
+                Some(k) => with.keys.push(k),
                 None if is_openpgp_secret_key(&data) => return Err(EncryptionError::SchemeNotSupported("pgp")),
                 None => tracing::warn!(path, "decryption key file is not a private key kopeo reads: skipped"),
             }
         }
-        Ok(DecryptionOptions { keys: Arc::new(out) })
+        Ok(DecryptionOptions { keys: Arc::new(with) })
     }
 }
 
@@ -144,7 +168,11 @@ mod tests {
     #[test]
     fn layer_choice_as_containers_image() {
         let all = EncryptionOptions {
-            recipients: vec![],
+            recipients: KeyHolders {
+                keys: vec![],
+                providers: Default::default(),
+                params: Default::default(),
+            },
             layers: vec![],
         };
         assert_eq!(all.chosen(2).unwrap(), vec![true, true]);

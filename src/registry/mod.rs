@@ -17,7 +17,7 @@ mod error;
 mod lists;
 mod manifests;
 mod response;
-mod tls;
+pub mod tls;
 pub mod tls_details;
 mod token_auth;
 mod upload;

@@ -157,6 +157,29 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
         registry: host.to_string(),
         reason,
     };
+    let mut config = client_config(host, tls)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .user_agent(user_agent)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(read_timeout())
+        .pool_idle_timeout(Duration::from_secs(90))
+        // reqwest drops Authorization on a redirect to another host.
+        .redirect(reqwest::redirect::Policy::limited(10))
+        // A redirect target (object storage) learns nothing of the registry URL.
+        .referer(false)
+        .use_preconfigured_tls(config)
+        .build()
+        .map_err(|e| err(e.to_string()))
+}
+
+/// The rustls configuration for `host` with `tls` (no ALPN set): the
+/// registries' verifier, and a client certificate where one is given.
+pub fn client_config(host: &str, tls: &TlsOptions) -> Result<rustls::ClientConfig, RegistryError> {
+    let err = |reason: String| RegistryError::Tls {
+        registry: host.to_string(),
+        reason,
+    };
     let dirs = read_cert_dirs(host, tls, &err)?;
     let policy = super::tls_details::policy();
     let provider = policy.provider.clone();
@@ -175,25 +198,12 @@ pub fn build_client(host: &str, tls: &TlsOptions, user_agent: &str) -> Result<re
         .map_err(|e| err(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = match dirs.identity {
+    Ok(match dirs.identity {
         Some((chain, key)) => builder
             .with_client_auth_cert(chain, key)
             .map_err(|e| err(format!("client certificate: {e}")))?,
         None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .user_agent(user_agent)
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(read_timeout())
-        .pool_idle_timeout(Duration::from_secs(90))
-        // reqwest drops Authorization on a redirect to another host.
-        .redirect(reqwest::redirect::Policy::limited(10))
-        // A redirect target (object storage) learns nothing of the registry URL.
-        .referer(false)
-        .use_preconfigured_tls(config)
-        .build()
-        .map_err(|e| err(e.to_string()))
+    })
 }
 
 /// How long a registry may send nothing while kopeo waits for an answer or

@@ -5,6 +5,7 @@
 
 mod failures;
 mod interop;
+mod providers;
 
 use crate::support::image::{Built, Spec, build};
 use crate::support::{Run, kopeo, openssl, skopeo, tempdir};
@@ -63,6 +64,9 @@ impl Keys {
     }
     pub(crate) fn kopeo(&self, args: &[&str]) -> Run {
         kopeo(self.home.path(), &with_policy(args))
+    }
+    pub(crate) fn kopeo_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        crate::support::kopeo_env(self.home.path(), &with_policy(args), None, env)
     }
     pub(crate) fn skopeo(&self, args: &[&str]) -> Run {
         skopeo(self.home.path(), args)

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod dockerd;
 pub mod gpg;
 pub mod image;
+pub mod kms;
 pub mod paging;
 pub mod proxy;
 pub mod registry;
