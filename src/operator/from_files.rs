@@ -80,9 +80,19 @@ impl Manifests {
         ns: &str,
         verify: Option<&crate::options::verify::VerifySettings>,
         sign: Option<&crate::options::sign::SignSettings>,
+        crypt: (
+            Option<&crate::options::encryption::EncryptionSettings>,
+            Option<&crate::options::encryption::DecryptionSettings>,
+        ),
     ) -> crate::operator::verify_keys::SignatureEnv {
-        use crate::operator::verify_keys::{SignatureEnv, pick, sign_key};
+        use crate::operator::verify_keys::{CryptKeys, SignatureEnv, pick, pick_all, sign_key};
+        let find =
+            |sel: &crate::options::verify::KeySelector| pick(sel, |n| self.secret(ns, n), |n| self.config_map(ns, n));
         SignatureEnv {
+            crypt: CryptKeys {
+                recipients: crypt.0.map(|e| pick_all("encryption.recipients", &e.recipients, find)),
+                private: crypt.1.map(|d| pick_all("decryption.keys", &d.keys, find)),
+            },
             verify_keys: verify.map(|v| pick(&v.keys, |n| self.secret(ns, n), |n| self.config_map(ns, n))),
             sign_key: sign.map(|k| sign_key(k, self.secret(ns, &k.secret_name))),
             storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
@@ -287,9 +297,11 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
                 local: Default::default(),
                 verify_keys: None,
                 sign_key: None,
+                crypt: Default::default(),
             };
-            let sig = m.signature_env(ns, c.spec.verify.as_ref(), c.spec.sign.as_ref());
-            (env.verify_keys, env.sign_key) = (sig.verify_keys, sig.sign_key);
+            let crypt = (c.spec.encryption.as_ref(), c.spec.decryption.as_ref());
+            let sig = m.signature_env(ns, c.spec.verify.as_ref(), c.spec.sign.as_ref(), crypt);
+            (env.verify_keys, env.sign_key, env.crypt) = (sig.verify_keys, sig.sign_key, sig.crypt);
             env.src.signature_storage = sig.storage.clone();
             env.dest.signature_storage = sig.storage;
             let st = reconcile(c, &env, now, None).await;
@@ -301,7 +313,8 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
             ));
         }
         for s in m.syncs.iter().filter(|s| s.namespace().as_deref() == Some(ns.as_str())) {
-            let sig = m.signature_env(ns, s.spec.verify.as_ref(), s.spec.sign.as_ref());
+            let crypt = (s.spec.encryption.as_ref(), s.spec.decryption.as_ref());
+            let sig = m.signature_env(ns, s.spec.verify.as_ref(), s.spec.sign.as_ref(), crypt);
             let st = super::image_sync::reconcile::reconcile(s, &rendered, &sig, now, None).await;
             statuses.push((
                 "ImageSync".into(),

@@ -1,5 +1,7 @@
-//! Finding `spec.verify.keys`: one key of a Secret or ConfigMap in the
-//! resource's own namespace (never another's), read when a copy runs.
+//! Finding the keys a resource's copies need — `spec.verify.keys`,
+//! `spec.sign`'s Secret, `spec.encryption` recipients and `spec.decryption`
+//! keys: each one key of a Secret or ConfigMap in the resource's own
+//! namespace (never another's), read when a copy runs.
 
 use crate::options::verify::KeySelector;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -15,6 +17,42 @@ pub struct SignatureEnv {
     /// `spec.sign`'s private key and passphrase, as found (or why not).
     pub sign_key: Option<SignKey>,
     pub storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
+    /// The data of `spec.encryption` and `spec.decryption` keys.
+    pub crypt: CryptKeys,
+}
+
+/// The data of `spec.encryption.recipients` and `spec.decryption.keys`
+/// (Secret and ConfigMap keys in order; providers need none), or why not.
+#[derive(Clone, Default)]
+pub struct CryptKeys {
+    pub recipients: Option<Result<Vec<Vec<u8>>, String>>,
+    pub private: Option<Result<Vec<Vec<u8>>, String>>,
+}
+
+impl CryptKeys {
+    /// The engine's encryption and decryption options for these specs.
+    pub fn options(
+        &self,
+        encryption: Option<&crate::options::encryption::EncryptionSettings>,
+        decryption: Option<&crate::options::encryption::DecryptionSettings>,
+    ) -> Result<crate::options::encryption::CryptOptions, String> {
+        let data = |d: &Option<Result<Vec<Vec<u8>>, String>>| d.clone().unwrap_or(Ok(vec![]));
+        let (r, p) = (data(&self.recipients)?, data(&self.private)?);
+        crate::options::encryption::from_specs(encryption, decryption, &r, &p)
+    }
+}
+
+/// Every key `sources` read from a Secret or ConfigMap, through `find`.
+pub(crate) fn pick_all(
+    label: &str,
+    sources: &[crate::options::encryption::KeySource],
+    mut find: impl FnMut(&KeySelector) -> Result<Vec<u8>, String>,
+) -> Result<Vec<Vec<u8>>, String> {
+    sources
+        .iter()
+        .filter_map(|s| s.selector())
+        .map(|sel| find(&sel).map_err(|e| e.replacen("verify.keys", label, 1)))
+        .collect()
 }
 
 /// `key` of a Secret's data (or of its stringData, as written in a file).
@@ -107,9 +145,38 @@ pub(crate) async fn lookup_env(
     ns: &str,
     verify: Option<&crate::options::verify::VerifySettings>,
     sign: Option<&crate::options::sign::SignSettings>,
+    crypt: (
+        Option<&crate::options::encryption::EncryptionSettings>,
+        Option<&crate::options::encryption::DecryptionSettings>,
+    ),
     storage: std::sync::Arc<crate::signature::lookaside::SignatureStorage>,
 ) -> SignatureEnv {
+    let mut keys = CryptKeys::default();
+    for (label, sources, slot) in [
+        (
+            "encryption.recipients",
+            crypt.0.map(|e| &e.recipients),
+            &mut keys.recipients,
+        ),
+        ("decryption.keys", crypt.1.map(|d| &d.keys), &mut keys.private),
+    ] {
+        if let Some(sources) = sources {
+            let mut out = vec![];
+            let mut failed = None;
+            for sel in sources.iter().filter_map(|s| s.selector()) {
+                match lookup(client, ns, &sel).await {
+                    Ok(d) => out.push(d),
+                    Err(e) => {
+                        failed = Some(e.replacen("verify.keys", label, 1));
+                        break;
+                    }
+                }
+            }
+            *slot = Some(failed.map_or(Ok(out), Err));
+        }
+    }
     SignatureEnv {
+        crypt: keys,
         verify_keys: match verify {
             Some(v) => Some(lookup(client, ns, &v.keys).await),
             None => None,

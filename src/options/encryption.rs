@@ -1,13 +1,16 @@
 //! Layer encryption and decryption options: recipients and which layers to
 //! encrypt, or the keys to decrypt with. The CLI's `--encryption-key`,
 //! `--encrypt-layer` and `--decryption-key` parse into them as skopeo's
-//! (ocicrypt's helpers) do.
+//! (ocicrypt's helpers) do; ImageCopy's and ImageSync's `spec.encryption`
+//! and `spec.decryption` name keys in the namespace and key providers.
 
 use crate::encryption::EncryptionError;
 use crate::encryption::keys::{self, PrivateKey, Recipient};
 use crate::encryption::layer::KeyHolders;
 use crate::encryption::provider::Providers;
 use crate::skopeo_texts::io_error;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -23,6 +26,149 @@ pub struct EncryptionOptions {
 #[derive(Debug, Clone)]
 pub struct DecryptionOptions {
     pub keys: Arc<KeyHolders<PrivateKey>>,
+}
+
+/// `spec.encryption`: who may decrypt, and which layers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionSettings {
+    /// JWE public keys (PEM or DER PKIX, or a JWK) and key providers.
+    #[schemars(length(min = 1))]
+    pub recipients: Vec<KeySource>,
+    /// Layer indices to encrypt (0-based, negative from the top); every layer when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<i64>,
+}
+
+/// `spec.decryption`: the keys encrypted layers are decrypted with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecryptionSettings {
+    /// Private keys (from Secrets only) and key providers.
+    #[schemars(length(min = 1))]
+    pub keys: Vec<KeySource>,
+}
+
+/// One key: a key of a Secret or ConfigMap of the resource's namespace, or
+/// a key provider the operator is configured with (Helm `keyProviders`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "(has(self.secretKeyRef) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) + (has(self.provider) ? 1 : 0) == 1",
+     "message": "give exactly one of secretKeyRef, configMapKeyRef and provider"}
+]))]
+pub struct KeySource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<super::verify::NameKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<super::verify::NameKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderRef>,
+}
+
+/// A key provider by name, with the argument ocicrypt passes it (`provider:NAME:ARG`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ProviderRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argument: Option<String>,
+}
+
+impl KeySource {
+    /// The Secret or ConfigMap key to read, unless this is a provider.
+    pub fn selector(&self) -> Option<super::verify::KeySelector> {
+        (self.provider.is_none()).then(|| super::verify::KeySelector {
+            secret_key_ref: self.secret_key_ref.clone(),
+            config_map_key_ref: self.config_map_key_ref.clone(),
+        })
+    }
+
+    fn provider_value(&self) -> Option<String> {
+        self.provider.as_ref().map(|p| match &p.argument {
+            Some(a) => format!("{}:{a}", p.name),
+            None => p.name.clone(),
+        })
+    }
+}
+
+/// What a copy encrypts or decrypts with.
+pub type CryptOptions = (Option<Arc<EncryptionOptions>>, Option<DecryptionOptions>);
+
+/// The engine's options for `spec.encryption` and `spec.decryption`, given
+/// the data of their Secret and ConfigMap keys in order (providers skipped).
+pub fn from_specs(
+    encryption: Option<&EncryptionSettings>,
+    decryption: Option<&DecryptionSettings>,
+    recipient_data: &[Vec<u8>],
+    private_data: &[Vec<u8>],
+) -> Result<CryptOptions, String> {
+    if encryption.is_some() && decryption.is_some() {
+        return Err("give encryption or decryption, not both".into());
+    }
+    let providers = Arc::new(Providers::from_env().map_err(|e| e.to_string())?);
+    let enc = match encryption {
+        None => None,
+        Some(e) => {
+            let mut to = KeyHolders {
+                keys: vec![],
+                providers: providers.clone(),
+                params: BTreeMap::new(),
+            };
+            let mut data = recipient_data.iter();
+            for r in &e.recipients {
+                match r.provider_value() {
+                    Some(v) => {
+                        add_provider(&mut to.params, &to.providers, &v).map_err(|e| format!("encryption: {e}"))?
+                    }
+                    None => {
+                        let d = data.next().ok_or("encryption: a recipient's key was not looked up")?;
+                        to.keys
+                            .push(keys::parse_public(d).map_err(|e| format!("encryption: {e}"))?);
+                    }
+                }
+            }
+            Some(Arc::new(EncryptionOptions {
+                recipients: to,
+                layers: e.layers.clone(),
+            }))
+        }
+    };
+    let dec = match decryption {
+        None => None,
+        Some(d) => {
+            let mut with = KeyHolders {
+                keys: vec![],
+                providers,
+                params: BTreeMap::new(),
+            };
+            let mut data = private_data.iter();
+            for k in &d.keys {
+                if k.config_map_key_ref.is_some() {
+                    return Err("decryption: private keys must come from a Secret, not a ConfigMap".into());
+                }
+                match k.provider_value() {
+                    Some(v) => {
+                        add_provider(&mut with.params, &with.providers, &v).map_err(|e| format!("decryption: {e}"))?
+                    }
+                    None => {
+                        let raw = data.next().ok_or("decryption: a key was not looked up")?;
+                        let named = k
+                            .secret_key_ref
+                            .as_ref()
+                            .map(|n| format!("Secret {:?} key {:?}", n.name, n.key));
+                        let named = named.unwrap_or_default();
+                        match keys::parse_private(raw, None).map_err(|e| format!("decryption: {named}: {e}"))? {
+                            Some(key) => with.keys.push(key),
+                            None => return Err(format!("decryption: {named} is not a private key kopeo reads")),
+                        }
+                    }
+                }
+            }
+            Some(DecryptionOptions { keys: Arc::new(with) })
+        }
+    };
+    Ok((enc, dec))
 }
 
 /// `NAME[:ARG]` of `provider:NAME[:ARG]` into ocicrypt's parameters (an

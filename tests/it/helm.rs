@@ -111,7 +111,7 @@ fn chart_lints_renders_and_applies() {
     assert!(k.contains(&"ServiceMonitor".to_string()));
     assert!(
         custom.contains("replicas: 2")
-            && custom.contains("- name: kms")
+            && custom.contains("- name: keyprovider-kms")
             && custom.contains("image: example/keyprovider:1")
     );
     assert!(custom.contains("namespace: team-a") && custom.contains("namespace: team-b"));

@@ -49,6 +49,7 @@ pub(crate) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
             local: ctx.local.clone(),
             verify_keys: None,
             sign_key: None,
+            crypt: Default::default(),
         };
         env.src.signature_storage = Some(ctx.signatures.clone());
         env.dest.signature_storage = Some(ctx.signatures.clone());
@@ -60,10 +61,11 @@ pub(crate) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
                 &ns,
                 ic.spec.verify.as_ref(),
                 ic.spec.sign.as_ref(),
+                (ic.spec.encryption.as_ref(), ic.spec.decryption.as_ref()),
                 storage,
             )
             .await;
-            (env.verify_keys, env.sign_key) = (sig.verify_keys, sig.sign_key);
+            (env.verify_keys, env.sign_key, env.crypt) = (sig.verify_keys, sig.sign_key, sig.crypt);
             reconcile(&ic, &env, &at, Some(tally)).await
         }
     })

@@ -59,6 +59,12 @@ pub struct ImageCopySpec {
     /// Sign the copy at the destination with a sigstore key from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign: Option<crate::options::sign::SignSettings>,
+    /// Encrypt the copy's layers (ocicrypt's format) for these recipients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::options::encryption::EncryptionSettings>,
+    /// Decrypt encrypted layers with these keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<crate::options::encryption::DecryptionSettings>,
 }
 
 /// What the operator last observed and did.

@@ -22,6 +22,8 @@ pub struct CopyEnv {
     pub verify_keys: Option<Result<Vec<u8>, String>>,
     /// `spec.sign`'s private key and passphrase, as found (or why not).
     pub sign_key: Option<crate::operator::verify_keys::SignKey>,
+    /// The data of `spec.encryption` and `spec.decryption` keys.
+    pub crypt: crate::operator::verify_keys::CryptKeys,
 }
 
 fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {
@@ -204,6 +206,16 @@ pub async fn reconcile(
                 conditions(&mut st, STALLED, "SigningKeyInvalid", &why, generation, now);
                 return st;
             }
+        }
+    }
+    match env
+        .crypt
+        .options(ic.spec.encryption.as_ref(), ic.spec.decryption.as_ref())
+    {
+        Ok((enc, dec)) => (opts.encryption, opts.decryption) = (enc, dec),
+        Err(why) => {
+            conditions(&mut st, STALLED, "EncryptionKeysInvalid", &why, generation, now);
+            return st;
         }
     }
     // The spec's retries cover registry requests too, as `--retry-times` does.

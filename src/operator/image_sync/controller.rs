@@ -79,6 +79,7 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
                 &ns,
                 s.spec.verify.as_ref(),
                 s.spec.sign.as_ref(),
+                (s.spec.encryption.as_ref(), s.spec.decryption.as_ref()),
                 storage,
             )
             .await;

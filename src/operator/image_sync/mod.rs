@@ -112,6 +112,12 @@ pub struct ImageSyncSpec {
     /// is ignored: each image is signed for its own destination).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign: Option<crate::options::sign::SignSettings>,
+    /// Encrypt the copy's layers (ocicrypt's format) for these recipients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::options::encryption::EncryptionSettings>,
+    /// Decrypt encrypted layers with these keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<crate::options::encryption::DecryptionSettings>,
 }
 
 /// One image that failed in the last sync.

@@ -131,6 +131,16 @@ pub async fn reconcile(
             }
         }
     }
+    match sig
+        .crypt
+        .options(s.spec.encryption.as_ref(), s.spec.decryption.as_ref())
+    {
+        Ok((enc, dec)) => (copy.encryption, copy.decryption) = (enc, dec),
+        Err(why) => {
+            fail(&mut st, "EncryptionKeysInvalid", why);
+            return st;
+        }
+    }
     let mut src = r.side(&format!("docker://{}/x", s.spec.registry));
     src.pool = Some(Default::default());
     src.signature_storage = sig.storage.clone();

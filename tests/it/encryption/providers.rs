@@ -192,7 +192,10 @@ fn grpc_providers_on_a_unix_socket_and_loopback_tcp() {
     let src = k.image("src", Spec::default());
     let (plain_bytes, plain) = manifest(&k.path("src"));
     let sock = k.path("kms.sock");
-    for server in [kms::grpc_server(SECRET, Some(&sock)), kms::grpc_server(SECRET, None)] {
+    for server in [
+        kms::grpc_server(SECRET, "testkms", Some(&sock)),
+        kms::grpc_server(SECRET, "testkms", None),
+    ] {
         let cfg = k.path("grpc.json");
         std::fs::write(
             &cfg,

@@ -5,6 +5,7 @@
 mod backoff;
 mod chaos;
 mod credentials;
+mod encryption;
 mod leader;
 mod namespaces;
 mod resources;

@@ -50,7 +50,17 @@ fn the_api_server_serves_and_validates_the_custom_resources() {
             ("imagesyncs", json!({"kind": "ImageSync", "spec": {"registry": "r.example", "destination": "m.example/x", "images": {}}}),
                 "select images with images, imagesByTagRegex, imagesBySemver or catalog"),
             ("registrycredentials", json!({"kind": "RegistryCredential", "spec": {"registry": "r.example"}}), "set secretRef, tls, or both"),
+            ("imagecopies", json!({"kind": "ImageCopy", "spec": {"source": "oci:/a:x", "destination": "oci:/b:x",
+                "encryption": {"recipients": [{"provider": {"name": "kms"}, "secretKeyRef": {"name": "s", "key": "k"}}]}}}),
+                "give exactly one of secretKeyRef, configMapKeyRef and provider"),
         ];
+        // The encryption example is a valid pair of resources.
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/encryption/mirror.yaml")).unwrap();
+        for doc in text.split("\n---").filter(|d| d.contains("kind:")) {
+            let example: Value = serde_yaml_ng::from_str(doc).unwrap();
+            let (code, v) = post_answer(&server, "/apis/kopeo.dev/v1alpha1/namespaces/default/imagecopies", &example).await;
+            assert_eq!(code, 201, "{v}");
+        }
         for (i, (plural, mut body, want)) in cases.into_iter().enumerate() {
             body["apiVersion"] = json!("kopeo.dev/v1alpha1");
             body["metadata"] = json!({"name": format!("rule-{i}")});

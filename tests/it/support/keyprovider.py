@@ -5,14 +5,17 @@ XOR with a pad derived from its secret and the recipient argument, so the
 tests can unwrap independently of kopeo. Written from ocicrypt's
 keyprovider.go; standard library only.
 
-usage: keyprovider.py SECRET LOG [MODE]
+usage: keyprovider.py SECRET LOG [MODE [NAME]]
 MODE: ok (base64 answers, as Go writes them), bytes (answers as arrays of
 numbers, as some providers send), fail (exit 3), garbage (not JSON), hang.
+NAME: the provider's name in the configuration (default testkms): its
+arguments are the EncryptConfig parameters under that name.
 """
 import base64, hashlib, json, sys, time
 
 secret, log = sys.argv[1], sys.argv[2]
 mode = sys.argv[3] if len(sys.argv) > 3 else "ok"
+name = sys.argv[4] if len(sys.argv) > 4 else "testkms"
 
 
 def pad(kid, n):
@@ -45,7 +48,7 @@ if mode == "hang":
     time.sleep(60)
 if req["op"] == "keywrap":
     params = req["keywrapparams"]["ec"]["Parameters"]
-    kid = base64.b64decode(params["testkms"][0]).decode()
+    kid = base64.b64decode(params[name][0]).decode()
     opts = base64.b64decode(req["keywrapparams"]["optsdata"])
     annotation = json.dumps({"kid": kid, "wrapped": base64.b64encode(xor(opts, kid)).decode()}).encode()
     print(json.dumps({"keywrapresults": {"annotation": enc(annotation)}}))

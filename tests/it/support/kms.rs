@@ -61,16 +61,12 @@ pub fn unwrap(secret: &str, annotation: &[u8]) -> Vec<u8> {
     xor(secret, &wrapped, a["kid"].as_str().expect("kid"))
 }
 
-/// The provider's answer to one protocol request.
-pub fn answer(secret: &str, req: &Value) -> Value {
+/// The answer of provider `name` to one protocol request.
+pub fn answer(secret: &str, name: &str, req: &Value) -> Value {
     match req["op"].as_str() {
         Some("keywrap") => {
             let kid = B64
-                .decode(
-                    req["keywrapparams"]["ec"]["Parameters"]["testkms"][0]
-                        .as_str()
-                        .unwrap_or(""),
-                )
+                .decode(req["keywrapparams"]["ec"]["Parameters"][name][0].as_str().unwrap_or(""))
                 .unwrap();
             let kid = String::from_utf8(kid).expect("kid");
             let opts = B64
@@ -135,13 +131,15 @@ fn unframe(body: &[u8]) -> Vec<u8> {
     pb[i..i + n].to_vec()
 }
 
-/// Serve `secret`'s provider at `unix:PATH` (when `socket`) or on loopback TCP.
-pub fn grpc_server(secret: &str, socket: Option<&Path>) -> GrpcServer {
+/// Serve provider `name` (wrapping with `secret`) at `unix:PATH` (when
+/// `socket`) or on loopback TCP.
+pub fn grpc_server(secret: &str, name: &str, socket: Option<&Path>) -> GrpcServer {
     use http_body_util::BodyExt as _;
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let requests = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let secret = secret.to_string();
+    let name = name.to_string();
     let socket = socket.map(Path::to_path_buf);
     let log = requests.clone();
     std::thread::spawn(move || {
@@ -174,11 +172,11 @@ pub fn grpc_server(secret: &str, socket: Option<&Path>) -> GrpcServer {
                         L::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn ServerIo>),
                     }} => match c { Ok(io) => io, Err(_) => continue },
                 };
-                let secret = secret.clone();
+                let (secret, name) = (secret.clone(), name.clone());
                 let log = log.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let secret = secret.clone();
+                        let (secret, name) = (secret.clone(), name.clone());
                         let log = log.clone();
                         async move {
                             let method = req.uri().path().to_string();
@@ -190,7 +188,7 @@ pub fn grpc_server(secret: &str, socket: Option<&Path>) -> GrpcServer {
                                 .unwrap_or_default();
                             let input: Value = serde_json::from_slice(&unframe(&body)).expect("request JSON");
                             log.lock().unwrap().push((method.clone(), input.clone()));
-                            let out = answer(&secret, &input);
+                            let out = answer(&secret, &name, &input);
                             let mut trailers = hyper::HeaderMap::new();
                             trailers.insert("grpc-status", "0".parse().unwrap());
                             let frames = vec![
