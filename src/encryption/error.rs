@@ -38,6 +38,8 @@ pub enum EncryptionError {
     Provider { name: String, why: String },
     #[error("no wrapped keys produced by encryption")]
     NoWrappedKeys,
+    #[error("PGP: {0}")]
+    Pgp(String),
     #[error("JWE: {0}")]
     Jwe(String),
     #[error("crypto failure: {0}")]

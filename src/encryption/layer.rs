@@ -17,6 +17,8 @@ use std::sync::Arc;
 pub const PREFIX: &str = "org.opencontainers.image.enc";
 /// JWE-wrapped keys.
 pub const KEYS_JWE: &str = "org.opencontainers.image.enc.keys.jwe";
+/// OpenPGP-wrapped keys.
+pub const KEYS_PGP: &str = "org.opencontainers.image.enc.keys.pgp";
 /// The public block cipher options.
 pub const PUBOPTS: &str = "org.opencontainers.image.enc.pubopts";
 
@@ -57,22 +59,37 @@ pub fn without_encryption(annotations: &BTreeMap<String, String>) -> Option<BTre
     (!kept.is_empty()).then_some(kept)
 }
 
-/// Who a layer's key is wrapped for, or who may unwrap it: JWE keys, and
-/// key providers with their parameters (`provider:NAME[:ARG]`).
+/// Who a layer's key is wrapped for, or who may unwrap it: JWE keys,
+/// OpenPGP keys, and key providers with their parameters (`provider:NAME[:ARG]`).
 #[derive(Debug, Clone)]
-pub struct KeyHolders<K> {
+pub struct KeyHolders<K, P> {
     pub keys: Vec<K>,
+    pub pgp: Vec<P>,
     pub providers: Arc<Providers>,
     /// The providers' parameters by name (ocicrypt's config `Parameters`).
     pub params: BTreeMap<String, Vec<Vec<u8>>>,
 }
 
+impl<K, P> KeyHolders<K, P> {
+    /// None yet, with these providers configured.
+    pub fn new(providers: Arc<Providers>) -> Self {
+        KeyHolders {
+            keys: vec![],
+            pgp: vec![],
+            providers,
+            params: BTreeMap::new(),
+        }
+    }
+}
+
+/// Whom a layer is encrypted for.
+pub type Recipients = KeyHolders<Recipient, ::pgp::composed::SignedPublicKey>;
+/// What a layer may be decrypted with.
+pub type Decryptors = KeyHolders<PrivateKey, super::pgp::SecretKey>;
+
 /// The annotations an encrypted layer gets: its options wrapped for each
 /// recipient (one JWE for all keys, one entry per provider), and the public options.
-pub async fn sealed_annotations(
-    to: &KeyHolders<Recipient>,
-    sealed: &Sealed,
-) -> Result<BTreeMap<String, String>, EncryptionError> {
+pub async fn sealed_annotations(to: &Recipients, sealed: &Sealed) -> Result<BTreeMap<String, String>, EncryptionError> {
     let private = zeroize::Zeroizing::new(
         serde_json::to_vec(&sealed.private).map_err(|e| EncryptionError::Options(e.to_string()))?,
     );
@@ -80,6 +97,12 @@ pub async fn sealed_annotations(
     let mut out = BTreeMap::new();
     if !to.keys.is_empty() {
         out.insert(KEYS_JWE.to_string(), STANDARD.encode(jwe::wrap(&to.keys, &private)?));
+    }
+    if !to.pgp.is_empty() {
+        out.insert(
+            KEYS_PGP.to_string(),
+            STANDARD.encode(super::pgp::wrap(&to.pgp, &private)?),
+        );
     }
     for name in to.params.keys() {
         let wrapped = to.providers.wrap(name, &to.params, &private).await?;
@@ -99,16 +122,32 @@ pub async fn sealed_annotations(
 /// `decryptLayerKeyOptsData`, with its errors).
 pub async fn open(
     annotations: &BTreeMap<String, String>,
-    with: &KeyHolders<PrivateKey>,
+    with: &Decryptors,
 ) -> Result<(PrivateOptions, PublicOptions), EncryptionError> {
     let mut errors = String::new();
     let mut private = None;
     let entries = |a: &str| annotations.get(a).filter(|e| !e.is_empty()).cloned();
-    if let Some(list) = entries(KEYS_JWE).filter(|_| !with.keys.is_empty()) {
+    type Unwrap<'a> = Box<dyn Fn(&[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, EncryptionError> + 'a>;
+    let schemes: [(&str, bool, Unwrap); 2] = [
+        (
+            KEYS_JWE,
+            !with.keys.is_empty(),
+            Box::new(|t| jwe::unwrap(t, &with.keys)),
+        ),
+        (
+            KEYS_PGP,
+            !with.pgp.is_empty(),
+            Box::new(|t| super::pgp::unwrap(t, &with.pgp)),
+        ),
+    ];
+    for (annotation, have_keys, unwrap) in schemes {
+        let Some(list) = entries(annotation).filter(|_| have_keys && private.is_none()) else {
+            continue;
+        };
         let mut tried = String::new();
         for entry in list.split(',') {
             let text = STANDARD.decode(entry).map_err(|_| EncryptionError::AnnotationBase64)?;
-            match jwe::unwrap(&text, &with.keys) {
+            match unwrap(&text) {
                 Ok(p) => {
                     private = Some(p);
                     break;
@@ -141,7 +180,7 @@ pub async fn open(
         }
     }
     let Some(private) = private else {
-        return Err(if with.keys.is_empty() {
+        return Err(if with.keys.is_empty() && with.pgp.is_empty() {
             EncryptionError::NoPrivateKey(errors)
         } else {
             EncryptionError::NoSuitableKey(errors)

@@ -10,6 +10,7 @@ pub mod jwe;
 pub mod keys;
 pub mod layer;
 pub mod options;
+pub mod pgp;
 pub mod provider;
 
 pub use error::EncryptionError;

@@ -5,9 +5,9 @@
 //! and `spec.decryption` name keys in the namespace and key providers.
 
 use crate::encryption::EncryptionError;
-use crate::encryption::keys::{self, PrivateKey, Recipient};
-use crate::encryption::layer::KeyHolders;
+use crate::encryption::layer::{Decryptors, KeyHolders, Recipients};
 use crate::encryption::provider::Providers;
+use crate::encryption::{keys, pgp};
 use crate::skopeo_texts::io_error;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// Encrypt layers for these recipients.
 #[derive(Debug, Clone)]
 pub struct EncryptionOptions {
-    pub recipients: KeyHolders<Recipient>,
+    pub recipients: Recipients,
     /// Layer indices (0-based; negative from the top); empty means every layer.
     pub layers: Vec<i64>,
 }
@@ -25,7 +25,7 @@ pub struct EncryptionOptions {
 /// Decrypt encrypted layers with these keys (and the configured providers).
 #[derive(Debug, Clone)]
 pub struct DecryptionOptions {
-    pub keys: Arc<KeyHolders<PrivateKey>>,
+    pub keys: Arc<Decryptors>,
 }
 
 /// `spec.encryption`: who may decrypt, and which layers.
@@ -110,11 +110,7 @@ pub fn from_specs(
     let enc = match encryption {
         None => None,
         Some(e) => {
-            let mut to = KeyHolders {
-                keys: vec![],
-                providers: providers.clone(),
-                params: BTreeMap::new(),
-            };
+            let mut to = KeyHolders::new(providers.clone());
             let mut data = recipient_data.iter();
             for r in &e.recipients {
                 match r.provider_value() {
@@ -123,8 +119,13 @@ pub fn from_specs(
                     }
                     None => {
                         let d = data.next().ok_or("encryption: a recipient's key was not looked up")?;
-                        to.keys
-                            .push(keys::parse_public(d).map_err(|e| format!("encryption: {e}"))?);
+                        if is_openpgp_public_key(d) {
+                            to.pgp
+                                .extend(pgp::read_public(d).map_err(|e| format!("encryption: {e}"))?);
+                        } else {
+                            to.keys
+                                .push(keys::parse_public(d).map_err(|e| format!("encryption: {e}"))?);
+                        }
                     }
                 }
             }
@@ -137,11 +138,7 @@ pub fn from_specs(
     let dec = match decryption {
         None => None,
         Some(d) => {
-            let mut with = KeyHolders {
-                keys: vec![],
-                providers,
-                params: BTreeMap::new(),
-            };
+            let mut with = KeyHolders::new(providers);
             let mut data = private_data.iter();
             for k in &d.keys {
                 if k.config_map_key_ref.is_some() {
@@ -158,8 +155,13 @@ pub fn from_specs(
                             .as_ref()
                             .map(|n| format!("Secret {:?} key {:?}", n.name, n.key));
                         let named = named.unwrap_or_default();
-                        match keys::parse_private(raw, None).map_err(|e| format!("decryption: {named}: {e}"))? {
+                        let fail = |e: EncryptionError| format!("decryption: {named}: {e}");
+                        match keys::parse_private(raw, None).map_err(fail)? {
                             Some(key) => with.keys.push(key),
+                            // An exported OpenPGP secret key, without a password (a pod has no prompt).
+                            None if is_openpgp_secret_key(raw) => {
+                                with.pgp.push(pgp::SecretKey::parse(raw, None).map_err(fail)?)
+                            }
                             None => return Err(format!("decryption: {named} is not a private key kopeo reads")),
                         }
                     }
@@ -192,11 +194,9 @@ fn add_provider(
 impl EncryptionOptions {
     /// From `--encryption-key PROTOCOL:VALUE` values and `--encrypt-layer` indices.
     pub fn from_flags(recipients: &[String], layers: &[i64]) -> Result<EncryptionOptions, EncryptionError> {
-        let mut to = KeyHolders {
-            keys: vec![],
-            providers: Arc::new(Providers::from_env()?),
-            params: BTreeMap::new(),
-        };
+        let mut to = KeyHolders::new(Arc::new(Providers::from_env()?));
+        // Recipients by name or e-mail, looked up in the GnuPG keyring at the end.
+        let mut pgp_names = vec![];
         for r in recipients {
             let (protocol, value) = r.split_once(':').ok_or(EncryptionError::RecipientFormat)?;
             match protocol {
@@ -208,11 +208,24 @@ impl EncryptionOptions {
                     to.keys.push(keys::parse_public(&data)?);
                 }
                 "provider" => add_provider(&mut to.params, &to.providers, value)?,
-                "pgp" => return Err(EncryptionError::SchemeNotSupported("pgp")),
+                // A key file (a path that exists), else a name in the keyring.
+                "pgp" if value.contains('/') && std::path::Path::new(value).is_file() => {
+                    let data = std::fs::read(value).map_err(|e| EncryptionError::ReadRecipient {
+                        path: value.to_string(),
+                        why: io_error(&e),
+                    })?;
+                    to.pgp.extend(pgp::read_public(&data)?);
+                }
+                "pgp" => pgp_names.push(value.to_string()),
                 "pkcs7" => return Err(EncryptionError::SchemeNotSupported("pkcs7")),
                 "pkcs11" => return Err(EncryptionError::SchemeNotSupported("pkcs11")),
                 _ => return Err(EncryptionError::UnknownProtocol),
             }
+        }
+        if !pgp_names.is_empty() {
+            let ring = crate::signature::gpg::export_public_keys()
+                .map_err(|e| EncryptionError::Pgp(format!("reading the GnuPG keyring: {e}")))?;
+            to.pgp.extend(pgp::select(&ring, &pgp_names)?);
         }
         Ok(EncryptionOptions {
             recipients: to,
@@ -247,11 +260,7 @@ impl DecryptionOptions {
     /// private key are skipped, as ocicrypt skips them (certificates may be
     /// passed alongside keys).
     pub fn from_flags(values: &[String]) -> Result<DecryptionOptions, EncryptionError> {
-        let mut with = KeyHolders {
-            keys: vec![],
-            providers: Arc::new(Providers::from_env()?),
-            params: BTreeMap::new(),
-        };
+        let mut with = KeyHolders::new(Arc::new(Providers::from_env()?));
         for v in values {
             if let Some(p) = v.strip_prefix("provider:") {
                 add_provider(&mut with.params, &with.providers, p)?;
@@ -269,7 +278,10 @@ impl DecryptionOptions {
             })?;
             match keys::parse_private(&data, password.as_deref().map(|p| p.as_slice()))? {
                 Some(k) => with.keys.push(k),
-                None if is_openpgp_secret_key(&data) => return Err(EncryptionError::SchemeNotSupported("pgp")),
+                None if is_openpgp_secret_key(&data) => {
+                    let password = password.as_deref().map(|p| p.as_slice());
+                    with.pgp.push(pgp::SecretKey::parse(&data, password)?)
+                }
                 None => tracing::warn!(path, "decryption key file is not a private key kopeo reads: skipped"),
             }
         }
@@ -303,8 +315,13 @@ fn password(s: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, EncryptionError> {
 
 /// An armored or binary OpenPGP secret key (packet tag 5).
 fn is_openpgp_secret_key(data: &[u8]) -> bool {
-    data.starts_with(b"-----BEGIN PGP PRIVATE KEY BLOCK-----")
-        || data.first().is_some_and(|b| *b == 0x95 || *b == 0x94 || *b == 0xc5)
+    crate::signature::openpgp_sign::is_secret_key(data)
+}
+
+/// An armored or binary OpenPGP public key (packet tag 6).
+fn is_openpgp_public_key(data: &[u8]) -> bool {
+    data.windows(36).any(|w| w == b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        || matches!(data.first(), Some(0x98..=0x9b | 0xc6))
 }
 
 #[cfg(test)]
@@ -314,11 +331,7 @@ mod tests {
     #[test]
     fn layer_choice_as_containers_image() {
         let all = EncryptionOptions {
-            recipients: KeyHolders {
-                keys: vec![],
-                providers: Default::default(),
-                params: Default::default(),
-            },
+            recipients: KeyHolders::new(Default::default()),
             layers: vec![],
         };
         assert_eq!(all.chosen(2).unwrap(), vec![true, true]);

@@ -60,6 +60,11 @@ impl TrustedKeys {
         Ok(TrustedKeys { keys })
     }
 
+    /// The keys read.
+    pub fn keys(&self) -> &[SignedPublicKey] {
+        &self.keys
+    }
+
     /// The primary keys' fingerprints, upper-case hex as gpg prints them.
     pub fn fingerprints(&self) -> Vec<String> {
         self.keys.iter().map(|k| fpr(&k.primary_key)).collect()

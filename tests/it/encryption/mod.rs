@@ -5,6 +5,7 @@
 
 mod failures;
 mod interop;
+mod pgp;
 mod providers;
 
 use crate::support::image::{Built, Spec, build};

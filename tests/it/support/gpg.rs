@@ -99,6 +99,27 @@ impl GpgHome {
             .expect("a subkey fingerprint")
     }
 
+    /// Make a key for `email` that can be encrypted to (RSA: a sign/certify
+    /// primary and an encryption subkey), protected by `passphrase` when not empty.
+    pub fn encryption_key(&self, email: &str, passphrase: &str) -> String {
+        let uid = format!("Test {email} <{email}>");
+        let pin = ["--pinentry-mode", "loopback", "--passphrase", passphrase];
+        self.gpg(&[&pin[..], &["--quick-gen-key", &uid, "rsa2048", "sign,cert", "never"]].concat());
+        let fpr = self.fingerprint(email);
+        self.gpg(&[&pin[..], &["--quick-add-key", &fpr, "rsa2048", "encr", "never"]].concat());
+        fpr
+    }
+
+    /// `email`'s secret key as gpg exports it (protected as in the keyring), to `path`.
+    pub fn export_secret(&self, email: &str, passphrase: &str, armor: bool, path: &Path) {
+        let mut args = vec!["--pinentry-mode", "loopback", "--passphrase", passphrase];
+        if armor {
+            args.push("--armor");
+        }
+        args.extend(["--export-secret-keys", email]);
+        std::fs::write(path, self.gpg(&args)).expect("writing secret key");
+    }
+
     /// `email`'s public key, ASCII-armored, written to `path`.
     pub fn export(&self, email: &str, path: &Path) {
         std::fs::write(path, self.gpg(&["--armor", "--export", email])).expect("writing public key");
