@@ -89,7 +89,7 @@ pub fn read_public(data: &[u8]) -> Result<Vec<SignedPublicKey>, EncryptionError>
 
 /// Encrypt `data` to every key (its encryption subkey, else the primary).
 pub fn wrap(keys: &[SignedPublicKey], data: &[u8]) -> Result<Vec<u8>, EncryptionError> {
-    let mut rng = rand::rngs::OsRng;
+    let rng = rand::rngs::OsRng;
     let mut builder = MessageBuilder::from_bytes("", data.to_vec()).seipd_v1(rng, SymmetricKeyAlgorithm::AES256);
     for key in keys {
         let sub = key.public_subkeys.iter().find(|s| {
@@ -102,7 +102,7 @@ pub fn wrap(keys: &[SignedPublicKey], data: &[u8]) -> Result<Vec<u8>, Encryption
             None => builder.encrypt_to_key(rng, key).map_err(pgp_err)?,
         };
     }
-    builder.to_vec(&mut rng).map_err(pgp_err)
+    builder.to_vec(rng).map_err(pgp_err)
 }
 
 impl SecretKey {
