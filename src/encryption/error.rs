@@ -38,6 +38,10 @@ pub enum EncryptionError {
     Provider { name: String, why: String },
     #[error("no wrapped keys produced by encryption")]
     NoWrappedKeys,
+    #[error("PKCS7: {0}")]
+    Pkcs7(String),
+    #[error("File provided is not an x509 cert")]
+    NotACertificate,
     #[error("PGP: {0}")]
     Pgp(String),
     #[error("JWE: {0}")]

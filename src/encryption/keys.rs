@@ -208,8 +208,8 @@ fn pkcs8_of_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
     der::seq(&[&der::tlv(0x02, &[0]), &der::rsa_algorithm(), &der::tlv(0x04, pkcs1)])
 }
 
-/// The little DER writing JWK keys need.
-mod der {
+/// The little DER writing JWK keys and PKCS#7 envelopes need.
+pub(super) mod der {
     pub fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut out = vec![tag];
         let n = body.len();

@@ -19,6 +19,8 @@ pub const PREFIX: &str = "org.opencontainers.image.enc";
 pub const KEYS_JWE: &str = "org.opencontainers.image.enc.keys.jwe";
 /// OpenPGP-wrapped keys.
 pub const KEYS_PGP: &str = "org.opencontainers.image.enc.keys.pgp";
+/// PKCS#7-wrapped keys.
+pub const KEYS_PKCS7: &str = "org.opencontainers.image.enc.keys.pkcs7";
 /// The public block cipher options.
 pub const PUBOPTS: &str = "org.opencontainers.image.enc.pubopts";
 
@@ -65,6 +67,9 @@ pub fn without_encryption(annotations: &BTreeMap<String, String>) -> Option<BTre
 pub struct KeyHolders<K, P> {
     pub keys: Vec<K>,
     pub pgp: Vec<P>,
+    /// Recipient certificates (PKCS#7), or the certificates naming which
+    /// recipient a private key is (as ocicrypt wants them for decryption).
+    pub x509: Vec<super::pkcs7::Certificate>,
     pub providers: Arc<Providers>,
     /// The providers' parameters by name (ocicrypt's config `Parameters`).
     pub params: BTreeMap<String, Vec<Vec<u8>>>,
@@ -76,6 +81,7 @@ impl<K, P> KeyHolders<K, P> {
         KeyHolders {
             keys: vec![],
             pgp: vec![],
+            x509: vec![],
             providers,
             params: BTreeMap::new(),
         }
@@ -104,6 +110,10 @@ pub async fn sealed_annotations(to: &Recipients, sealed: &Sealed) -> Result<BTre
             STANDARD.encode(super::pgp::wrap(&to.pgp, &private)?),
         );
     }
+    if !to.x509.is_empty() {
+        let wrapped = super::pkcs7::wrap(&to.x509, &private)?;
+        out.insert(KEYS_PKCS7.to_string(), STANDARD.encode(wrapped));
+    }
     for name in to.params.keys() {
         let wrapped = to.providers.wrap(name, &to.params, &private).await?;
         if !wrapped.is_empty() {
@@ -128,7 +138,7 @@ pub async fn open(
     let mut private = None;
     let entries = |a: &str| annotations.get(a).filter(|e| !e.is_empty()).cloned();
     type Unwrap<'a> = Box<dyn Fn(&[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, EncryptionError> + 'a>;
-    let schemes: [(&str, bool, Unwrap); 2] = [
+    let schemes: [(&str, bool, Unwrap); 3] = [
         (
             KEYS_JWE,
             !with.keys.is_empty(),
@@ -138,6 +148,11 @@ pub async fn open(
             KEYS_PGP,
             !with.pgp.is_empty(),
             Box::new(|t| super::pgp::unwrap(t, &with.pgp)),
+        ),
+        (
+            KEYS_PKCS7,
+            !with.keys.is_empty(),
+            Box::new(|t| super::pkcs7::unwrap(t, &with.keys, &with.x509)),
         ),
     ];
     for (annotation, have_keys, unwrap) in schemes {

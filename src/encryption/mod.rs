@@ -11,6 +11,7 @@ pub mod keys;
 pub mod layer;
 pub mod options;
 pub mod pgp;
+pub mod pkcs7;
 pub mod provider;
 
 pub use error::EncryptionError;

@@ -7,7 +7,7 @@
 use crate::encryption::EncryptionError;
 use crate::encryption::layer::{Decryptors, KeyHolders, Recipients};
 use crate::encryption::provider::Providers;
-use crate::encryption::{keys, pgp};
+use crate::encryption::{keys, pgp, pkcs7};
 use crate::skopeo_texts::io_error;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -122,6 +122,8 @@ pub fn from_specs(
                         if is_openpgp_public_key(d) {
                             to.pgp
                                 .extend(pgp::read_public(d).map_err(|e| format!("encryption: {e}"))?);
+                        } else if let Ok(cert) = pkcs7::Certificate::parse(d) {
+                            to.x509.push(cert);
                         } else {
                             to.keys
                                 .push(keys::parse_public(d).map_err(|e| format!("encryption: {e}"))?);
@@ -161,6 +163,10 @@ pub fn from_specs(
                             // An exported OpenPGP secret key, without a password (a pod has no prompt).
                             None if is_openpgp_secret_key(raw) => {
                                 with.pgp.push(pgp::SecretKey::parse(raw, None).map_err(fail)?)
+                            }
+                            // The certificate saying which PKCS#7 recipient a key is.
+                            None if pkcs7::Certificate::parse(raw).is_ok() => {
+                                with.x509.push(pkcs7::Certificate::parse(raw).map_err(fail)?)
                             }
                             None => return Err(format!("decryption: {named} is not a private key kopeo reads")),
                         }
@@ -217,7 +223,13 @@ impl EncryptionOptions {
                     to.pgp.extend(pgp::read_public(&data)?);
                 }
                 "pgp" => pgp_names.push(value.to_string()),
-                "pkcs7" => return Err(EncryptionError::SchemeNotSupported("pkcs7")),
+                "pkcs7" => {
+                    let data = std::fs::read(value).map_err(|e| EncryptionError::ReadRecipient {
+                        path: value.to_string(),
+                        why: io_error(&e),
+                    })?;
+                    to.x509.push(pkcs7::Certificate::parse(&data)?);
+                }
                 "pkcs11" => return Err(EncryptionError::SchemeNotSupported("pkcs11")),
                 _ => return Err(EncryptionError::UnknownProtocol),
             }
@@ -282,6 +294,8 @@ impl DecryptionOptions {
                     let password = password.as_deref().map(|p| p.as_slice());
                     with.pgp.push(pgp::SecretKey::parse(&data, password)?)
                 }
+                // Certificates name which PKCS#7 recipient a key is.
+                None if pkcs7::Certificate::parse(&data).is_ok() => with.x509.push(pkcs7::Certificate::parse(&data)?),
                 None => tracing::warn!(path, "decryption key file is not a private key kopeo reads: skipped"),
             }
         }

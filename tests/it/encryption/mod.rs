@@ -6,6 +6,7 @@
 mod failures;
 mod interop;
 mod pgp;
+mod pkcs7;
 mod providers;
 
 use crate::support::image::{Built, Spec, build};

@@ -251,21 +251,29 @@ fn kopeo_run_syncs_a_repository_encrypted_then_decrypted() {
             .map(|l| format!("    {l}\n"))
             .collect()
     };
+    crate::support::openssl(
+        k.home.path(),
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out", "tls.crt", "-subj", "/CN=m",
+            "-days", "9",
+        ],
+    );
     let (public, private) = (indent("ec.pub"), indent("ec.pem"));
+    let (tls_crt, tls_key) = (indent("tls.crt"), indent("tls.key"));
     let sync = |name: &str, from: &str, to: &str, crypt: &str| {
         format!(
             "---\napiVersion: kopeo.dev/v1alpha1\nkind: ImageSync\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  registry: \"{host}\"\n  images: {{{from}: [a, b]}}\n  destination: \"{host}/{to}\"\n{crypt}"
         )
     };
     let common = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: keys, namespace: default}}\nstringData:\n  ec.pub: |\n{public}  ec.pem: |\n{private}---\napiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: reg, namespace: default}}\nspec: {{registry: \"{host}\", tls: {{insecure: true}}}}\n"
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: keys, namespace: default}}\nstringData:\n  ec.pub: |\n{public}  ec.pem: |\n{private}  tls.crt: |\n{tls_crt}  tls.key: |\n{tls_key}---\napiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: reg, namespace: default}}\nspec: {{registry: \"{host}\", tls: {{insecure: true}}}}\n"
     );
     let enc = common.clone()
         + &sync(
             "enc",
             "team/app",
             "enc",
-            "  encryption:\n    recipients:\n    - secretKeyRef: {name: keys, key: ec.pub}\n    - provider: {name: testkms, argument: sync-key}\n    layers: [-1]\n",
+            "  encryption:\n    recipients:\n    - secretKeyRef: {name: keys, key: ec.pub}\n    - provider: {name: testkms, argument: sync-key}\n    - secretKeyRef: {name: keys, key: tls.crt}\n    layers: [-1]\n",
         );
     let env = [("OCICRYPT_KEYPROVIDER_CONFIG", cfg.to_str().unwrap())];
     let run = |yaml: String, file: &str| {
@@ -294,6 +302,10 @@ fn kopeo_run_syncs_a_repository_encrypted_then_decrypted() {
     for (name, key) in [
         ("dec-jwe", "secretKeyRef: {name: keys, key: ec.pem}"),
         ("dec-kms", "provider: {name: testkms}"),
+        (
+            "dec-pkcs7",
+            "secretKeyRef: {name: keys, key: tls.key}\n    - secretKeyRef: {name: keys, key: tls.crt}",
+        ),
     ] {
         let yaml = common.clone()
             + &sync(
