@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("policy_json", policy_json),
     ("registries_d", registries_d),
     ("signature", signature),
+    ("encryption", encryption),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -346,4 +347,55 @@ pub fn signature(data: &[u8]) {
                 .map_err(Into::into)
         },
     );
+}
+
+/// Layer encryption input: the bytes as a public or private key, a
+/// certificate, a JWE (unwrapped with the RSA and EC keys in
+/// `fuzz/testdata`), a PKCS#7 envelope (the RSA key), an OpenPGP message
+/// (the OpenPGP secret key there), a key provider's answer, the block
+/// cipher options, and as ciphertext through the decrypting stage.
+pub fn encryption(data: &[u8]) {
+    use crate::encryption::{cipher, jwe, keys, options, pgp, pkcs7, provider};
+    static KEYS: OnceLock<Vec<keys::PrivateKey>> = OnceLock::new();
+    static PGP: OnceLock<Vec<pgp::SecretKey>> = OnceLock::new();
+    let _ = keys::parse_public(data);
+    let _ = keys::parse_private(data, None);
+    let _ = pkcs7::Certificate::parse(data);
+    let _ = provider::parse_answer(data);
+    let private: Option<options::PrivateOptions> = serde_json::from_slice(data).ok();
+    let public: Option<options::PublicOptions> = serde_json::from_slice(data).ok();
+    let keys = KEYS.get_or_init(|| {
+        [
+            &include_bytes!("../fuzz/testdata/encryption-rsa.pem")[..],
+            &include_bytes!("../fuzz/testdata/encryption-ec.pem")[..],
+        ]
+        .iter()
+        .filter_map(|k| keys::parse_private(k, None).ok().flatten())
+        .collect()
+    });
+    let _ = jwe::unwrap(data, keys);
+    let _ = pkcs7::unwrap(data, keys, &[]);
+    let pgp_keys = PGP.get_or_init(|| {
+        pgp::SecretKey::parse(include_bytes!("../fuzz/testdata/encryption-pgp.key"), None)
+            .into_iter()
+            .collect()
+    });
+    let _ = pgp::unwrap(data, pgp_keys);
+    // The bytes as a layer, decrypted with fixed options (or the parsed ones).
+    let fixed = options::PrivateOptions {
+        symkey: vec![7; 32],
+        digest: String::new(),
+        cipheroptions: [("nonce".to_string(), vec![1; 16])].into(),
+    };
+    let private = private.unwrap_or(fixed);
+    let public = public.unwrap_or(options::PublicOptions {
+        cipher: cipher::AES_256_CTR_HMAC_SHA256.into(),
+        hmac: vec![0; 32],
+        cipheroptions: Default::default(),
+    });
+    let chunks: Vec<_> = data.chunks(97).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+    let input = futures::stream::iter(chunks);
+    if let Ok(s) = cipher::decrypt(Box::pin(input), &private, &public, Default::default()) {
+        let _ = futures::executor::block_on(futures::StreamExt::count(s));
+    }
 }

@@ -209,6 +209,16 @@ fn go_params(params: &BTreeMap<String, Vec<Vec<u8>>>) -> Value {
     Value::Object(m)
 }
 
+/// What an answer (a provider's stdout) wraps or unwraps to, read as the
+/// two calls read it (for fuzzing the reader).
+pub fn parse_answer(answer: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let v: Value = serde_json::from_slice(answer).map_err(|e| e.to_string())?;
+    Ok((
+        bytes_at(&v, "keywrapresults", "annotation")?,
+        bytes_at(&v, "keyunwrapresults", "optsdata")?,
+    ))
+}
+
 /// A `[]byte` field of an answer: base64 as Go writes it, or an array of
 /// numbers as some providers send; absent or null is empty.
 fn bytes_at(v: &Value, outer: &str, field: &str) -> Result<Vec<u8>, String> {

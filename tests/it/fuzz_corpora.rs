@@ -40,3 +40,41 @@ fn replay_all() {
         );
     }
 }
+
+/// Seeds for the `encryption` target, made from the keys in fuzz/testdata
+/// (run once with `cargo test --test it write_encryption_seeds -- --ignored`).
+#[test]
+#[ignore]
+fn write_encryption_seeds() {
+    use kopeo::encryption::{jwe, keys, pgp, pkcs7};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let out = root.join("corpus/encryption");
+    std::fs::create_dir_all(&out).unwrap();
+    let testdata = |f: &str| std::fs::read(root.join("testdata").join(f)).unwrap();
+    let opts = br#"{"symkey":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","digest":"sha256:00","cipheroptions":{"nonce":"AQEBAQEBAQEBAQEBAQEBAQ=="}}"#;
+    let rsa = keys::parse_public(&testdata("encryption-rsa.pub")).unwrap();
+    let ec = keys::parse_public(&testdata("encryption-ec.pub")).unwrap();
+    let cert = pkcs7::Certificate::parse(&testdata("encryption-rsa.crt")).unwrap();
+    let pgp_pub = pgp::read_public(&testdata("encryption-pgp.pub")).unwrap();
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("jwe-rsa", jwe::wrap(std::slice::from_ref(&rsa), opts).unwrap()),
+        ("jwe-ec", jwe::wrap(std::slice::from_ref(&ec), opts).unwrap()),
+        ("jwe-both", jwe::wrap(&[rsa, ec], opts).unwrap()),
+        ("pkcs7", pkcs7::wrap(&[cert], opts).unwrap()),
+        ("pgp", pgp::wrap(&pgp_pub, opts).unwrap()),
+        ("private-options", opts.to_vec()),
+        (
+            "public-options",
+            br#"{"cipher":"AES_256_CTR_HMAC_SHA256","hmac":"AAAA","cipheroptions":{}}"#.to_vec(),
+        ),
+        ("answer-base64", br#"{"keywrapresults":{"annotation":"AQID"}}"#.to_vec()),
+        ("answer-bytes", br#"{"keyunwrapresults":{"optsdata":[1,2,3]}}"#.to_vec()),
+        ("rsa-pub", testdata("encryption-rsa.pub")),
+        ("ec-pem", testdata("encryption-ec.pem")),
+        ("cert", testdata("encryption-rsa.crt")),
+        ("jwk", br#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#.to_vec()),
+    ];
+    for (name, data) in seeds {
+        std::fs::write(out.join(name), data).unwrap();
+    }
+}

@@ -187,19 +187,27 @@ fn jwe_and_provider_recipients_together_and_skopeo_reads_the_jwe_part() {
 }
 
 #[test]
-fn grpc_providers_on_a_unix_socket_and_loopback_tcp() {
+fn grpc_providers_on_a_unix_socket_loopback_tcp_and_tls() {
     let k = Keys::new();
     let src = k.image("src", Spec::default());
     let (plain_bytes, plain) = manifest(&k.path("src"));
     let sock = k.path("kms.sock");
-    for server in [
-        kms::grpc_server(SECRET, "testkms", Some(&sock)),
-        kms::grpc_server(SECRET, "testkms", None),
+    let certs = k.path("grpc-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let tls = serde_json::json!({"root-ca-file": certs.join("ca.crt")});
+    for (server, tls) in [
+        (kms::grpc_server(SECRET, "testkms", Some(&sock)), None),
+        (kms::grpc_server(SECRET, "testkms", None), None),
+        (kms::grpc_tls_server(SECRET, "testkms", &certs), Some(tls)),
     ] {
         let cfg = k.path("grpc.json");
+        let mut provider = serde_json::json!({"grpc": server.addr});
+        if let Some(t) = tls {
+            provider["grpc-tls"] = t;
+        }
         std::fs::write(
             &cfg,
-            serde_json::json!({"key-providers": {"testkms": {"grpc": server.addr}}}).to_string(),
+            serde_json::json!({"key-providers": {"testkms": provider}}).to_string(),
         )
         .unwrap();
         let env = [("OCICRYPT_KEYPROVIDER_CONFIG", cfg.to_str().unwrap())];

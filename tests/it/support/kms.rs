@@ -134,6 +134,36 @@ fn unframe(body: &[u8]) -> Vec<u8> {
 /// Serve provider `name` (wrapping with `secret`) at `unix:PATH` (when
 /// `socket`) or on loopback TCP.
 pub fn grpc_server(secret: &str, name: &str, socket: Option<&Path>) -> GrpcServer {
+    serve(secret, name, socket, None)
+}
+
+/// Serve provider `name` over TLS on loopback TCP, with a certificate for
+/// 127.0.0.1 made in `dir` (`ca.crt` is its CA).
+pub fn grpc_tls_server(secret: &str, name: &str, dir: &Path) -> GrpcServer {
+    use rustls::pki_types::pem::PemObject as _;
+    crate::support::registry::make_certs(dir);
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("server.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    serve(
+        secret,
+        name,
+        None,
+        Some(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))),
+    )
+}
+
+fn serve(secret: &str, name: &str, socket: Option<&Path>, tls: Option<tokio_rustls::TlsAcceptor>) -> GrpcServer {
     use http_body_util::BodyExt as _;
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     let requests = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
@@ -169,7 +199,11 @@ pub fn grpc_server(secret: &str, name: &str, socket: Option<&Path>) -> GrpcServe
                     _ = &mut stopped => return,
                     c = async { match &listener {
                         L::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn ServerIo>),
-                        L::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as Box<dyn ServerIo>),
+                        L::Tcp(l) => match (l.accept().await, &tls) {
+                            (Ok((s, _)), Some(acceptor)) => acceptor.accept(s).await.map(|t| Box::new(t) as Box<dyn ServerIo>),
+                            (Ok((s, _)), None) => Ok(Box::new(s) as Box<dyn ServerIo>),
+                            (Err(e), _) => Err(e),
+                        },
                     }} => match c { Ok(io) => io, Err(_) => continue },
                 };
                 let (secret, name) = (secret.clone(), name.clone());
