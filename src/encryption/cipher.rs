@@ -35,6 +35,18 @@ pub type SealedSlot = Arc<OnceLock<Sealed>>;
 /// fail further down (a destination's error hides the cause).
 pub type CryptFailure = Arc<OnceLock<EncryptionError>>;
 
+/// One chunk through a CTR `update` (whose output is as long as its input;
+/// aws-lc asks for a block of room more).
+fn ctr(
+    chunk: &[u8],
+    update: impl FnOnce(&[u8], &mut [u8]) -> Result<usize, aws_lc_rs::error::Unspecified>,
+) -> Option<Bytes> {
+    let mut out = vec![0u8; chunk.len() + 15];
+    let n = update(chunk, &mut out).ok()?;
+    out.truncate(n);
+    Some(Bytes::from(out))
+}
+
 /// Encrypt `input` with a fresh key and nonce; `digest` (the layer's digest
 /// before encryption) goes into the private options, as ocicrypt records it.
 /// When the stream has ended, `slot` holds the options.
@@ -72,19 +84,14 @@ pub fn encrypt(input: BlobStream, digest: String, slot: SealedSlot) -> Result<Bl
         let cipher = st.cipher.as_mut()?;
         match st.input.next().await {
             Some(Ok(chunk)) => {
-                let mut out = vec![0u8; chunk.len() + 15];
-                let n = match cipher.update(&chunk, &mut out) {
-                    Ok(u) => u.written().len(),
-                    Err(_) => {
-                        st.cipher = None;
-                        return Some((Err(EncryptionError::Crypto("AES-CTR").into()), st));
-                    }
+                let Some(out) = ctr(&chunk, |i, o| cipher.update(i, o).map(|u| u.written().len())) else {
+                    st.cipher = None;
+                    return Some((Err(EncryptionError::Crypto("AES-CTR").into()), st));
                 };
-                out.truncate(n);
                 if let Some(m) = st.mac.as_mut() {
                     m.update(&out);
                 }
-                Some((Ok(Bytes::from(out)), st))
+                Some((Ok(out), st))
             }
             Some(Err(e)) => {
                 st.cipher = None;
@@ -174,17 +181,12 @@ pub fn decrypt(
                     if let Some(m) = st.mac.as_mut() {
                         m.update(&chunk);
                     }
-                    let mut out = vec![0u8; chunk.len() + 15];
-                    let n = match cipher.update(&chunk, &mut out) {
-                        Ok(u) => u.written().len(),
-                        Err(_) => {
-                            st.cipher = None;
-                            return Some((Err(EncryptionError::Crypto("AES-CTR").into()), st));
-                        }
+                    let Some(out) = ctr(&chunk, |i, o| cipher.update(i, o).map(|u| u.written().len())) else {
+                        st.cipher = None;
+                        return Some((Err(EncryptionError::Crypto("AES-CTR").into()), st));
                     };
-                    out.truncate(n);
                     // The previous chunk goes on only now that another came.
-                    if let Some(prev) = st.held.replace(Bytes::from(out)) {
+                    if let Some(prev) = st.held.replace(out) {
                         return Some((Ok(prev), st));
                     }
                 }
