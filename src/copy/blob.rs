@@ -235,6 +235,23 @@ pub async fn copy_blob(
         }
         _ => None,
     };
+    // An encrypted layer's key, wrapped for every recipient before any byte
+    // moves (the same key for each attempt: the same bytes, the same ciphertext).
+    let sealing = match (&job.crypt, &opts.encryption) {
+        (Crypt::Encrypt, Some(enc)) => {
+            let private = cipher::fresh_options(info.digest.to_string())?;
+            let keys =
+                layer::wrapped_keys(&enc.recipients, &private)
+                    .await
+                    .map_err(|source| EncryptionError::Encrypting {
+                        blob: info.digest.clone(),
+                        source: Box::new(source),
+                    })?;
+            Some((private, keys))
+        }
+        (Crypt::Encrypt, None) => return Err(EncryptionError::NoWrappedKeys.into()),
+        _ => None,
+    };
     if unchanged && dst.try_reuse_blob(info, from).await? {
         if let Some(p) = &progress {
             p.event(ProgressEvent::BlobDone {
@@ -291,23 +308,19 @@ pub async fn copy_blob(
                     Ok((digest, size, compression, Some(CryptDone::Decrypted)))
                 }
                 Crypt::Encrypt => {
-                    let slot = cipher::SealedSlot::default();
-                    let stream = cipher::encrypt(prefetch(stream, 4), info.digest.to_string(), slot.clone())?;
+                    let Some((private, keys)) = &sealing else {
+                        return Err(EncryptionError::NoWrappedKeys.into());
+                    };
+                    let slot = cipher::PublicSlot::default();
+                    let stream = cipher::encrypt(prefetch(stream, 4), private, slot.clone())?;
                     let (digest, size) = dst
                         .put_blob_computed(&format!("{media_type}+encrypted"), stream)
                         .await?;
-                    let sealed = slot
+                    let public = slot
                         .get()
                         .ok_or(EncryptionError::Crypto("the encrypted stream did not finish"))?;
-                    let to = opts.encryption.as_ref().map(|e| &e.recipients);
-                    let to = to.ok_or(EncryptionError::NoWrappedKeys)?;
-                    let annotations =
-                        layer::sealed_annotations(to, sealed)
-                            .await
-                            .map_err(|source| EncryptionError::Encrypting {
-                                blob: info.digest.clone(),
-                                source: Box::new(source),
-                            })?;
+                    let mut annotations = keys.clone();
+                    annotations.extend([layer::public_annotation(public)?]);
                     Ok((digest, size, compression, Some(CryptDone::Encrypted(annotations))))
                 }
             }

@@ -20,16 +20,9 @@ use std::sync::{Arc, OnceLock};
 /// The one cipher ocicrypt defines.
 pub const AES_256_CTR_HMAC_SHA256: &str = "AES_256_CTR_HMAC_SHA256";
 
-/// What an encryption stage leaves once its stream has ended: the options
-/// to wrap for the recipients and to publish.
-#[derive(Debug, Clone)]
-pub struct Sealed {
-    pub private: PrivateOptions,
-    pub public: PublicOptions,
-}
-
-/// Where an encryption stage puts its [`Sealed`] result.
-pub type SealedSlot = Arc<OnceLock<Sealed>>;
+/// Where an encryption stage puts the public options (with the HMAC)
+/// once its stream has ended.
+pub type PublicSlot = Arc<OnceLock<PublicOptions>>;
 
 /// Where a decryption stage says why it failed, for whoever sees the stream
 /// fail further down (a destination's error hides the cause).
@@ -47,37 +40,49 @@ fn ctr(
     Some(Bytes::from(out))
 }
 
-/// Encrypt `input` with a fresh key and nonce; `digest` (the layer's digest
-/// before encryption) goes into the private options, as ocicrypt records it.
-/// When the stream has ended, `slot` holds the options.
-pub fn encrypt(input: BlobStream, digest: String, slot: SealedSlot) -> Result<BlobStream, EncryptionError> {
-    let mut key = zeroize::Zeroizing::new([0u8; 32]);
-    let mut nonce = [0u8; 16];
-    aws_lc_rs::rand::fill(key.as_mut())?;
+/// A fresh key and nonce for a layer whose digest (before encryption) is
+/// `digest`, which ocicrypt records with them. They are wrapped for the
+/// recipients before any byte moves, so that a recipient that fails fails first.
+pub fn fresh_options(digest: String) -> Result<PrivateOptions, EncryptionError> {
+    let mut key = vec![0u8; 32];
+    let mut nonce = vec![0u8; 16];
+    aws_lc_rs::rand::fill(&mut key)?;
     aws_lc_rs::rand::fill(&mut nonce)?;
+    Ok(PrivateOptions {
+        symkey: key,
+        digest,
+        cipheroptions: [("nonce".to_string(), nonce)].into(),
+    })
+}
+
+/// Encrypt `input` with `private`'s key and nonce. When the stream has
+/// ended, `slot` holds the public options (the HMAC).
+pub fn encrypt(input: BlobStream, private: &PrivateOptions, slot: PublicSlot) -> Result<BlobStream, EncryptionError> {
+    let nonce: [u8; 16] = private
+        .cipheroptions
+        .get("nonce")
+        .and_then(|n| n.as_slice().try_into().ok())
+        .ok_or_else(|| EncryptionError::Options("no 16-byte nonce".into()))?;
+    if private.symkey.len() != 32 {
+        return Err(EncryptionError::KeyLength(private.symkey.len()));
+    }
     let cipher = StreamingEncryptingKey::less_safe_ctr(
-        UnboundCipherKey::new(&AES_256, key.as_ref())?,
+        UnboundCipherKey::new(&AES_256, &private.symkey)?,
         EncryptionContext::Iv128(FixedLength::from(nonce)),
     )?;
     struct St {
         input: BlobStream,
         cipher: Option<StreamingEncryptingKey>,
         mac: Option<hmac::Context>,
-        key: zeroize::Zeroizing<[u8; 32]>,
-        nonce: [u8; 16],
-        digest: String,
-        slot: SealedSlot,
+        slot: PublicSlot,
     }
     let st = St {
         input,
         cipher: Some(cipher),
         mac: Some(hmac::Context::with_key(&hmac::Key::new(
             hmac::HMAC_SHA256,
-            key.as_ref(),
+            &private.symkey,
         ))),
-        key,
-        nonce,
-        digest,
         slot,
     };
     Ok(futures::stream::unfold(st, |mut st| async move {
@@ -100,17 +105,10 @@ pub fn encrypt(input: BlobStream, digest: String, slot: SealedSlot) -> Result<Bl
             None => {
                 st.cipher = None;
                 let tag = st.mac.take()?.sign();
-                let _ = st.slot.set(Sealed {
-                    private: PrivateOptions {
-                        symkey: st.key.to_vec(),
-                        digest: std::mem::take(&mut st.digest),
-                        cipheroptions: [("nonce".to_string(), st.nonce.to_vec())].into(),
-                    },
-                    public: PublicOptions {
-                        cipher: AES_256_CTR_HMAC_SHA256.to_string(),
-                        hmac: tag.as_ref().to_vec(),
-                        cipheroptions: Default::default(),
-                    },
+                let _ = st.slot.set(PublicOptions {
+                    cipher: AES_256_CTR_HMAC_SHA256.to_string(),
+                    hmac: tag.as_ref().to_vec(),
+                    cipheroptions: Default::default(),
                 });
                 None
             }
@@ -231,19 +229,19 @@ mod tests {
     async fn round_trip_in_uneven_chunks_and_tamper_caught_before_the_end() {
         let plain: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let chunks: Vec<Vec<u8>> = plain.chunks(7777).map(<[u8]>::to_vec).collect();
-        let slot = SealedSlot::default();
-        let enc = collect(encrypt(stream_of(chunks), "sha256:x".into(), slot.clone()).unwrap())
+        let slot = PublicSlot::default();
+        let private = fresh_options("sha256:x".into()).unwrap();
+        let enc = collect(encrypt(stream_of(chunks), &private, slot.clone()).unwrap())
             .await
             .unwrap();
         assert_ne!(enc, plain);
         assert_eq!(enc.len(), plain.len());
-        let sealed = slot.get().unwrap().clone();
-        assert_eq!(sealed.private.digest, "sha256:x");
+        let public = slot.get().unwrap().clone();
         let back = collect(
             decrypt(
                 stream_of(enc.chunks(4096).map(<[u8]>::to_vec).collect()),
-                &sealed.private,
-                &sealed.public,
+                &private,
+                &public,
                 CryptFailure::default(),
             )
             .unwrap(),
@@ -255,14 +253,14 @@ mod tests {
         let mut bad = enc.clone();
         bad[50_000] ^= 1;
         let failure = CryptFailure::default();
-        let mut s = decrypt(stream_of(vec![bad]), &sealed.private, &sealed.public, failure.clone()).unwrap();
+        let mut s = decrypt(stream_of(vec![bad]), &private, &public, failure.clone()).unwrap();
         // One chunk: nothing at all is handed on before the verdict.
         let first = s.next().await.unwrap();
         assert!(first.unwrap_err().to_string().contains("HMAC"));
         assert!(failure.get().is_some());
-        let mut wrong = sealed.public.clone();
+        let mut wrong = public.clone();
         wrong.hmac[0] ^= 1;
-        let s = decrypt(stream_of(vec![enc]), &sealed.private, &wrong, CryptFailure::default()).unwrap();
+        let s = decrypt(stream_of(vec![enc]), &private, &wrong, CryptFailure::default()).unwrap();
         assert!(collect(s).await.is_err());
     }
 

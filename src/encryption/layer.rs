@@ -3,7 +3,6 @@
 //! options per scheme (`org.opencontainers.image.enc.keys.*`, base64 entries
 //! joined by commas) and the public options (`…enc.pubopts`).
 
-use super::cipher::Sealed;
 use super::keys::{PrivateKey, Recipient};
 use super::options::{PrivateOptions, PublicOptions};
 use super::provider::{self, Providers};
@@ -93,13 +92,15 @@ pub type Recipients = KeyHolders<Recipient, ::pgp::composed::SignedPublicKey>;
 /// What a layer may be decrypted with.
 pub type Decryptors = KeyHolders<PrivateKey, super::pgp::SecretKey>;
 
-/// The annotations an encrypted layer gets: its options wrapped for each
-/// recipient (one JWE for all keys, one entry per provider), and the public options.
-pub async fn sealed_annotations(to: &Recipients, sealed: &Sealed) -> Result<BTreeMap<String, String>, EncryptionError> {
-    let private = zeroize::Zeroizing::new(
-        serde_json::to_vec(&sealed.private).map_err(|e| EncryptionError::Options(e.to_string()))?,
-    );
-    let public = serde_json::to_vec(&sealed.public).map_err(|e| EncryptionError::Options(e.to_string()))?;
+/// The annotations holding a layer's options wrapped for each recipient
+/// (one JWE for all keys, one OpenPGP message, one PKCS#7 envelope, one
+/// entry per provider).
+pub async fn wrapped_keys(
+    to: &Recipients,
+    private: &PrivateOptions,
+) -> Result<BTreeMap<String, String>, EncryptionError> {
+    let private =
+        zeroize::Zeroizing::new(serde_json::to_vec(private).map_err(|e| EncryptionError::Options(e.to_string()))?);
     let mut out = BTreeMap::new();
     if !to.keys.is_empty() {
         out.insert(KEYS_JWE.to_string(), STANDARD.encode(jwe::wrap(&to.keys, &private)?));
@@ -111,8 +112,10 @@ pub async fn sealed_annotations(to: &Recipients, sealed: &Sealed) -> Result<BTre
         );
     }
     if !to.x509.is_empty() {
-        let wrapped = super::pkcs7::wrap(&to.x509, &private)?;
-        out.insert(KEYS_PKCS7.to_string(), STANDARD.encode(wrapped));
+        out.insert(
+            KEYS_PKCS7.to_string(),
+            STANDARD.encode(super::pkcs7::wrap(&to.x509, &private)?),
+        );
     }
     for name in to.params.keys() {
         let wrapped = to.providers.wrap(name, &to.params, &private).await?;
@@ -123,8 +126,13 @@ pub async fn sealed_annotations(to: &Recipients, sealed: &Sealed) -> Result<BTre
     if out.is_empty() {
         return Err(EncryptionError::NoWrappedKeys);
     }
-    out.insert(PUBOPTS.to_string(), STANDARD.encode(public));
     Ok(out)
+}
+
+/// The public options' annotation.
+pub fn public_annotation(public: &PublicOptions) -> Result<(String, String), EncryptionError> {
+    let json = serde_json::to_vec(public).map_err(|e| EncryptionError::Options(e.to_string()))?;
+    Ok((PUBOPTS.to_string(), STANDARD.encode(json)))
 }
 
 /// The options of an encrypted layer, unwrapped with one of `with`'s keys,

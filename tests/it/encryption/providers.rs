@@ -299,6 +299,25 @@ fn provider_failures_name_the_provider_and_write_nothing() {
             r.stderr
         );
         assert!(!holds_an_image(&k.path(&out_enc)), "{mode}");
+        // The keys are wrapped before any layer moves: no layer was written
+        // (the config, copied beside, may be).
+        let (_, plain) = manifest(&k.path("src"));
+        let config = plain["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
+            .to_string();
+        let blobs: Vec<String> = std::fs::read_dir(k.path(&out_enc).join("blobs/sha256"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            blobs.iter().all(|b| *b == config),
+            "{mode}: a layer was written before the provider failed: {blobs:?}"
+        );
         let out_dec = format!("dec-{mode}");
         let r = k.kopeo_env(
             &[
