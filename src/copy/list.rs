@@ -133,6 +133,9 @@ pub(super) async fn copy_list(
             reason: opts.keep_reason,
         });
     }
+    if opts.decryption.is_some() {
+        super::encrypted_from::remove(&mut out.annotations);
+    }
     if target == media::DOCKER_LIST {
         out.annotations = None;
         out.artifact_type = None;

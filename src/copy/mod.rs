@@ -7,6 +7,7 @@
 
 mod blob;
 pub mod compress;
+pub mod encrypted_from;
 mod error;
 mod layers;
 mod list;
@@ -115,6 +116,9 @@ pub struct CopyOptions {
     pub encryption: Option<Arc<crate::options::encryption::EncryptionOptions>>,
     /// Decrypt encrypted layers (`--decryption-key`).
     pub decryption: Option<crate::options::encryption::DecryptionOptions>,
+    /// The marker an encrypted copy's top-level manifest carries (set by
+    /// [`copy_image`]; see `encrypted_from`).
+    pub encrypted_from: Option<String>,
 }
 
 impl CopyOptions {
@@ -184,9 +188,21 @@ pub async fn copy_image(
     opts: &CopyOptions,
 ) -> Result<CopyReport, CopyError> {
     let source = transport::open_source(src, src_opts).await?;
+    let mut opts = std::borrow::Cow::Borrowed(opts);
+    if let Some(enc) = &opts.encryption
+        && let Some(current) = source.current_manifest().await?
+    {
+        let marker = encrypted_from::marker(&current.digest, enc);
+        if !opts.destination_absent
+            && let Some(d) = encrypted_from::find(dst, dst_opts, &marker).await
+        {
+            return Ok(CopyReport::unchanged(d));
+        }
+        opts.to_mut().encrypted_from = Some(marker);
+    }
     let dest = transport::open_destination(dst, dst_opts).await?;
     let ctx = SignatureContext::new(src, dst, opts.policy.clone());
-    copy(source.as_ref(), dest.as_ref(), opts, &ctx).await
+    copy(source.as_ref(), dest.as_ref(), &opts, &ctx).await
 }
 
 /// The digest the destination already holds for this copy, if it does,
@@ -313,6 +329,10 @@ pub async fn copy(
             single::copy_single(src, dst, bytes, &mime, single::As::TopLevel, opts, &stats, ctx).await?;
         top_sigs = sigs;
         (out, mime)
+    };
+    let out = match &opts.encrypted_from {
+        Some(marker) => encrypted_from::annotate(out, &out_mime, marker)?,
+        None => out,
     };
     if let Some(p) = &opts.progress {
         p.event(ProgressEvent::WritingManifest);

@@ -92,5 +92,10 @@ pub fn finished_manifest(
             layer.annotations = Some(a);
         }
     }
+    if written.iter().any(|w| w.crypt == Some(CryptDone::Decrypted)) {
+        // Decrypted, the image is the original again: without the marker
+        // of the encrypted copy it was.
+        super::encrypted_from::remove(&mut out.annotations);
+    }
     Ok((Bytes::from(manifest::to_bytes(&out)), target.clone()))
 }

@@ -126,6 +126,11 @@ impl Certificate {
         })
     }
 
+    /// The certificate's public key (SubjectPublicKeyInfo DER), which identifies it as a recipient.
+    pub fn public_key(&self) -> &[u8] {
+        &self.spki
+    }
+
     fn issuer_and_serial(&self) -> Vec<u8> {
         der::seq(&[&self.issuer, &self.serial])
     }

@@ -245,6 +245,30 @@ impl EncryptionOptions {
         })
     }
 
+    /// A hash of whom and what this encrypts for: the recipients' public
+    /// keys, the providers and their arguments, the layers chosen.
+    pub fn fingerprint(&self) -> String {
+        use crate::encryption::keys::PublicKey;
+        use ::pgp::types::KeyDetails as _;
+        let r = &self.recipients;
+        let mut ids: Vec<String> = r
+            .keys
+            .iter()
+            .map(|k| match &k.key {
+                PublicKey::Rsa { spki } => format!("jwe:{}:{}", hex::encode(spki), k.alg.as_deref().unwrap_or("")),
+                PublicKey::Ec { point, .. } => format!("jwe:{}:{}", hex::encode(point), k.alg.as_deref().unwrap_or("")),
+            })
+            .collect();
+        ids.extend(r.pgp.iter().map(|k| format!("pgp:{:x}", k.primary_key.fingerprint())));
+        ids.extend(r.x509.iter().map(|c| format!("pkcs7:{}", hex::encode(c.public_key()))));
+        for (name, args) in &r.params {
+            ids.extend(args.iter().map(|a| format!("provider:{name}:{}", hex::encode(a))));
+        }
+        ids.sort();
+        ids.push(format!("layers:{:?}", self.layers));
+        crate::digest::Digest::sha256_of(ids.join("\n").as_bytes()).to_string()
+    }
+
     /// Whether layer `i` of `count` is to be encrypted; an index out of
     /// range is an error, as in containers/image.
     pub fn chosen(&self, count: usize) -> Result<Vec<bool>, EncryptionError> {

@@ -203,3 +203,60 @@ fn zstd_layers_a_list_and_a_registry_round_trip() {
         "application/vnd.oci.image.layer.v1.tar+zstd+encrypted"
     );
 }
+
+#[test]
+fn an_encrypted_copy_made_before_is_recognised_and_not_made_again() {
+    let k = Keys::new();
+    let src = k.image("src", Spec::default());
+    let enc = k.oci("enc");
+    let (rsa, ec) = (format!("jwe:{}", k.s("rsa.pub")), format!("jwe:{}", k.s("ec.pub")));
+    let entries = |k: &Keys| crate::support::image::ref_names(&k.path("enc")).len();
+    k.kopeo(&["copy", "-q", "--encryption-key", &rsa, &src.reference(), &enc])
+        .ok();
+    let first = manifest(&k.path("enc")).0;
+    let m: Value = serde_json::from_slice(&first).unwrap();
+    assert!(m["annotations"]["dev.kopeo.encrypted-from"].is_string(), "{m}");
+    // The same source for the same recipient: nothing is encrypted again.
+    k.kopeo(&["copy", "-q", "--encryption-key", &rsa, &src.reference(), &enc])
+        .ok();
+    assert_eq!(manifest(&k.path("enc")).0, first, "re-encrypted an unchanged image");
+    assert_eq!(entries(&k), 1);
+    // Another recipient set: encrypted anew.
+    k.kopeo(&[
+        "copy",
+        "-q",
+        "--encryption-key",
+        &rsa,
+        "--encryption-key",
+        &ec,
+        &src.reference(),
+        &enc,
+    ])
+    .ok();
+    let second = manifest(&k.path("enc")).0;
+    assert_ne!(second, first);
+    // A changed source: encrypted anew.
+    let other = k.image(
+        "src2",
+        Spec {
+            seed: 9,
+            ..Spec::default()
+        },
+    );
+    k.kopeo(&[
+        "copy",
+        "-q",
+        "--encryption-key",
+        &rsa,
+        "--encryption-key",
+        &ec,
+        &other.reference(),
+        &enc,
+    ])
+    .ok();
+    assert_ne!(manifest(&k.path("enc")).0, second);
+    // The marker goes when the image is decrypted (the original again, byte for byte).
+    k.kopeo(&["copy", "-q", "--decryption-key", &k.s("rsa.pem"), &enc, &k.oci("dec")])
+        .ok();
+    assert_eq!(manifest(&k.path("dec")).0, manifest(&k.path("src2")).0);
+}

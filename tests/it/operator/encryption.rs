@@ -282,7 +282,18 @@ fn kopeo_run_syncs_a_repository_encrypted_then_decrypted() {
         let out = crate::support::kopeo_env(k.home.path(), &["run", "-f", path.to_str().unwrap()], None, &env);
         assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     };
+    run(enc.clone(), "enc.yaml");
+    let first: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|t| reg.digest(k.home.path(), &format!("enc/app:{t}")))
+        .collect();
+    // Synced again, nothing changed: the encrypted copies are recognised, not made anew.
     run(enc, "enc.yaml");
+    let again: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|t| reg.digest(k.home.path(), &format!("enc/app:{t}")))
+        .collect();
+    assert_eq!(first, again, "an unchanged image was encrypted again");
     for tag in ["a", "b"] {
         let m: Value = serde_json::from_str(&reg.raw_manifest(k.home.path(), &format!("enc/app:{tag}"))).unwrap();
         let types: Vec<&str> = m["layers"]
