@@ -114,6 +114,18 @@ MUTATIONS = [
      "    if matches(identity, img.docker_reference.as_ref(), signed) {",
      "    if true || matches(identity, img.docker_reference.as_ref(), signed) {",
      ["signing::policy::copy_signs", "signing::registry::sigstore"], ["signature::"]),
+    ("M30 a tampered layer's HMAC not checked", "src/encryption/cipher.rs",
+     "if aws_lc_rs::constant_time::verify_slices_are_equal(tag.as_ref(), &st.expected).is_err() {",
+     "if false && aws_lc_rs::constant_time::verify_slices_are_equal(tag.as_ref(), &st.expected).is_err() {",
+     ["encryption::failures::wrong_keys"], ["encryption::cipher"]),
+    ("M31 chosen layers left in plaintext", "src/copy/plan.rs",
+     "            } else if chosen {\n                Crypt::Encrypt",
+     "            } else if chosen && false {\n                Crypt::Encrypt",
+     ["encryption::interop::kopeo_encrypts", "encryption::interop::skopeo_encrypts"], []),
+    ("M32 any marker taken for an earlier encrypted copy", "src/copy/encrypted_from.rs",
+     "(annotations?.get(ANNOTATION)? == marker).then(",
+     "(annotations?.get(ANNOTATION).is_some() || marker.is_empty()).then(",
+     ["encryption::interop::an_encrypted_copy"], []),
 ]
 
 
