@@ -50,6 +50,10 @@ pub enum CopyError {
     ZstdNeedsOci,
     #[error("encrypted layers need an OCI manifest, but {destination} or --format can't hold one: nothing was written")]
     EncryptionNeedsOci { destination: String },
+    #[error(
+        "{image} is a Docker schema1 image, whose layers kopeo does not encrypt: copy it to schema2 or OCI first, then encrypt that"
+    )]
+    EncryptSchema1 { image: String },
     #[error("error preparing updated manifest: encryption specified but no counterpart for mediatype: {media_type:?}")]
     NoEncryptedType { media_type: String },
     #[error("--multi-arch=index-only cannot convert the list's instances to {to}; copy with --all")]

@@ -299,6 +299,10 @@ pub async fn copy(
             }
         }
     } else if mime == media::DOCKER_V2S1 || mime == media::DOCKER_V2S1_SIGNED {
+        if opts.encryption.is_some() {
+            // Its layers are converted on the way (schema1.rs): never written unencrypted.
+            return Err(CopyError::EncryptSchema1 { image: src.describe() });
+        }
         let sigs = signatures::read(ctx, src, None, &bytes, opts).await?;
         stats.note_verified(signatures::admit(ctx, &sigs, &bytes)?);
         let carried = signatures::carry(dst, sigs, opts)?;

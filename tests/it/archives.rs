@@ -390,6 +390,40 @@ fn schema1_images_are_read_and_converted_to_schema2() {
     );
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("schema1"), "{}", r.stderr);
+    // Encryption of a schema1 image is refused, never written in plaintext.
+    crate::support::openssl(
+        home.path(),
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "k.pem",
+        ],
+    );
+    crate::support::openssl(home.path(), &["pkey", "-in", "k.pem", "-pubout", "-out", "k.pub"]);
+    let key = format!("jwe:{}/k.pub", home.path().display());
+    let r = copy(
+        home.path(),
+        &["--encryption-key", &key],
+        &src,
+        &format!("oci:{}/enc:x", home.path().display()),
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("Docker schema1 image, whose layers kopeo does not encrypt"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !home.path().join("enc/index.json").exists()
+            || !std::fs::read_to_string(home.path().join("enc/index.json"))
+                .unwrap()
+                .contains("digest")
+    );
 }
 
 /// The operator image, built offline by the test daemon: the same layout as
