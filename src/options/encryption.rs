@@ -32,7 +32,8 @@ pub struct DecryptionOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptionSettings {
-    /// JWE public keys (PEM or DER PKIX, or a JWK) and key providers.
+    /// Public keys (JWE: PEM or DER PKIX, or a JWK), OpenPGP public keys,
+    /// X.509 certificates (PKCS#7), and key providers.
     #[schemars(length(min = 1))]
     pub recipients: Vec<KeySource>,
     /// Layer indices to encrypt (0-based, negative from the top); every layer when empty.
@@ -44,7 +45,9 @@ pub struct EncryptionSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DecryptionSettings {
-    /// Private keys (from Secrets only) and key providers.
+    /// Private keys (PKCS#8, PKCS#1, SEC1, JWK; unprotected OpenPGP secret
+    /// keys), with the certificate of a PKCS#7 recipient where wanted, from
+    /// Secrets only; and key providers.
     #[schemars(length(min = 1))]
     pub keys: Vec<KeySource>,
 }
