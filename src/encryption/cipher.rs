@@ -40,6 +40,22 @@ fn ctr(
     Some(Bytes::from(out))
 }
 
+/// The nonce of `private` (or of `public`), once the key is checked to be 32 bytes.
+fn key_and_nonce(private: &PrivateOptions, public: Option<&PublicOptions>) -> Result<[u8; 16], EncryptionError> {
+    if private.symkey.len() != 32 {
+        return Err(EncryptionError::KeyLength(private.symkey.len()));
+    }
+    let nonce = private
+        .cipheroptions
+        .get("nonce")
+        .or_else(|| public.and_then(|p| p.cipheroptions.get("nonce")))
+        .ok_or_else(|| EncryptionError::Options("no nonce in the cipher options".into()))?;
+    nonce
+        .as_slice()
+        .try_into()
+        .map_err(|_| EncryptionError::Options(format!("nonce of {} bytes, not 16", nonce.len())))
+}
+
 /// A fresh key and nonce for a layer whose digest (before encryption) is
 /// `digest`, which ocicrypt records with them. They are wrapped for the
 /// recipients before any byte moves, so that a recipient that fails fails first.
@@ -58,14 +74,7 @@ pub fn fresh_options(digest: String) -> Result<PrivateOptions, EncryptionError> 
 /// Encrypt `input` with `private`'s key and nonce. When the stream has
 /// ended, `slot` holds the public options (the HMAC).
 pub fn encrypt(input: BlobStream, private: &PrivateOptions, slot: PublicSlot) -> Result<BlobStream, EncryptionError> {
-    let nonce: [u8; 16] = private
-        .cipheroptions
-        .get("nonce")
-        .and_then(|n| n.as_slice().try_into().ok())
-        .ok_or_else(|| EncryptionError::Options("no 16-byte nonce".into()))?;
-    if private.symkey.len() != 32 {
-        return Err(EncryptionError::KeyLength(private.symkey.len()));
-    }
+    let nonce = key_and_nonce(private, None)?;
     let cipher = StreamingEncryptingKey::less_safe_ctr(
         UnboundCipherKey::new(&AES_256, &private.symkey)?,
         EncryptionContext::Iv128(FixedLength::from(nonce)),
@@ -133,21 +142,10 @@ pub fn decrypt(
             EncryptionError::CipherType(public.cipher.clone())
         });
     }
-    if private.symkey.len() != 32 {
-        return Err(EncryptionError::KeyLength(private.symkey.len()));
-    }
     if public.hmac.is_empty() {
         return Err(EncryptionError::NoHmac);
     }
-    let nonce = private
-        .cipheroptions
-        .get("nonce")
-        .or_else(|| public.cipheroptions.get("nonce"))
-        .ok_or_else(|| EncryptionError::Options("no nonce in the cipher options".into()))?;
-    let nonce: [u8; 16] = nonce
-        .as_slice()
-        .try_into()
-        .map_err(|_| EncryptionError::Options(format!("nonce of {} bytes, not 16", nonce.len())))?;
+    let nonce = key_and_nonce(private, Some(public))?;
     let cipher = StreamingDecryptingKey::ctr(
         UnboundCipherKey::new(&AES_256, &private.symkey)?,
         DecryptionContext::Iv128(FixedLength::from(nonce)),

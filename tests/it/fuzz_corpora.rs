@@ -41,15 +41,15 @@ fn replay_all() {
     }
 }
 
-/// Seeds for the `encryption` target, made from the keys in fuzz/testdata
-/// (run once with `cargo test --test it write_encryption_seeds -- --ignored`).
+/// The `encryption` target's seeds, made from the keys in fuzz/testdata:
+/// written into a temporary directory and checked to open with the test
+/// keys (copy them to fuzz/corpus/encryption to renew the seeds).
 #[test]
-#[ignore]
-fn write_encryption_seeds() {
+fn encryption_seeds_open_with_the_test_keys() {
     use kopeo::encryption::{jwe, keys, pgp, pkcs7};
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let out = root.join("corpus/encryption");
-    std::fs::create_dir_all(&out).unwrap();
+    let dir = crate::support::tempdir();
+    let out = dir.path().to_path_buf();
     let testdata = |f: &str| std::fs::read(root.join("testdata").join(f)).unwrap();
     let opts = br#"{"symkey":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","digest":"sha256:00","cipheroptions":{"nonce":"AQEBAQEBAQEBAQEBAQEBAQ=="}}"#;
     let rsa = keys::parse_public(&testdata("encryption-rsa.pub")).unwrap();
@@ -74,6 +74,28 @@ fn write_encryption_seeds() {
         ("cert", testdata("encryption-rsa.crt")),
         ("jwk", br#"{"kty":"EC","crv":"P-256","x":"AA","y":"AA"}"#.to_vec()),
     ];
+    let rsa_key = keys::parse_private(&testdata("encryption-rsa.pem"), None)
+        .unwrap()
+        .unwrap();
+    let ec_key = keys::parse_private(&testdata("encryption-ec.pem"), None)
+        .unwrap()
+        .unwrap();
+    let pgp_key = pgp::SecretKey::parse(&testdata("encryption-pgp.key"), None).unwrap();
+    let get = |n: &str| seeds.iter().find(|(s, _)| *s == n).unwrap().1.clone();
+    assert_eq!(
+        jwe::unwrap(&get("jwe-ec"), std::slice::from_ref(&ec_key))
+            .unwrap()
+            .as_slice(),
+        opts
+    );
+    assert_eq!(
+        pkcs7::unwrap(&get("pkcs7"), std::slice::from_ref(&rsa_key), &[])
+            .unwrap()
+            .as_slice(),
+        opts
+    );
+    assert_eq!(pgp::unwrap(&get("pgp"), &[pgp_key]).unwrap().as_slice(), opts);
+    assert_eq!(jwe::unwrap(&get("jwe-both"), &[rsa_key]).unwrap().as_slice(), opts);
     for (name, data) in seeds {
         std::fs::write(out.join(name), data).unwrap();
     }
