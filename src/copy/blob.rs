@@ -179,7 +179,10 @@ fn noting_failure(stream: BlobStream, failed: Arc<AtomicBool>) -> BlobStream {
 
 /// The first `n` bytes of `stream` (fewer if it is shorter), and a stream
 /// that still yields every byte, those included.
-async fn peek(mut stream: BlobStream, n: usize) -> Result<(Vec<u8>, BlobStream), TransportError> {
+async fn peek(stream: BlobStream, n: usize) -> Result<(Vec<u8>, BlobStream), TransportError> {
+    // Fused: a blob shorter than `n` has ended here, and the stages below
+    // (`unfold`s) panic if polled again after their end.
+    let mut stream = stream.fuse();
     let mut chunks = vec![];
     let mut head = vec![];
     while head.len() < n {
@@ -206,7 +209,8 @@ fn layer_error(info: &BlobInfo, e: EncryptionError) -> TransportError {
 /// Copy one blob from `src` to `dst`. A layer (`job.claimed` is set) is
 /// written in the compression `target` wants for what its first bytes show
 /// it to be — not only what its media type claims — and the outcome says
-/// which compression was written.
+/// which compression was written. A transfer holds a permit of `transfers`
+/// (the looking up of a blob already there does not).
 pub async fn copy_blob(
     src: &dyn ImageSource,
     dst: &dyn ImageDestination,
@@ -214,6 +218,7 @@ pub async fn copy_blob(
     from: Option<&RegistryLocation>,
     opts: &CopyOptions,
     target: &CompressionTarget,
+    transfers: &tokio::sync::Semaphore,
 ) -> Result<BlobOutcome, TransportError> {
     let info = &job.info;
     let progress = opts.progress.clone();
@@ -261,6 +266,8 @@ pub async fn copy_blob(
         }
         return Ok(BlobOutcome::Reused);
     }
+    // Never closed: the semaphore lives as long as the copy of the image.
+    let _permit = transfers.acquire().await.ok();
     let mut attempt = 0;
     loop {
         let mismatch = Mismatch::default();
