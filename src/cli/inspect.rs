@@ -106,28 +106,17 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         .map_err(|e| CliError::new(e.to_string()))?;
     let w = wrap(&image);
     let src = transport::open_source(&image, &opts).await.map_err(&w)?;
-    let (raw, mime) = src.manifest(None).await.map_err(&w)?;
+    // The tag list is asked for beside the manifest and the config, not
+    // after them: one round trip fewer. Its answer matters only once they
+    // have been read (their errors come first, as skopeo's order has them).
+    let want_tags = !args.raw && !args.config && !args.no_tags && matches!(image, ImageReference::Docker(_));
+    let tags = async { if want_tags { Some(src.repo_tags().await) } else { None } };
+    let (read, tags) = futures::join!(read_image(src.as_ref(), &args, global, &w), tags);
+    let (raw, image_and_config) = read?;
     let mut out = std::io::stdout().lock();
-    if args.raw && !args.config {
+    let Some((m, config_bytes)) = image_and_config else {
         return out.write_all(&raw).map_err(|e| CliError::new(e.to_string()));
-    }
-    let (img_bytes, img_mime) = if is_list_type(&mime) {
-        let Manifest::Index(index) = Manifest::parse(&raw, &mime).map_err(|e| w(e.into()))? else {
-            return Err(CliError::new("manifest list did not parse as a list"));
-        };
-        let want = global.platform.clone().unwrap_or_else(manifest::host_platform);
-        let chosen = manifest::choose_instance(&index, &want).map_err(|e| {
-            use crate::skopeo_texts::{CHOOSING_INSTANCE, INSPECT_PARSING_MANIFEST};
-            CliError::new(format!("{INSPECT_PARSING_MANIFEST}: {CHOOSING_INSTANCE}: {e}"))
-        })?;
-        src.manifest(Some(&chosen.digest)).await.map_err(&w)?
-    } else {
-        (raw.clone(), mime.clone())
     };
-    let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))? else {
-        return Err(CliError::new("nested manifest list"));
-    };
-    let config_bytes = crate::copy::read_config(src.as_ref(), &m.config).await.map_err(&w)?;
     if args.config {
         if args.raw {
             return out.write_all(&config_bytes).map_err(|e| CliError::new(e.to_string()));
@@ -142,10 +131,9 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     let inner = config.get("config").cloned().unwrap_or(Value::Null);
     let (name, repo_tags) = match &image {
         ImageReference::Docker(r) => {
-            let tags = if args.no_tags {
-                vec![]
-            } else {
-                match src.repo_tags().await {
+            let tags = match tags {
+                None => vec![],
+                Some(tags) => match tags {
                     Ok(t) => t,
                     Err(TransportError::Registry(e @ crate::registry::RegistryError::Unauthorized { .. })) => {
                         tracing::warn!(error = %e, "Registry disallows tag list retrieval; skipping");
@@ -158,7 +146,7 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
                     Err(e) => {
                         return Err(CliError::new(format!("Error determining repository tags: {e}")));
                     }
-                }
+                },
             };
             (Some(r.name()), tags)
         }
@@ -200,4 +188,36 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         None => format!("{}\n", print_json(&output)?),
     };
     out.write_all(text.as_bytes()).map_err(|e| CliError::new(e.to_string()))
+}
+
+/// The top manifest as read, and (unless only it is wanted, `--raw`) the
+/// image manifest (a list's instance for the platform) and its config.
+async fn read_image(
+    src: &dyn transport::ImageSource,
+    args: &InspectArgs,
+    global: &Global,
+    w: &impl Fn(TransportError) -> CliError,
+) -> Result<(bytes::Bytes, Option<(crate::manifest::ImageManifest, Vec<u8>)>), CliError> {
+    let (raw, mime) = src.manifest(None).await.map_err(w)?;
+    if args.raw && !args.config {
+        return Ok((raw, None));
+    }
+    let (img_bytes, img_mime) = if is_list_type(&mime) {
+        let Manifest::Index(index) = Manifest::parse(&raw, &mime).map_err(|e| w(e.into()))? else {
+            return Err(CliError::new("manifest list did not parse as a list"));
+        };
+        let want = global.platform.clone().unwrap_or_else(manifest::host_platform);
+        let chosen = manifest::choose_instance(&index, &want).map_err(|e| {
+            use crate::skopeo_texts::{CHOOSING_INSTANCE, INSPECT_PARSING_MANIFEST};
+            CliError::new(format!("{INSPECT_PARSING_MANIFEST}: {CHOOSING_INSTANCE}: {e}"))
+        })?;
+        src.manifest(Some(&chosen.digest)).await.map_err(&w)?
+    } else {
+        (raw.clone(), mime.clone())
+    };
+    let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))? else {
+        return Err(CliError::new("nested manifest list"));
+    };
+    let config_bytes = crate::copy::read_config(src, &m.config).await.map_err(w)?;
+    Ok((raw, Some((m, config_bytes))))
 }
