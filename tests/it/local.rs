@@ -302,3 +302,30 @@ fn walk(p: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn layers_of_a_few_bytes_copy_to_every_local_destination() {
+    // Regression: a layer shorter than the compression sniff (6 bytes)
+    // ended its stream early and the copy panicked.
+    let home = tempdir();
+    let img = build(
+        &home.path().join("src"),
+        "tiny",
+        &Spec {
+            layers: vec![3, 1],
+            uncompressed: true,
+            ..Spec::default()
+        },
+    );
+    let from = format!("oci:{}:tiny", img.layout.display());
+    for to in ["oci:{}/oci:x", "dir:{}/dir", "oci-archive:{}/a.tar"] {
+        let to = to.replace("{}", &home.path().display().to_string());
+        let r = kopeo(home.path(), &["copy", &from, &to]);
+        assert!(!r.stderr.contains("panicked"), "{to}: {}", r.stderr);
+        assert_eq!(r.code, 0, "{to}: {}", r.stderr);
+        let back = home.path().join("back");
+        let _ = std::fs::remove_dir_all(&back);
+        let r = kopeo(home.path(), &["copy", &to, &format!("dir:{}", back.display())]);
+        assert_eq!(r.code, 0, "{to} read back: {}", r.stderr);
+    }
+}
