@@ -13,8 +13,8 @@ another build), docker-registry, skopeo, time. KOPEO_BASELINE=path adds an
 earlier kopeo build as a third tool in the same run ("before"), so before
 and after are measured side by side with skopeo under the same load. The
 floor (../shared/bench/floorcopy.py, or KOPEO_FLOOR=path) runs beside them
-where it has the scenario (it has no oci:→registry); curl stands for its
-inspect.
+where it has the scenario; bench/floor_push.py is the floor for
+oci:→registry (floorcopy.py has none) and curl stands for its inspect.
 """
 import argparse, gzip, hashlib, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -25,6 +25,7 @@ BOLT = "/var/lib/containers/cache/blob-info-cache-v1.boltdb"
 # The floor (an ideal client, ../shared/bench/floorcopy.py): what any correct
 # copier must cost on these registries; "floor" columns when it is there.
 FLOOR = os.environ.get("KOPEO_FLOOR", os.path.join(ROOT, "..", "shared", "bench", "floorcopy.py"))
+FLOOR_PUSH = os.path.join(ROOT, "bench", "floor_push.py")
 TOOLS = ["kopeo", "skopeo"] + (["before"] if BASELINE else []) + (["floor"] if os.path.exists(FLOOR) else [])
 
 
@@ -81,6 +82,29 @@ def make_image(layout, layers, layer_mib):
                                                        "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, f)
 
 
+def add_multi_arch(layout, platforms, layers, layer_mib):
+    """Add an OCI index named "multi" to the layout: one image per platform,
+    each of its own incompressible layers (no blob shared between them)."""
+    entries = []
+    for arch in platforms:
+        descs, diff_ids = [], []
+        for _ in range(layers):
+            raw = os.urandom(layer_mib << 20)
+            diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+            descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(layout, gzip.compress(raw, 1, mtime=0))})
+        cfg = put(layout, json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode())
+        m = put(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg}, "layers": descs}).encode())
+        entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", **m, "platform": {"architecture": arch, "os": "linux"}})
+    idx = put(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}).encode())
+    path = os.path.join(layout, "index.json")
+    top = json.load(open(path))
+    top["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", **idx,
+                             "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+    with open(path, "w") as f:
+        json.dump(top, f)
+
+
 def timed(cmd, env):
     """Run cmd; return (wall s, CPU s, peak RSS MiB) of that one process.
     Wall time is measured here, CPU time from wait4 (the launcher's own share
@@ -89,7 +113,7 @@ def timed(cmd, env):
     the floor (floorcopy.py), wall time is its own `wall_s`: the Python
     interpreter's start is not what a copier must cost."""
     t0 = time.monotonic()
-    own = any(c.endswith("floorcopy.py") for c in cmd)
+    own = any(c.endswith(("floorcopy.py", "floor_push.py")) for c in cmd)
     p = subprocess.Popen(["/usr/bin/time", "-f", "BENCH %M"] + cmd, stdout=subprocess.PIPE if own else subprocess.DEVNULL,
                          stderr=subprocess.PIPE, env=env)
     out = p.stdout.read().decode() if own else ""
@@ -110,6 +134,9 @@ def main():
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--layer-mib", type=int, default=128)
     ap.add_argument("--inspects", type=int, default=20)
+    ap.add_argument("--platforms", default="amd64,arm64,ppc64le,s390x", help="the multi-arch image's architectures")
+    ap.add_argument("--multi-layers", type=int, default=3)
+    ap.add_argument("--multi-layer-mib", type=int, default=4)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     for tool in (KOPEO, shutil.which("skopeo"), shutil.which("docker-registry"), "/usr/bin/time") + ((BASELINE,) if BASELINE else ()):
@@ -124,11 +151,14 @@ def main():
         layout = os.path.join(base, "layout")
         print(f"building a {a.layers}x{a.layer_mib} MiB image ...", flush=True)
         make_image(layout, a.layers, a.layer_mib)
+        add_multi_arch(layout, a.platforms.split(","), a.multi_layers, a.multi_layer_mib)
         env = dict(os.environ, HOME=base, XDG_RUNTIME_DIR=os.path.join(base, "run"))
         policy = os.path.join(base, "policy.json")
         with open(policy, "w") as f:
             f.write('{"default":[{"type":"insecureAcceptAnything"}]}')
         subprocess.run([KOPEO, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{src}/bench:1"], check=True, env=env)
+        subprocess.run([KOPEO, "copy", "-q", "--all", "--dest-tls-verify=false", f"oci:{layout}:multi", f"docker://{src}/multi:1"],
+                       check=True, env=env)
 
         # The floor's inspect: the manifest and the config, two GETs on one connection.
         top = json.load(open(os.path.join(layout, "index.json")))["manifests"][0]["digest"]
@@ -144,6 +174,8 @@ def main():
                 "present": [fc + [dst, "--blob-threads", "8", f"bench:1=floor-{i}:2"]],
                 "again": [fc + [dst, "--blob-threads", "8", f"bench:1=floor-{i}:1"]],
                 "to-oci": [fc + ["-", "--dest-dir", f"{base}/oci-{t}-{i}", "bench:1"]],
+                "from-oci": [["python3", FLOOR_PUSH, layout, "bench", dst, f"from-oci-floor-{i}:1"]],
+                "multi": [fc + [dst, "--all", "--blob-threads", "8", f"multi:1=multi-floor-{i}:1"]],
                 "inspect": [["curl", "-sf", "-H", accept, "-o", "/dev/null", "-o", "/dev/null",
                              f"http://{src}/v2/bench/manifests/1", config_url]] * a.inspects,
             }.get(scenario, [])
@@ -167,6 +199,7 @@ def main():
             "registry→registry (unchanged re-copy)": copy("again", lambda t, i: [f"docker://{src}/bench:1", f"docker://{dst}/{t}-{i}:1"]),
             "registry→oci:": copy("to-oci", lambda t, i: [f"docker://{src}/bench:1", f"oci:{base}/oci-{t}-{i}:x"]),
             "oci:→registry": copy("from-oci", lambda t, i: [f"oci:{layout}:bench", f"docker://{dst}/from-oci-{t}-{i}:1"]),
+            "multi-arch --all": copy("multi", lambda t, i: ["--all", f"docker://{src}/multi:1", f"docker://{dst}/multi-{t}-{i}:1"]),
             f"inspect ×{a.inspects}": lambda t, i: (floor("inspect", t, i) if t == "floor" else
                                                     [cmd(t, ["inspect", "--tls-verify=false", f"docker://{src}/bench:1"])] * a.inspects),
         }
