@@ -221,7 +221,11 @@ mod tests {
             .await
             .expect("copy");
         assert_eq!(written.len(), 10);
-        assert_eq!(dst.most_lookups.load(Ordering::SeqCst), 10, "one round of lookups, not two");
+        assert_eq!(
+            dst.most_lookups.load(Ordering::SeqCst),
+            10,
+            "one round of lookups, not two"
+        );
         assert_eq!(dst.most_uploads.load(Ordering::SeqCst), 0);
     }
 
