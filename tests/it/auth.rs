@@ -170,6 +170,15 @@ fn anonymous_pulls_from_a_token_registry_use_an_anonymous_token() {
         asked.iter().all(|r| r.method == "GET" && r.granted),
         "anonymous token requests: {asked:?}"
     );
+    // An inspect (manifest, config and tag list, the last two at once)
+    // asks for one token, not one per concurrent request.
+    let before = token.seen().len();
+    kopeo(
+        home.path(),
+        &["inspect", "--tls-verify=false", &reg.image("public/app:1")],
+    )
+    .ok();
+    assert_eq!(token.seen().len() - before, 1, "{:?}", token.seen());
     // The private repository and any push stay refused, in the registry's words.
     let r = kopeo(
         home.path(),
