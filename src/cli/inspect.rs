@@ -106,12 +106,21 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         .map_err(|e| CliError::new(e.to_string()))?;
     let w = wrap(&image);
     let src = transport::open_source(&image, &opts).await.map_err(&w)?;
-    // The tag list is asked for beside the manifest and the config, not
-    // after them: one round trip fewer. Its answer matters only once they
-    // have been read (their errors come first, as skopeo's order has them).
+    // The tag list is asked for beside the config (and a list's instance),
+    // not after them: one round trip fewer. It waits for the top manifest,
+    // whose request has fetched the token the tag list shares. Its answer
+    // matters only once the image has been read (their errors come first,
+    // in skopeo's order).
     let want_tags = !args.raw && !args.config && !args.no_tags && matches!(image, ImageReference::Docker(_));
-    let tags = async { if want_tags { Some(src.repo_tags().await) } else { None } };
-    let (read, tags) = futures::join!(read_image(src.as_ref(), &args, global, &w), tags);
+    let (manifest_read, read_signal) = tokio::sync::oneshot::channel();
+    let tags = async {
+        if want_tags && read_signal.await.is_ok() {
+            Some(src.repo_tags().await)
+        } else {
+            None
+        }
+    };
+    let (read, tags) = futures::join!(read_image(src.as_ref(), &args, global, &w, manifest_read), tags);
     let (raw, image_and_config) = read?;
     let mut out = std::io::stdout().lock();
     let Some((m, config_bytes)) = image_and_config else {
@@ -197,8 +206,11 @@ async fn read_image(
     args: &InspectArgs,
     global: &Global,
     w: &impl Fn(TransportError) -> CliError,
+    manifest_read: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(bytes::Bytes, Option<(crate::manifest::ImageManifest, Vec<u8>)>), CliError> {
     let (raw, mime) = src.manifest(None).await.map_err(w)?;
+    // Nobody listening (no tag list wanted) is fine.
+    let _ = manifest_read.send(());
     if args.raw && !args.config {
         return Ok((raw, None));
     }
