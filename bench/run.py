@@ -64,38 +64,37 @@ def put(layout, data):
     return {"digest": "sha256:" + d, "size": len(data)}
 
 
+def put_image(layout, arch, layers, layer_mib, config=None):
+    """Store one image of `layers` incompressible gzip layers; return its
+    manifest's descriptor."""
+    descs, diff_ids = [], []
+    for _ in range(layers):
+        raw = os.urandom(layer_mib << 20)
+        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(layout, gzip.compress(raw, 1, mtime=0))})
+    cfg = {"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    if config:
+        cfg["config"] = config
+    cfg = put(layout, json.dumps(cfg).encode())
+    m = put(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg}, "layers": descs}).encode())
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", **m}
+
+
 def make_image(layout, layers, layer_mib):
     os.makedirs(os.path.join(layout, "blobs", "sha256"))
     with open(os.path.join(layout, "oci-layout"), "w") as f:
         f.write('{"imageLayoutVersion":"1.0.0"}')
-    descs, diff_ids = [], []
-    for i in range(layers):
-        raw = os.urandom(layer_mib << 20)
-        diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(layout, gzip.compress(raw, 1, mtime=0))})
-    cfg = put(layout, json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                                  "config": {"Labels": {"bench": "kopeo"}}}).encode())
-    m = put(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg}, "layers": descs}).encode())
+    m = put_image(layout, "amd64", layers, layer_mib, {"Labels": {"bench": "kopeo"}})
     with open(os.path.join(layout, "index.json"), "w") as f:
-        json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **m,
-                                                       "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, f)
+        json.dump({"schemaVersion": 2, "manifests": [{**m, "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, f)
 
 
 def add_multi_arch(layout, platforms, layers, layer_mib):
     """Add an OCI index named "multi" to the layout: one image per platform,
     each of its own incompressible layers (no blob shared between them)."""
-    entries = []
-    for arch in platforms:
-        descs, diff_ids = [], []
-        for _ in range(layers):
-            raw = os.urandom(layer_mib << 20)
-            diff_ids.append("sha256:" + hashlib.sha256(raw).hexdigest())
-            descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **put(layout, gzip.compress(raw, 1, mtime=0))})
-        cfg = put(layout, json.dumps({"architecture": arch, "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode())
-        m = put(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg}, "layers": descs}).encode())
-        entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", **m, "platform": {"architecture": arch, "os": "linux"}})
+    entries = [{**put_image(layout, arch, layers, layer_mib), "platform": {"architecture": arch, "os": "linux"}}
+               for arch in platforms]
     idx = put(layout, json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": entries}).encode())
     path = os.path.join(layout, "index.json")
     top = json.load(open(path))

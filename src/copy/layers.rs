@@ -58,7 +58,7 @@ pub async fn copy_blobs(
     // Items by index: a closure over borrowed items here is not general
     // enough for callers that need the whole copy future to be Send.
     let (from, transfers) = (&from, &transfers);
-    let done: Vec<(usize, Written)> = futures::stream::iter(order)
+    let mut done: Vec<(usize, Written)> = futures::stream::iter(order)
         .map(|i| async move {
             let job = &plan.jobs[i];
             let info = &job.info;
@@ -96,11 +96,8 @@ pub async fn copy_blobs(
         .buffer_unordered(in_flight)
         .try_collect()
         .await?;
-    let mut written: Vec<Option<Written>> = vec![None; plan.jobs.len()];
-    for (i, w) in done {
-        written[i] = Some(w);
-    }
-    Ok(written.into_iter().flatten().collect())
+    done.sort_unstable_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, w)| w).collect())
 }
 
 #[cfg(test)]
