@@ -159,6 +159,9 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
             };
             (Some(r.name()), tags)
         }
+        ImageReference::ContainersStorage { image, .. } => {
+            (crate::transport::containers_storage::repository_name(image), vec![])
+        }
         _ => (None, vec![]),
     };
     let s = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("").to_string();

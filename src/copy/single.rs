@@ -65,6 +65,7 @@ pub async fn copy_single(
     let Manifest::Image(m) = Manifest::parse(&bytes, mime)? else {
         return Err(CopyError::NestedList { image: src.describe() });
     };
+    let (m, bytes) = with_layers_for_copy(src, m, bytes)?;
     let plan = plan_image(&m, &caps(dst), |d| src.layer_compression(d), opts)?;
     let diff_ids: Vec<Option<Digest>> = if plan.may_decompress {
         let config = read_config(src, &m.config).await?;
@@ -97,4 +98,31 @@ pub async fn copy_single(
         return Ok((out, target, vec![]));
     }
     Ok((out, target, carried))
+}
+
+/// `m` with the layer descriptors the source copies instead of the
+/// manifest's (and its bytes, re-serialized), where it has such: a
+/// containers-storage image's layers are its uncompressed diffs. As
+/// containers/image's `UpdateLayerInfos`, annotations and URLs go with the
+/// old descriptors.
+pub fn with_layers_for_copy(
+    src: &dyn ImageSource,
+    mut m: crate::manifest::ImageManifest,
+    bytes: Bytes,
+) -> Result<(crate::manifest::ImageManifest, Bytes), CopyError> {
+    let Some(infos) = src.layers_for_copy(&m)? else {
+        return Ok((m, bytes));
+    };
+    for (l, info) in m.layers.iter_mut().zip(infos) {
+        l.size = info
+            .size
+            .and_then(|s| i64::try_from(s).ok())
+            .ok_or(TransportError::UnknownSize(info.digest.clone()))?;
+        l.digest = info.digest;
+        l.media_type = info.media_type;
+        l.annotations = None;
+        l.urls = None;
+    }
+    let bytes = Bytes::from(crate::manifest::to_bytes(&m));
+    Ok((m, bytes))
 }

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 pub enum TransportError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Storage(#[from] super::containers_storage::StorageError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -3,13 +3,14 @@
 //! pipeline talks only to these traits and asks destinations what they
 //! accept instead of checking which transport they are.
 
+pub mod containers_storage;
 pub mod dir;
 pub mod docker;
 pub mod docker_archive;
 mod docker_attachments;
 pub mod docker_daemon;
 mod error;
-mod local;
+pub(crate) mod local;
 pub mod oci;
 pub mod oci_archive;
 mod oci_delete;
@@ -92,6 +93,13 @@ pub trait ImageSource: Send + Sync {
     /// transport has no such notion.
     async fn repo_tags(&self) -> Result<Vec<String>, TransportError> {
         Ok(vec![])
+    }
+    /// Layer descriptors to copy in place of `m`'s, where the source keeps
+    /// layers in another form than its manifest says (containers-storage
+    /// serves them uncompressed: digests are diff IDs). The copy then
+    /// writes a manifest with these. `None`: the manifest's own.
+    fn layers_for_copy(&self, _m: &crate::manifest::ImageManifest) -> Result<Option<Vec<BlobInfo>>, TransportError> {
+        Ok(None)
     }
     /// The signatures of the top-level manifest (`instance` = `None`) or of
     /// one instance of a list, unverified, each in containers/image's blob
@@ -284,7 +292,9 @@ pub async fn open_source(
             docker_daemon::DaemonSource::open(t, opts.daemon_host.as_deref()).await?,
         )),
         ImageReference::Tarball { paths } => Ok(Box::new(tarball::TarballSource::open(paths).await?)),
-        other => Err(TransportError::Unsupported(other.transport())),
+        ImageReference::ContainersStorage { store, image } => Ok(Box::new(
+            containers_storage::StorageSource::open(store.as_deref(), image).await?,
+        )),
     }
 }
 
@@ -340,6 +350,7 @@ pub async fn delete(reference: &ImageReference, opts: &OpenOptions) -> Result<()
             oci_delete::delete(path, image.as_deref(), opts.shared_blob_dir.as_deref()).await
         }
         ImageReference::Tarball { paths } => tarball::delete(paths).await,
+        ImageReference::ContainersStorage { store, image } => containers_storage::delete(store.as_deref(), image).await,
         other => Err(TransportError::UnsupportedOperation {
             transport: other.transport(),
             operation: "deleting images",
@@ -386,6 +397,8 @@ pub async fn open_destination(
             docker_daemon::DaemonDestination::create(t, opts.daemon_host.as_deref()).await?,
         )),
         ImageReference::Tarball { .. } => Err(TransportError::ReadOnly("tarball")),
-        other => Err(TransportError::Unsupported(other.transport())),
+        ImageReference::ContainersStorage { store, image } => Ok(Box::new(
+            containers_storage::StorageDestination::open(store.as_deref(), image).await?,
+        )),
     }
 }

@@ -7,6 +7,7 @@ mod support;
 mod archives;
 mod auth;
 mod cli;
+mod containers_storage;
 mod encryption;
 mod failures;
 mod flags;

@@ -1,0 +1,51 @@
+//! `containers-storage:` — the image store of podman, CRI-O and buildah,
+//! read and written natively in containers/storage's on-disk formats (see
+//! `store.rs`), with the `vfs` and `overlay` drivers.
+//!
+//! As containers/image's storage transport: a destination stages blobs in
+//! a temporary directory inside the store and, at `commit`, applies the
+//! layers in order under the store's locks, then writes the image record;
+//! a source serves layers uncompressed (reassembled from tar-split, byte
+//! for byte the tar that was applied), so a copy out of storage rewrites
+//! the manifest's layer descriptors ([`ImageSource::layers_for_copy`]).
+
+mod apply;
+mod conf;
+mod destination;
+mod error;
+mod lock;
+mod name;
+mod records;
+mod source;
+mod store;
+mod tar_split;
+mod tar_stream;
+
+pub use destination::StorageDestination;
+pub use error::StorageError;
+pub use source::StorageSource;
+
+use super::TransportError;
+
+/// Delete the image a reference names (its names, big data, and the
+/// layers no other image or container uses).
+pub async fn delete(store: Option<&str>, image: &str) -> Result<(), TransportError> {
+    let (store, name) = (store.map(str::to_string), image.to_string());
+    tokio::task::spawn_blocking(move || store::delete(store.as_deref(), &name))
+        .await
+        .map_err(|source| TransportError::Background {
+            task: "deleting from containers-storage",
+            source,
+        })?
+        .map_err(TransportError::from)
+}
+
+/// The repository an image part names (`docker.io/library/x`), for
+/// `inspect`'s `Name`; `None` for an image ID.
+pub fn repository_name(image: &str) -> Option<String> {
+    let empty = records::Records {
+        path: Default::default(),
+        items: vec![],
+    };
+    name::ImageName::parse(image, &empty).ok()?.named.map(|n| n.name())
+}
