@@ -19,6 +19,9 @@ command -v gpg >/dev/null || need+=(gnupg)
 # The independent reader of cosign key files (tests/it/support/cosign_key.py).
 command -v python3 >/dev/null || need+=(python3-minimal)
 [ -e /etc/containers/policy.json ] || need+=(golang-github-containers-common)
+# containers-storage: podman (and its storage CLI) read and write stores beside kopeo.
+command -v podman >/dev/null || need+=(podman)
+command -v containers-storage >/dev/null || need+=(containers-storage)
 if ((${#need[@]})); then
   echo "tests/run.sh: installing ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

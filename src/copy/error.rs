@@ -42,8 +42,10 @@ pub enum CopyError {
     Schema1Inconsistent,
     #[error("schema1 conversion produced a list")]
     Schema1ToList,
-    #[error("{destination} cannot store a manifest list; copy one platform instead")]
-    ListNotStorable { destination: String },
+    #[error(
+        "copying multiple images: destination transport \"{transport}\" does not support copying multiple images as a group"
+    )]
+    ListNotStorable { transport: String },
     #[error("{destination} accepts none of the manifest types kopeo can convert {from} to")]
     NoAcceptedManifestType { destination: String, from: String },
     #[error("zstd-compressed layers need an OCI manifest, but the destination or --format requires Docker schema2")]

@@ -53,9 +53,9 @@ pub(super) async fn copy_list(
     ctx: &SignatureContext,
 ) -> Result<(Bytes, String), CopyError> {
     if !dst.supports_lists() {
-        return Err(CopyError::ListNotStorable {
-            destination: dst.describe(),
-        });
+        // Every destination describes itself as `transport:reference`.
+        let transport = dst.describe().split(':').next().unwrap_or_default().to_string();
+        return Err(CopyError::ListNotStorable { transport });
     }
     let mut target = target_type(
         index.mime(),

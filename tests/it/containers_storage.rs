@@ -78,6 +78,24 @@ impl Store {
         skopeo_env(&self.home, args, &env)
     }
 
+    /// containers/storage's own CLI on this store.
+    fn storage_cli(&self, args: &[&str]) -> std::process::Output {
+        let bin = require_tool("containers-storage", "containers-storage");
+        Command::new(bin)
+            .args([
+                "-g",
+                self.graph.to_str().unwrap(),
+                "-R",
+                self.run.to_str().unwrap(),
+                "-s",
+                self.driver,
+            ])
+            .args(args)
+            .env("CONTAINERS_STORAGE_CONF", &self.conf)
+            .output()
+            .expect("running containers-storage")
+    }
+
     fn podman(&self, args: &[&str]) -> Run {
         let bin = require_tool("podman", "podman");
         finish(
@@ -228,8 +246,21 @@ fn kopeo_writes_podman_and_skopeo_read(driver: &'static str) {
         let bytes = std::fs::read(out.join(hex)).unwrap_or_else(|e| panic!("layer {d} not read back: {e}"));
         assert_eq!(sha(&bytes), *d);
     }
-    let top = &inspect[0]["RootFS"]["Layers"];
-    assert_eq!(top.as_array().map(Vec::len), Some(3));
+    // containers/storage itself reassembles each layer from its tar-split
+    // and files: the very tars again.
+    let listed = s.storage_cli(&["layers", "--json"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+    for l in listed.as_array().unwrap() {
+        let id = l["id"].as_str().unwrap();
+        let diff = s.storage_cli(&["diff", "-u", id]);
+        assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stderr));
+        assert!(
+            diff_ids.contains(&sha(&diff.stdout)),
+            "layer {id} reassembles to other bytes"
+        );
+    }
 
     // The tree: what a container would see.
     let tops = s.graph.join(format!("{driver}-layers/layers.json"));
@@ -366,4 +397,266 @@ fn skopeo_writes_vfs_stores_that_kopeo_reads_identically() {
 #[test]
 fn skopeo_writes_overlay_stores_that_kopeo_reads_identically() {
     skopeo_writes_kopeo_reads("overlay");
+}
+
+fn layer_ids(s: &Store) -> Vec<String> {
+    let p = s.graph.join(format!("{}-layers/layers.json", s.driver));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    let mut ids: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn delete_removes_the_image_and_only_the_layers_no_other_image_uses() {
+    let s = Store::new("vfs");
+    let base = layer_tar(&[Member::File("etc/base", b"shared", 0o644, 0)]);
+    let a = layer_tar(&[Member::File("etc/a", b"only in a", 0o644, 0)]);
+    let b = layer_tar(&[Member::File("etc/b", b"only in b", 0o644, 0)]);
+    let (ra, _, da) = layout(&s.home.join("a"), "a", &[base.clone(), a]);
+    let (rb, _, _) = layout(&s.home.join("b"), "b", &[base, b]);
+    s.kopeo(&["copy", "-q", &ra, &s.reference("localhost/a:1")]).ok();
+    s.kopeo(&["copy", "-q", &rb, &s.reference("localhost/b:1")]).ok();
+    assert_eq!(layer_ids(&s).len(), 3, "the base layer is stored once");
+    s.kopeo(&["delete", &s.reference("localhost/a:1")]).ok();
+    let images = json(&s.podman(&["images", "--format", "json"]).ok());
+    assert_eq!(images.as_array().map(Vec::len), Some(1), "{images}");
+    assert_eq!(images[0]["Names"][0], "localhost/b:1");
+    let left = layer_ids(&s);
+    assert_eq!(left.len(), 2);
+    assert!(
+        left.contains(&da[0].trim_start_matches("sha256:").to_string()),
+        "the shared base stays"
+    );
+    // The survivor reads back whole (skopeo as the reader).
+    s.skopeo(&[
+        "copy",
+        &s.reference("localhost/b:1"),
+        &format!("dir:{}", s.home.join("b-out").display()),
+    ])
+    .ok();
+    let gone = s.kopeo(&["delete", &s.reference("localhost/a:1")]);
+    assert_ne!(gone.code, 0);
+    assert!(
+        gone.stderr.contains("does not resolve to an image ID"),
+        "{}",
+        gone.stderr
+    );
+}
+
+#[test]
+fn a_second_name_joins_the_image_a_recopy_adds_no_layer_and_a_name_moves_between_images() {
+    let s = Store::new("overlay");
+    let (r1, c1, _) = layout(&s.home.join("one"), "v", &three_layers());
+    s.kopeo(&["copy", "-q", &r1, &s.reference("localhost/x:1")]).ok();
+    let before = layer_ids(&s);
+    s.kopeo(&["copy", "-q", &r1, &s.reference("localhost/x:2")]).ok();
+    s.kopeo(&["copy", "-q", &r1, &s.reference("localhost/x:1")]).ok();
+    assert_eq!(layer_ids(&s), before, "no layer written twice");
+    let images = json(&s.podman(&["images", "--format", "json"]).ok());
+    let ids: std::collections::BTreeSet<&str> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "one image (podman lists it once per name): {images}");
+    let mut names: Vec<String> = serde_json::from_value(images[0]["Names"].clone()).unwrap();
+    names.sort();
+    assert_eq!(names, ["localhost/x:1", "localhost/x:2"]);
+    // Another image takes the name x:2 away from the first.
+    let other = layer_tar(&[Member::File("etc/other", b"other", 0o644, 0)]);
+    let (r2, c2, _) = layout(&s.home.join("two"), "v", &[other]);
+    s.kopeo(&["copy", "-q", &r2, &s.reference("localhost/x:2")]).ok();
+    let inspect = |id: &str| json(&s.podman(&["image", "inspect", id]).ok())[0]["RepoTags"].clone();
+    assert_eq!(
+        inspect(c1.trim_start_matches("sha256:")),
+        serde_json::json!(["localhost/x:1"])
+    );
+    assert_eq!(
+        inspect(c2.trim_start_matches("sha256:")),
+        serde_json::json!(["localhost/x:2"])
+    );
+}
+
+#[test]
+fn copying_all_of_a_list_is_refused_with_upstreams_message() {
+    let s = Store::new("vfs");
+    let img = crate::support::image::build(
+        &s.home.join("list"),
+        "l",
+        &crate::support::image::Spec {
+            archs: vec!["amd64", "arm64"],
+            tar_layers: true,
+            ..Default::default()
+        },
+    );
+    let out = s.kopeo(&["copy", "--all", &img.reference(), &s.reference("localhost/list:1")]);
+    assert_eq!(out.code, 1);
+    assert!(
+        // logrus quotes the message, escaping its quotes.
+        out.stderr.contains(
+            r#"copying multiple images: destination transport \"containers-storage\" does not support copying multiple images as a group"#
+        ),
+        "{}",
+        out.stderr
+    );
+    // Without --all, the host's instance goes in.
+    s.kopeo(&["copy", "-q", &img.reference(), &s.reference("localhost/list:1")])
+        .ok();
+    assert_eq!(
+        json(&s.podman(&["images", "--format", "json"]).ok())
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[test]
+fn a_writer_holding_the_store_lock_makes_kopeo_wait_then_commit() {
+    let s = Store::new("vfs");
+    let (r, _, _) = layout(&s.home.join("src"), "v", &three_layers());
+    // podman creates the store's files; then another process holds layers.lock.
+    s.podman(&["images"]).ok();
+    let lock = s.graph.join("vfs-layers/layers.lock");
+    let released = s.home.join("released");
+    let script = format!(
+        "import fcntl,time,sys\nf=open({:?},'r+')\nfcntl.lockf(f,fcntl.LOCK_EX)\nprint('locked',flush=True)\ntime.sleep(2)\nopen({:?},'w').write(str(time.time()))\nfcntl.lockf(f,fcntl.LOCK_UN)\n",
+        lock.display().to_string(),
+        released.display().to_string()
+    );
+    let mut holder = Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    s.kopeo(&["copy", "-q", &r, &s.reference("localhost/waited:1")]).ok();
+    assert!(holder.wait().unwrap().success());
+    let released_at: f64 = std::fs::read_to_string(&released).unwrap().parse().unwrap();
+    let written = std::fs::metadata(s.graph.join("vfs-layers/layers.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let written = written.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(
+        written >= released_at,
+        "layers.json was rewritten while another process held its lock"
+    );
+    assert_eq!(
+        json(&s.podman(&["images", "--format", "json"]).ok())[0]["Names"][0],
+        "localhost/waited:1"
+    );
+}
+
+#[test]
+fn hostile_layers_write_nothing_outside_and_leave_no_image() {
+    let s = Store::new("vfs");
+    let outside = s.home.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    // A symlink to a host directory, then a file "through" it: as in a
+    // chroot, it lands inside the layer, not in the host directory.
+    let through = layer_tar(&[
+        Member::Symlink("evil", outside.to_str().unwrap()),
+        Member::File("evil/pwned", b"x", 0o644, 0),
+    ]);
+    let (r, _, _) = layout(&s.home.join("through"), "v", &[through]);
+    s.kopeo(&["copy", "-q", &r, &s.reference("localhost/through:1")]).ok();
+    assert!(!outside.join("pwned").exists(), "written through a symlink to the host");
+    for (name, members) in [
+        // Renamed to `../../escaped` below: the tar crate refuses to write it.
+        ("dotdot", vec![Member::File("xx/xx/escaped", b"x", 0o644, 0)]),
+        ("hardlink", vec![Member::Hardlink("h", "../../../../etc/passwd")]),
+        (
+            "duplicate",
+            vec![Member::File("a", b"1", 0o644, 0), Member::File("./a", b"2", 0o644, 0)],
+        ),
+    ] {
+        let mut tar = layer_tar(&members);
+        if name == "dotdot" {
+            let n = b"../../escaped";
+            tar[..n.len()].copy_from_slice(n);
+            let block = &mut tar[..512];
+            block[148..156].fill(b' ');
+            let sum: u32 = block.iter().map(|&b| b as u32).sum();
+            block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        }
+        let (r, _, _) = layout(&s.home.join(name), "v", &[tar]);
+        let out = s.kopeo(&["copy", "-q", &r, &s.reference(&format!("localhost/{name}:1"))]);
+        assert_eq!(out.code, 1, "{name}: {}", out.stderr);
+        assert!(out.stderr.contains("malformed layer"), "{name}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{name}: {}", out.stderr);
+    }
+    assert!(!s.home.join("escaped").exists() && !s.graph.join("escaped").exists());
+    let images = json(&s.podman(&["images", "--format", "json"]).ok());
+    assert_eq!(
+        images.as_array().map(Vec::len),
+        Some(1),
+        "only the first image: {images}"
+    );
+    let staging = std::fs::read_dir(s.graph.join("tmp")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(staging, 0, "staging directories are removed");
+}
+
+#[test]
+fn a_layer_left_incomplete_by_a_killed_writer_is_redone_by_the_next_copy() {
+    let s = Store::new("vfs");
+    let (r, _, diff_ids) = layout(&s.home.join("src"), "v", &three_layers());
+    let dst = s.reference("localhost/redo:1");
+    s.kopeo(&["copy", "-q", &r, &dst]).ok();
+    // What a SIGKILL during the top layer leaves: no image record, the top
+    // layer flagged incomplete and half its files.
+    let images = s.graph.join("vfs-images/images.json");
+    std::fs::write(&images, "[]").unwrap();
+    let lj = s.graph.join("vfs-layers/layers.json");
+    let mut layers: serde_json::Value = serde_json::from_slice(&std::fs::read(&lj).unwrap()).unwrap();
+    let top = layers
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|l| l["diff-digest"] == diff_ids[2])
+        .unwrap();
+    top["flags"] = serde_json::json!({"incomplete": true});
+    let top_id = top["id"].as_str().unwrap().to_string();
+    std::fs::write(&lj, serde_json::to_vec(&layers).unwrap()).unwrap();
+    std::fs::remove_file(s.graph.join("vfs/dir").join(&top_id).join("etc/top")).unwrap();
+    // podman still reads the store; the next copy completes it.
+    s.podman(&["images"]).ok();
+    s.kopeo(&["copy", "-q", &r, &dst]).ok();
+    assert_eq!(
+        std::fs::read(s.graph.join("vfs/dir").join(&top_id).join("etc/top")).unwrap(),
+        b"top layer"
+    );
+    let out = s.home.join("out");
+    s.skopeo(&["copy", &dst, &format!("dir:{}", out.display())]).ok();
+    let top_tar = std::fs::read(out.join(diff_ids[2].trim_start_matches("sha256:"))).unwrap();
+    assert_eq!(sha(&top_tar), diff_ids[2]);
+}
+
+#[test]
+fn a_copy_out_of_storage_to_a_registry_compresses_the_layers() {
+    let s = Store::new("vfs");
+    let (r, _, diff_ids) = layout(&s.home.join("src"), "v", &three_layers());
+    let stored = s.reference("localhost/out:1");
+    s.kopeo(&["copy", "-q", &r, &stored]).ok();
+    let reg = crate::support::registry::Registry::start(crate::support::registry::Mode::Plain);
+    let to = reg.image("from/storage:1");
+    s.kopeo(&["copy", "-q", "--dest-tls-verify=false", &stored, &to]).ok();
+    let m = json(&s.skopeo(&["inspect", "--raw", "--tls-verify=false", &to]).ok());
+    let layers = m["layers"].as_array().unwrap();
+    assert!(
+        layers
+            .iter()
+            .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{m}"
+    );
+    let c = json(&s.skopeo(&["inspect", "--config", "--tls-verify=false", &to]).ok());
+    assert_eq!(c["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
 }

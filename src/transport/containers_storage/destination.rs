@@ -23,7 +23,7 @@ pub struct StorageDestination {
     store: Store,
     reference: String,
     name: ImageName,
-    staging: tempfile::TempDir,
+    staging: super::store::Staging,
     /// Blobs found in the store already (by compressed or diff digest):
     /// the layer that has them.
     reused: Mutex<HashMap<Digest, String>>,

@@ -34,6 +34,16 @@ impl Lock {
     /// Take the lock at `path` (created if missing), waiting while another
     /// process holds it in a conflicting mode.
     pub fn acquire(path: &Path, mode: Mode) -> Result<Lock, StorageError> {
+        Lock::take(path, mode, true)?
+            .ok_or_else(|| StorageError::io("locking", path)(std::io::Error::other("the lock was not taken")))
+    }
+
+    /// Take the lock if no other process holds it; `None` if one does.
+    pub fn try_acquire(path: &Path, mode: Mode) -> Result<Option<Lock>, StorageError> {
+        Lock::take(path, mode, false)
+    }
+
+    fn take(path: &Path, mode: Mode, wait: bool) -> Result<Option<Lock>, StorageError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(StorageError::io("creating", dir))?;
         }
@@ -56,21 +66,24 @@ impl Lock {
             l_len: 0,
             l_pid: 0,
         };
+        let cmd = if wait { libc::F_SETLKW } else { libc::F_SETLK };
         loop {
             // SAFETY: a valid descriptor and a fully initialised flock struct.
-            let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &lock) };
+            let rc = unsafe { libc::fcntl(file.as_raw_fd(), cmd, &lock) };
             if rc == 0 {
                 break;
             }
             let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(StorageError::io("locking", path)(err));
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) | Some(libc::EACCES) if !wait => return Ok(None),
+                _ => return Err(StorageError::io("locking", path)(err)),
             }
         }
-        Ok(Lock {
+        Ok(Some(Lock {
             file,
             path: path.to_path_buf(),
-        })
+        }))
     }
 
     /// Replace the last-write token (call while holding the lock for

@@ -139,13 +139,19 @@ impl Store {
     }
 
     /// A directory for staged blobs, inside the store (same filesystem).
-    pub fn staging_dir(&self) -> Result<tempfile::TempDir, StorageError> {
+    /// Staging directories that a killed kopeo left behind (their lock is
+    /// free, and this process does not use them) are removed first.
+    pub fn staging_dir(&self) -> Result<Staging, StorageError> {
         let base = self.cfg.graphroot.join("tmp");
         std::fs::create_dir_all(&base).map_err(StorageError::io("creating", &base))?;
-        tempfile::Builder::new()
+        sweep_staging(&base);
+        let dir = tempfile::Builder::new()
             .prefix("kopeo-")
             .tempdir_in(&base)
-            .map_err(StorageError::io("creating a staging directory in", &base))
+            .map_err(StorageError::io("creating a staging directory in", &base))?;
+        let lock = Lock::acquire(&dir.path().join(STAGING_LOCK), Mode::Write)?;
+        live_staging().insert(dir.path().to_path_buf());
+        Ok(Staging { dir, _lock: lock })
     }
 
     /// Take the store's locks in containers/storage's order.
@@ -525,6 +531,60 @@ impl Store {
         out.set("created", json!(created));
         *rec = out;
         images.save(&locks.images)
+    }
+}
+
+const STAGING_LOCK: &str = "staging.lock";
+
+/// A staging directory, locked while in use and removed when dropped.
+pub struct Staging {
+    dir: tempfile::TempDir,
+    _lock: Lock,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        live_staging().remove(self.dir.path());
+    }
+}
+
+/// This process's staging directories (fcntl locks do not tell a process
+/// its own locks from free ones).
+fn live_staging() -> std::sync::MutexGuard<'static, std::collections::HashSet<PathBuf>> {
+    static LIVE: LazyLock<Mutex<std::collections::HashSet<PathBuf>>> = LazyLock::new(Default::default);
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sweep_staging(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if !e.file_name().to_string_lossy().starts_with("kopeo-") || live_staging().contains(&p) {
+            continue;
+        }
+        let lock = p.join(STAGING_LOCK);
+        // A directory just made by another process may not have its lock yet.
+        let young = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < std::time::Duration::from_secs(60));
+        if !lock.exists() && young {
+            continue;
+        }
+        if let Ok(Some(_held)) = Lock::try_acquire(&lock, Mode::Write) {
+            tracing::debug!(dir = %p.display(), "removing a staging directory left by an earlier kopeo");
+            let _ = std::fs::remove_dir_all(&p);
+        }
     }
 }
 
