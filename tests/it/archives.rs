@@ -65,6 +65,8 @@ fn location(home: &Path, reg: &Registry, transport: &str, tag: &str) -> String {
         "oci-archive" => format!("oci-archive:{p}/{tag}.oci.tar:x"),
         "docker-archive" => format!("docker-archive:{p}/{tag}.docker.tar:matrix/{tag}:1"),
         "docker-daemon" => format!("docker-daemon:kopeo-matrix/{tag}:1"),
+        // A private store (never the machine's): overlay, the usual driver.
+        "containers-storage" => format!("containers-storage:[overlay@{p}/cs-graph+{p}/cs-run]matrix/{tag}:1"),
         other => panic!("unknown transport {other}"),
     }
 }
@@ -76,7 +78,15 @@ fn every_transport_pair_copies_with_identical_layer_contents() {
     let seed = real_image(&home.path().join("seed"), true);
     let want = config(home.path(), &seed.reference())["rootfs"]["diff_ids"].clone();
     assert_eq!(want.as_array().map(Vec::len), Some(2));
-    let transports = ["docker", "oci", "dir", "oci-archive", "docker-archive", "docker-daemon"];
+    let transports = [
+        "docker",
+        "oci",
+        "dir",
+        "oci-archive",
+        "docker-archive",
+        "docker-daemon",
+        "containers-storage",
+    ];
     for t in transports {
         copy(
             home.path(),
