@@ -69,7 +69,10 @@ pub fn predicted_image(
     let Ok(Manifest::Image(m)) = Manifest::parse(bytes, mime) else {
         return Ok(None);
     };
-    let (m, bytes) = super::single::with_layers_for_copy(src, m, bytes.clone())?;
+    let Ok((m, bytes)) = super::single::with_layers_for_copy(src, dst, m, bytes.clone(), opts) else {
+        // A copy that cannot keep its digests is judged when it runs.
+        return Ok(None);
+    };
     let bytes = &bytes;
     let plan = plan_image(&m, &caps(dst), |d| src.layer_compression(d), opts)?;
     if plan.changes.iter().any(Option::is_some) || plan.crypts() {

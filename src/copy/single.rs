@@ -65,7 +65,7 @@ pub async fn copy_single(
     let Manifest::Image(m) = Manifest::parse(&bytes, mime)? else {
         return Err(CopyError::NestedList { image: src.describe() });
     };
-    let (m, bytes) = with_layers_for_copy(src, m, bytes)?;
+    let (m, bytes) = with_layers_for_copy(src, dst, m, bytes, opts)?;
     let plan = plan_image(&m, &caps(dst), |d| src.layer_compression(d), opts)?;
     let diff_ids: Vec<Option<Digest>> = if plan.may_decompress {
         let config = read_config(src, &m.config).await?;
@@ -105,14 +105,25 @@ pub async fn copy_single(
 /// containers-storage image's layers are its uncompressed diffs. As
 /// containers/image's `UpdateLayerInfos`, annotations and URLs go with the
 /// old descriptors.
+/// The manifest changes, so digests that must stay (signatures,
+/// `--preserve-digests`) refuse the copy.
 pub fn with_layers_for_copy(
     src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
     mut m: crate::manifest::ImageManifest,
     bytes: Bytes,
+    opts: &CopyOptions,
 ) -> Result<(crate::manifest::ImageManifest, Bytes), CopyError> {
     let Some(infos) = src.layers_for_copy(&m)? else {
         return Ok((m, bytes));
     };
+    if opts.preserve_digests {
+        return Err(CopyError::DigestWouldChange {
+            destination: dst.describe(),
+            change: super::DigestChange::LayerCompression,
+            reason: opts.keep_reason,
+        });
+    }
     for (l, info) in m.layers.iter_mut().zip(infos) {
         l.size = info
             .size

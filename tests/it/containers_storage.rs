@@ -660,3 +660,61 @@ fn a_copy_out_of_storage_to_a_registry_compresses_the_layers() {
     let c = json(&s.skopeo(&["inspect", "--config", "--tls-verify=false", &to]).ok());
     assert_eq!(c["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
 }
+
+#[test]
+fn signatures_made_on_the_way_in_are_kept_as_containers_image_keeps_them() {
+    let s = Store::new("vfs");
+    let gpg = crate::support::gpg::GpgHome::new(&s.home);
+    let fpr = gpg.key("signer@example.com", "", false);
+    let (r, _, _) = layout(&s.home.join("src"), "v", &three_layers());
+    let dst = s.reference("localhost/signed:1");
+    let mut env = s.env();
+    env.push(("GNUPGHOME", gpg.dir.display().to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    crate::support::kopeo_env(&s.home, &["copy", "-q", "--sign-by", &fpr, &r, &dst], None, &env).ok();
+    let id = json(&s.podman(&["images", "--format", "json"]).ok())[0]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // containers/storage's CLI reads the data back: the signature, and the
+    // manifest it signs, which skopeo verifies.
+    let data = |key: &str| {
+        let out = s.storage_cli(&["get-image-data", &id, key]);
+        assert!(out.status.success(), "{key}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let (sig, manifest) = (s.home.join("sig"), s.home.join("manifest.json"));
+    std::fs::write(&sig, data("signatures")).unwrap();
+    std::fs::write(&manifest, data("manifest")).unwrap();
+    let meta = s.storage_cli(&["metadata", "-q", &id]);
+    let meta = String::from_utf8_lossy(&meta.stdout).to_string();
+    let sizes: serde_json::Value = serde_json::from_str(meta.trim()).unwrap_or_else(|e| panic!("{e}: {meta}"));
+    assert_eq!(
+        sizes["signature-sizes"],
+        serde_json::json!([std::fs::metadata(&sig).unwrap().len()])
+    );
+    let verified = crate::support::skopeo_env(
+        &s.home,
+        &[
+            "standalone-verify",
+            manifest.to_str().unwrap(),
+            "localhost/signed:1",
+            &fpr,
+            sig.to_str().unwrap(),
+        ],
+        &[gpg.env()],
+    )
+    .ok();
+    assert!(verified.stdout.contains("Signature verified"), "{}", verified.stdout);
+    // Out of storage the manifest changes (uncompressed layers): as upstream,
+    // that needs --remove-signatures.
+    let out = format!("dir:{}", s.home.join("out").display());
+    let refused = s.kopeo(&["copy", "-q", &dst, &out]);
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("Would invalidate signatures"),
+        "{}",
+        refused.stderr
+    );
+    s.kopeo(&["copy", "-q", "--remove-signatures", &dst, &out]).ok();
+}

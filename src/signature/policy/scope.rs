@@ -42,6 +42,9 @@ pub fn docker_reference_of(r: &ImageReference) -> Option<DockerReference> {
             target: Some(ArchiveTarget::Reference(d)),
             ..
         } => Some(d.clone()),
+        ImageReference::ContainersStorage { image, .. } => {
+            crate::transport::containers_storage::docker_reference(image)
+        }
         _ => None,
     }
 }

@@ -77,6 +77,7 @@ struct Options {
 struct DriverOptions {
     mount_program: Option<String>,
     ignore_chown_errors: Option<String>,
+    force_mask: Option<String>,
 }
 
 /// The environment a resolution reads, injectable for tests.
@@ -236,6 +237,7 @@ pub fn resolve(spec: Option<&StoreSpec>, env: &Env) -> Result<StoreConfig, Stora
     };
     let mut ignore_chown_errors = truthy(&per.ignore_chown_errors) || truthy(&o.ignore_chown_errors);
     let mut mount_program = per.mount_program.clone().or(o.mount_program.clone());
+    let mut force_mask = per.force_mask.clone().filter(|m| !m.is_empty());
     let extra: Vec<String> = spec
         .map(|p| p.options.clone())
         .unwrap_or_default()
@@ -252,8 +254,14 @@ pub fn resolve(spec: Option<&StoreSpec>, env: &Env) -> Result<StoreConfig, Stora
         match key {
             "ignore_chown_errors" => ignore_chown_errors = matches!(v, "true" | "1"),
             "mount_program" => mount_program = Some(v.to_string()).filter(|v| !v.is_empty()),
+            "force_mask" => force_mask = Some(v.to_string()).filter(|v| !v.is_empty()),
             _ => {}
         }
+    }
+    // force_mask keeps real modes in an xattr podman reads back; writing
+    // without it would leave files podman sees with other modes.
+    if let Some(mask) = force_mask {
+        return Err(StorageError::UnsupportedOption(format!("force_mask = {mask:?}")));
     }
     Ok(StoreConfig {
         driver,
@@ -307,5 +315,12 @@ mod tests {
         assert_eq!((c.driver, c.runroot.as_path()), (Driver::Overlay, Path::new("/p")));
         let spec = StoreSpec::parse("btrfs@/o").unwrap();
         assert!(resolve(Some(&spec), &env).unwrap_err().to_string().contains("btrfs"));
+        let spec = StoreSpec::parse("overlay@/o:overlay.force_mask=shared").unwrap();
+        assert!(
+            resolve(Some(&spec), &env)
+                .unwrap_err()
+                .to_string()
+                .contains("force_mask")
+        );
     }
 }

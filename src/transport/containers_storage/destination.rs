@@ -28,6 +28,8 @@ pub struct StorageDestination {
     /// the layer that has them.
     reused: Mutex<HashMap<Digest, String>>,
     manifest: Mutex<Option<Vec<u8>>>,
+    /// Signatures of the image, in containers/image's blob form.
+    signatures: Mutex<Vec<bytes::Bytes>>,
 }
 
 fn staged_name(d: &Digest) -> String {
@@ -57,6 +59,7 @@ impl StorageDestination {
                 staging,
                 reused: Mutex::new(HashMap::new()),
                 manifest: Mutex::new(None),
+                signatures: Mutex::new(vec![]),
             })
         })
         .await
@@ -177,6 +180,24 @@ impl ImageDestination for StorageDestination {
         Ok(())
     }
 
+    fn supports_signatures(&self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn put_signatures(
+        &self,
+        signatures: &[bytes::Bytes],
+        instance: Option<&Digest>,
+    ) -> Result<(), TransportError> {
+        if instance.is_some() {
+            return Err(TransportError::CannotHoldList {
+                transport: "containers-storage",
+            });
+        }
+        *self.signatures.lock().unwrap_or_else(|p| p.into_inner()) = signatures.to_vec();
+        Ok(())
+    }
+
     async fn commit(&self) -> Result<(), TransportError> {
         let manifest =
             self.manifest
@@ -192,6 +213,7 @@ impl ImageDestination for StorageDestination {
             staging: self.staging.path().to_path_buf(),
             reused: self.reused.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             manifest,
+            signatures: self.signatures.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         tokio::task::spawn_blocking(move || job.run())
             .await
@@ -209,6 +231,7 @@ struct Commit {
     staging: PathBuf,
     reused: HashMap<Digest, String>,
     manifest: Vec<u8>,
+    signatures: Vec<bytes::Bytes>,
 }
 
 impl Commit {
@@ -273,19 +296,33 @@ impl Commit {
             .id
             .clone()
             .unwrap_or_else(|| m.config.digest.hex().to_string());
-        let big = vec![
+        let mut big = vec![
             (m.config.digest.to_string(), config),
             (manifest_key(&manifest_digest), self.manifest.clone()),
             ("manifest".to_string(), self.manifest.clone()),
         ];
+        // As containers/image: the signatures concatenated under
+        // "signatures", their sizes in the image's metadata.
+        let sizes: Vec<usize> = self.signatures.iter().map(|s| s.len()).collect();
+        let metadata = match sizes.is_empty() {
+            true => "{}".to_string(),
+            false => {
+                big.push(("signatures".to_string(), self.signatures.concat()));
+                serde_json::json!({ "signature-sizes": sizes }).to_string()
+            }
+        };
         let created = v.get("created").and_then(|c| c.as_str()).map(str::to_string);
+        let name = self.name.store_name();
         self.store.put_image(
             &locks,
-            &id,
-            parent.as_deref(),
-            &big,
-            self.name.store_name().as_deref(),
-            created,
+            super::store::NewImage {
+                id: &id,
+                top: parent.as_deref(),
+                big: &big,
+                name: name.as_deref(),
+                created,
+                metadata: &metadata,
+            },
         )?;
         tracing::debug!(image = %id, "committed to containers-storage");
         Ok(())

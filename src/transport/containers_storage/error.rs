@@ -24,6 +24,8 @@ pub enum StorageError {
     StoreSpec(String, String),
     #[error("the {0:?} storage driver is not supported by kopeo (vfs and overlay are)")]
     UnsupportedDriver(String),
+    #[error("the storage option {0} is not supported by kopeo")]
+    UnsupportedOption(String),
     #[error("malformed layer: {0}")]
     MalformedLayer(String),
     #[error("tar-split metadata: {0}")]
@@ -62,6 +64,8 @@ pub enum StorageError {
     DuplicateImage(String),
     #[error("image {0} is in use by a container")]
     ImageInUse(String),
+    #[error("the signatures of image {0} do not add up to the sizes recorded for them")]
+    MalformedSignatures(String),
     #[error("{0}")]
     Reference(String),
 }

@@ -40,12 +40,18 @@ pub async fn delete(store: Option<&str>, image: &str) -> Result<(), TransportErr
         .map_err(TransportError::from)
 }
 
-/// The repository an image part names (`docker.io/library/x`), for
-/// `inspect`'s `Name`; `None` for an image ID.
-pub fn repository_name(image: &str) -> Option<String> {
+/// The Docker reference an image part names (`docker.io/library/x:tag`),
+/// for signing identities; `None` for an image ID.
+pub fn docker_reference(image: &str) -> Option<crate::reference::DockerReference> {
     let empty = records::Records {
         path: Default::default(),
         items: vec![],
     };
-    name::ImageName::parse(image, &empty).ok()?.named.map(|n| n.name())
+    name::ImageName::parse(image, &empty).ok()?.named
+}
+
+/// The repository an image part names (`docker.io/library/x`), for
+/// `inspect`'s `Name`; `None` for an image ID.
+pub fn repository_name(image: &str) -> Option<String> {
+    docker_reference(image).map(|n| n.name())
 }

@@ -144,6 +144,42 @@ impl ImageSource for StorageSource {
         Ok(tokio_stream_of(rx))
     }
 
+    async fn signatures(&self, instance: Option<&Digest>, _manifest: &Digest) -> Result<Vec<Bytes>, TransportError> {
+        // containers/image's layout: sizes in the metadata, the bytes
+        // concatenated under "signatures" (or "signature-<digest>").
+        let meta: serde_json::Value = self
+            .image
+            .str("metadata")
+            .and_then(|m| serde_json::from_str(m).ok())
+            .unwrap_or_default();
+        let (key, sizes) = match instance {
+            None => ("signatures".to_string(), meta.get("signature-sizes").cloned()),
+            Some(d) => (
+                format!("signature-{}", d.hex()),
+                meta.pointer(&format!("/signatures-sizes/{d}")).cloned(),
+            ),
+        };
+        let sizes: Vec<usize> = sizes.and_then(|s| serde_json::from_value(s).ok()).unwrap_or_default();
+        if sizes.is_empty() {
+            return Ok(vec![]);
+        }
+        let data = self.big(key).await?;
+        let mut out = vec![];
+        let mut at = 0usize;
+        for n in sizes {
+            let end = at
+                .checked_add(n)
+                .filter(|e| *e <= data.len())
+                .ok_or_else(|| TransportError::from(StorageError::MalformedSignatures(self.id().to_string())))?;
+            out.push(Bytes::copy_from_slice(&data[at..end]));
+            at = end;
+        }
+        if at != data.len() {
+            return Err(StorageError::MalformedSignatures(self.id().to_string()).into());
+        }
+        Ok(out)
+    }
+
     async fn current_manifest(&self) -> Result<Option<crate::transport::CurrentManifest>, TransportError> {
         // A copy out of storage writes another manifest than the stored one
         // (uncompressed layers): the stored digest says nothing about it.

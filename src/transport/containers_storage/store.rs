@@ -439,17 +439,17 @@ impl Store {
         Ok(((applied, code), compressed_size))
     }
 
-    /// Create or update the image record `id` on `top`, with `big` data
-    /// items, and give it `name` (taken away from any other image).
-    pub fn put_image(
-        &self,
-        locks: &Locks,
-        id: &str,
-        top: Option<&str>,
-        big: &[(String, Vec<u8>)],
-        name: Option<&str>,
-        created: Option<String>,
-    ) -> Result<(), StorageError> {
+    /// Create or update an image record with its big data items, and give
+    /// it its name (taken away from any other image).
+    pub fn put_image(&self, locks: &Locks, image: NewImage<'_>) -> Result<(), StorageError> {
+        let NewImage {
+            id,
+            top,
+            big,
+            name,
+            created,
+            metadata,
+        } = image;
         let mut images = self.load_images()?;
         if let Some(existing) = images.get(id)
             && existing.str("layer") != top
@@ -523,7 +523,7 @@ impl Store {
                 out.0.insert(k.clone(), v.clone());
             }
         }
-        out.set("metadata", rec.0.get("metadata").cloned().unwrap_or(json!("{}")));
+        out.set("metadata", json!(metadata));
         out.set("big-data-names", json!(big_names));
         out.set("big-data-sizes", Value::Object(sizes));
         out.set("big-data-digests", Value::Object(digests));
@@ -532,6 +532,21 @@ impl Store {
         *rec = out;
         images.save(&locks.images)
     }
+}
+
+/// What [`Store::put_image`] writes.
+pub struct NewImage<'a> {
+    /// The image ID (the config digest's hex, unless the reference named one).
+    pub id: &'a str,
+    /// The top layer.
+    pub top: Option<&'a str>,
+    /// Big data items: key and bytes.
+    pub big: &'a [(String, Vec<u8>)],
+    pub name: Option<&'a str>,
+    /// The config's creation time, for a new record.
+    pub created: Option<String>,
+    /// The metadata string (signature sizes).
+    pub metadata: &'a str,
 }
 
 const STAGING_LOCK: &str = "staging.lock";
