@@ -11,7 +11,7 @@ secs=${FUZZ_SECONDS:-3600}
 if (($#)); then targets=("$@"); else mapfile -t targets < <(cargo +nightly fuzz list); fi
 for t in "${targets[@]}"; do
   case $t in
-    *_archive) max_len=65536 ;;
+    *_archive | layer_tar) max_len=65536 ;;
     *_yaml | manifest | image_config | auth_file) max_len=16384 ;;
     *) max_len=4096 ;;
   esac

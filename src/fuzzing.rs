@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("registries_d", registries_d),
     ("signature", signature),
     ("encryption", encryption),
+    ("layer_tar", layer_tar),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -398,4 +399,38 @@ pub fn encryption(data: &[u8]) {
     if let Ok(s) = cipher::decrypt(Box::pin(input), &private, &public, Default::default()) {
         let _ = futures::executor::block_on(futures::StreamExt::count(s));
     }
+}
+
+/// A layer tar applied as containers-storage applies it (vfs, then overlay
+/// whiteouts), in a fresh directory: nothing may appear outside the layer's
+/// root, and a layer that applied and reads back reads back byte for byte.
+pub fn layer_tar(data: &[u8]) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    for overlay in [false, true] {
+        let root = dir.path().join(if overlay { "overlay" } else { "vfs" });
+        if std::fs::create_dir(&root).is_err() {
+            return;
+        }
+        if let Ok(back) = crate::transport::containers_storage::apply_and_reassemble(data, &root, overlay) {
+            assert!(
+                back == data,
+                "a layer of {} bytes reads back as {} other bytes",
+                data.len(),
+                back.len()
+            );
+        }
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    let allowed = ["overlay", "overlay.tar-split.gz", "vfs", "vfs.tar-split.gz"];
+    assert!(
+        names.iter().all(|n| allowed.contains(&n.as_str())),
+        "written outside the layer: {names:?}"
+    );
 }

@@ -40,6 +40,37 @@ pub async fn delete(store: Option<&str>, image: &str) -> Result<(), TransportErr
         .map_err(TransportError::from)
 }
 
+/// Apply an uncompressed layer tar to `root` as the vfs (`overlay` false)
+/// or overlay driver would, then reassemble it from its tar-split and the
+/// files written: for the `layer_tar` fuzz target.
+#[doc(hidden)]
+pub fn apply_and_reassemble(tar: &[u8], root: &std::path::Path, overlay: bool) -> Result<Vec<u8>, StorageError> {
+    use std::io::Read as _;
+    let opts = apply::ApplyOptions {
+        whiteouts: match overlay {
+            true => apply::Whiteouts::Overlay {
+                opaque_xattr: "user.overlay.opaque",
+            },
+            false => apply::Whiteouts::Remove,
+        },
+        ignore_chown_errors: true,
+    };
+    let mut split = tar_split::Writer::new(vec![]);
+    let applied = apply::apply(tar, root, &opts, &mut split)?;
+    if applied.diff_id != crate::digest::Digest::sha256_of(tar) || applied.diff_size != tar.len() as u64 {
+        return Err(StorageError::MalformedLayer(
+            "the diff ID is not the tar's digest".into(),
+        ));
+    }
+    let ts = root.with_extension("tar-split.gz");
+    std::fs::write(&ts, split.finish()?).map_err(StorageError::io("writing", &ts))?;
+    let mut out = vec![];
+    tar_split::Assembler::open(&ts, root)?
+        .read_to_end(&mut out)
+        .map_err(StorageError::Read)?;
+    Ok(out)
+}
+
 /// The Docker reference an image part names (`docker.io/library/x:tag`),
 /// for signing identities; `None` for an image ID.
 pub fn docker_reference(image: &str) -> Option<crate::reference::DockerReference> {

@@ -179,12 +179,17 @@ impl Assembler {
                 };
                 let path = parent.join(rel.file_name().unwrap_or_default());
                 let mut data = Vec::with_capacity(e.size.min(1 << 20) as usize);
-                std::fs::OpenOptions::new()
+                // Non-blocking: a FIFO a hostile layer put at this path must
+                // not hang the read; only a regular file is layer content.
+                let f = std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                     .open(&path)
-                    .map_err(StorageError::io("opening layer file", &path))?
-                    .take(e.size)
+                    .map_err(StorageError::io("opening layer file", &path))?;
+                if !f.metadata().is_ok_and(|m| m.is_file()) {
+                    return Err(StorageError::LayerFileChanged(path));
+                }
+                f.take(e.size)
                     .read_to_end(&mut data)
                     .map_err(StorageError::io("reading layer file", &path))?;
                 let want = e.payload.as_deref().map(b64).transpose()?;
