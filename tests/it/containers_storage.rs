@@ -737,3 +737,65 @@ fn every_layer_tar_fuzz_seed_applies_and_reads_back_byte_for_byte() {
     }
     assert_eq!(n, 12);
 }
+
+#[test]
+fn a_copy_sigkilled_while_applying_a_layer_leaves_a_store_podman_reads_and_a_rerun_completes() {
+    let s = Store::new("overlay");
+    // Many small files: applying the layer takes long enough to be caught.
+    let files: Vec<(String, Vec<u8>)> = (0..3000)
+        .map(|i| (format!("data/d{}/f{i}", i % 30), crate::support::image::noise(4096, i)))
+        .collect();
+    let big = layer_tar(
+        &files
+            .iter()
+            .map(|(n, b)| Member::File(n, b, 0o644, 0))
+            .collect::<Vec<_>>(),
+    );
+    let small = layer_tar(&[Member::File("etc/top", b"top", 0o644, 0)]);
+    let (r, _, diff_ids) = layout(&s.home.join("src"), "v", &[big, small]);
+    let dst = s.reference("localhost/killed:1");
+    let layers_json = s.graph.join("overlay-layers/layers.json");
+    let mut caught = false;
+    for _attempt in 0..5 {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kopeo"));
+        cmd.args(["copy", "-q", &r, &dst])
+            .env("HOME", &s.home)
+            .env("CONTAINERS_STORAGE_CONF", &s.conf)
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if std::fs::read_to_string(&layers_json).is_ok_and(|j| j.contains("\"incomplete\":true")) {
+                child.kill().unwrap();
+                caught = true;
+                break;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let _ = child.wait();
+        if caught {
+            break;
+        }
+        // Finished before it was caught: start again from an empty store.
+        s.kopeo(&["delete", &dst]).ok();
+    }
+    assert!(caught, "kopeo was never caught applying a layer");
+    // podman and skopeo read the store as it is (no image yet).
+    let images = json(&s.podman(&["images", "--format", "json"]).ok());
+    assert_eq!(images.as_array().map(Vec::len), Some(0), "{images}");
+    // The next copy completes it, and every layer reads back as it went in.
+    s.kopeo(&["copy", "-q", &r, &dst]).ok();
+    let inspect = json(&s.podman(&["image", "inspect", "localhost/killed:1"]).ok());
+    assert_eq!(inspect[0]["RootFS"]["Layers"], serde_json::json!(diff_ids));
+    let listed: serde_json::Value = serde_json::from_slice(&s.storage_cli(&["layers", "--json"]).stdout).unwrap();
+    for l in listed.as_array().unwrap() {
+        assert!(l["flags"]["incomplete"].is_null(), "{l}");
+        let diff = s.storage_cli(&["diff", "-u", l["id"].as_str().unwrap()]);
+        assert!(diff_ids.contains(&sha(&diff.stdout)), "a layer reads back as other bytes");
+    }
+    let staging = std::fs::read_dir(s.graph.join("tmp")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(staging, 0, "the killed copy's staging directory was swept");
+}
