@@ -799,3 +799,41 @@ fn a_copy_sigkilled_while_applying_a_layer_leaves_a_store_podman_reads_and_a_rer
     let staging = std::fs::read_dir(s.graph.join("tmp")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(staging, 0, "the killed copy's staging directory was swept");
 }
+
+#[test]
+fn two_architectures_of_one_list_share_their_base_layer_in_the_store() {
+    let s = Store::new("vfs");
+    let img = crate::support::image::build(
+        &s.home.join("list"),
+        "l",
+        &crate::support::image::Spec {
+            archs: vec!["amd64", "arm64"],
+            tar_layers: true,
+            ..Default::default()
+        },
+    );
+    for arch in ["amd64", "arm64"] {
+        s.kopeo(&[
+            "--override-arch",
+            arch,
+            "copy",
+            "-q",
+            &img.reference(),
+            &s.reference(&format!("localhost/multi:{arch}")),
+        ])
+        .ok();
+    }
+    let images = json(&s.podman(&["images", "--format", "json"]).ok());
+    let archs: std::collections::BTreeSet<String> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let id = i["Id"].as_str().unwrap();
+            json(&s.podman(&["image", "inspect", id]).ok())[0]["Architecture"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(archs.into_iter().collect::<Vec<_>>(), ["amd64", "arm64"]);
+    // Two layers each, the base one stored once.
+    assert_eq!(layer_ids(&s).len(), 3);
+}
