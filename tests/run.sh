@@ -22,6 +22,9 @@ command -v python3 >/dev/null || need+=(python3-minimal)
 # containers-storage: podman (and its storage CLI) read and write stores beside kopeo.
 command -v podman >/dev/null || need+=(podman)
 command -v containers-storage >/dev/null || need+=(containers-storage)
+# sif: images are unpacked with unsquashfs under fakeroot (and made with mksquashfs).
+command -v mksquashfs >/dev/null || need+=(squashfs-tools)
+command -v fakeroot >/dev/null || need+=(fakeroot)
 if ((${#need[@]})); then
   echo "tests/run.sh: installing ${need[*]}" >&2
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi

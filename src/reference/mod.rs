@@ -67,6 +67,8 @@ pub enum ImageReference {
     ContainersStorage { store: Option<String>, image: String },
     /// `tarball:FILE[:FILE…]` (read only; `-` is standard input)
     Tarball { paths: Vec<PathBuf> },
+    /// `sif:path` (read only)
+    Sif { path: PathBuf },
 }
 
 impl ImageReference {
@@ -81,6 +83,7 @@ impl ImageReference {
             ImageReference::DockerDaemon(_) => "docker-daemon",
             ImageReference::ContainersStorage { .. } => "containers-storage",
             ImageReference::Tarball { .. } => "tarball",
+            ImageReference::Sif { .. } => "sif",
         }
     }
 }
@@ -207,6 +210,10 @@ impl FromStr for ImageReference {
                 }
                 Ok(ImageReference::Tarball { paths })
             }
+            "sif" if rest.is_empty() => Err(invalid("path is empty")),
+            "sif" => Ok(ImageReference::Sif {
+                path: PathBuf::from(rest),
+            }),
             other => Err(ParseError::UnknownTransport {
                 input: input.to_string(),
                 transport: other.to_string(),
@@ -249,6 +256,7 @@ impl fmt::Display for ImageReference {
                 let joined: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
                 write!(f, "tarball:{}", joined.join(":"))
             }
+            ImageReference::Sif { path } => write!(f, "sif:{}", path.display()),
         }
     }
 }

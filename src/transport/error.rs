@@ -13,6 +13,8 @@ pub enum TransportError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Storage(#[from] super::containers_storage::StorageError),
+    #[error(transparent)]
+    Sif(#[from] super::sif::SifError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -41,6 +43,9 @@ pub enum TransportError {
     Attachment(String),
     #[error("signatures of {0} cannot be stored: no lookaside is configured for it (registries.d)")]
     NoLookaside(String),
+    /// containers/image's words for a transport that has no deleting.
+    #[error("Deleting images not implemented for {0}: images")]
+    DeleteNotImplemented(&'static str),
     #[error("{operation} in the {transport} transport is not yet supported by kopeo")]
     UnsupportedOperation {
         transport: &'static str,

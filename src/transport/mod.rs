@@ -14,6 +14,7 @@ pub(crate) mod local;
 pub mod oci;
 pub mod oci_archive;
 mod oci_delete;
+pub mod sif;
 pub mod tar_archive;
 pub mod tarball;
 
@@ -295,6 +296,7 @@ pub async fn open_source(
         ImageReference::ContainersStorage { store, image } => Ok(Box::new(
             containers_storage::StorageSource::open(store.as_deref(), image).await?,
         )),
+        ImageReference::Sif { path } => Ok(Box::new(sif::SifSource::open(path).await?)),
     }
 }
 
@@ -350,6 +352,7 @@ pub async fn delete(reference: &ImageReference, opts: &OpenOptions) -> Result<()
             oci_delete::delete(path, image.as_deref(), opts.shared_blob_dir.as_deref()).await
         }
         ImageReference::Tarball { paths } => tarball::delete(paths).await,
+        ImageReference::Sif { .. } => Err(TransportError::DeleteNotImplemented("sif")),
         ImageReference::ContainersStorage { store, image } => containers_storage::delete(store.as_deref(), image).await,
         other => Err(TransportError::UnsupportedOperation {
             transport: other.transport(),
@@ -397,6 +400,7 @@ pub async fn open_destination(
             docker_daemon::DaemonDestination::create(t, opts.daemon_host.as_deref()).await?,
         )),
         ImageReference::Tarball { .. } => Err(TransportError::ReadOnly("tarball")),
+        ImageReference::Sif { .. } => Err(TransportError::ReadOnly("sif")),
         ImageReference::ContainersStorage { store, image } => Ok(Box::new(
             containers_storage::StorageDestination::open(store.as_deref(), image).await?,
         )),

@@ -794,7 +794,10 @@ fn a_copy_sigkilled_while_applying_a_layer_leaves_a_store_podman_reads_and_a_rer
     for l in listed.as_array().unwrap() {
         assert!(l["flags"]["incomplete"].is_null(), "{l}");
         let diff = s.storage_cli(&["diff", "-u", l["id"].as_str().unwrap()]);
-        assert!(diff_ids.contains(&sha(&diff.stdout)), "a layer reads back as other bytes");
+        assert!(
+            diff_ids.contains(&sha(&diff.stdout)),
+            "a layer reads back as other bytes"
+        );
     }
     let staging = std::fs::read_dir(s.graph.join("tmp")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(staging, 0, "the killed copy's staging directory was swept");
@@ -830,7 +833,10 @@ fn two_architectures_of_one_list_share_their_base_layer_in_the_store() {
         .iter()
         .map(|i| {
             let id = i["Id"].as_str().unwrap();
-            json(&s.podman(&["image", "inspect", id]).ok())[0]["Architecture"].as_str().unwrap().to_string()
+            json(&s.podman(&["image", "inspect", id]).ok())[0]["Architecture"]
+                .as_str()
+                .unwrap()
+                .to_string()
         })
         .collect();
     assert_eq!(archs.into_iter().collect::<Vec<_>>(), ["amd64", "arm64"]);

@@ -22,6 +22,7 @@ mod parity;
 mod registry_copy;
 mod retries;
 mod safety;
+mod sif;
 pub(crate) mod signing;
 mod sync;
 mod tarball;
