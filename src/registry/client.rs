@@ -171,49 +171,64 @@ impl RegistryClient {
     }
 
     /// Find out how the registry wants to be talked to: scheme and auth challenge.
+    /// HTTPS is preferred; where plain HTTP is allowed (`--tls-verify=false`)
+    /// both are tried at once, and HTTP is used only when HTTPS fails, as
+    /// containers/image decides it (trying them one after the other cost a
+    /// TLS attempt's round trips on every plain-HTTP registry; the ping
+    /// carries no credentials, so the plain attempt reveals nothing).
     async fn ping(&self) -> Result<&Url, RegistryError> {
         self.ping
             .get_or_try_init(|| async {
-                let host = endpoint_host(&self.registry);
-                let mut schemes = vec!["https"];
-                if !self.opts.tls.verifies() {
-                    schemes.push("http");
-                }
-                let mut last = String::new();
-                for scheme in schemes {
-                    let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| RegistryError::Ping {
-                        registry: self.registry.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    let url = base.join("v2/").map_err(|e| RegistryError::Ping {
-                        registry: self.registry.clone(),
-                        reason: e.to_string(),
-                    })?;
-                    match self.http.get(url).send().await {
-                        Ok(resp) => {
-                            let status = resp.status();
-                            let challenge = resp
-                                .headers()
-                                .get(WWW_AUTHENTICATE)
-                                .and_then(|h| h.to_str().ok())
-                                .and_then(parse_challenge);
-                            if status.is_success() || status == StatusCode::UNAUTHORIZED {
-                                tracing::debug!(registry = %self.registry, %scheme, ?challenge, "pinged registry");
-                                *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) =
-                                    challenge.unwrap_or(Challenge::None);
-                                return Ok(base);
-                            }
-                            last = format!("{scheme}: unexpected HTTP status {}", status.as_u16());
-                        }
-                        Err(e) => last = super::error::causes(&super::error::redact_error(e)),
-                    }
-                }
-                Err(RegistryError::Ping {
-                    registry: self.registry.clone(),
-                    reason: last,
-                })
+                let https = self.ping_scheme("https");
+                let (first, plain) = if self.opts.tls.verifies() {
+                    (https.await, None)
+                } else {
+                    let (a, b) = futures::join!(https, self.ping_scheme("http"));
+                    (a, Some(b))
+                };
+                let (base, challenge) = match (first, plain) {
+                    (Ok(found), _) => found,
+                    (Err(_), Some(Ok(found))) => found,
+                    (Err(e), None) => return Err(self.ping_error(e)),
+                    // containers/image reports the plain attempt's failure last.
+                    (Err(_), Some(Err(e))) => return Err(self.ping_error(e)),
+                };
+                tracing::debug!(registry = %self.registry, scheme = base.scheme(), ?challenge, "pinged registry");
+                *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = challenge.unwrap_or(Challenge::None);
+                Ok(base)
             })
             .await
+    }
+
+    fn ping_error(&self, reason: String) -> RegistryError {
+        RegistryError::Ping {
+            registry: self.registry.clone(),
+            reason,
+        }
+    }
+
+    /// `GET /v2/` over `scheme`: the base URL and challenge of a registry
+    /// that answers 2xx or 401, else why not.
+    async fn ping_scheme(&self, scheme: &str) -> Result<(Url, Option<Challenge>), String> {
+        let host = endpoint_host(&self.registry);
+        let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| e.to_string())?;
+        let url = base.join("v2/").map_err(|e| e.to_string())?;
+        match self.http.get(url).send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(parse_challenge);
+                if status.is_success() || status == StatusCode::UNAUTHORIZED {
+                    Ok((base, challenge))
+                } else {
+                    Err(format!("{scheme}: unexpected HTTP status {}", status.as_u16()))
+                }
+            }
+            Err(e) => Err(super::error::causes(&super::error::redact_error(e))),
+        }
     }
 
     fn credentials(&self, repo: &str) -> Result<Credentials, RegistryError> {

@@ -161,15 +161,25 @@ fn bad_references_and_unsupported_transports_have_clear_errors() {
     assert!(upper.stderr.contains("must be lowercase"), "{}", upper.stderr);
     let none = kopeo(home.path(), &["inspect", "alpine"]);
     assert!(none.stderr.contains("transport:reference"), "{}", none.stderr);
-    let later = kopeo(home.path(), &["inspect", "containers-storage:app:1"]);
-    assert_eq!(later.code, 1);
-    assert!(
-        later
-            .stderr
-            .contains("containers-storage transport is not yet supported"),
-        "{}",
-        later.stderr
+    // A store that is not there: the image is not found, and reading
+    // creates no store (never the machine's: a private path).
+    let graph = home.path().join("no-store");
+    let missing = format!(
+        "containers-storage:[vfs@{}+{}/run]app:1",
+        graph.display(),
+        home.path().display()
     );
+    let absent = kopeo(home.path(), &["inspect", &missing]);
+    assert_eq!(absent.code, 2, "{}", absent.stderr);
+    assert!(
+        absent.stderr.contains("does not resolve to an image ID"),
+        "{}",
+        absent.stderr
+    );
+    assert!(!graph.exists(), "inspecting created a store");
+    let unknown = kopeo(home.path(), &["inspect", "atomic:reg.example/ns/stream:1"]);
+    assert_eq!(unknown.code, 1);
+    assert!(unknown.stderr.contains("unknown transport"), "{}", unknown.stderr);
     let v = kopeo(home.path(), &["--version"]).ok();
     assert!(v.stdout.starts_with("kopeo "), "{}", v.stdout);
     let flag = kopeo(home.path(), &["copy", "--no-such-flag", "a", "b"]);

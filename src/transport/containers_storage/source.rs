@@ -48,6 +48,12 @@ impl StorageSource {
         let r = reference.clone();
         blocking("opening containers-storage", move || {
             let store = Store::open(spec.as_deref())?;
+            // Reading creates no store where there is none.
+            if !store.images_dir().join("images.json").exists() {
+                let empty = super::records::Records::load(&store.images_dir().join("images.json"))?;
+                let parsed = ImageName::parse(&name, &empty)?;
+                return Err(StorageError::NoSuchImage(store.describe_reference(&parsed)));
+            }
             let locks = store.lock(Mode::Read)?;
             let images = store.load_images()?;
             let layers = store.load_layers()?;
