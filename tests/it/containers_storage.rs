@@ -484,10 +484,9 @@ fn a_second_name_joins_the_image_a_recopy_adds_no_layer_and_a_name_moves_between
     );
 }
 
-#[test]
-fn copying_all_of_a_list_is_refused_with_upstreams_message() {
-    let s = Store::new("vfs");
-    let img = crate::support::image::build(
+/// An OCI index of amd64 and arm64 images whose base layer is shared.
+fn two_platform_list(s: &Store) -> crate::support::image::Built {
+    crate::support::image::build(
         &s.home.join("list"),
         "l",
         &crate::support::image::Spec {
@@ -495,7 +494,13 @@ fn copying_all_of_a_list_is_refused_with_upstreams_message() {
             tar_layers: true,
             ..Default::default()
         },
-    );
+    )
+}
+
+#[test]
+fn copying_all_of_a_list_is_refused_with_upstreams_message() {
+    let s = Store::new("vfs");
+    let img = two_platform_list(&s);
     let out = s.kopeo(&["copy", "--all", &img.reference(), &s.reference("localhost/list:1")]);
     assert_eq!(out.code, 1);
     assert!(
@@ -806,15 +811,7 @@ fn a_copy_sigkilled_while_applying_a_layer_leaves_a_store_podman_reads_and_a_rer
 #[test]
 fn two_architectures_of_one_list_share_their_base_layer_in_the_store() {
     let s = Store::new("vfs");
-    let img = crate::support::image::build(
-        &s.home.join("list"),
-        "l",
-        &crate::support::image::Spec {
-            archs: vec!["amd64", "arm64"],
-            tar_layers: true,
-            ..Default::default()
-        },
-    );
+    let img = two_platform_list(&s);
     for arch in ["amd64", "arm64"] {
         s.kopeo(&[
             "--override-arch",

@@ -5,10 +5,10 @@
 //! then writes the image record with its config and manifest. A copy that
 //! fails or is dropped before `commit` leaves no image and no layer behind.
 
-use super::StorageError;
 use super::lock::Mode;
 use super::name::ImageName;
 use super::store::{Store, manifest_key};
+use super::{StorageError, blocking};
 use crate::digest::Digest;
 use crate::manifest::{Manifest, media};
 use crate::transport::local::{write_stream, write_stream_hashed};
@@ -44,7 +44,7 @@ impl StorageDestination {
             Some(s) => format!("containers-storage:[{s}]{image}"),
             None => format!("containers-storage:{image}"),
         };
-        tokio::task::spawn_blocking(move || {
+        blocking("opening containers-storage", move || {
             let store = Store::open(spec.as_deref())?;
             let images = {
                 let _l = store.lock(Mode::Read)?;
@@ -63,11 +63,6 @@ impl StorageDestination {
             })
         })
         .await
-        .map_err(|source| TransportError::Background {
-            task: "opening containers-storage",
-            source,
-        })?
-        .map_err(TransportError::from)
     }
 
     fn staged(&self, d: &Digest) -> PathBuf {
@@ -91,7 +86,7 @@ impl ImageDestination for StorageDestination {
 
     async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
         let (store, name) = (self.store.clone(), self.name.clone());
-        tokio::task::spawn_blocking(move || {
+        blocking("reading containers-storage", move || {
             let _l = store.lock(Mode::Read)?;
             let images = store.load_images()?;
             Ok::<_, StorageError>(name.resolve(&images).and_then(|i| {
@@ -102,11 +97,6 @@ impl ImageDestination for StorageDestination {
             }))
         })
         .await
-        .map_err(|source| TransportError::Background {
-            task: "reading containers-storage",
-            source,
-        })?
-        .map_err(TransportError::from)
     }
 
     async fn try_reuse_blob(
@@ -116,7 +106,7 @@ impl ImageDestination for StorageDestination {
     ) -> Result<bool, TransportError> {
         let store = self.store.clone();
         let want = info.digest.to_string();
-        let found = tokio::task::spawn_blocking(move || {
+        let found = blocking("reading containers-storage", move || {
             let _l = store.lock(Mode::Read)?;
             let layers = store.load_layers()?;
             Ok::<_, StorageError>(
@@ -131,11 +121,7 @@ impl ImageDestination for StorageDestination {
                     .map(|l| l.id().to_string()),
             )
         })
-        .await
-        .map_err(|source| TransportError::Background {
-            task: "reading containers-storage",
-            source,
-        })??;
+        .await?;
         match found {
             Some(layer) => {
                 self.reused

@@ -31,12 +31,20 @@ use super::TransportError;
 /// layers no other image or container uses).
 pub async fn delete(store: Option<&str>, image: &str) -> Result<(), TransportError> {
     let (store, name) = (store.map(str::to_string), image.to_string());
-    tokio::task::spawn_blocking(move || store::delete(store.as_deref(), &name))
+    blocking("deleting from containers-storage", move || {
+        store::delete(store.as_deref(), &name)
+    })
+    .await
+}
+
+/// Run store work (file system and locks) on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    task: &'static str,
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, TransportError> {
+    tokio::task::spawn_blocking(f)
         .await
-        .map_err(|source| TransportError::Background {
-            task: "deleting from containers-storage",
-            source,
-        })?
+        .map_err(|source| TransportError::Background { task, source })?
         .map_err(TransportError::from)
 }
 

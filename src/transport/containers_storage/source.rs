@@ -3,12 +3,12 @@
 //! files, uncompressed (their digests are the diff IDs), as containers/image's
 //! storage source serves them.
 
-use super::StorageError;
 use super::lock::Mode;
 use super::name::ImageName;
 use super::records::Record;
 use super::store::{Store, manifest_key};
 use super::tar_split::Assembler;
+use super::{StorageError, blocking};
 use crate::digest::Digest;
 use crate::manifest::{ImageManifest, media};
 use crate::transport::{BlobInfo, BlobStream, ImageSource, TransportError};
@@ -25,16 +25,6 @@ pub struct StorageSource {
     layers: Vec<Record>,
     /// The digest named by the reference, if any.
     digest: Option<Digest>,
-}
-
-async fn blocking<T: Send + 'static>(
-    task: &'static str,
-    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
-) -> Result<T, TransportError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|source| TransportError::Background { task, source })?
-        .map_err(TransportError::from)
 }
 
 impl StorageSource {
