@@ -13,6 +13,9 @@ const BLOCK: usize = 512;
 /// are a few KiB; this refuses a "huge PAX header" without reading it.
 const EXTENSION_LIMIT: u64 = 1 << 20;
 
+/// Bound on content kopeo does not write out but keeps for tar-split.
+const UNREAD_LIMIT: u64 = 1 << 20;
+
 /// What one member of the tar says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Header {
@@ -95,12 +98,16 @@ impl<R: Read> TarStream<R> {
         if self.done {
             return Ok(None);
         }
-        // Whatever of the previous member's content was not read, then its padding.
+        // Whatever of the previous member's content was not read (a member
+        // that is not written out, such as a whiteout or the root, with
+        // content all the same) stays in the raw bytes, so that the tar
+        // still reads back whole; then its padding.
         let skip = self.remaining;
         self.remaining = 0;
-        if skip > 0 {
-            std::io::copy(&mut (&mut self.inner).take(skip), &mut std::io::sink()).map_err(StorageError::Read)?;
+        if skip > UNREAD_LIMIT {
+            return Err(malformed(format!("a member that is not a file carries {skip} bytes")));
         }
+        self.read_raw(skip as usize)?;
         let pad = self.padding as usize;
         self.padding = 0;
         self.read_raw(pad)?;
