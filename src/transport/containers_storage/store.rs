@@ -404,12 +404,6 @@ impl Store {
                 Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(StorageError::Read)?),
                 4,
             ),
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(StorageError::MalformedLayer(format!(
-                    "layer {index}: unsupported compression"
-                )));
-            }
         };
         let ts_tmp = tempfile::NamedTempFile::new_in(self.layers_dir())
             .map_err(StorageError::io("creating", &self.layers_dir()))?;
