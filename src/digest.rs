@@ -167,6 +167,38 @@ impl Hasher {
     }
 }
 
+/// A reader that hashes (SHA-256) and counts the bytes read through it.
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl<R> HashingReader<R> {
+    /// Hash what is read from `inner`.
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Hasher::new(Algorithm::Sha256),
+            size: 0,
+        }
+    }
+
+    /// The digest and size of everything read so far.
+    pub fn finish(self) -> (Digest, u64) {
+        (self.hasher.finish(), self.size)
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

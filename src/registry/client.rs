@@ -186,12 +186,11 @@ impl RegistryClient {
                     let (a, b) = futures::join!(https, self.ping_scheme("http"));
                     (a, Some(b))
                 };
+                // When both fail, the plain attempt's failure is the one
+                // reported, as containers/image reports its last attempt.
                 let (base, challenge) = match (first, plain) {
-                    (Ok(found), _) => found,
-                    (Err(_), Some(Ok(found))) => found,
-                    (Err(e), None) => return Err(self.ping_error(e)),
-                    // containers/image reports the plain attempt's failure last.
-                    (Err(_), Some(Err(e))) => return Err(self.ping_error(e)),
+                    (Ok(found), _) | (Err(_), Some(Ok(found))) => found,
+                    (Err(e), None) | (Err(_), Some(Err(e))) => return Err(self.ping_error(e)),
                 };
                 tracing::debug!(registry = %self.registry, scheme = base.scheme(), ?challenge, "pinged registry");
                 *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = challenge.unwrap_or(Challenge::None);

@@ -309,29 +309,31 @@ fn convert(path: &Path) -> Result<SifSource, TransportError> {
     let created = crate::timestamp::format_go_local(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(h.modified_at.max(0) as u64),
     );
-    // Go's encoding/json of image-spec's Image, field for field.
-    let history_created_by = format!("/bin/sh -c #(nop) ADD file:{} in /", layer_digest.hex());
-    let config = format!(
-        "{{\"created\":{c},\"architecture\":{a},\"os\":\"linux\",\"config\":{{\"Cmd\":[{cmd}]}},\"rootfs\":{{\"type\":\"layers\",\"diff_ids\":[\"{l}\"]}},\"history\":[{{\"created\":{c},\"created_by\":{cb},\"comment\":{co}}},{{\"created\":{c},\"created_by\":{cb2},\"empty_layer\":true}}]}}",
-        c = go_json(&created),
-        a = go_json(go_arch(h.arch)),
-        cmd = go_json(&command),
-        l = layer_digest,
-        cb = go_json(&history_created_by),
-        co = go_json(&format!("imported from SIF, uuid: {}", uuid(&h.id))),
-        cb2 = go_json("/bin/sh -c #(nop) CMD [\"bash\"]"),
-    );
-    let config_digest = Digest::sha256_of(config.as_bytes());
-    let manifest = format!(
-        "{{\"schemaVersion\":2,\"mediaType\":\"{}\",\"config\":{{\"mediaType\":\"{}\",\"digest\":\"{}\",\"size\":{}}},\"layers\":[{{\"mediaType\":\"{}\",\"digest\":\"{}\",\"size\":{}}}]}}",
-        media::OCI_MANIFEST,
-        media::OCI_CONFIG,
-        config_digest,
-        config.len(),
-        media::OCI_LAYER,
-        layer_digest,
-        layer_size
-    );
+    // Go's encoding/json of image-spec's Image, field for field (in order;
+    // none of these strings holds a character Go would escape).
+    let config = serde_json::json!({
+        "created": created,
+        "architecture": go_arch(h.arch),
+        "os": "linux",
+        "config": {"Cmd": [command]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest.to_string()]},
+        "history": [
+            {
+                "created": created,
+                "created_by": format!("/bin/sh -c #(nop) ADD file:{} in /", layer_digest.hex()),
+                "comment": format!("imported from SIF, uuid: {}", uuid(&h.id)),
+            },
+            {"created": created, "created_by": "/bin/sh -c #(nop) CMD [\"bash\"]", "empty_layer": true},
+        ],
+    });
+    let config = crate::manifest::to_bytes(&config);
+    let config_digest = Digest::sha256_of(&config);
+    let manifest = crate::manifest::to_bytes(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [{"mediaType": media::OCI_LAYER, "digest": layer_digest.to_string(), "size": layer_size}],
+    }));
     Ok(SifSource {
         name: format!("sif:{}", path.display()),
         _work: work,
@@ -343,28 +345,11 @@ fn convert(path: &Path) -> Result<SifSource, TransportError> {
     })
 }
 
-/// A JSON string as Go's encoding/json writes it (HTML characters escaped).
-fn go_json(s: &str) -> String {
-    let j = serde_json::to_string(s).unwrap_or_default();
-    j.replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-}
-
 fn digest_file(p: &Path) -> Result<(Digest, u64), TransportError> {
-    let mut f = std::fs::File::open(p).map_err(TransportError::io("opening", p))?;
-    let mut h = crate::digest::Hasher::new(crate::digest::Algorithm::Sha256);
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).map_err(TransportError::io("reading", p))?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((h.finish(), n))
+    let f = std::fs::File::open(p).map_err(TransportError::io("opening", p))?;
+    let mut r = crate::digest::HashingReader::new(f);
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(TransportError::io("reading", p))?;
+    Ok(r.finish())
 }
 
 #[async_trait]
@@ -408,7 +393,6 @@ mod tests {
             parse_def_file("Bootstrap: x\n%environment\n  export A=1\n# no\n\n%runscript\n  echo hi\n%labels\n L 1\n");
         assert_eq!(env, ["export A=1"]);
         assert_eq!(run, ["echo hi"]);
-        assert_eq!(go_json("a<b>&\"c\""), r#""a\u003cb\u003e\u0026\"c\"""#);
         assert_eq!(go_arch(*b"04\0"), "arm64");
     }
 }

@@ -102,33 +102,14 @@ fn scan_all(paths: &[PathBuf]) -> Result<ScanResult, TransportError> {
     Ok((scanned, layers))
 }
 
-/// Hashes what is read through it: the raw bytes, while a decoder reads them.
-struct Tee<R> {
-    inner: R,
-    hasher: Hasher,
-    size: u64,
-}
-
-impl<R: std::io::Read> std::io::Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-}
-
 /// Read `input` once, as containers/image does: its digest and size, the
 /// media type its compression gives it, and its diff_id (the digest of the
 /// decompressed bytes, or the digest itself when it is not compressed).
 fn scan(input: impl std::io::Read, name: &Path) -> Result<(Digest, u64, &'static str, Digest), TransportError> {
     use std::io::BufRead as _;
     let read_err = TransportError::io("reading", name);
-    let mut tee = Tee {
-        inner: input,
-        hasher: Hasher::new(Algorithm::Sha256),
-        size: 0,
-    };
+    // The raw bytes are hashed while a decoder reads them.
+    let mut tee = crate::digest::HashingReader::new(input);
     let mut buffered = std::io::BufReader::with_capacity(256 * 1024, &mut tee);
     let head = buffered
         .fill_buf()
@@ -155,8 +136,8 @@ fn scan(input: impl std::io::Read, name: &Path) -> Result<(Digest, u64, &'static
     // What the decoder left (or all of it, uncompressed) still counts in the digest.
     std::io::copy(&mut buffered, &mut std::io::sink()).map_err(read_err)?;
     drop(buffered);
-    let digest = tee.hasher.finish();
-    Ok((digest.clone(), tee.size, media_type, diff_id.unwrap_or(digest)))
+    let (digest, size) = tee.finish();
+    Ok((digest.clone(), size, media_type, diff_id.unwrap_or(digest)))
 }
 
 /// The digest of everything `input` yields.

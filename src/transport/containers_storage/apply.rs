@@ -10,7 +10,7 @@
 use super::StorageError;
 use super::tar_split::{self, Crc64};
 use super::tar_stream::{Header, TarStream};
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::digest::{Digest, HashingReader};
 use std::collections::{BTreeSet, HashSet};
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -53,22 +53,6 @@ const WHITEOUT_META: &str = ".wh..wh.";
 /// Symlinks followed while resolving one path before giving up (Linux's 40).
 const MAX_LINKS: usize = 40;
 
-/// A reader that hashes and counts what passes through.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-    count: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
 /// Apply the (decompressed) layer `tar` to `root`, recording tar-split
 /// entries in `split`.
 pub fn apply<R: Read, W: Write>(
@@ -77,11 +61,7 @@ pub fn apply<R: Read, W: Write>(
     opts: &ApplyOptions,
     split: &mut tar_split::Writer<W>,
 ) -> Result<Applied, StorageError> {
-    let mut ts = TarStream::new(Hashing {
-        inner: tar,
-        hasher: Hasher::new(Algorithm::Sha256),
-        count: 0,
-    });
+    let mut ts = TarStream::new(HashingReader::new(tar));
     let mut unpacked: HashSet<PathBuf> = HashSet::new();
     let mut dirs: Vec<(PathBuf, i64)> = vec![];
     let (mut uids, mut gids) = (BTreeSet::new(), BTreeSet::new());
@@ -209,21 +189,16 @@ pub fn apply<R: Read, W: Write>(
     for (d, mtime) in dirs.iter().rev() {
         set_times(d, *mtime)?;
     }
-    let mut rest = ts;
-    let inner = rest_of(&mut rest)?;
+    // What follows the archive counts in the diff ID too.
+    let mut rest = ts.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(StorageError::Read)?;
+    let (diff_id, diff_size) = rest.finish();
     Ok(Applied {
-        diff_id: inner.0,
-        diff_size: inner.1,
+        diff_id,
+        diff_size,
         uids,
         gids,
     })
-}
-
-fn rest_of<R: Read>(ts: &mut TarStream<Hashing<R>>) -> Result<(Digest, u64), StorageError> {
-    let h = ts.inner_mut();
-    std::io::copy(h, &mut std::io::sink()).map_err(StorageError::Read)?;
-    let hasher = std::mem::replace(&mut h.hasher, Hasher::new(Algorithm::Sha256));
-    Ok((hasher.finish(), h.count))
 }
 
 /// A member name as a path relative to the layer root; `..` that climbs

@@ -73,8 +73,8 @@ impl<R: Read> TarStream<R> {
     }
 
     /// The underlying reader (to drain what follows the archive).
-    pub fn inner_mut(&mut self) -> &mut R {
-        &mut self.inner
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 
     /// Bytes that are not member content, read since the last call.
