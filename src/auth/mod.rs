@@ -96,6 +96,9 @@ pub struct AuthOptions {
     /// Credentials held in memory (the operator's, rendered from Secrets),
     /// searched instead of any file.
     pub inline: Option<std::sync::Arc<AuthFile>>,
+    /// Used where no flag or file names credentials for the registry (the
+    /// cluster's token for OpenShift's registry, `atomic:`).
+    pub fallback: Option<Credentials>,
 }
 
 impl AuthOptions {
@@ -107,8 +110,9 @@ impl AuthOptions {
         if let Some(c) = &self.explicit {
             return Ok(c.clone());
         }
+        let otherwise = || self.fallback.clone().unwrap_or(Credentials::Anonymous);
         if let Some(doc) = &self.inline {
-            return Ok(doc.find(registry, repo)?.unwrap_or(Credentials::Anonymous));
+            return Ok(doc.find(registry, repo)?.unwrap_or_else(otherwise));
         }
         for path in lookup_paths(self.authfile.as_deref()) {
             let Some(file) = AuthFile::load(&path)? else {
@@ -119,6 +123,6 @@ impl AuthOptions {
                 return Ok(c);
             }
         }
-        Ok(Credentials::Anonymous)
+        Ok(otherwise())
     }
 }

@@ -167,7 +167,7 @@ macro_rules! image_flags {
                 }
                 Ok(OpenOptions {
                     registry: RegistryOptions {
-                        auth: AuthOptions { authfile: self.authfile.clone().or_else(|| authfile.clone()), explicit, no_creds: self.no_creds, inline: None },
+                        auth: AuthOptions { authfile: self.authfile.clone().or_else(|| authfile.clone()), explicit, no_creds: self.no_creds, inline: None, fallback: None },
                         tls: TlsOptions { verify: self.tls_verify, cert_dir: self.cert_dir.clone(), material: None },
                         retry,
                     },
@@ -177,6 +177,7 @@ macro_rules! image_flags {
                     daemon_host: self.daemon_host.clone(),
                     additional_tags: vec![],
                     signature_storage: None,
+                    atomic: Default::default(),
                 })
             }
         }

@@ -302,6 +302,8 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
             let crypt = (c.spec.encryption.as_ref(), c.spec.decryption.as_ref());
             let sig = m.signature_env(ns, c.spec.verify.as_ref(), c.spec.sign.as_ref(), crypt);
             (env.verify_keys, env.sign_key, env.crypt) = (sig.verify_keys, sig.sign_key, sig.crypt);
+            // … and reaches OpenShift's image API as its kubeconfig's user.
+            (env.src.atomic, env.dest.atomic) = Default::default();
             env.src.signature_storage = sig.storage.clone();
             env.dest.signature_storage = sig.storage;
             let st = reconcile(c, &env, now, None).await;

@@ -41,7 +41,9 @@ impl LocalAccess {
     pub fn resolve(&self, r: ImageReference, namespace: &str) -> Result<ImageReference, AccessError> {
         let root = match self {
             LocalAccess::Any => return Ok(r),
-            _ if matches!(r, ImageReference::Docker(_)) => return Ok(r),
+            // OpenShift's registry is a registry (its API is reached with
+            // the tenant's own RegistryCredential token).
+            _ if matches!(r, ImageReference::Docker(_) | ImageReference::Atomic(_)) => return Ok(r),
             LocalAccess::RegistriesOnly => return Err(AccessError::LocalDisabled(r.transport())),
             LocalAccess::Under(root) => root,
         };

@@ -69,6 +69,8 @@ pub enum ImageReference {
     Tarball { paths: Vec<PathBuf> },
     /// `sif:path` (read only)
     Sif { path: PathBuf },
+    /// `atomic:host/namespace/stream:tag` (OpenShift's integrated registry)
+    Atomic(DockerReference),
 }
 
 impl ImageReference {
@@ -84,6 +86,7 @@ impl ImageReference {
             ImageReference::ContainersStorage { .. } => "containers-storage",
             ImageReference::Tarball { .. } => "tarball",
             ImageReference::Sif { .. } => "sif",
+            ImageReference::Atomic(_) => "atomic",
         }
     }
 }
@@ -214,6 +217,12 @@ impl FromStr for ImageReference {
             "sif" => Ok(ImageReference::Sif {
                 path: PathBuf::from(rest),
             }),
+            "atomic" => parse_atomic(rest)
+                .map(ImageReference::Atomic)
+                .map_err(|reason| ParseError::Invalid {
+                    input: input.to_string(),
+                    reason,
+                }),
             other => Err(ParseError::UnknownTransport {
                 input: input.to_string(),
                 transport: other.to_string(),
@@ -257,8 +266,27 @@ impl fmt::Display for ImageReference {
                 write!(f, "tarball:{}", joined.join(":"))
             }
             ImageReference::Sif { path } => write!(f, "sif:{}", path.display()),
+            ImageReference::Atomic(r) => write!(f, "atomic:{}", r.familiar()),
         }
     }
+}
+
+/// `host/namespace/stream:tag` as containers/image's openshift transport
+/// takes it (its messages): tagged, no digest, exactly two path components.
+fn parse_atomic(s: &str) -> Result<DockerReference, String> {
+    let r = DockerReference::parse_normalized(s).map_err(|e| format!("failed to parse image reference {s:?}: {e}"))?;
+    if r.tag().is_none() || r.digest().is_some() {
+        return Err(format!(
+            "invalid image reference {s}, expected format: 'hostname/namespace/stream:tag'"
+        ));
+    }
+    if r.path().split('/').count() != 2 {
+        return Err(format!(
+            "invalid image reference: {}, expected format: 'hostname/namespace/stream:tag'",
+            r.familiar()
+        ));
+    }
+    Ok(r)
 }
 
 /// `path[:image]`, split at the first colon as containers/image does on Unix.

@@ -15,6 +15,8 @@ pub enum TransportError {
     Storage(#[from] super::containers_storage::StorageError),
     #[error(transparent)]
     Sif(#[from] super::sif::SifError),
+    #[error(transparent)]
+    Atomic(#[from] super::atomic::AtomicError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,

@@ -3,6 +3,7 @@
 //! pipeline talks only to these traits and asks destinations what they
 //! accept instead of checking which transport they are.
 
+pub mod atomic;
 pub mod containers_storage;
 pub mod dir;
 pub mod docker;
@@ -254,6 +255,8 @@ pub struct OpenOptions {
     /// Where registry images' signatures live (registries.d lookasides);
     /// `None`: registry images have no signatures to read or write.
     pub signature_storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
+    /// Whose identity `atomic:` uses with the cluster.
+    pub atomic: atomic::AtomicAccess,
 }
 
 impl OpenOptions {
@@ -297,6 +300,7 @@ pub async fn open_source(
             containers_storage::StorageSource::open(store.as_deref(), image).await?,
         )),
         ImageReference::Sif { path } => Ok(Box::new(sif::SifSource::open(path).await?)),
+        ImageReference::Atomic(r) => Ok(Box::new(atomic::open_source(r, opts).await?)),
     }
 }
 
@@ -353,6 +357,7 @@ pub async fn delete(reference: &ImageReference, opts: &OpenOptions) -> Result<()
         }
         ImageReference::Tarball { paths } => tarball::delete(paths).await,
         ImageReference::Sif { .. } => Err(TransportError::DeleteNotImplemented("sif")),
+        ImageReference::Atomic(_) => Err(TransportError::DeleteNotImplemented("atomic")),
         ImageReference::ContainersStorage { store, image } => containers_storage::delete(store.as_deref(), image).await,
         other => Err(TransportError::UnsupportedOperation {
             transport: other.transport(),
@@ -404,5 +409,6 @@ pub async fn open_destination(
         ImageReference::ContainersStorage { store, image } => Ok(Box::new(
             containers_storage::StorageDestination::open(store.as_deref(), image).await?,
         )),
+        ImageReference::Atomic(r) => Ok(Box::new(atomic::open_destination(r, opts).await?)),
     }
 }

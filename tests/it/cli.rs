@@ -177,7 +177,7 @@ fn bad_references_and_unsupported_transports_have_clear_errors() {
         absent.stderr
     );
     assert!(!graph.exists(), "inspecting created a store");
-    let unknown = kopeo(home.path(), &["inspect", "atomic:reg.example/ns/stream:1"]);
+    let unknown = kopeo(home.path(), &["inspect", "nosuch:reg.example/ns/stream:1"]);
     assert_eq!(unknown.code, 1);
     assert!(unknown.stderr.contains("unknown transport"), "{}", unknown.stderr);
     let v = kopeo(home.path(), &["--version"]).ok();

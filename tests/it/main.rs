@@ -5,6 +5,7 @@
 mod support;
 
 mod archives;
+mod atomic;
 mod auth;
 mod cli;
 mod containers_storage;

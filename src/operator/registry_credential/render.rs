@@ -224,10 +224,13 @@ impl Rendered {
     }
 
     /// Open options for one side of a copy whose reference is `reference`.
+    /// `atomic:` goes to OpenShift's image API with the token of the
+    /// RegistryCredential for its host, never with the operator's own.
     pub fn side(&self, reference: &str) -> OpenOptions {
         let mut o = OpenOptions::default();
         o.registry.auth.inline = Some(self.auth.clone());
-        if let Ok(ImageReference::Docker(d)) = reference.parse::<ImageReference>() {
+        o.atomic = crate::transport::atomic::AtomicAccess::RegistryCredentials;
+        if let Ok(ImageReference::Docker(d) | ImageReference::Atomic(d)) = reference.parse::<ImageReference>() {
             if self.insecure.iter().any(|h| h == d.domain()) {
                 o.registry.tls.verify = Some(false);
             }

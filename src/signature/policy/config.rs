@@ -156,6 +156,17 @@ fn valid_scope(transport: &str, scope: &str) -> bool {
                     .all(|c| !matches!(c, std::path::Component::ParentDir | std::path::Component::CurDir))
                 && !path.ends_with('/')
         }
+        // `^[^/]*(/[^:/]*(/[^:/]*(:[^:/]*)?)?)?$`: host, namespace, stream, tag.
+        "atomic" => {
+            let mut parts = scope.splitn(3, '/');
+            let _host = parts.next();
+            let namespace_ok = parts.next().is_none_or(|ns| !ns.contains(':'));
+            let stream_ok = parts.next().is_none_or(|rest| {
+                let (stream, tag) = rest.split_once(':').unwrap_or((rest, ""));
+                !stream.contains('/') && !tag.contains(['/', ':'])
+            });
+            namespace_ok && stream_ok
+        }
         _ => true,
     }
 }

@@ -26,7 +26,9 @@ pub fn policy_identity(r: &ImageReference) -> (String, Vec<String>) {
                 _ => (p, ns),
             }
         }
-        ImageReference::DockerDaemon(DaemonTarget::Reference(d)) => (d.to_string(), docker_namespaces(d)),
+        ImageReference::DockerDaemon(DaemonTarget::Reference(d)) | ImageReference::Atomic(d) => {
+            (d.to_string(), docker_namespaces(d))
+        }
         // Archives, image IDs and the rest have no identity to scope by:
         // only their transport's "" scope or the default applies.
         _ => (String::new(), vec![]),
@@ -36,7 +38,7 @@ pub fn policy_identity(r: &ImageReference) -> (String, Vec<String>) {
 /// The Docker reference a signature of `r` must name, where `r` has one.
 pub fn docker_reference_of(r: &ImageReference) -> Option<DockerReference> {
     match r {
-        ImageReference::Docker(d) => Some(d.clone()),
+        ImageReference::Docker(d) | ImageReference::Atomic(d) => Some(d.clone()),
         ImageReference::DockerDaemon(DaemonTarget::Reference(d)) => Some(d.clone()),
         ImageReference::DockerArchive {
             target: Some(ArchiveTarget::Reference(d)),

@@ -33,18 +33,26 @@ pub struct Shared {
     pub audit: Option<crate::audit::AuditLog>,
     /// Failures to answer with instead of serving (see [`crate::Fault`]).
     pub faults: Mutex<Vec<crate::Fault>>,
+    /// OpenShift's image API, when served.
+    pub openshift: Option<crate::openshift::ImageApi>,
 }
 
 /// The user a request authenticates as; `None` when its token is unknown.
 fn authenticate(shared: &Shared, req: &Request<hyper::body::Incoming>) -> Option<User> {
-    if shared.token.is_none() && shared.users.is_empty() {
-        return Some(User::admin());
-    }
     let presented = req
         .headers()
         .get("authorization")
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))?;
+        .and_then(|h| h.strip_prefix("Bearer "));
+    authenticate_token(shared, presented)
+}
+
+/// The user `presented` (a bearer token) authenticates as.
+pub(crate) fn authenticate_token(shared: &Shared, presented: Option<&str>) -> Option<User> {
+    if shared.token.is_none() && shared.users.is_empty() {
+        return Some(User::admin());
+    }
+    let presented = presented?;
     if shared.token.as_deref() == Some(presented) {
         return Some(User::admin());
     }
@@ -55,7 +63,7 @@ fn authenticate(shared: &Shared, req: &Request<hyper::body::Incoming>) -> Option
         .map(|(_, u)| u.clone())
 }
 
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
+pub(crate) fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
     s.state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -192,6 +200,25 @@ async fn serve(
     };
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    let path = match &shared.openshift {
+        Some(api) => match crate::openshift::normalise(api, &path) {
+            Some(p) => p,
+            None => {
+                return Ok(error(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )));
+            }
+        },
+        None => path,
+    };
+    if let (Some(api), Some(v)) = (
+        &shared.openshift,
+        crate::openshift::Virtual::parse(method.as_str(), &path),
+    ) {
+        return Ok(serve_image_api(&shared, api, v, req, &user, &path).await);
+    }
     let q = query(&req);
     let accept = req
         .headers()
@@ -377,6 +404,57 @@ async fn serve(
         Ok(v) => json_response(if method == Method::POST { 201 } else { 200 }, &v),
         Err(e) => error(e),
     })
+}
+
+/// One of the image API's computed resources (see [`crate::openshift`]).
+async fn serve_image_api(
+    shared: &Shared,
+    api: &crate::openshift::ImageApi,
+    v: crate::openshift::Virtual,
+    req: Request<hyper::body::Incoming>,
+    user: &User,
+    path: &str,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(ApiError::new(400, "BadRequest", "could not read the body")),
+    };
+    if let Some(r) = injected_fault(shared, &method, path, &body) {
+        return r;
+    }
+    let (verb, resource, namespace) = v.authorization();
+    if shared.rbac {
+        let attrs = Attributes {
+            verb,
+            group: "image.openshift.io",
+            resource,
+            subresource: None,
+            namespace,
+            name: None,
+        };
+        if !crate::authz::allowed(&lock(shared), user, &attrs) {
+            let msg = crate::authz::forbidden_message(user, &attrs, &format!("{resource}.image.openshift.io"));
+            return error(ApiError::new(403, "Forbidden", msg));
+        }
+    }
+    let parsed = match body.is_empty() {
+        true => Value::Null,
+        false => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => v,
+            Err(e) => {
+                return error(ApiError::new(
+                    400,
+                    "BadRequest",
+                    format!("the body could not be decoded: {e}"),
+                ));
+            }
+        },
+    };
+    match v.serve(&mut lock(shared), api, &parsed) {
+        Ok((code, v)) => json_response(code, &v),
+        Err(e) => error(e),
+    }
 }
 
 fn selectors(q: &HashMap<String, String>) -> Result<(LabelSelector, FieldSelector), ApiError> {

@@ -13,6 +13,8 @@ pub mod authz;
 mod cel;
 mod discovery;
 mod http;
+pub mod integrated_registry;
+pub mod openshift;
 pub mod patch;
 mod schema;
 pub mod select;
@@ -46,6 +48,8 @@ pub struct Options {
     /// ClusterRoles and bindings stored in the server), as
     /// `--authorization-mode=RBAC`.
     pub rbac: bool,
+    /// Serve OpenShift's image API (`image.openshift.io/v1`) too.
+    pub openshift: Option<openshift::ImageApi>,
 }
 
 /// A failure the server answers with instead of serving a request, for
@@ -81,6 +85,7 @@ pub struct ApiServer {
     token: Option<String>,
     shared: Arc<http::Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    runtime: tokio::runtime::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -91,8 +96,13 @@ impl ApiServer {
         let std_listener = std::net::TcpListener::bind(listen).expect("binding the test API server");
         std_listener.set_nonblocking(true).expect("nonblocking listener");
         let addr = std_listener.local_addr().expect("local address");
+        let mut state = store::State::with_log_size(opts.watch_log.unwrap_or(store::LOG_SIZE));
+        if opts.openshift.is_some() {
+            state.add_types(openshift::types());
+        }
         let shared = Arc::new(http::Shared {
-            state: Mutex::new(store::State::with_log_size(opts.watch_log.unwrap_or(store::LOG_SIZE))),
+            openshift: opts.openshift.clone(),
+            state: Mutex::new(state),
             token: opts.token.clone(),
             users: opts.users.clone(),
             rbac: opts.rbac,
@@ -104,12 +114,14 @@ impl ApiServer {
         });
         let kept = shared.clone();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()
                 .expect("runtime");
+            let _ = handle_tx.send(rt.handle().clone());
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
                 loop {
@@ -129,6 +141,7 @@ impl ApiServer {
         });
         ApiServer {
             addr,
+            runtime: handle_rx.recv().expect("the server's runtime"),
             token: opts.token,
             shared: kept,
             shutdown: Some(tx),
@@ -139,6 +152,14 @@ impl ApiServer {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// OpenShift's integrated registry in front of the Distribution
+    /// registry at `upstream` (`HOST:PORT`, plain HTTP); the server must
+    /// serve the image API ([`Options::openshift`]).
+    pub fn integrated_registry(&self, upstream: &str) -> integrated_registry::IntegratedRegistry {
+        let api = self.shared.openshift.clone().expect("the image API is served");
+        integrated_registry::start(self.shared.clone(), api, upstream, &self.runtime)
     }
 
     /// Answer requests matching `fault` with its failure from now on.

@@ -229,6 +229,11 @@ impl State {
         s
     }
 
+    /// Serve further built-in types (an OpenShift API group).
+    pub fn add_types(&mut self, types: Vec<ResourceType>) {
+        self.types.extend(types);
+    }
+
     /// The type served at group/version/plural.
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
         self.types

@@ -38,7 +38,7 @@ impl ResourceType {
         format!("{}/{}", self.group, self.plural)
     }
 
-    fn builtin(
+    pub(crate) fn builtin(
         group: &str,
         version: &str,
         kind: &str,

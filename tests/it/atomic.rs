@@ -1,0 +1,352 @@
+//! `atomic:` — OpenShift's integrated registry: the test API server serves
+//! OpenShift's image API (image streams, images, signatures) and fronts a
+//! real Distribution registry as OpenShift's registry does (tokens as
+//! passwords, the pushed tag registered in the stream before the push is
+//! answered). Debian's skopeo 1.9.3, whose openshift transport asks the
+//! legacy `/oapi/v1`, is the independent reader and writer both ways,
+//! signatures included.
+
+use crate::signing::Setup;
+use crate::support::cluster::runtime;
+use crate::support::image::{Spec, build};
+use crate::support::registry::{Mode, Registry};
+use crate::support::{Run, kopeo_env};
+use kopeo_test_apiserver::openshift::{ImageApi, Paths};
+use kopeo_test_apiserver::{ApiServer, Options};
+use serde_json::Value;
+
+const ADMIN: &str = "openshift-admin-token";
+const INTERNAL: &str = "image-registry.openshift-image-registry.svc:5000";
+
+struct OpenShift {
+    server: ApiServer,
+    /// The integrated registry's `HOST:PORT`.
+    registry: String,
+    kubeconfig: std::path::PathBuf,
+    /// Where the image API is served.
+    prefix: &'static str,
+    _distribution: Registry,
+}
+
+fn openshift(t: &Setup, paths: Paths) -> OpenShift {
+    let distribution = Registry::start(Mode::Plain);
+    let server = ApiServer::start(Options {
+        token: Some(ADMIN.into()),
+        openshift: Some(ImageApi {
+            paths,
+            internal_registry: INTERNAL.into(),
+        }),
+        ..Default::default()
+    });
+    let registry = server.integrated_registry(&distribution.host).host;
+    let kubeconfig = server.write_kubeconfig(&t.path("kubeconfig"));
+    OpenShift {
+        server,
+        registry,
+        kubeconfig,
+        prefix: match paths {
+            Paths::Group => "/apis/image.openshift.io/v1",
+            Paths::LegacyOnly => "/oapi/v1",
+        },
+        _distribution: distribution,
+    }
+}
+
+impl OpenShift {
+    fn kopeo(&self, t: &Setup, args: &[&str]) -> Run {
+        let kc = self.kubeconfig.display().to_string();
+        kopeo_env(t.home.path(), args, None, &[t.gpg.env(), ("KUBECONFIG", &kc)])
+    }
+    fn skopeo(&self, t: &Setup, args: &[&str]) -> Run {
+        let kc = self.kubeconfig.display().to_string();
+        crate::support::skopeo_env(t.home.path(), args, &[t.gpg.env(), ("KUBECONFIG", &kc)])
+    }
+    /// GET a path of the API server as its administrator.
+    fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.server.url());
+        runtime().block_on(async {
+            let r = reqwest::Client::new().get(url).bearer_auth(ADMIN).send().await.unwrap();
+            let code = r.status().as_u16();
+            (code, r.json().await.unwrap_or(Value::Null))
+        })
+    }
+    fn atomic(&self, stream: &str) -> String {
+        format!("atomic:{}/{stream}", self.registry)
+    }
+}
+
+/// The tag's history in `ns/stream`: the images, newest first.
+fn history(os: &OpenShift, ns: &str, stream: &str, tag: &str) -> Vec<String> {
+    let (code, is) = os.get(&format!("{}/namespaces/{ns}/imagestreams/{stream}", os.prefix));
+    assert_eq!(code, 200, "{is}");
+    is["status"]["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["tag"] == tag)
+        .flat_map(|t| t["items"].as_array().cloned().unwrap_or_default())
+        .map(|e| {
+            let reference = e["dockerImageReference"].as_str().unwrap_or_default();
+            assert!(
+                reference.starts_with(INTERNAL),
+                "the cluster-internal address is stored: {reference}"
+            );
+            e["image"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+fn digest_of(inspect: &Run) -> String {
+    let v: Value = serde_json::from_str(&inspect.stdout).expect("inspect prints JSON");
+    v["Digest"].as_str().expect("a Digest").to_string()
+}
+
+#[test]
+fn atomic_copies_and_signs_both_ways_with_skopeo_through_the_legacy_api() {
+    let t = Setup::new();
+    let os = openshift(&t, Paths::LegacyOnly);
+    let alice = t.gpg.key("alice@example.com", "", false);
+    t.gpg.key("bob@example.com", "", false);
+    t.gpg.export("alice@example.com", &t.path("alice.asc"));
+    t.gpg.export("bob@example.com", &t.path("bob.asc"));
+    let img = build(&t.path("layout"), "app", &Spec::default());
+    let dest = os.atomic("default/app:v1");
+    // No registry credentials are given: the kubeconfig's token opens the registry.
+    let out = os.kopeo(
+        &t,
+        &[
+            "copy",
+            "--insecure-policy",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &alice,
+            &img.reference(),
+            &dest,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        history(&os, "default", "app", "v1"),
+        [img.digest.clone()],
+        "the push registered the image"
+    );
+    let (code, image) = os.get(&format!("{}/images/{}", os.prefix, img.digest));
+    assert_eq!(code, 200);
+    let sigs = image["signatures"].as_array().cloned().unwrap_or_default();
+    assert_eq!(sigs.len(), 1, "one signature stored through the API: {image}");
+    assert_eq!(sigs[0]["type"], "atomic");
+    let sig_name = sigs[0]["metadata"]["name"].as_str().unwrap_or_default();
+    assert!(
+        sig_name.starts_with(&format!("{}@", img.digest)) && sig_name.len() == img.digest.len() + 33,
+        "named IMAGE@32 hex: {sig_name}"
+    );
+
+    // skopeo reads what kopeo wrote, and its policy accepts alice's
+    // signature read from the image API — and refuses on bob's key.
+    let creds = format!("serviceaccount:{ADMIN}");
+    let ident = serde_json::json!({"type": "matchRepository"});
+    let trust = |key: &str| {
+        t.policy(
+            &format!("{key}.json"),
+            serde_json::json!({"atomic": {os.registry.clone(): crate::signing::signed_by(&t.s(&format!("{key}.asc")), ident.clone())},
+                               "dir": {"": [{"type": "insecureAcceptAnything"}]}}),
+        )
+    };
+    let (alice_policy, bob_policy) = (trust("alice"), trust("bob"));
+    let inspected = os
+        .skopeo(&t, &["inspect", "--tls-verify=false", "--creds", &creds, &dest])
+        .ok();
+    assert_eq!(digest_of(&inspected), img.digest);
+    let by_skopeo = format!("dir:{}", t.s("by-skopeo"));
+    os.skopeo(
+        &t,
+        &[
+            "--policy",
+            &alice_policy,
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &dest,
+            &by_skopeo,
+        ],
+    )
+    .ok();
+    let refused = os.skopeo(
+        &t,
+        &[
+            "--policy",
+            &bob_policy,
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &dest,
+            &format!("dir:{}", t.s("refused")),
+        ],
+    );
+    assert_ne!(refused.code, 0, "bob's key does not verify alice's signature");
+
+    // skopeo writes (and signs) through the legacy API; kopeo reads, verifies and inspects it.
+    let other = os.atomic("default/other:v2");
+    os.skopeo(
+        &t,
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            "--sign-by",
+            &alice,
+            &by_skopeo,
+            &other,
+        ],
+    )
+    .ok();
+    let theirs = history(&os, "default", "other", "v2");
+    assert_eq!(theirs.len(), 1);
+    let inspected = os.kopeo(&t, &["inspect", "--tls-verify=false", &other]);
+    assert_eq!(inspected.code, 0, "{}", inspected.stderr);
+    assert_eq!(digest_of(&inspected), theirs[0]);
+    let by_kopeo = t.path("by-kopeo");
+    let out = os.kopeo(
+        &t,
+        &[
+            "--policy",
+            &alice_policy,
+            "copy",
+            "--src-tls-verify=false",
+            &other,
+            &format!("dir:{}", by_kopeo.display()),
+        ],
+    );
+    assert_eq!(
+        out.code, 0,
+        "kopeo verifies skopeo's signature from the API: {}",
+        out.stderr
+    );
+    let refused = os.kopeo(
+        &t,
+        &[
+            "--policy",
+            &bob_policy,
+            "copy",
+            "--src-tls-verify=false",
+            &other,
+            &format!("dir:{}", t.s("refused-k")),
+        ],
+    );
+    assert_ne!(refused.code, 0, "{}", refused.stderr);
+    // Carried along: the signature read from the API lands as dir:'s signature-1.
+    assert!(by_kopeo.join("signature-1").exists());
+}
+
+#[test]
+fn atomic_follows_the_tag_history_on_openshift_4_paths_and_names_what_is_wrong() {
+    let t = Setup::new();
+    let os = openshift(&t, Paths::Group);
+    let first = build(&t.path("one"), "app", &Spec::default());
+    let second = build(
+        &t.path("two"),
+        "app",
+        &Spec {
+            seed: 7,
+            ..Spec::default()
+        },
+    );
+    let dest = os.atomic("default/app:v1");
+    for img in [&first, &second] {
+        let out = os.kopeo(
+            &t,
+            &[
+                "copy",
+                "-q",
+                "--insecure-policy",
+                "--dest-tls-verify=false",
+                &img.reference(),
+                &dest,
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(
+        history(&os, "default", "app", "v1"),
+        [second.digest.clone(), first.digest.clone()],
+        "newest first"
+    );
+    // The tag resolves to its newest image; copied out byte-exact.
+    let inspected = os.kopeo(&t, &["inspect", "--tls-verify=false", &dest]);
+    assert_eq!(inspected.code, 0, "{}", inspected.stderr);
+    assert_eq!(digest_of(&inspected), second.digest);
+    let out_dir = t.path("out");
+    let out = os.kopeo(
+        &t,
+        &[
+            "copy",
+            "-q",
+            "--insecure-policy",
+            "--src-tls-verify=false",
+            &dest,
+            &format!("dir:{}", out_dir.display()),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let manifest = std::fs::read(out_dir.join("manifest.json")).unwrap();
+    assert_eq!(format!("sha256:{}", sha256_hex(&manifest)), second.digest);
+
+    let fails = |args: &[&str], needle: &str| {
+        let r = os.kopeo(&t, args);
+        assert_ne!(r.code, 0, "{args:?} should fail");
+        let said = r.stderr.replace("\\\"", "\"");
+        assert!(said.contains(needle), "{args:?}: {needle:?} not in {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(!r.stderr.contains(ADMIN), "the token is never printed: {}", r.stderr);
+    };
+    fails(
+        &["inspect", "--tls-verify=false", &os.atomic("default/app:v9")],
+        "No matching tag found",
+    );
+    fails(
+        &["inspect", "--tls-verify=false", &os.atomic("default/nope:v1")],
+        "imagestreams.image.openshift.io \"nope\" not found",
+    );
+    fails(
+        &["inspect", &format!("atomic:{}/only:1", os.registry)],
+        "expected format: 'hostname/namespace/stream:tag'",
+    );
+    fails(
+        &["inspect", &format!("atomic:{}/ns/app", os.registry)],
+        "expected format: 'hostname/namespace/stream:tag'",
+    );
+    fails(
+        &["delete", "--tls-verify=false", &dest],
+        "Deleting images not implemented for atomic: images",
+    );
+    // A kubeconfig whose token the cluster does not know: the API's own answer.
+    let bad = os
+        .server
+        .write_kubeconfig_with_token(&t.path("bad-kubeconfig"), "not-a-token");
+    let r = kopeo_env(
+        t.home.path(),
+        &["inspect", "--tls-verify=false", &dest],
+        None,
+        &[("KUBECONFIG", bad.to_str().unwrap())],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("Unauthorized"), "{}", r.stderr);
+    assert!(!r.stderr.contains("not-a-token"), "{}", r.stderr);
+    // No cluster configured at all: said so, before any request.
+    let r = kopeo_env(
+        t.home.path(),
+        &["inspect", "--tls-verify=false", &dest],
+        None,
+        &[("KUBECONFIG", t.s("missing-kubeconfig").as_str())],
+    );
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("cluster configuration"), "{}", r.stderr);
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(b))
+}
