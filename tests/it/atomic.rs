@@ -127,7 +127,7 @@ fn atomic_copies_and_signs_both_ways_with_skopeo_through_the_legacy_api() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         history(&os, "default", "app", "v1"),
-        [img.digest.clone()],
+        std::slice::from_ref(&img.digest),
         "the push registered the image"
     );
     let (code, image) = os.get(&format!("{}/images/{}", os.prefix, img.digest));
