@@ -162,6 +162,10 @@ impl DockerDestination {
             top_level: Mutex::new(None),
         })
     }
+    /// The digest of the top-level manifest put so far, if any.
+    pub fn top_level(&self) -> Option<Digest> {
+        self.top_level.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
     /// Write signatures to `storage` (registries.d lookasides).
     pub fn with_signatures(self, storage: Storage) -> Self {
         DockerDestination {

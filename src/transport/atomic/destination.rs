@@ -12,24 +12,17 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rand::RngCore as _;
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 /// An image stream tag being written.
 pub struct AtomicDestination {
     stream: Stream,
     docker: DockerDestination,
-    /// The digest of the top-level manifest put, which signatures name.
-    top_level: Mutex<Option<Digest>>,
 }
 
 impl AtomicDestination {
     pub(super) fn open(stream: Stream) -> Result<AtomicDestination, TransportError> {
         let docker = DockerDestination::new(stream.reference.clone(), stream.registry.clone())?;
-        Ok(AtomicDestination {
-            stream,
-            docker,
-            top_level: Mutex::new(None),
-        })
+        Ok(AtomicDestination { stream, docker })
     }
 }
 
@@ -65,11 +58,7 @@ impl ImageDestination for AtomicDestination {
         media_type: &str,
         instance: Option<&Digest>,
     ) -> Result<(), TransportError> {
-        self.docker.put_manifest(manifest, media_type, instance).await?;
-        if instance.is_none() {
-            *self.top_level.lock().unwrap_or_else(|p| p.into_inner()) = Some(Digest::sha256_of(manifest));
-        }
-        Ok(())
+        self.docker.put_manifest(manifest, media_type, instance).await
     }
 
     async fn commit(&self) -> Result<(), TransportError> {
@@ -102,10 +91,8 @@ impl ImageDestination for AtomicDestination {
         let image = match instance {
             Some(d) => d.to_string(),
             None => self
-                .top_level
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
+                .docker
+                .top_level()
                 .map(|d| d.to_string())
                 .ok_or(AtomicError::NoManifestYet)?,
         };

@@ -186,10 +186,10 @@ async fn forward(
         let bytes = req.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         manifest = Some(bytes.clone());
         out = out.body(bytes);
-    } else if let Some(len) = req.headers().get("content-length").cloned() {
-        out = out.header("content-length", len);
-        out = out.body(reqwest::Body::wrap_stream(req.into_body().into_data_stream()));
     } else {
+        if let Some(len) = req.headers().get("content-length").cloned() {
+            out = out.header("content-length", len);
+        }
         out = out.body(reqwest::Body::wrap_stream(req.into_body().into_data_stream()));
     }
     let res = out.send().await.map_err(|e| e.to_string())?;
