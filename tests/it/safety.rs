@@ -337,13 +337,29 @@ fn slow_source(home: &Path) -> (crate::support::registry::Registry, String) {
     (reg, format!("docker://{slow}/slow/app:1"))
 }
 
+/// The bytes in `path`, a file or a directory tree.
+fn bytes_below(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| bytes_below(&e.path()))
+            .sum(),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
 /// Start `kopeo copy SRC DEST`, wait until it has written something below `watch`, then signal it.
 fn interrupt(home: &Path, src: &str, dest: &str, watch: &Path, signal: &str) -> std::process::ExitStatus {
     let mut child = kopeo_cmd(home, &["copy", "-q", "--src-tls-verify=false", src, dest])
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while temporaries(watch).is_empty() {
+    // Wait for a layer in flight, not just any temporary: a small config
+    // blob's temporary may be renamed into place before the signal lands.
+    while temporaries(watch).iter().map(|p| bytes_below(p)).sum::<u64>() < 32 * 1024 {
         assert!(started.elapsed().as_secs() < 30, "the copy never started writing");
         assert!(
             child.try_wait().unwrap().is_none(),
