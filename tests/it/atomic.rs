@@ -2,15 +2,18 @@
 //! OpenShift's image API (image streams, images, signatures) and fronts a
 //! real Distribution registry as OpenShift's registry does (tokens as
 //! passwords, the pushed tag registered in the stream before the push is
-//! answered). Debian's skopeo 1.9.3, whose openshift transport asks the
-//! legacy `/oapi/v1`, is the independent reader and writer both ways,
-//! signatures included.
+//! answered). Debian's skopeo is built without its openshift transport
+//! (`unknown transport "atomic"`), so it judges the parts it can read: the
+//! images through the registry as `docker://`, and the simple-signing
+//! signatures stored in the API with `standalone-verify` / written with
+//! `standalone-sign`.
 
 use crate::signing::Setup;
 use crate::support::cluster::runtime;
 use crate::support::image::{Spec, build};
 use crate::support::registry::{Mode, Registry};
 use crate::support::{Run, kopeo_env};
+use base64::Engine as _;
 use kopeo_test_apiserver::openshift::{ImageApi, Paths};
 use kopeo_test_apiserver::{ApiServer, Options};
 use serde_json::Value;
@@ -70,6 +73,21 @@ impl OpenShift {
             (code, r.json().await.unwrap_or(Value::Null))
         })
     }
+    /// POST a JSON body to a path of the API server as its administrator.
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.server.url());
+        runtime().block_on(async {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(ADMIN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let code = r.status().as_u16();
+            (code, r.json().await.unwrap_or(Value::Null))
+        })
+    }
     fn atomic(&self, stream: &str) -> String {
         format!("atomic:{}/{stream}", self.registry)
     }
@@ -102,7 +120,7 @@ fn digest_of(inspect: &Run) -> String {
 }
 
 #[test]
-fn atomic_copies_and_signs_both_ways_with_skopeo_through_the_legacy_api() {
+fn atomic_copies_and_signs_both_ways_through_the_legacy_api_judged_by_skopeo() {
     let t = Setup::new();
     let os = openshift(&t, Paths::LegacyOnly);
     let alice = t.gpg.key("alice@example.com", "", false);
@@ -141,53 +159,48 @@ fn atomic_copies_and_signs_both_ways_with_skopeo_through_the_legacy_api() {
         "named IMAGE@32 hex: {sig_name}"
     );
 
-    // skopeo reads what kopeo wrote, and its policy accepts alice's
-    // signature read from the image API — and refuses on bob's key.
+    // skopeo reads what kopeo wrote: the manifest through the registry, and
+    // the signature stored in the API is one its standalone-verify accepts
+    // for the stream's identity.
     let creds = format!("serviceaccount:{ADMIN}");
-    let ident = serde_json::json!({"type": "matchRepository"});
-    let trust = |key: &str| {
-        t.policy(
-            &format!("{key}.json"),
-            serde_json::json!({"atomic": {os.registry.clone(): crate::signing::signed_by(&t.s(&format!("{key}.asc")), ident.clone())},
-                               "dir": {"": [{"type": "insecureAcceptAnything"}]}}),
+    let docker = |stream: &str| format!("docker://{}/{stream}", os.registry);
+    let raw = os
+        .skopeo(
+            &t,
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                &creds,
+                &docker("default/app:v1"),
+            ],
         )
-    };
-    let (alice_policy, bob_policy) = (trust("alice"), trust("bob"));
-    let inspected = os
-        .skopeo(&t, &["inspect", "--tls-verify=false", "--creds", &creds, &dest])
         .ok();
-    assert_eq!(digest_of(&inspected), img.digest);
-    let by_skopeo = format!("dir:{}", t.s("by-skopeo"));
-    os.skopeo(
-        &t,
-        &[
-            "--policy",
-            &alice_policy,
-            "copy",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &creds,
-            &dest,
-            &by_skopeo,
-        ],
-    )
-    .ok();
-    let refused = os.skopeo(
-        &t,
-        &[
-            "--policy",
-            &bob_policy,
-            "copy",
-            "--src-tls-verify=false",
-            "--src-creds",
-            &creds,
-            &dest,
-            &format!("dir:{}", t.s("refused")),
-        ],
-    );
-    assert_ne!(refused.code, 0, "bob's key does not verify alice's signature");
+    assert_eq!(format!("sha256:{}", sha256_hex(raw.stdout.as_bytes())), img.digest);
+    std::fs::write(t.path("manifest"), &raw.stdout).unwrap();
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(sigs[0]["content"].as_str().unwrap_or_default())
+        .expect("content is base64, as OpenShift's []byte");
+    std::fs::write(t.path("kopeo.sig"), &content).unwrap();
+    let identity = format!("{}/default/app:v1", os.registry);
+    let verified = os
+        .skopeo(
+            &t,
+            &[
+                "standalone-verify",
+                &t.s("manifest"),
+                &identity,
+                &alice,
+                &t.s("kopeo.sig"),
+            ],
+        )
+        .ok();
+    assert!(verified.stdout.contains("Signature verified"), "{}", verified.stdout);
 
-    // skopeo writes (and signs) through the legacy API; kopeo reads, verifies and inspects it.
+    // skopeo writes: it pushes through the registry (which registers the tag)
+    // and signs with standalone-sign; the signature goes into the API as
+    // containers/image's openshift transport puts it.
     let other = os.atomic("default/other:v2");
     os.skopeo(
         &t,
@@ -196,15 +209,47 @@ fn atomic_copies_and_signs_both_ways_with_skopeo_through_the_legacy_api() {
             "--dest-tls-verify=false",
             "--dest-creds",
             &creds,
-            "--sign-by",
-            &alice,
-            &by_skopeo,
-            &other,
+            &img.reference(),
+            &docker("default/other:v2"),
         ],
     )
     .ok();
     let theirs = history(&os, "default", "other", "v2");
-    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs, std::slice::from_ref(&img.digest));
+    // A second copy of the same image, now into another stream: its own signature.
+    let identity = format!("{}/default/other:v2", os.registry);
+    os.skopeo(
+        &t,
+        &[
+            "standalone-sign",
+            &t.s("manifest"),
+            &identity,
+            &alice,
+            "-o",
+            &t.s("skopeo.sig"),
+        ],
+    )
+    .ok();
+    let signature = std::fs::read(t.path("skopeo.sig")).unwrap();
+    let (code, answer) = os.post(
+        &format!("{}/imagesignatures", os.prefix),
+        serde_json::json!({
+            "kind": "ImageSignature",
+            "apiVersion": "v1",
+            "metadata": {"name": format!("{}@{}", img.digest, "0123456789abcdef0123456789abcdef")},
+            "type": "atomic",
+            "content": base64::engine::general_purpose::STANDARD.encode(&signature),
+        }),
+    );
+    assert_eq!(code, 201, "{answer}");
+    let trust = |key: &str| {
+        t.policy(
+            &format!("{key}.json"),
+            serde_json::json!({"atomic": {os.registry.clone(): crate::signing::signed_by(&t.s(&format!("{key}.asc")), serde_json::json!({"type": "matchRepository"}))},
+                               "dir": {"": [{"type": "insecureAcceptAnything"}]}}),
+        )
+    };
+    let (alice_policy, bob_policy) = (trust("alice"), trust("bob"));
     let inspected = os.kopeo(&t, &["inspect", "--tls-verify=false", &other]);
     assert_eq!(inspected.code, 0, "{}", inspected.stderr);
     assert_eq!(digest_of(&inspected), theirs[0]);
@@ -237,8 +282,26 @@ fn atomic_copies_and_signs_both_ways_with_skopeo_through_the_legacy_api() {
         ],
     );
     assert_ne!(refused.code, 0, "{}", refused.stderr);
-    // Carried along: the signature read from the API lands as dir:'s signature-1.
-    assert!(by_kopeo.join("signature-1").exists());
+    assert!(refused.stderr.contains("Source image rejected"), "{}", refused.stderr);
+    // Carried along: the image's signatures read from the API land as dir:'s
+    // signature-N, skopeo's bytes among them, and skopeo verifies the copy.
+    let carried: Vec<Vec<u8>> = (1..=2)
+        .filter_map(|n| std::fs::read(by_kopeo.join(format!("signature-{n}"))).ok())
+        .collect();
+    assert!(carried.contains(&signature), "skopeo's signature carried into dir:");
+    let verified = os
+        .skopeo(
+            &t,
+            &[
+                "standalone-verify",
+                &by_kopeo.join("manifest.json").display().to_string(),
+                &identity,
+                &alice,
+                &t.s("skopeo.sig"),
+            ],
+        )
+        .ok();
+    assert!(verified.stdout.contains("Signature verified"), "{}", verified.stdout);
 }
 
 #[test]
