@@ -18,20 +18,26 @@ use kopeo_test_apiserver::openshift::{ImageApi, Paths};
 use kopeo_test_apiserver::{ApiServer, Options};
 use serde_json::Value;
 
-const ADMIN: &str = "openshift-admin-token";
+pub(crate) const ADMIN: &str = "openshift-admin-token";
 const INTERNAL: &str = "image-registry.openshift-image-registry.svc:5000";
 
-struct OpenShift {
-    server: ApiServer,
+pub(crate) struct OpenShift {
+    pub(crate) server: ApiServer,
     /// The integrated registry's `HOST:PORT`.
-    registry: String,
-    kubeconfig: std::path::PathBuf,
+    pub(crate) registry: String,
+    pub(crate) kubeconfig: std::path::PathBuf,
     /// Where the image API is served.
-    prefix: &'static str,
+    pub(crate) prefix: &'static str,
     _distribution: Registry,
 }
 
 fn openshift(t: &Setup, paths: Paths) -> OpenShift {
+    openshift_with(&t.path("kubeconfig"), paths, Options::default())
+}
+
+/// An OpenShift cluster of the test API server (with `extra` options: users,
+/// RBAC, an audit log) whose administrator's kubeconfig is written to `kubeconfig`.
+pub(crate) fn openshift_with(kubeconfig: &std::path::Path, paths: Paths, extra: Options) -> OpenShift {
     let distribution = Registry::start(Mode::Plain);
     let server = ApiServer::start(Options {
         token: Some(ADMIN.into()),
@@ -39,10 +45,10 @@ fn openshift(t: &Setup, paths: Paths) -> OpenShift {
             paths,
             internal_registry: INTERNAL.into(),
         }),
-        ..Default::default()
+        ..extra
     });
     let registry = server.integrated_registry(&distribution.host).host;
-    let kubeconfig = server.write_kubeconfig(&t.path("kubeconfig"));
+    let kubeconfig = server.write_kubeconfig(kubeconfig);
     OpenShift {
         server,
         registry,
@@ -65,7 +71,7 @@ impl OpenShift {
         crate::support::skopeo_env(t.home.path(), args, &[t.gpg.env(), ("KUBECONFIG", &kc)])
     }
     /// GET a path of the API server as its administrator.
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         let url = format!("{}{path}", self.server.url());
         runtime().block_on(async {
             let r = reqwest::Client::new().get(url).bearer_auth(ADMIN).send().await.unwrap();
@@ -74,7 +80,7 @@ impl OpenShift {
         })
     }
     /// POST a JSON body to a path of the API server as its administrator.
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let url = format!("{}{path}", self.server.url());
         runtime().block_on(async {
             let r = reqwest::Client::new()
@@ -88,13 +94,13 @@ impl OpenShift {
             (code, r.json().await.unwrap_or(Value::Null))
         })
     }
-    fn atomic(&self, stream: &str) -> String {
+    pub(crate) fn atomic(&self, stream: &str) -> String {
         format!("atomic:{}/{stream}", self.registry)
     }
 }
 
 /// The tag's history in `ns/stream`: the images, newest first.
-fn history(os: &OpenShift, ns: &str, stream: &str, tag: &str) -> Vec<String> {
+pub(crate) fn history(os: &OpenShift, ns: &str, stream: &str, tag: &str) -> Vec<String> {
     let (code, is) = os.get(&format!("{}/namespaces/{ns}/imagestreams/{stream}", os.prefix));
     assert_eq!(code, 200, "{is}");
     is["status"]["tags"]

@@ -33,13 +33,16 @@ pub struct ImageCopySpec {
     /// The image to copy, e.g. `docker://registry.example/app:1.0`.
     #[schemars(
         length(min = 1),
-        regex(pattern = r"^(docker|oci|oci-archive|dir|docker-archive|docker-daemon):.+")
+        regex(
+            pattern = r"^(docker|atomic|oci|oci-archive|dir|docker-archive|docker-daemon|containers-storage|sif|tarball):.+"
+        )
     )]
     pub source: String,
-    /// Where to copy it, e.g. `docker://mirror.example/app:1.0`.
+    /// Where to copy it, e.g. `docker://mirror.example/app:1.0` (`sif:` and
+    /// `tarball:` are read-only).
     #[schemars(
         length(min = 1),
-        regex(pattern = r"^(docker|oci|oci-archive|dir|docker-archive|docker-daemon):.+")
+        regex(pattern = r"^(docker|atomic|oci|oci-archive|dir|docker-archive|docker-daemon|containers-storage):.+")
     )]
     pub destination: String,
     /// How to copy (the options of `kopeo copy`).

@@ -2,6 +2,7 @@
 //! server, driven by kubectl and by `kopeo run`. Harness in
 //! `support::cluster`; one file per concern.
 
+mod atomic;
 mod backoff;
 mod chaos;
 mod credentials;
