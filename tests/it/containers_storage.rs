@@ -840,3 +840,126 @@ fn two_architectures_of_one_list_share_their_base_layer_in_the_store() {
     // Two layers each, the base one stored once.
     assert_eq!(layer_ids(&s).len(), 3);
 }
+
+/// `kopeo ARGS` as the unprivileged user `nobody` (65534), as a rootless
+/// podman user runs it: no capabilities, so no chown to other owners.
+fn kopeo_as_nobody(s: &Store, args: &[&str]) -> Run {
+    let setpriv = require_tool("setpriv", "util-linux");
+    finish(
+        Command::new(setpriv)
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .arg(env!("CARGO_BIN_EXE_kopeo"))
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &s.home)
+            .env("XDG_RUNTIME_DIR", &s.run)
+            .env("CONTAINERS_STORAGE_CONF", &s.conf)
+            .output()
+            .expect("running kopeo as nobody"),
+    )
+}
+
+/// Hand the store's directories to `nobody`, and let it reach them.
+fn give_to_nobody(s: &Store) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let top = s.home.parent().unwrap();
+    std::fs::set_permissions(top, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in [&s.graph, &s.run] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for d in [&s.home, &s.graph, &s.run] {
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+/// As `nobody`, copy the three-layer image into a fresh `driver` store:
+/// refused until ignore_chown_errors is set, then podman and skopeo read it.
+fn rootless_copy(driver: &'static str) -> (Store, Vec<String>) {
+    let s = Store::new(driver);
+    let (reference, config, diff_ids) = layout(&s.home.join("src"), "v1", &three_layers());
+    give_to_nobody(&s);
+    let dst = s.reference("localhost/rootless:v1");
+    // Members owned by uid 1000: without ignore_chown_errors a user who may
+    // not chown is refused, naming the file and the option, and no image appears.
+    let refused = kopeo_as_nobody(&s, &["copy", "-q", &reference, &dst]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("ignore_chown_errors"), "{}", refused.stderr);
+    assert!(!refused.stderr.contains("panicked"), "{}", refused.stderr);
+    let images = s.podman(&["images", "-q"]).ok();
+    assert_eq!(images.stdout.trim(), "", "no image after the refusal");
+    // podman ran as root and made its directories root's: give them back.
+    give_to_nobody(&s);
+
+    let conf = std::fs::read_to_string(&s.conf).unwrap();
+    std::fs::write(
+        &s.conf,
+        format!("{conf}[storage.options.{driver}]\nignore_chown_errors = \"true\"\n"),
+    )
+    .unwrap();
+    kopeo_as_nobody(&s, &["copy", "-q", &reference, &dst]).ok();
+    // podman (as root) lists it; skopeo reads the layers back byte for byte:
+    // the tar-split keeps the owners the files could not get.
+    let images = json(&s.podman(&["images", "--format", "json"]).ok());
+    assert_eq!(images[0]["Id"], config.trim_start_matches("sha256:"), "{images}");
+    let out = s.home.join("back");
+    s.skopeo(&["copy", &dst, &format!("dir:{}", out.display())]).ok();
+    for d in &diff_ids {
+        let bytes = std::fs::read(out.join(d.trim_start_matches("sha256:"))).unwrap();
+        assert_eq!(sha(&bytes), *d, "layer read back");
+    }
+    (s, diff_ids)
+}
+
+#[test]
+fn rootless_kopeo_writes_user_xattrs_and_squashes_owners_only_when_told() {
+    let (s, diff_ids) = rootless_copy("overlay");
+    // On disk: owned by the user, the opaque directory marked with the
+    // `user.` xattr (a rootless user cannot set `trusted.`), whiteouts as
+    // 0:0 devices (unprivileged since Linux 5.8).
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let layers: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.graph.join("overlay-layers/layers.json")).unwrap()).unwrap();
+    let second = layers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["diff-digest"] == diff_ids[1])
+        .and_then(|l| l["id"].as_str())
+        .unwrap()
+        .to_string();
+    let diff = s.graph.join("overlay").join(&second).join("diff");
+    use std::os::unix::fs::PermissionsExt as _;
+    let root_mode = std::fs::metadata(&diff).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(root_mode, 0o555, "diff/ gets its mode back once filled");
+    let new = std::fs::symlink_metadata(diff.join("var/cache/new")).unwrap();
+    assert_eq!((new.uid(), new.gid()), (65534, 65534), "squashed to the user");
+    let w = std::fs::symlink_metadata(diff.join("etc/gone")).unwrap();
+    assert!(w.file_type().is_char_device() && w.rdev() == 0, "a 0:0 whiteout device");
+    let xattr = |name: &std::ffi::CStr| {
+        let mut v = [0u8; 4];
+        let path = std::ffi::CString::new(diff.join("var/cache").to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated strings and a buffer of its length.
+        let n = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        (n == 1).then_some(v[0])
+    };
+    assert_eq!(xattr(c"user.overlay.opaque"), Some(b'y'), "opaque by user. xattr");
+    assert_eq!(xattr(c"trusted.overlay.opaque"), None);
+}
+
+#[test]
+fn rootless_kopeo_fills_vfs_layers_whose_roots_are_read_only() {
+    // vfs copies the parent's tree (root 0555) for each layer: a non-root
+    // writer must still fill it, and the root gets its mode back after.
+    use std::os::unix::fs::PermissionsExt as _;
+    let (s, _) = rootless_copy("vfs");
+    for e in std::fs::read_dir(s.graph.join("vfs/dir")).unwrap() {
+        let mode = e.unwrap().metadata().unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o555, "a layer root keeps containers/storage's mode");
+    }
+}

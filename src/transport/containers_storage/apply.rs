@@ -34,6 +34,9 @@ pub struct ApplyOptions {
     pub whiteouts: Whiteouts,
     /// storage.conf's `ignore_chown_errors`.
     pub ignore_chown_errors: bool,
+    /// The mode the layer's root gets unless the tar has a `./` entry (the
+    /// driver creates the root owner-writable so a non-root writer can fill it).
+    pub root_mode: u32,
 }
 
 /// What applying a layer found out about it.
@@ -63,7 +66,9 @@ pub fn apply<R: Read, W: Write>(
 ) -> Result<Applied, StorageError> {
     let mut ts = TarStream::new(HashingReader::new(tar));
     let mut unpacked: HashSet<PathBuf> = HashSet::new();
-    let mut dirs: Vec<(PathBuf, i64)> = vec![];
+    // Directories' modes and times are set last: a mode without u+w would
+    // stop a non-root writer filling them, and filling them changes mtimes.
+    let mut dirs: Vec<(PathBuf, Option<i64>, u32)> = vec![(root.to_path_buf(), None, opts.root_mode)];
     let (mut uids, mut gids) = (BTreeSet::new(), BTreeSet::new());
     while let Some(h) = ts.next()? {
         split.segment(&ts.take_raw())?;
@@ -83,8 +88,8 @@ pub fn apply<R: Read, W: Write>(
         if rel.as_os_str().is_empty() {
             // The root directory itself (`./`): its attributes only.
             if h.kind == b'5' {
-                set_attributes(root, &h, opts)?;
-                dirs.push((root.to_path_buf(), h.mtime));
+                set_dir_attributes(root, &h, opts)?;
+                dirs.push((root.to_path_buf(), Some(h.mtime), h.mode));
             }
             split.file(&h.name, 0, None)?;
             continue;
@@ -120,8 +125,8 @@ pub fn apply<R: Read, W: Write>(
                     remove_existing(&target)?;
                     std::fs::create_dir(&target).map_err(StorageError::io("creating", &target))?;
                 }
-                set_attributes(&target, &h, opts)?;
-                dirs.push((target.clone(), h.mtime));
+                set_dir_attributes(&target, &h, opts)?;
+                dirs.push((target.clone(), Some(h.mtime), h.mode));
             }
             b'0' | 0 | b'7' => {
                 remove_existing(&target)?;
@@ -185,9 +190,12 @@ pub fn apply<R: Read, W: Write>(
         split.file(&h.name, data, crc)?;
     }
     split.segment(&ts.take_raw())?;
-    // Directory times last: creating what is inside changed them.
-    for (d, mtime) in dirs.iter().rev() {
-        set_times(d, *mtime)?;
+    for (d, mtime, mode) in dirs.iter().rev() {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(StorageError::io("setting permissions of", d))?;
+        if let Some(t) = mtime {
+            set_times(d, *t)?;
+        }
     }
     // What follows the archive counts in the diff ID too.
     let mut rest = ts.into_inner();
@@ -317,8 +325,22 @@ fn chown(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageErro
         Err(e) if opts.ignore_chown_errors && matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => {
             Ok(())
         }
-        Err(e) => Err(StorageError::io("changing the owner of", path)(e)),
+        Err(source) => Err(StorageError::Chown {
+            path: path.to_path_buf(),
+            uid,
+            gid,
+            source,
+        }),
     }
+}
+
+/// A directory's owner and xattrs now, and a mode its owner can write
+/// into; its own mode comes last.
+fn set_dir_attributes(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageError> {
+    chown(path, h, opts)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode((h.mode & 0o7777) | 0o700))
+        .map_err(StorageError::io("setting permissions of", path))?;
+    set_xattrs(path, h)
 }
 
 /// Owner, then mode (chown clears set-id bits), then xattrs.

@@ -12,6 +12,16 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "changing the owner of {path} to {uid}:{gid}: {source} (a user who may not chown can set ignore_chown_errors = \"true\" in storage.conf)"
+    )]
+    Chown {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("reading a layer: {0}")]
     Read(#[source] std::io::Error),
     #[error("writing layer metadata: {0}")]

@@ -62,6 +62,14 @@ pub fn apply_and_reassemble(tar: &[u8], root: &std::path::Path, overlay: bool) -
             false => apply::Whiteouts::Remove,
         },
         ignore_chown_errors: true,
+        // The caller's directory keeps its mode: it removes it afterwards.
+        root_mode: {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::metadata(root)
+                .map_err(StorageError::io("reading", root))?
+                .permissions()
+                .mode()
+        },
     };
     let mut split = tar_split::Writer::new(vec![]);
     let applied = apply::apply(tar, root, &opts, &mut split)?;

@@ -251,9 +251,19 @@ impl Store {
         layers.save(&locks.layers)
     }
 
-    /// Create the driver's directory for a new layer.
-    fn create_layer_dir(&self, id: &str, parent: Option<&str>) -> Result<(), StorageError> {
+    /// Create the driver's directory for a new layer; returns the mode its
+    /// root gets once filled (it is owner-writable until then).
+    fn create_layer_dir(&self, id: &str, parent: Option<&str>) -> Result<u32, StorageError> {
         use std::os::unix::fs::PermissionsExt;
+        // containers/storage's default for a base layer's root.
+        const BASE_ROOT_MODE: u32 = 0o555;
+        let root_mode = match parent {
+            Some(p) => std::fs::metadata(self.layer_root(p))
+                .map(|m| m.permissions().mode() & 0o7777)
+                .unwrap_or(BASE_ROOT_MODE),
+            None => BASE_ROOT_MODE,
+        };
+        let writable = std::fs::Permissions::from_mode(root_mode | 0o700);
         match self.cfg.driver {
             Driver::Vfs => {
                 let dir = self.layer_root(id);
@@ -261,12 +271,9 @@ impl Store {
                 std::fs::create_dir_all(&base).map_err(StorageError::io("creating", &base))?;
                 match parent {
                     Some(p) => apply::copy_tree(&self.layer_root(p), &dir)?,
-                    None => {
-                        std::fs::create_dir(&dir).map_err(StorageError::io("creating", &dir))?;
-                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555))
-                            .map_err(StorageError::io("setting permissions of", &dir))?;
-                    }
+                    None => std::fs::create_dir(&dir).map_err(StorageError::io("creating", &dir))?,
                 }
+                std::fs::set_permissions(&dir, writable).map_err(StorageError::io("setting permissions of", &dir))?;
             }
             Driver::Overlay => {
                 let home = self.cfg.graphroot.join("overlay");
@@ -277,15 +284,8 @@ impl Store {
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                     .map_err(StorageError::io("setting permissions of", &dir))?;
                 let diff = dir.join("diff");
-                let mode = match parent {
-                    Some(p) => std::fs::metadata(self.layer_root(p))
-                        .map(|m| m.permissions().mode() & 0o7777)
-                        .unwrap_or(0o555),
-                    None => 0o555,
-                };
                 std::fs::create_dir(&diff).map_err(StorageError::io("creating", &diff))?;
-                std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(mode))
-                    .map_err(StorageError::io("setting permissions of", &diff))?;
+                std::fs::set_permissions(&diff, writable).map_err(StorageError::io("setting permissions of", &diff))?;
                 let short = short_link_id();
                 std::os::unix::fs::symlink(Path::new("..").join(id).join("diff"), links.join(&short))
                     .map_err(StorageError::io("creating symlink", &links.join(&short)))?;
@@ -317,7 +317,7 @@ impl Store {
                 }
             }
         }
-        Ok(())
+        Ok(root_mode)
     }
 
     /// Make the layer `(parent, diff_id)` present, applying the staged blob
@@ -387,7 +387,7 @@ impl Store {
         diff_id: &Digest,
         index: usize,
     ) -> Result<((apply::Applied, u8), u64), StorageError> {
-        self.create_layer_dir(id, parent)?;
+        let root_mode = self.create_layer_dir(id, parent)?;
         let f = std::fs::File::open(blob).map_err(StorageError::io("opening", blob))?;
         let compressed_size = f.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = std::io::BufReader::with_capacity(256 * 1024, f);
@@ -413,6 +413,7 @@ impl Store {
         let opts = ApplyOptions {
             whiteouts: self.whiteouts(),
             ignore_chown_errors: self.cfg.ignore_chown_errors,
+            root_mode,
         };
         let applied = apply::apply(tar, &self.layer_root(id), &opts, &mut split)?;
         if applied.diff_id != *diff_id {
