@@ -22,6 +22,8 @@ command -v python3 >/dev/null || need+=(python3-minimal)
 # containers-storage: podman (and its storage CLI) read and write stores beside kopeo.
 command -v podman >/dev/null || need+=(podman)
 command -v containers-storage >/dev/null || need+=(containers-storage)
+# Stores made for a mount program (and force_mask, which Debian's needs it for).
+command -v fuse-overlayfs >/dev/null || need+=(fuse-overlayfs)
 # sif: images are unpacked with unsquashfs under fakeroot (and made with mksquashfs).
 command -v mksquashfs >/dev/null || need+=(squashfs-tools)
 command -v fakeroot >/dev/null || need+=(fakeroot)

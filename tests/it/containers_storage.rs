@@ -52,6 +52,17 @@ impl Store {
         }
     }
 
+    /// `containers-storage:[driver@graph+run:options]name`: a specification
+    /// opens the store with these options only (not storage.conf's).
+    fn reference_with(&self, options: &str, name: &str) -> String {
+        format!(
+            "containers-storage:[{}@{}+{}:{options}]{name}",
+            self.driver,
+            self.graph.display(),
+            self.run.display()
+        )
+    }
+
     /// `containers-storage:[driver@graph+run]name`.
     fn reference(&self, name: &str) -> String {
         format!(
@@ -116,12 +127,17 @@ impl Store {
     }
 }
 
+mod on_disk;
+
 /// One layer member.
 enum Member<'a> {
     Dir(&'a str, u32),
     File(&'a str, &'a [u8], u32, u64),
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
+    Fifo(&'a str, u32),
+    /// A character device (major, minor).
+    CharDevice(&'a str, u32, u32),
 }
 
 fn layer_tar(members: &[Member]) -> Vec<u8> {
@@ -155,6 +171,20 @@ fn layer_tar(members: &[Member]) -> Vec<u8> {
                 h.set_size(0);
                 h.set_mode(0o644);
                 b.append_link(&mut h, name, target).unwrap();
+            }
+            Member::Fifo(name, mode) => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                h.set_size(0);
+                h.set_mode(*mode);
+                b.append_data(&mut h, name, &[][..]).unwrap();
+            }
+            Member::CharDevice(name, major, minor) => {
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_size(0);
+                h.set_mode(0o666);
+                h.set_device_major(*major).unwrap();
+                h.set_device_minor(*minor).unwrap();
+                b.append_data(&mut h, name, &[][..]).unwrap();
             }
         }
     }
@@ -896,13 +926,8 @@ fn rootless_copy(driver: &'static str) -> (Store, Vec<String>) {
     // podman ran as root and made its directories root's: give them back.
     give_to_nobody(&s);
 
-    let conf = std::fs::read_to_string(&s.conf).unwrap();
-    std::fs::write(
-        &s.conf,
-        format!("{conf}[storage.options.{driver}]\nignore_chown_errors = \"true\"\n"),
-    )
-    .unwrap();
-    kopeo_as_nobody(&s, &["copy", "-q", &reference, &dst]).ok();
+    let told = s.reference_with(&format!("{driver}.ignore_chown_errors=true"), "localhost/rootless:v1");
+    kopeo_as_nobody(&s, &["copy", "-q", &reference, &told]).ok();
     // podman (as root) lists it; skopeo reads the layers back byte for byte:
     // the tar-split keeps the owners the files could not get.
     let images = json(&s.podman(&["images", "--format", "json"]).ok());

@@ -5,7 +5,10 @@
 //! and xattrs are kept, and directory times are set last. Whiteouts
 //! follow the driver: `vfs` removes what they name (the directory starts
 //! as a copy of the parent's); `overlay` keeps them as 0:0 character
-//! devices and marks opaque directories with an xattr.
+//! devices and marks opaque directories with an xattr, or, behind a mount
+//! program, keeps the AUFS `.wh.` files as they are. A `force_mask` gives
+//! every file and directory that mode and no owner, keeping the real ones
+//! in an xattr, as containers/storage does on filesystems without them.
 
 use super::StorageError;
 use super::tar_split::{self, Crc64};
@@ -26,7 +29,13 @@ pub enum Whiteouts {
     /// Keep them for overlayfs: character devices 0:0, and this xattr set
     /// to `y` on opaque directories (`trusted.overlay.opaque` as root).
     Overlay { opaque_xattr: &'static str },
+    /// Keep the `.wh.` files themselves (overlay behind a mount program:
+    /// fuse-overlayfs reads the AUFS format, and may not mknod).
+    Keep,
 }
+
+/// The xattr holding an entry's real owner, mode and type under a force mask.
+pub const OVERRIDE_STAT: &str = "user.containers.override_stat";
 
 /// How a layer is applied.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +43,11 @@ pub struct ApplyOptions {
     pub whiteouts: Whiteouts,
     /// storage.conf's `ignore_chown_errors`.
     pub ignore_chown_errors: bool,
+    /// overlay's `force_mask`.
+    pub force_mask: Option<u32>,
+    /// Whether a `./` entry sets the root's attributes: vfs (containers/
+    /// storage's UnpackLayer) applies it, overlay (Unpack) skips it.
+    pub apply_root_entry: bool,
     /// The mode the layer's root gets unless the tar has a `./` entry (the
     /// driver creates the root owner-writable so a non-root writer can fill it).
     pub root_mode: u32,
@@ -70,6 +84,7 @@ pub fn apply<R: Read, W: Write>(
     // stop a non-root writer filling them, and filling them changes mtimes.
     let mut dirs: Vec<(PathBuf, Option<i64>, u32)> = vec![(root.to_path_buf(), None, opts.root_mode)];
     let (mut uids, mut gids) = (BTreeSet::new(), BTreeSet::new());
+    let mut root_override = String::from("0:0:0755:dir");
     while let Some(h) = ts.next()? {
         split.segment(&ts.take_raw())?;
         let rel = relative(&h.name)?;
@@ -88,28 +103,34 @@ pub fn apply<R: Read, W: Write>(
         if rel.as_os_str().is_empty() {
             // The root directory itself (`./`): its attributes only.
             if h.kind == b'5' {
+                root_override = format!("{}:{}:{:04o}:dir", h.uid, h.gid, h.mode & 0o777);
+            }
+            if h.kind == b'5' && opts.apply_root_entry {
                 set_dir_attributes(root, &h, opts)?;
-                dirs.push((root.to_path_buf(), Some(h.mtime), h.mode));
+                dirs[0] = (root.to_path_buf(), Some(h.mtime), h.mode);
             }
             split.file(&h.name, 0, None)?;
             continue;
         }
-        if base == OPAQUE {
+        let converts = opts.whiteouts != Whiteouts::Keep;
+        if converts && base == OPAQUE {
             match opts.whiteouts {
                 Whiteouts::Remove => remove_children_except(&parent, &unpacked)?,
                 Whiteouts::Overlay { opaque_xattr } => set_xattr(&parent, opaque_xattr, b"y")?,
+                Whiteouts::Keep => {}
             }
             split.file(&h.name, 0, None)?;
             continue;
         }
-        if base.starts_with(WHITEOUT_META) {
+        if converts && base.starts_with(WHITEOUT_META) {
             split.file(&h.name, 0, None)?;
             continue;
         }
-        if let Some(hidden) = base.strip_prefix(WHITEOUT) {
+        if let Some(hidden) = base.strip_prefix(WHITEOUT).filter(|_| converts) {
             let target = parent.join(hidden);
             remove_existing(&target)?;
             if let Whiteouts::Overlay { .. } = opts.whiteouts {
+                // Mode 0, as containers/storage's mknod leaves it.
                 mknod(&target, libc::S_IFCHR, 0)?;
                 chown(&target, &h, opts)?;
             }
@@ -118,7 +139,13 @@ pub fn apply<R: Read, W: Write>(
         }
         let target = parent.join(&base);
         let mut crc = None;
-        match h.kind {
+        // Under a force mask what is neither a directory nor a link is
+        // stored as a regular file; the xattr keeps what it was.
+        let kind = match opts.force_mask {
+            Some(_) if !matches!(h.kind, b'5' | b'2' | b'1') => b'0',
+            _ => h.kind,
+        };
+        match kind {
             b'5' => {
                 let is_dir = std::fs::symlink_metadata(&target).map(|m| m.is_dir()).unwrap_or(false);
                 if !is_dir {
@@ -126,7 +153,7 @@ pub fn apply<R: Read, W: Write>(
                     std::fs::create_dir(&target).map_err(StorageError::io("creating", &target))?;
                 }
                 set_dir_attributes(&target, &h, opts)?;
-                dirs.push((target.clone(), Some(h.mtime), h.mode));
+                dirs.push((target.clone(), Some(h.mtime), opts.force_mask.unwrap_or(h.mode)));
             }
             b'0' | 0 | b'7' => {
                 remove_existing(&target)?;
@@ -158,7 +185,9 @@ pub fn apply<R: Read, W: Write>(
             b'2' => {
                 remove_existing(&target)?;
                 std::os::unix::fs::symlink(&h.link, &target).map_err(StorageError::io("creating symlink", &target))?;
-                chown(&target, &h, opts)?;
+                if opts.force_mask.is_none() {
+                    chown(&target, &h, opts)?;
+                }
                 set_xattrs(&target, &h)?;
                 set_times(&target, h.mtime)?;
             }
@@ -171,6 +200,21 @@ pub fn apply<R: Read, W: Write>(
                 let from = from_parent.join(from_rel.file_name().unwrap_or_default());
                 remove_existing(&target)?;
                 std::fs::hard_link(&from, &target).map_err(StorageError::io("creating hardlink", &target))?;
+                // containers/storage gives the shared inode the link
+                // header's owner, and its mode and times unless it is a symlink.
+                if opts.force_mask.is_none() {
+                    chown(&target, &h, opts)?;
+                }
+                let to_symlink = std::fs::symlink_metadata(&target)
+                    .map(|m| m.file_type().is_symlink())
+                    .unwrap_or(false);
+                if !to_symlink {
+                    let mode = opts.force_mask.unwrap_or(h.mode);
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o7777))
+                        .map_err(StorageError::io("setting permissions of", &target))?;
+                    set_times(&target, h.mtime)?;
+                }
+                set_xattrs(&target, &h)?;
             }
             b'3' | b'4' | b'6' => {
                 remove_existing(&target)?;
@@ -190,6 +234,10 @@ pub fn apply<R: Read, W: Write>(
         split.file(&h.name, data, crc)?;
     }
     split.segment(&ts.take_raw())?;
+    if opts.force_mask.is_some() {
+        // The root's real attributes: its `./` entry's, else a plain 0:0 0755 directory.
+        set_xattr(root, OVERRIDE_STAT, root_override.as_bytes())?;
+    }
     for (d, mtime, mode) in dirs.iter().rev() {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode & 0o7777))
             .map_err(StorageError::io("setting permissions of", d))?;
@@ -307,7 +355,7 @@ fn cpath(p: &Path) -> Result<CString, StorageError> {
 fn mknod(path: &Path, kind: libc::mode_t, dev: libc::dev_t) -> Result<(), StorageError> {
     let c = cpath(path)?;
     // SAFETY: a NUL-terminated path.
-    if unsafe { libc::mknod(c.as_ptr(), kind | 0o600, dev) } != 0 {
+    if unsafe { libc::mknod(c.as_ptr(), kind, dev) } != 0 {
         return Err(StorageError::io("creating device node", path)(
             std::io::Error::last_os_error(),
         ));
@@ -337,18 +385,43 @@ fn chown(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageErro
 /// A directory's owner and xattrs now, and a mode its owner can write
 /// into; its own mode comes last.
 fn set_dir_attributes(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageError> {
-    chown(path, h, opts)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode((h.mode & 0o7777) | 0o700))
+    if opts.force_mask.is_none() {
+        chown(path, h, opts)?;
+    }
+    let mode = opts.force_mask.unwrap_or(h.mode);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode((mode & 0o7777) | 0o700))
         .map_err(StorageError::io("setting permissions of", path))?;
-    set_xattrs(path, h)
+    set_xattrs(path, h)?;
+    set_override(path, h, opts)
 }
 
-/// Owner, then mode (chown clears set-id bits), then xattrs.
+/// Owner, then mode (chown clears set-id bits), then xattrs; under a
+/// force mask, the mask and the xattr with the real ones instead.
 fn set_attributes(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageError> {
-    chown(path, h, opts)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(h.mode & 0o7777))
+    if opts.force_mask.is_none() {
+        chown(path, h, opts)?;
+    }
+    let mode = opts.force_mask.unwrap_or(h.mode);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
         .map_err(StorageError::io("setting permissions of", path))?;
-    set_xattrs(path, h)
+    set_xattrs(path, h)?;
+    set_override(path, h, opts)
+}
+
+/// containers/storage's override xattr: `UID:GID:MODE:TYPE`.
+fn set_override(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageError> {
+    if opts.force_mask.is_none() {
+        return Ok(());
+    }
+    let kind = match h.kind {
+        b'5' => "dir".to_string(),
+        b'6' => "pipe".to_string(),
+        b'3' => format!("char-{}-{}", h.dev_major, h.dev_minor),
+        b'4' => format!("block-{}-{}", h.dev_major, h.dev_minor),
+        _ => "file".to_string(),
+    };
+    let value = format!("{}:{}:{:04o}:{kind}", h.uid, h.gid, h.mode & 0o7777);
+    set_xattr(path, OVERRIDE_STAT, value.as_bytes())
 }
 
 fn set_xattrs(path: &Path, h: &Header) -> Result<(), StorageError> {

@@ -43,8 +43,11 @@ pub struct StoreConfig {
     /// `ignore_chown_errors` (overlay or vfs options).
     pub ignore_chown_errors: bool,
     /// overlay's `mount_program` (fuse-overlayfs); kopeo mounts nothing,
-    /// but a store made for one is rootless-style (`user.` xattrs).
+    /// but such a store keeps whiteouts as AUFS `.wh.` files, as upstream.
     pub mount_program: Option<String>,
+    /// overlay's `force_mask`: the mode of every file and directory, the
+    /// real owner and mode kept in the `user.containers.override_stat` xattr.
+    pub force_mask: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,8 +180,35 @@ impl StoreSpec {
     }
 }
 
-fn truthy(v: &Option<String>) -> bool {
-    v.as_deref().is_some_and(|v| matches!(v.trim(), "true" | "1" | "yes"))
+/// Go's strconv.ParseBool, which containers/storage reads these with.
+fn parse_bool(opt: &str, v: &str) -> Result<bool, StorageError> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(StorageError::BadOption(
+            opt.to_string(),
+            "expected true or false".into(),
+        )),
+    }
+}
+
+/// storage.conf's driver options as the `driver.key=value` list
+/// containers/storage builds from them.
+fn file_options(o: &Options) -> Vec<String> {
+    let mut out = vec![];
+    let mut add = |prefix: &str, key: &str, v: &Option<String>| {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            out.push(format!("{prefix}{key}={v}"));
+        }
+    };
+    add(".", "mount_program", &o.mount_program);
+    add(".", "ignore_chown_errors", &o.ignore_chown_errors);
+    for (prefix, d) in [("overlay.", &o.overlay), ("vfs.", &o.vfs)] {
+        add(prefix, "mount_program", &d.mount_program);
+        add(prefix, "ignore_chown_errors", &d.ignore_chown_errors);
+        add(prefix, "force_mask", &d.force_mask);
+    }
+    out
 }
 
 /// Resolve the store a reference names.
@@ -219,57 +249,80 @@ pub fn resolve(spec: Option<&StoreSpec>, env: &Env) -> Result<StoreConfig, Stora
     };
     let graphroot = spec.and_then(|p| p.graphroot.clone()).unwrap_or(default_graph);
     let runroot = spec.and_then(|p| p.runroot.clone()).unwrap_or(default_run);
-    let driver_name = spec
-        .and_then(|p| p.driver.clone())
-        .or_else(|| env.var("STORAGE_DRIVER").map(str::to_string))
-        .or(s.driver.clone())
-        .filter(|d| !d.is_empty());
-    let driver = match driver_name {
+    // As containers/image: a reference with a store specification opens the
+    // store with exactly what it says (GetStore then takes nothing else from
+    // storage.conf or the environment but the default roots); without one,
+    // the defaults: STORAGE_DRIVER / STORAGE_OPTS, else storage.conf.
+    let (driver_name, options) = match spec {
+        Some(p) => (p.driver.clone(), p.options.clone()),
+        None => (
+            env.var("STORAGE_DRIVER").map(str::to_string).or(s.driver.clone()),
+            match env.var("STORAGE_OPTS") {
+                Some(v) => v.split(',').map(str::to_string).collect(),
+                None => file_options(&s.options),
+            },
+        ),
+    };
+    let driver = match driver_name.filter(|d| !d.is_empty()) {
         Some(d) => Driver::parse(&d)?,
         // As containers/storage: the driver whose directory is already there, overlay first.
         None if graphroot.join("vfs").is_dir() && !graphroot.join("overlay").is_dir() => Driver::Vfs,
         None => Driver::Overlay,
     };
-    let o = &s.options;
-    let per = match driver {
-        Driver::Overlay => &o.overlay,
-        Driver::Vfs => &o.vfs,
-    };
-    let mut ignore_chown_errors = truthy(&per.ignore_chown_errors) || truthy(&o.ignore_chown_errors);
-    let mut mount_program = per.mount_program.clone().or(o.mount_program.clone());
-    let mut force_mask = per.force_mask.clone().filter(|m| !m.is_empty());
-    let extra: Vec<String> = spec
-        .map(|p| p.options.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(
-            env.var("STORAGE_OPTS")
-                .map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        )
-        .collect();
-    for opt in extra.iter().filter(|o| !o.is_empty()) {
+    let (mut ignore_chown_errors, mut mount_program, mut force_mask) = (false, None, None);
+    for opt in options.iter().filter(|o| !o.is_empty()) {
         let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
-        let key = k.rsplit('.').next().unwrap_or(k);
+        let k = k.trim().to_ascii_lowercase();
+        let key = match driver {
+            Driver::Overlay => ["overlay.", "overlay2.", "."]
+                .iter()
+                .fold(k.as_str(), |k, p| k.strip_prefix(p).unwrap_or(k)),
+            Driver::Vfs => k.strip_prefix("vfs.").or_else(|| k.strip_prefix('.')).unwrap_or(&k),
+        };
+        let v = v.trim();
+        // Options kopeo has no use for (mount options, quotas, composefs…) are
+        // left to the tools that mount.
         match key {
-            "ignore_chown_errors" => ignore_chown_errors = matches!(v, "true" | "1"),
-            "mount_program" => mount_program = Some(v.to_string()).filter(|v| !v.is_empty()),
+            "ignore_chown_errors" => ignore_chown_errors = parse_bool(opt, v)?,
+            "mount_program" if driver == Driver::Overlay => {
+                mount_program = Some(v.to_string()).filter(|v| !v.is_empty())
+            }
             "force_mask" => force_mask = Some(v.to_string()).filter(|v| !v.is_empty()),
             _ => {}
         }
     }
-    // force_mask keeps real modes in an xattr podman reads back; writing
-    // without it would leave files podman sees with other modes.
-    if let Some(mask) = force_mask {
-        return Err(StorageError::UnsupportedOption(format!("force_mask = {mask:?}")));
-    }
+    let force_mask = match (force_mask, driver) {
+        (None, _) => None,
+        (Some(m), Driver::Vfs) => {
+            return Err(StorageError::BadOption(
+                format!("force_mask = {m:?}"),
+                "the vfs driver has no such option (it is overlay's)".into(),
+            ));
+        }
+        (Some(m), Driver::Overlay) => Some(parse_mask(&m)?),
+    };
     Ok(StoreConfig {
         driver,
         graphroot,
         runroot,
         ignore_chown_errors,
         mount_program,
+        force_mask,
     })
+}
+
+/// `force_mask` as containers/storage reads it: `shared`, `private` or octal.
+fn parse_mask(m: &str) -> Result<u32, StorageError> {
+    match m {
+        "shared" => Ok(0o755),
+        "private" => Ok(0o700),
+        _ => u32::from_str_radix(m, 8).ok().filter(|v| *v <= 0o7777).ok_or_else(|| {
+            StorageError::BadOption(
+                format!("force_mask = {m:?}"),
+                "expected shared, private or an octal mode".into(),
+            )
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -313,14 +366,33 @@ mod tests {
         let spec = StoreSpec::parse("overlay@/o+/p").unwrap();
         let c = resolve(Some(&spec), &env).unwrap();
         assert_eq!((c.driver, c.runroot.as_path()), (Driver::Overlay, Path::new("/p")));
+        // A specification opens the store with its own options only, as
+        // containers/image does; the file's roots still fill what it leaves out.
+        assert!(!c.ignore_chown_errors);
+        let spec = StoreSpec::parse("vfs@/o:vfs.ignore_chown_errors=true").unwrap();
+        assert!(resolve(Some(&spec), &env).unwrap().ignore_chown_errors);
+        let spec = StoreSpec::parse("vfs@/o").unwrap();
+        assert_eq!(resolve(Some(&spec), &env).unwrap().runroot, Path::new("/x/r"));
+        // STORAGE_OPTS replaces the file's options; a bad boolean names itself.
+        let mut with_opts = env.clone();
+        with_opts
+            .vars
+            .insert("STORAGE_OPTS".into(), "overlay.mount_program=/bin/f".into());
+        let c = resolve(None, &with_opts).unwrap();
+        assert!(!c.ignore_chown_errors);
+        let spec = StoreSpec::parse("vfs@/o:ignore_chown_errors=yes").unwrap();
+        let e = resolve(Some(&spec), &env).unwrap_err().to_string();
+        assert!(e.contains("ignore_chown_errors=yes"), "{e}");
         let spec = StoreSpec::parse("btrfs@/o").unwrap();
         assert!(resolve(Some(&spec), &env).unwrap_err().to_string().contains("btrfs"));
-        let spec = StoreSpec::parse("overlay@/o:overlay.force_mask=shared").unwrap();
-        assert!(
-            resolve(Some(&spec), &env)
-                .unwrap_err()
-                .to_string()
-                .contains("force_mask")
-        );
+        let mask = |spec: &str| resolve(Some(&StoreSpec::parse(spec).unwrap()), &env).map(|c| c.force_mask);
+        assert_eq!(mask("overlay@/o:overlay.force_mask=shared").unwrap(), Some(0o755));
+        assert_eq!(mask("overlay@/o:overlay.force_mask=private").unwrap(), Some(0o700));
+        assert_eq!(mask("overlay@/o:overlay.force_mask=0750").unwrap(), Some(0o750));
+        assert_eq!(mask("overlay@/o").unwrap(), None);
+        for bad in ["overlay@/o:overlay.force_mask=rwx", "vfs@/o:force_mask=shared"] {
+            let e = mask(bad).unwrap_err().to_string();
+            assert!(e.contains("force_mask"), "{bad}: {e}");
+        }
     }
 }

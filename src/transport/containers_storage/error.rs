@@ -13,7 +13,7 @@ pub enum StorageError {
         source: std::io::Error,
     },
     #[error(
-        "changing the owner of {path} to {uid}:{gid}: {source} (a user who may not chown can set ignore_chown_errors = \"true\" in storage.conf)"
+        "changing the owner of {path} to {uid}:{gid}: {source} (a user who may not chown can set the storage option ignore_chown_errors)"
     )]
     Chown {
         path: PathBuf,
@@ -34,8 +34,8 @@ pub enum StorageError {
     StoreSpec(String, String),
     #[error("the {0:?} storage driver is not supported by kopeo (vfs and overlay are)")]
     UnsupportedDriver(String),
-    #[error("the storage option {0} is not supported by kopeo")]
-    UnsupportedOption(String),
+    #[error("invalid storage option {0}: {1}")]
+    BadOption(String, String),
     #[error("malformed layer: {0}")]
     MalformedLayer(String),
     #[error("tar-split metadata: {0}")]

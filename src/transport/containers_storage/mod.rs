@@ -62,6 +62,8 @@ pub fn apply_and_reassemble(tar: &[u8], root: &std::path::Path, overlay: bool) -
             false => apply::Whiteouts::Remove,
         },
         ignore_chown_errors: true,
+        force_mask: None,
+        apply_root_entry: !overlay,
         // The caller's directory keeps its mode: it removes it afterwards.
         root_mode: {
             use std::os::unix::fs::PermissionsExt as _;

@@ -215,16 +215,18 @@ impl Store {
         })
     }
 
-    /// The overlay xattr for opaque directories: `user.` when rootless or
-    /// behind a mount program (fuse-overlayfs), else `trusted.`.
+    /// How whiteouts are stored: removed (vfs), AUFS files behind a mount
+    /// program, else overlayfs's, opaque directories marked with `user.`
+    /// xattrs when rootless and `trusted.` ones as root (upstream's rule).
     fn whiteouts(&self) -> Whiteouts {
         match self.cfg.driver {
             Driver::Vfs => Whiteouts::Remove,
+            Driver::Overlay if self.cfg.mount_program.is_some() => Whiteouts::Keep,
             Driver::Overlay => {
                 // SAFETY: geteuid has no preconditions.
                 let rootless = unsafe { libc::geteuid() } != 0;
                 Whiteouts::Overlay {
-                    opaque_xattr: if rootless || self.cfg.mount_program.is_some() {
+                    opaque_xattr: if rootless {
                         "user.overlay.opaque"
                     } else {
                         "trusted.overlay.opaque"
@@ -257,11 +259,12 @@ impl Store {
         use std::os::unix::fs::PermissionsExt;
         // containers/storage's default for a base layer's root.
         const BASE_ROOT_MODE: u32 = 0o555;
-        let root_mode = match parent {
-            Some(p) => std::fs::metadata(self.layer_root(p))
+        let root_mode = match (self.cfg.force_mask, parent) {
+            (Some(mask), _) => mask,
+            (None, Some(p)) => std::fs::metadata(self.layer_root(p))
                 .map(|m| m.permissions().mode() & 0o7777)
                 .unwrap_or(BASE_ROOT_MODE),
-            None => BASE_ROOT_MODE,
+            (None, None) => BASE_ROOT_MODE,
         };
         let writable = std::fs::Permissions::from_mode(root_mode | 0o700);
         match self.cfg.driver {
@@ -413,6 +416,8 @@ impl Store {
         let opts = ApplyOptions {
             whiteouts: self.whiteouts(),
             ignore_chown_errors: self.cfg.ignore_chown_errors,
+            force_mask: self.cfg.force_mask,
+            apply_root_entry: self.cfg.driver == Driver::Vfs,
             root_mode,
         };
         let applied = apply::apply(tar, &self.layer_root(id), &opts, &mut split)?;
