@@ -50,6 +50,16 @@ pub struct CopyFlags {
     pub deprecated_tls_verify: Option<bool>,
     #[command(flatten)]
     pub retry: RetryFlags,
+    /// Copy the image's OCI referrers too (signatures, attestations, SBOMs), by the referrers API or tag schema (kopeo)
+    #[arg(long = "include-referrers")]
+    pub include_referrers: bool,
+    /// With --include-referrers, only referrers of this artifact type (repeatable) (kopeo)
+    #[arg(
+        long = "referrers-artifact-type",
+        value_name = "TYPE",
+        requires = "include_referrers"
+    )]
+    pub referrers_artifact_type: Vec<String>,
 }
 
 impl CopyFlags {
@@ -135,6 +145,11 @@ impl CopyFlags {
             compression,
             retry: Some(self.retry.settings()),
             parallel_blobs,
+            referrers: self
+                .include_referrers
+                .then(|| crate::options::referrers::ReferrerSettings {
+                    artifact_types: self.referrers_artifact_type.clone(),
+                }),
         })
     }
 

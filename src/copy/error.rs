@@ -35,6 +35,7 @@ pub enum CopyError {
         match .reason {
             KeepReason::PreserveDigests => "but --preserve-digests was given",
             KeepReason::Signatures => "but the image is signed (Would invalidate signatures): copy with --remove-signatures to drop them",
+            KeepReason::Referrers => "but its referrers name that digest (--include-referrers)",
         }
     )]
     Schema1ChangesDigest { image: String, reason: KeepReason },
@@ -101,6 +102,8 @@ pub enum KeepReason {
     PreserveDigests,
     /// The image's signatures name its digest.
     Signatures,
+    /// Its OCI referrers, carried along, name its digest.
+    Referrers,
 }
 
 /// What would change an image's digest.
@@ -122,6 +125,7 @@ fn preserve_refusal(destination: &str, change: &DigestChange, reason: KeepReason
         KeepReason::Signatures => {
             "but the image is signed (Would invalidate signatures): copy with --remove-signatures to drop them"
         }
+        KeepReason::Referrers => "but its referrers name that digest (--include-referrers)",
     };
     match change {
         DigestChange::ManifestType { from, to } => format!(

@@ -13,6 +13,7 @@ mod layers;
 mod list;
 pub mod plan;
 mod present;
+mod referrers;
 mod rewrite;
 mod schema1;
 pub(crate) use schema1::parse as parse_schema1;
@@ -119,6 +120,8 @@ pub struct CopyOptions {
     /// The marker an encrypted copy's top-level manifest carries (set by
     /// [`copy_image`]; see `encrypted_from`).
     pub encrypted_from: Option<String>,
+    /// Carry the image's OCI referrers along (after the image).
+    pub referrers: Option<crate::options::referrers::ReferrerSettings>,
 }
 
 impl CopyOptions {
@@ -147,6 +150,8 @@ pub struct CopyReport {
     pub bytes_copied: u64,
     /// Which keys' signatures the policy accepted (empty when it asked for none).
     pub verified_by: Vec<String>,
+    /// OCI referrers carried along (each one put, whether or not new).
+    pub referrers: usize,
 }
 
 impl CopyReport {
@@ -160,6 +165,7 @@ impl CopyReport {
             blobs_reused: 0,
             bytes_copied: 0,
             verified_by: vec![],
+            referrers: 0,
         }
     }
 }
@@ -201,8 +207,18 @@ pub async fn copy_image(
         opts.to_mut().encrypted_from = Some(marker);
     }
     let dest = transport::open_destination(dst, dst_opts).await?;
+    if opts.referrers.is_some() {
+        // Both sides must keep referrers before any byte moves.
+        referrers::check(source.as_ref(), dest.as_ref())?;
+    }
     let ctx = SignatureContext::new(src, dst, opts.policy.clone());
-    copy(source.as_ref(), dest.as_ref(), &opts, &ctx).await
+    let mut report = copy(source.as_ref(), dest.as_ref(), &opts, &ctx).await?;
+    if let Some(r) = &opts.referrers {
+        // Also when the image was there already: referrers come and go
+        // after it (an SBOM attached later).
+        report.referrers = referrers::carry(source.as_ref(), dest.as_ref(), &report, r).await?;
+    }
+    Ok(report)
 }
 
 /// The digest the destination already holds for this copy, if it does,
@@ -357,6 +373,7 @@ pub async fn copy(
             v.dedup();
             v
         },
+        referrers: 0,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod compression;
 pub mod encryption;
 pub mod format;
 pub mod platform;
+pub mod referrers;
 pub mod retry;
 pub mod sign;
 pub mod signing;
@@ -73,6 +74,10 @@ pub struct CopySettings {
     #[serde(skip)]
     #[schemars(skip)]
     pub parallel_blobs: Option<std::num::NonZeroUsize>,
+    /// Carry the image's OCI referrers along (`--include-referrers`); the
+    /// image's digest is then kept, since they name it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<referrers::ReferrerSettings>,
 }
 
 impl CopySettings {
@@ -84,7 +89,12 @@ impl CopySettings {
             multi_arch: MultiArch::combine(self.all, self.multi_arch)?,
             platforms: self.platforms.iter().map(|p| p.0.clone()).collect(),
             format: self.format,
-            preserve_digests: self.preserve_digests,
+            preserve_digests: self.preserve_digests || self.referrers.is_some(),
+            keep_reason: match (self.preserve_digests, &self.referrers) {
+                (false, Some(_)) => crate::copy::KeepReason::Referrers,
+                _ => crate::copy::KeepReason::PreserveDigests,
+            },
+            referrers: self.referrers.clone(),
             remove_signatures: self.remove_signatures,
             parallel: self.parallel_blobs.map_or(0, |n| n.get()),
             retry: self.retry.as_ref().map(RetrySettings::options).unwrap_or_default(),

@@ -101,6 +101,20 @@ impl RegistryClient {
         body: &[u8],
         mime: &str,
     ) -> Result<(), RegistryError> {
+        self.put_manifest_for_subject(repo, reference, body, mime)
+            .await
+            .map(|_| ())
+    }
+
+    /// Upload a manifest; returns the `OCI-Subject` the registry answered
+    /// with, which says it indexed the manifest's `subject` as a referrer.
+    pub async fn put_manifest_for_subject(
+        &self,
+        repo: &str,
+        reference: &str,
+        body: &[u8],
+        mime: &str,
+    ) -> Result<Option<String>, RegistryError> {
         let op = format!("writing manifest {reference} to {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let body = Bytes::copy_from_slice(body);
@@ -118,7 +132,11 @@ impl RegistryClient {
                 })
                 .await?;
             if resp.status().is_success() {
-                break;
+                return Ok(resp
+                    .headers()
+                    .get("oci-subject")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string));
             }
             let err = error_from(&op, resp).await;
             let raced = matches!(&err, RegistryError::Status { code: Some(c), .. } if c == "DIGEST_INVALID");
@@ -134,7 +152,6 @@ impl RegistryClient {
             }
             return Err(err);
         }
-        Ok(())
     }
 
     /// Delete a manifest by digest.

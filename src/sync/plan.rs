@@ -118,6 +118,12 @@ fn destination(dest: &SyncDestination, suffix: &str, opts: &SyncOptions) -> Resu
     Ok(text.parse()?)
 }
 
+/// A referrers tag schema tag: `sha256-` and 64 lowercase hex digits.
+fn is_referrers_tag(t: &str) -> bool {
+    t.strip_prefix("sha256-")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
 struct Planner<'a> {
     dest: &'a SyncDestination,
     opts: &'a SyncOptions,
@@ -157,6 +163,12 @@ impl Planner<'_> {
         let tags = client.list_tags(repo.path()).await?;
         tracing::info!(repository = %repo.name(), tags = tags.len(), "listed tags");
         self.plan.sources += 1;
+        // Carrying referrers, the referrers tags (`sha256-HEX`) come with
+        // their subjects: copied on their own they are indexes of artifacts.
+        let tags = match self.opts.copy.referrers {
+            Some(_) => tags.into_iter().filter(|t| !is_referrers_tag(t)).collect(),
+            None => tags,
+        };
         for t in filter.apply(tags) {
             // As skopeo: a tag the grammar refuses is reported and skipped.
             match repo.with_tag(&t) {
@@ -374,6 +386,20 @@ pub async fn plan(source: &SyncSource, dest: &SyncDestination, opts: &SyncOption
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referrers_tags_are_exactly_the_tag_schemas() {
+        let hex = "a".repeat(64);
+        assert!(is_referrers_tag(&format!("sha256-{hex}")));
+        for t in [
+            format!("sha256-{hex}.sig"),
+            format!("sha256-{}", "A".repeat(64)),
+            "sha256-ab".into(),
+            "v1".into(),
+        ] {
+            assert!(!is_referrers_tag(&t), "{t}");
+        }
+    }
 
     fn tags(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()

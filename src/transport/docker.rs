@@ -130,6 +130,20 @@ impl ImageSource for DockerSource {
         }
         Ok(out)
     }
+
+    fn keeps_referrers(&self) -> bool {
+        true
+    }
+
+    async fn referrers(
+        &self,
+        subject: &Digest,
+        artifact_types: &[String],
+    ) -> Result<Option<Vec<crate::manifest::Descriptor>>, TransportError> {
+        super::docker_referrers::list(&self.client, self.reference.path(), subject, artifact_types)
+            .await
+            .map(Some)
+    }
 }
 
 /// Writes an image to a registry.
@@ -365,5 +379,29 @@ impl ImageDestination for DockerDestination {
             super::docker_attachments::write(&self.client, self.reference.path(), &digest, &sigstore).await?;
         }
         Ok(storage.write(&self.reference, &digest, &simple).await?)
+    }
+
+    fn keeps_referrers(&self) -> bool {
+        true
+    }
+
+    async fn put_referrer(
+        &self,
+        manifest: &[u8],
+        media_type: &str,
+        referrer: &crate::manifest::Descriptor,
+        subject: &Digest,
+    ) -> Result<(), TransportError> {
+        let repo = self.reference.path();
+        let indexed = self
+            .client
+            .put_manifest_for_subject(repo, &referrer.digest.to_string(), manifest, media_type)
+            .await?;
+        // A registry with the referrers API says it indexed the subject;
+        // for any other the client keeps the referrers tag.
+        if indexed.as_deref() != Some(subject.to_string().as_str()) {
+            super::docker_referrers::attach(&self.client, repo, subject, referrer).await?;
+        }
+        Ok(())
     }
 }

@@ -45,6 +45,11 @@ pub enum TransportError {
     Attachment(String),
     #[error("signatures of {0} cannot be stored: no lookaside is configured for it (registries.d)")]
     NoLookaside(String),
+    /// `--include-referrers` where a side keeps no OCI referrers.
+    #[error("{0} keeps no OCI referrers: --include-referrers needs registries (docker://) on both sides")]
+    ReferrersUnsupported(String),
+    #[error("referrers of {subject} in {repo}: {why}")]
+    Referrers { repo: String, subject: String, why: String },
     /// containers/image's words for a transport that has no deleting.
     #[error("Deleting images not implemented for {0}: images")]
     DeleteNotImplemented(&'static str),

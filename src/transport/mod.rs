@@ -10,6 +10,7 @@ pub mod docker;
 pub mod docker_archive;
 mod docker_attachments;
 pub mod docker_daemon;
+mod docker_referrers;
 mod error;
 pub(crate) mod local;
 pub mod oci;
@@ -110,6 +111,19 @@ pub trait ImageSource: Send + Sync {
     async fn signatures(&self, _instance: Option<&Digest>, _manifest: &Digest) -> Result<Vec<Bytes>, TransportError> {
         Ok(vec![])
     }
+    /// Whether [`ImageSource::referrers`] can list anything.
+    fn keeps_referrers(&self) -> bool {
+        false
+    }
+    /// The OCI referrers of manifest `subject` (of these artifact types
+    /// when any are given); `None` where the transport keeps none.
+    async fn referrers(
+        &self,
+        _subject: &Digest,
+        _artifact_types: &[String],
+    ) -> Result<Option<Vec<crate::manifest::Descriptor>>, TransportError> {
+        Ok(None)
+    }
 }
 
 /// A writable image. Call order: blobs (after `try_reuse_blob`), then each
@@ -180,6 +194,21 @@ pub trait ImageDestination: Send + Sync {
             true => Ok(()),
             false => self.supports_signatures(),
         }
+    }
+    /// Whether [`ImageDestination::put_referrer`] can store anything.
+    fn keeps_referrers(&self) -> bool {
+        false
+    }
+    /// Store `manifest` (whose blobs are in place) by its digest as a
+    /// referrer of `subject`, findable as one afterwards.
+    async fn put_referrer(
+        &self,
+        _manifest: &[u8],
+        _media_type: &str,
+        _referrer: &crate::manifest::Descriptor,
+        _subject: &Digest,
+    ) -> Result<(), TransportError> {
+        Err(TransportError::ReferrersUnsupported(self.describe()))
     }
 }
 
