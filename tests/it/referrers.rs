@@ -199,29 +199,30 @@ fn world() -> World {
     }
 }
 
+/// `kopeo copy --include-referrers` of `src/app:1` to `to`.
+fn mirror(w: &World, to: &str) {
+    let from = format!("{}:1", w.src.image("app"));
+    kopeo(w.home.path(), &["copy", "-q", "--include-referrers", &from, to]).ok();
+}
+
+/// These digests, sorted (as `listed` gives them).
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 #[test]
 fn referrers_and_their_referrers_come_along_by_the_tag_schema_and_read_back_byte_for_byte() {
     let w = world();
     let home = w.home.path();
     let to = format!("{}:1", w.dst.image("mirror/app"));
-    kopeo(
-        home,
-        &[
-            "copy",
-            "-q",
-            "--include-referrers",
-            &format!("{}:1", w.src.image("app")),
-            &to,
-        ],
-    )
-    .ok();
+    mirror(&w, &to);
     assert_eq!(
         w.dst.digest(home, "mirror/app:1"),
         w.image,
         "the image keeps its digest"
     );
-    let mut direct = vec![w.sbom.clone(), w.attestation.clone()];
-    direct.sort();
+    let direct = sorted(vec![w.sbom.clone(), w.attestation.clone()]);
     assert_eq!(listed(home, &w.dst, "mirror/app", &w.image), direct);
     assert_eq!(listed(home, &w.dst, "mirror/app", &w.sbom), vec![w.sbom_sig.clone()]);
     // Each referrer is the very manifest the source has, and its blobs are there.
@@ -241,19 +242,8 @@ fn referrers_and_their_referrers_come_along_by_the_tag_schema_and_read_back_byte
         repo: "app",
     };
     let vex = sha(&push.referrer("application/vex+json", b"{}", (&w.image, w.image_size)));
-    kopeo(
-        home,
-        &[
-            "copy",
-            "-q",
-            "--include-referrers",
-            &format!("{}:1", w.src.image("app")),
-            &to,
-        ],
-    )
-    .ok();
-    let mut now = vec![w.sbom.clone(), w.attestation.clone(), vex];
-    now.sort();
+    mirror(&w, &to);
+    let now = sorted(vec![w.sbom.clone(), w.attestation.clone(), vex]);
     assert_eq!(listed(home, &w.dst, "mirror/app", &w.image), now);
     assert_eq!(listed(home, &w.dst, "mirror/app", &w.sbom), vec![w.sbom_sig]);
 }
@@ -301,8 +291,7 @@ fn sync_carries_referrers_too() {
         ],
     )
     .ok();
-    let mut direct = vec![w.sbom.clone(), w.attestation.clone()];
-    direct.sort();
+    let direct = sorted(vec![w.sbom.clone(), w.attestation.clone()]);
     assert_eq!(listed(home, &w.dst, "synced/app", &w.image), direct);
 }
 

@@ -12,21 +12,28 @@ use std::path::Path;
 /// Layers with every member type, a `./` entry with its own mode, a set-ID
 /// file, whiteouts and an opaque directory.
 fn every_kind() -> Vec<Vec<u8>> {
+    layers(true)
+}
+
+/// The same layers, with devices and fifos (`specials`) or without.
+fn layers(specials: bool) -> Vec<Vec<u8>> {
+    let mut base = vec![
+        Member::Dir("./", 0o711),
+        Member::Dir("etc/", 0o755),
+        Member::File("etc/keep", b"kept", 0o644, 0),
+        Member::File("etc/gone", b"whited out", 0o600, 0),
+        Member::Dir("var/", 0o755),
+        Member::Dir("var/cache/", 0o700),
+        Member::File("var/cache/old", b"hidden by the opaque dir", 0o644, 1000),
+        Member::File("bin/tool", &[7u8; 70_000], 0o4755, 0),
+        Member::Symlink("bin/alias", "tool"),
+        Member::Hardlink("bin/same", "bin/tool"),
+    ];
+    if specials {
+        base.extend([Member::Fifo("run/pipe", 0o620), Member::CharDevice("dev/null", 1, 3)]);
+    }
     vec![
-        layer_tar(&[
-            Member::Dir("./", 0o711),
-            Member::Dir("etc/", 0o755),
-            Member::File("etc/keep", b"kept", 0o644, 0),
-            Member::File("etc/gone", b"whited out", 0o600, 0),
-            Member::Dir("var/", 0o755),
-            Member::Dir("var/cache/", 0o700),
-            Member::File("var/cache/old", b"hidden by the opaque dir", 0o644, 1000),
-            Member::File("bin/tool", &[7u8; 70_000], 0o4755, 0),
-            Member::Symlink("bin/alias", "tool"),
-            Member::Hardlink("bin/same", "bin/tool"),
-            Member::Fifo("run/pipe", 0o620),
-            Member::CharDevice("dev/null", 1, 3),
-        ]),
+        layer_tar(&base),
         layer_tar(&[
             Member::File("etc/.wh.gone", b"", 0o644, 0),
             Member::Dir("var/cache/", 0o1777),
@@ -139,25 +146,6 @@ fn layer_dir(s: &Store, id: &str) -> std::path::PathBuf {
     }
 }
 
-/// [`every_kind`] without devices and fifos.
-fn files_dirs_and_links() -> Vec<Vec<u8>> {
-    vec![
-        layer_tar(&[
-            Member::Dir("./", 0o711),
-            Member::Dir("etc/", 0o755),
-            Member::File("etc/keep", b"kept", 0o644, 0),
-            Member::File("etc/gone", b"whited out", 0o600, 0),
-            Member::Dir("var/", 0o755),
-            Member::Dir("var/cache/", 0o700),
-            Member::File("var/cache/old", b"hidden by the opaque dir", 0o644, 1000),
-            Member::File("bin/tool", &[7u8; 70_000], 0o4755, 0),
-            Member::Symlink("bin/alias", "tool"),
-            Member::Hardlink("bin/same", "bin/tool"),
-        ]),
-        every_kind().remove(1),
-    ]
-}
-
 /// Both tools write `driver` stores opened with these options; returns
 /// kopeo's store and the layer IDs.
 fn same_layers_as_containers_storage(driver: &'static str, options: &str) -> (Store, Vec<String>) {
@@ -238,7 +226,7 @@ fn a_force_mask_stores_the_real_owner_mode_and_type_in_the_override_xattr_as_con
         same_layers_of(
             "overlay",
             &format!("overlay.mount_program={fuse},overlay.force_mask={mask}"),
-            &files_dirs_and_links(),
+            &layers(false),
         );
     }
     // That containers/storage puts the xattr on a fifo it creates, which
