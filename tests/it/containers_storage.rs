@@ -222,21 +222,26 @@ fn layout(dir: &Path, name: &str, tars: &[Vec<u8>]) -> (String, String, Vec<Stri
     (format!("oci:{}:{name}", dir.display()), cd, diff_ids)
 }
 
+/// A base tree: modes, owners, a set-ID file, a symlink, a hardlink.
+fn base_members() -> Vec<Member<'static>> {
+    vec![
+        Member::Dir("etc/", 0o755),
+        Member::File("etc/keep", b"kept", 0o644, 0),
+        Member::File("etc/gone", b"whited out", 0o600, 0),
+        Member::Dir("var/", 0o755),
+        Member::Dir("var/cache/", 0o700),
+        Member::File("var/cache/old", b"hidden by the opaque dir", 0o644, 1000),
+        Member::File("bin/tool", &[7u8; 70_000], 0o4755, 0),
+        Member::Symlink("bin/alias", "tool"),
+        Member::Hardlink("bin/same", "bin/tool"),
+    ]
+}
+
 /// Three layers: a base tree (modes, owners, symlink, hardlink), then a
 /// layer whiting out a file and making a directory opaque, then a file.
 fn three_layers() -> Vec<Vec<u8>> {
     vec![
-        layer_tar(&[
-            Member::Dir("etc/", 0o755),
-            Member::File("etc/keep", b"kept", 0o644, 0),
-            Member::File("etc/gone", b"whited out", 0o600, 0),
-            Member::Dir("var/", 0o755),
-            Member::Dir("var/cache/", 0o700),
-            Member::File("var/cache/old", b"hidden by the opaque dir", 0o644, 1000),
-            Member::File("bin/tool", &[7u8; 70_000], 0o4755, 0),
-            Member::Symlink("bin/alias", "tool"),
-            Member::Hardlink("bin/same", "bin/tool"),
-        ]),
+        layer_tar(&base_members()),
         layer_tar(&[
             Member::File("etc/.wh.gone", b"", 0o644, 0),
             Member::Dir("var/cache/", 0o755),

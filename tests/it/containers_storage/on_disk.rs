@@ -17,18 +17,8 @@ fn every_kind() -> Vec<Vec<u8>> {
 
 /// The same layers, with devices and fifos (`specials`) or without.
 fn layers(specials: bool) -> Vec<Vec<u8>> {
-    let mut base = vec![
-        Member::Dir("./", 0o711),
-        Member::Dir("etc/", 0o755),
-        Member::File("etc/keep", b"kept", 0o644, 0),
-        Member::File("etc/gone", b"whited out", 0o600, 0),
-        Member::Dir("var/", 0o755),
-        Member::Dir("var/cache/", 0o700),
-        Member::File("var/cache/old", b"hidden by the opaque dir", 0o644, 1000),
-        Member::File("bin/tool", &[7u8; 70_000], 0o4755, 0),
-        Member::Symlink("bin/alias", "tool"),
-        Member::Hardlink("bin/same", "bin/tool"),
-    ];
+    let mut base = vec![Member::Dir("./", 0o711)];
+    base.extend(super::base_members());
     if specials {
         base.extend([Member::Fifo("run/pipe", 0o620), Member::CharDevice("dev/null", 1, 3)]);
     }
