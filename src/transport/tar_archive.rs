@@ -32,7 +32,7 @@ pub struct TarIndex {
 /// How a whole archive file is compressed (as containers/image's
 /// AutoDecompress tells them apart).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ArchiveCompression {
+pub(crate) enum ArchiveCompression {
     Gzip,
     Zstd,
     Xz,
@@ -40,7 +40,8 @@ enum ArchiveCompression {
 }
 
 impl ArchiveCompression {
-    fn detect(head: &[u8]) -> Option<Self> {
+    /// From a stream's first bytes; `None` for uncompressed.
+    pub(crate) fn detect(head: &[u8]) -> Option<Self> {
         if head.starts_with(&[0x1f, 0x8b]) {
             Some(Self::Gzip)
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {

@@ -198,16 +198,27 @@ fn sha(b: &[u8]) -> String {
 /// An OCI layout at `dir` holding `name`: gzip layers of these tars. Returns
 /// (reference, config digest, diff IDs).
 fn layout(dir: &Path, name: &str, tars: &[Vec<u8>]) -> (String, String, Vec<String>) {
-    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let diff_ids: Vec<String> = tars.iter().map(|t| sha(t)).collect();
-    let layers: Vec<serde_json::Value> = tars
+    let layers: Vec<(Vec<u8>, &Vec<u8>, &str)> = tars
         .iter()
         .map(|t| {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             std::io::Write::write_all(&mut gz, t).unwrap();
-            let (d, n) = put(dir, &gz.finish().unwrap());
-            serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n})
+            (gz.finish().unwrap(), t, "application/vnd.oci.image.layer.v1.tar+gzip")
+        })
+        .collect();
+    layout_of(dir, name, &layers)
+}
+
+/// An OCI layout of layers given as (blob, the tar it holds, media type).
+fn layout_of(dir: &Path, name: &str, blobs: &[(Vec<u8>, &Vec<u8>, &str)]) -> (String, String, Vec<String>) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let diff_ids: Vec<String> = blobs.iter().map(|(_, t, _)| sha(t)).collect();
+    let layers: Vec<serde_json::Value> = blobs
+        .iter()
+        .map(|(blob, _, media_type)| {
+            let (d, n) = put(dir, blob);
+            serde_json::json!({"mediaType": media_type, "digest": d, "size": n})
         })
         .collect();
     let config = serde_json::json!({"architecture": "amd64", "os": "linux", "created": "2026-01-02T03:04:05Z",

@@ -21,7 +21,6 @@ use super::lock::{Lock, Mode};
 use super::name::ImageName;
 use super::records::{Record, Records, write_atomic};
 use super::tar_split;
-use crate::compression::Compression;
 use crate::digest::Digest;
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -398,12 +397,15 @@ impl Store {
             use std::io::BufRead;
             reader.fill_buf().map_err(StorageError::io("reading", blob))?.to_vec()
         };
-        let compression = Compression::detect(&head);
-        // containers/storage's archive.Compression numbering.
-        let (tar, code): (Box<dyn std::io::Read>, u8) = match compression {
-            Compression::None => (Box::new(reader), 0),
-            Compression::Gzip => (Box::new(flate2::bufread::MultiGzDecoder::new(reader)), 2),
-            Compression::Zstd => (
+        // containers/storage's archive.Compression numbering; like its
+        // DecompressStream, bzip2 and xz layers are taken too.
+        use crate::transport::tar_archive::ArchiveCompression as C;
+        let (tar, code): (Box<dyn std::io::Read>, u8) = match C::detect(&head) {
+            None => (Box::new(reader), 0),
+            Some(C::Bzip2) => (Box::new(bzip2::bufread::MultiBzDecoder::new(reader)), 1),
+            Some(C::Gzip) => (Box::new(flate2::bufread::MultiGzDecoder::new(reader)), 2),
+            Some(C::Xz) => (Box::new(lzma_rust2::XzReader::new(reader, true)), 3),
+            Some(C::Zstd) => (
                 Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(StorageError::Read)?),
                 4,
             ),

@@ -4,7 +4,7 @@
 //! every layer directory — type, mode, owner, device, size, content,
 //! symlink target, link count, xattrs, mtime — is compared.
 
-use super::{Member, Store, layer_ids, layer_tar, layout};
+use super::{Member, Store, layer_ids, layer_tar, layout, layout_of};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
@@ -273,4 +273,72 @@ fn a_force_mask_stores_the_real_owner_mode_and_type_in_the_override_xattr_as_con
 fn behind_a_mount_program_whiteouts_stay_aufs_files_as_containers_storage_keeps_them() {
     let fuse = crate::support::require_tool("fuse-overlayfs", "fuse-overlayfs");
     same_layers_as_containers_storage("overlay", &format!("overlay.mount_program={fuse}"));
+}
+
+/// `tool -c` of `data` (xz, bzip2: Debian's own compressors).
+fn compressed(tool: &str, data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let bin = crate::support::require_tool(tool, if tool == "xz" { "xz-utils" } else { "bzip2" });
+    let mut child = std::process::Command::new(bin)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn xz_and_bzip2_layers_are_applied_and_recorded_as_containers_storage_does() {
+    let tars = layers(false);
+    let blobs = [
+        (
+            compressed("xz", &tars[0]),
+            &tars[0],
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+        (
+            compressed("bzip2", &tars[1]),
+            &tars[1],
+            "application/vnd.oci.image.layer.v1.tar",
+        ),
+    ];
+    let (theirs, ours) = (Store::new("overlay"), Store::new("overlay"));
+    let (reference, ..) = layout_of(&theirs.home.join("src"), "v1", &blobs);
+    theirs
+        .skopeo(&["copy", "-q", &reference, &theirs.reference("localhost/t:v1")])
+        .ok();
+    ours.kopeo(&["copy", "-q", &reference, &ours.reference("localhost/t:v1")])
+        .ok();
+    let ids = layer_ids(&theirs);
+    assert_eq!(ids, layer_ids(&ours));
+    for id in &ids {
+        assert_eq!(tree(&layer_dir(&theirs, id)), tree(&layer_dir(&ours, id)), "layer {id}");
+    }
+    // The layer records agree on what matters: digests, sizes, the compression code.
+    let records = |s: &Store| -> Vec<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.graph.join("overlay-layers/layers.json")).unwrap()).unwrap();
+        let mut out: Vec<serde_json::Value> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                serde_json::json!([
+                    l["id"],
+                    l["compressed-diff-digest"],
+                    l["compressed-size"],
+                    l["diff-digest"],
+                    l["diff-size"],
+                    l["compression"]
+                ])
+            })
+            .collect();
+        out.sort_by_key(|v| v.to_string());
+        out
+    };
+    assert_eq!(records(&theirs), records(&ours));
 }
