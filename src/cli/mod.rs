@@ -451,6 +451,11 @@ async fn operator(client: kube::Client, a: OperatorArgs, global: &Global) -> Res
     if global.registries_d.is_some() {
         opts.signatures = global.signature_storage()?;
     }
+    // --policy: a cluster-wide trust policy (the chart mounts one); without
+    // it a pod judges nothing it was not told to verify.
+    if global.policy.is_some() {
+        opts.default_policy = Some(global.trust_policy()?);
+    }
     if a.leader_elect {
         opts.leader_election = Some(LeaderElection {
             namespace: a

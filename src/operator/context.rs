@@ -49,6 +49,9 @@ pub struct OperatorOptions {
     pub local: LocalAccess,
     /// Where signatures of registry images are read and written.
     pub signatures: Arc<crate::signature::lookaside::SignatureStorage>,
+    /// The trust policy (policy.json) for ImageCopy and ImageSync without
+    /// `spec.verify` (`--policy`, the chart's `policy`); none accepts anything.
+    pub default_policy: Option<std::sync::Arc<crate::signature::policy::Policy>>,
 }
 
 impl Default for OperatorOptions {
@@ -62,6 +65,7 @@ impl Default for OperatorOptions {
             namespaces: vec![],
             local: LocalAccess::RegistriesOnly,
             signatures: Arc::new(default_signature_storage()),
+            default_policy: None,
         }
     }
 }
@@ -96,6 +100,8 @@ pub struct Context {
     pub(crate) local: LocalAccess,
     /// Where signatures of registry images are read and written.
     pub(crate) signatures: Arc<crate::signature::lookaside::SignatureStorage>,
+    /// The policy for resources without `spec.verify`.
+    pub(crate) default_policy: Option<std::sync::Arc<crate::signature::policy::Policy>>,
 }
 
 pub(crate) fn now() -> String {

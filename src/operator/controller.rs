@@ -141,6 +141,7 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         credentials: Default::default(),
         local: opts.local.clone(),
         signatures: opts.signatures.clone(),
+        default_policy: opts.default_policy.clone(),
     });
     // With watched namespaces, every watch is namespaced: a Role per
     // namespace is all the RBAC the operator needs.

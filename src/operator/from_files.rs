@@ -96,6 +96,7 @@ impl Manifests {
             verify_keys: verify.map(|v| pick(&v.keys, |n| self.secret(ns, n), |n| self.config_map(ns, n))),
             sign_key: sign.map(|k| sign_key(k, self.secret(ns, &k.secret_name))),
             storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
+            default_policy: None,
         }
     }
     /// ConfigMap `name` of namespace `ns`.
@@ -298,6 +299,7 @@ pub async fn run(paths: &[PathBuf], now: &str) -> Result<(String, bool), FromFil
                 verify_keys: None,
                 sign_key: None,
                 crypt: Default::default(),
+                default_policy: None,
             };
             let crypt = (c.spec.encryption.as_ref(), c.spec.decryption.as_ref());
             let sig = m.signature_env(ns, c.spec.verify.as_ref(), c.spec.sign.as_ref(), crypt);

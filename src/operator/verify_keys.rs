@@ -19,6 +19,8 @@ pub struct SignatureEnv {
     pub storage: Option<std::sync::Arc<crate::signature::lookaside::SignatureStorage>>,
     /// The data of `spec.encryption` and `spec.decryption` keys.
     pub crypt: CryptKeys,
+    /// The operator's policy for a resource without `spec.verify`.
+    pub default_policy: Option<std::sync::Arc<crate::signature::policy::Policy>>,
 }
 
 /// The data of `spec.encryption.recipients` and `spec.decryption.keys`
@@ -186,5 +188,6 @@ pub(crate) async fn lookup_env(
             None => None,
         },
         storage: Some(storage),
+        default_policy: None,
     }
 }

@@ -50,6 +50,7 @@ pub(crate) async fn reconcile_copy(ic: Arc<ImageCopy>, ctx: Arc<Context>) -> Res
             verify_keys: None,
             sign_key: None,
             crypt: Default::default(),
+            default_policy: ctx.default_policy.clone(),
         };
         env.src.signature_storage = Some(ctx.signatures.clone());
         env.dest.signature_storage = Some(ctx.signatures.clone());

@@ -24,6 +24,8 @@ pub struct CopyEnv {
     pub sign_key: Option<crate::operator::verify_keys::SignKey>,
     /// The data of `spec.encryption` and `spec.decryption` keys.
     pub crypt: crate::operator::verify_keys::CryptKeys,
+    /// The operator's policy, used when there is no `spec.verify`.
+    pub default_policy: Option<std::sync::Arc<crate::signature::policy::Policy>>,
 }
 
 fn cond(t: &str, status: bool, reason: &str, message: &str, generation: Option<i64>, now: &str) -> Condition {
@@ -168,6 +170,9 @@ pub async fn reconcile(
         }
     };
     let mut opts = opts;
+    if ic.spec.verify.is_none() {
+        opts.policy = env.default_policy.clone();
+    }
     if let Some(v) = &ic.spec.verify {
         let keys = match &env.verify_keys {
             Some(Ok(k)) => k,

@@ -71,10 +71,10 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
     let at = now();
     let run = run_supervised(&ctx, &api, &*s, "ImageSync", reporting, |rendered| {
         let (s, at) = (s.clone(), at.clone());
-        let (client, storage) = (ctx.client.clone(), ctx.signatures.clone());
+        let (client, storage, policy) = (ctx.client.clone(), ctx.signatures.clone(), ctx.default_policy.clone());
         let ns = s.namespace().unwrap_or_else(|| "default".into());
         async move {
-            let sig = crate::operator::verify_keys::lookup_env(
+            let mut sig = crate::operator::verify_keys::lookup_env(
                 &client,
                 &ns,
                 s.spec.verify.as_ref(),
@@ -83,6 +83,7 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
                 storage,
             )
             .await;
+            sig.default_policy = policy;
             reconcile(&s, &rendered, &sig, &at, Some(on_done)).await
         }
     })

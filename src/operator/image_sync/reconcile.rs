@@ -94,6 +94,9 @@ pub async fn reconcile(
             return st;
         }
     };
+    if s.spec.verify.is_none() {
+        copy.policy = sig.default_policy.clone();
+    }
     if let Some(v) = &s.spec.verify {
         match sig
             .verify_keys

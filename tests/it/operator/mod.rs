@@ -9,6 +9,7 @@ mod credentials;
 mod encryption;
 mod leader;
 mod namespaces;
+mod policy;
 mod resources;
 mod run_from_files;
 mod running_copies;
