@@ -131,7 +131,7 @@ fn the_charts_cluster_wide_policy_judges_every_resource_without_verify() {
             o["status"]["conditions"].as_array().and_then(|cs| {
                 cs.iter()
                     .find(|c| c["type"] == "Stalled" && c["status"] == "True")
-                    .map(|c| c.clone())
+                    .cloned()
             })
         };
         let mut seen = None;
