@@ -19,28 +19,21 @@ const SECRET: &str = "kms-secret-canary";
 /// `helm template` of the chart with a gRPC and a command provider: the
 /// ConfigMap's ocicrypt.json and the operator container's env.
 fn rendered(log: &std::path::Path) -> (Value, Vec<Value>, Value) {
-    let helm = crate::support::tool("HELM", "helm");
     let args = format!("{{{SECRET},{},ok,vault}}", log.display());
-    let out = std::process::Command::new(helm)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["template", "kopeo", "charts/kopeo", "--set", "keyProviders[0].name=kms"])
-        .args([
-            "--set",
-            "keyProviders[0].image=example/kms:1",
-            "--set",
-            "keyProviders[1].name=vault",
-        ])
-        .args(["--set", "keyProviders[1].command.image=example/vault:1"])
-        .args(["--set", "keyProviders[1].command.path=/usr/bin/vault-keyprovider"])
-        .args(["--set", &format!("keyProviders[1].command.args={args}")])
-        .output()
-        .expect("helm");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let docs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .split("\n---")
-        .filter_map(|d| serde_yaml_ng::from_str::<Value>(d).ok())
-        .filter(|d| d.is_object())
-        .collect();
+    let docs = helm_template(&[
+        "--set",
+        "keyProviders[0].name=kms",
+        "--set",
+        "keyProviders[0].image=example/kms:1",
+        "--set",
+        "keyProviders[1].name=vault",
+        "--set",
+        "keyProviders[1].command.image=example/vault:1",
+        "--set",
+        "keyProviders[1].command.path=/usr/bin/vault-keyprovider",
+        "--set",
+        &format!("keyProviders[1].command.args={args}"),
+    ]);
     let cm = docs
         .iter()
         .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "kopeo-keyproviders");
@@ -52,12 +45,7 @@ fn rendered(log: &std::path::Path) -> (Value, Vec<Value>, Value) {
     .unwrap();
     let deploy = docs.iter().find(|d| d["kind"] == "Deployment").expect("the Deployment");
     let pod = &deploy["spec"]["template"]["spec"];
-    let operator = pod["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "operator")
-        .unwrap();
+    let operator = container(pod, "operator");
     (cfg, operator["env"].as_array().unwrap().clone(), pod.clone())
 }
 

@@ -14,29 +14,13 @@ use serde_json::{Value, json};
 
 /// The rendered chart's policy ConfigMap data and operator arguments.
 fn rendered(values: &std::path::Path) -> (String, Vec<String>, Value) {
-    let helm = crate::support::tool("HELM", "helm");
-    let out = std::process::Command::new(helm)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["template", "kopeo", "charts/kopeo", "-f", values.to_str().unwrap()])
-        .output()
-        .expect("helm");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let docs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .split("\n---")
-        .filter_map(|d| serde_yaml_ng::from_str::<Value>(d).ok())
-        .filter(|d| d.is_object())
-        .collect();
+    let docs = helm_template(&["-f", values.to_str().unwrap()]);
     let cm = docs
         .iter()
         .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "kopeo-policy")
         .expect("the policy ConfigMap");
     let pod = &docs.iter().find(|d| d["kind"] == "Deployment").expect("Deployment")["spec"]["template"]["spec"];
-    let operator = pod["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "operator")
-        .unwrap();
+    let operator = container(pod, "operator");
     let args = operator["args"]
         .as_array()
         .unwrap()

@@ -319,3 +319,28 @@ pub fn status_writes(audit: &std::path::Path, resource: &str, name: &str) -> usi
         })
         .count()
 }
+
+/// `helm template kopeo charts/kopeo ARGS`: the rendered objects, as JSON.
+pub fn helm_template(args: &[&str]) -> Vec<Value> {
+    let helm = crate::support::tool("HELM", "helm");
+    let out = std::process::Command::new(helm)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["template", "kopeo", "charts/kopeo"])
+        .args(args)
+        .output()
+        .expect("helm");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .split("\n---")
+        .filter_map(|d| serde_yaml_ng::from_str::<Value>(d).ok())
+        .filter(|d| d.is_object())
+        .collect()
+}
+
+/// The container `name` of a rendered Deployment's pod.
+pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
+    pod["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no container {name} in {pod}"))
+}
