@@ -57,11 +57,7 @@ pub async fn carry(
         // The filter picks what is attached to the image; what is attached
         // to those (their signatures) comes whatever its type.
         let types: &[String] = if depth == 0 { &settings.artifact_types } else { &[] };
-        let found = src
-            .referrers(&subject, types)
-            .await?
-            .ok_or_else(|| TransportError::ReferrersUnsupported(src.describe()))?;
-        for referrer in found {
+        for referrer in src.referrers(&subject, types).await? {
             if !seen.insert(referrer.digest.clone()) {
                 continue;
             }
@@ -73,14 +69,9 @@ pub async fn carry(
                 }
                 .into());
             }
+            // Fetched by digest, so checked against it (only registries
+            // keep referrers, and their manifests by digest are verified).
             let (bytes, mime) = src.manifest(Some(&referrer.digest)).await?;
-            if !referrer.digest.matches(&bytes) {
-                return Err(TransportError::ReferenceDigestMismatch {
-                    expected: referrer.digest.clone(),
-                    actual: Digest::sha256_of(&bytes),
-                }
-                .into());
-            }
             copy_contents(src, dst, &bytes, &mime).await?;
             dst.put_referrer(&bytes, &mime, &referrer, &subject).await?;
             tracing::debug!(%subject, referrer = %referrer.digest, artifact_type = ?referrer.artifact_type, "referrer carried");
@@ -102,11 +93,7 @@ async fn copy_contents(
     mime: &str,
 ) -> Result<(), CopyError> {
     match Manifest::parse(bytes, mime)? {
-        Manifest::Image(m) => {
-            for d in std::iter::once(&m.config).chain(&m.layers) {
-                copy_blob(src, dst, d).await?;
-            }
-        }
+        Manifest::Image(m) => copy_blobs(src, dst, &m).await?,
         Manifest::Index(index) => {
             for child in &index.manifests {
                 let (cb, cm) = src.manifest(Some(&child.digest)).await?;
@@ -115,12 +102,22 @@ async fn copy_contents(
                         "{cm} (an index inside a referrer index, which kopeo does not carry)"
                     )));
                 };
-                for d in std::iter::once(&m.config).chain(&m.layers) {
-                    copy_blob(src, dst, d).await?;
-                }
+                copy_blobs(src, dst, &m).await?;
                 dst.put_manifest(&cb, &cm, Some(&child.digest)).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// An image manifest's config and layers.
+async fn copy_blobs(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    m: &crate::manifest::ImageManifest,
+) -> Result<(), CopyError> {
+    for d in std::iter::once(&m.config).chain(&m.layers) {
+        copy_blob(src, dst, d).await?;
     }
     Ok(())
 }

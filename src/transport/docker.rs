@@ -139,10 +139,8 @@ impl ImageSource for DockerSource {
         &self,
         subject: &Digest,
         artifact_types: &[String],
-    ) -> Result<Option<Vec<crate::manifest::Descriptor>>, TransportError> {
-        super::docker_referrers::list(&self.client, self.reference.path(), subject, artifact_types)
-            .await
-            .map(Some)
+    ) -> Result<Vec<crate::manifest::Descriptor>, TransportError> {
+        super::docker_referrers::list(&self.client, self.reference.path(), subject, artifact_types).await
     }
 }
 

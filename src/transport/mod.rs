@@ -116,13 +116,13 @@ pub trait ImageSource: Send + Sync {
         false
     }
     /// The OCI referrers of manifest `subject` (of these artifact types
-    /// when any are given); `None` where the transport keeps none.
+    /// when any are given).
     async fn referrers(
         &self,
         _subject: &Digest,
         _artifact_types: &[String],
-    ) -> Result<Option<Vec<crate::manifest::Descriptor>>, TransportError> {
-        Ok(None)
+    ) -> Result<Vec<crate::manifest::Descriptor>, TransportError> {
+        Err(TransportError::ReferrersUnsupported(self.describe()))
     }
 }
 

@@ -107,7 +107,7 @@ pub fn apply<R: Read, W: Write>(
             }
             if h.kind == b'5' && opts.apply_root_entry {
                 set_dir_attributes(root, &h, opts)?;
-                dirs[0] = (root.to_path_buf(), Some(h.mtime), h.mode);
+                dirs[0] = (root.to_path_buf(), Some(h.mtime), mode_of(&h, opts));
             }
             split.file(&h.name, 0, None)?;
             continue;
@@ -153,7 +153,7 @@ pub fn apply<R: Read, W: Write>(
                     std::fs::create_dir(&target).map_err(StorageError::io("creating", &target))?;
                 }
                 set_dir_attributes(&target, &h, opts)?;
-                dirs.push((target.clone(), Some(h.mtime), opts.force_mask.unwrap_or(h.mode)));
+                dirs.push((target.clone(), Some(h.mtime), mode_of(&h, opts)));
             }
             b'0' | 0 | b'7' => {
                 remove_existing(&target)?;
@@ -185,9 +185,7 @@ pub fn apply<R: Read, W: Write>(
             b'2' => {
                 remove_existing(&target)?;
                 std::os::unix::fs::symlink(&h.link, &target).map_err(StorageError::io("creating symlink", &target))?;
-                if opts.force_mask.is_none() {
-                    chown(&target, &h, opts)?;
-                }
+                own(&target, &h, opts)?;
                 set_xattrs(&target, &h)?;
                 set_times(&target, h.mtime)?;
             }
@@ -202,15 +200,12 @@ pub fn apply<R: Read, W: Write>(
                 std::fs::hard_link(&from, &target).map_err(StorageError::io("creating hardlink", &target))?;
                 // containers/storage gives the shared inode the link
                 // header's owner, and its mode and times unless it is a symlink.
-                if opts.force_mask.is_none() {
-                    chown(&target, &h, opts)?;
-                }
+                own(&target, &h, opts)?;
                 let to_symlink = std::fs::symlink_metadata(&target)
                     .map(|m| m.file_type().is_symlink())
                     .unwrap_or(false);
                 if !to_symlink {
-                    let mode = opts.force_mask.unwrap_or(h.mode);
-                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode & 0o7777))
+                    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode_of(&h, opts)))
                         .map_err(StorageError::io("setting permissions of", &target))?;
                     set_times(&target, h.mtime)?;
                 }
@@ -382,27 +377,34 @@ fn chown(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageErro
     }
 }
 
+/// The owner an entry gets: its own, except under a force mask (none).
+fn own(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageError> {
+    match opts.force_mask {
+        None => chown(path, h, opts),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The mode an entry gets: its own, or the force mask.
+fn mode_of(h: &Header, opts: &ApplyOptions) -> u32 {
+    opts.force_mask.unwrap_or(h.mode) & 0o7777
+}
+
 /// A directory's owner and xattrs now, and a mode its owner can write
 /// into; its own mode comes last.
 fn set_dir_attributes(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageError> {
-    if opts.force_mask.is_none() {
-        chown(path, h, opts)?;
-    }
-    let mode = opts.force_mask.unwrap_or(h.mode);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode((mode & 0o7777) | 0o700))
-        .map_err(StorageError::io("setting permissions of", path))?;
-    set_xattrs(path, h)?;
-    set_override(path, h, opts)
+    set_attributes_with(path, h, opts, 0o700)
 }
 
 /// Owner, then mode (chown clears set-id bits), then xattrs; under a
 /// force mask, the mask and the xattr with the real ones instead.
 fn set_attributes(path: &Path, h: &Header, opts: &ApplyOptions) -> Result<(), StorageError> {
-    if opts.force_mask.is_none() {
-        chown(path, h, opts)?;
-    }
-    let mode = opts.force_mask.unwrap_or(h.mode);
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+    set_attributes_with(path, h, opts, 0)
+}
+
+fn set_attributes_with(path: &Path, h: &Header, opts: &ApplyOptions, extra: u32) -> Result<(), StorageError> {
+    own(path, h, opts)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode_of(h, opts) | extra))
         .map_err(StorageError::io("setting permissions of", path))?;
     set_xattrs(path, h)?;
     set_override(path, h, opts)
