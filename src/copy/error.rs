@@ -90,6 +90,8 @@ pub enum CopyError {
     NoSignIdentity(String),
     #[error("creating signature: {0}")]
     Signing(#[source] crate::signature::SignatureError),
+    #[error("reading signatures: {0}")]
+    ReadingSignatures(#[source] TransportError),
     #[error("writing signatures: {0}")]
     WritingSignatures(#[source] TransportError),
 }

@@ -261,7 +261,11 @@ pub async fn copy(
             // An image that is there may still lack the source's signatures
             // (copied before they were made, or with --remove-signatures):
             // then the copy goes on, reusing every blob, to store them.
-            if opts.remove_signatures || src.signatures(None, &d).await?.is_empty() {
+            let signed = || async {
+                let found = src.signatures(None, &d).await;
+                found.map(|s| !s.is_empty()).map_err(CopyError::ReadingSignatures)
+            };
+            if opts.remove_signatures || !signed().await? {
                 return Ok(CopyReport::unchanged(d));
             }
             shortcut = false;

@@ -82,7 +82,9 @@ pub(super) async fn read(
     if opts.remove_signatures && !ctx.judges() {
         return Ok(vec![]);
     }
-    Ok(src.signatures(instance, &Digest::sha256_of(manifest)).await?)
+    src.signatures(instance, &Digest::sha256_of(manifest))
+        .await
+        .map_err(CopyError::ReadingSignatures)
 }
 
 /// The policy gate for one image, before anything of it is written:

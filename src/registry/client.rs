@@ -83,6 +83,8 @@ pub struct RegistryClient {
     http: reqwest::Client,
     opts: RegistryOptions,
     ping: tokio::sync::OnceCell<Url>,
+    /// The ping announced the signature API extension (`X-Registry-Supports-Signatures: 1`).
+    supports_signatures: std::sync::atomic::AtomicBool,
     /// The auth challenge: from the ping, updated when a later 401 names another.
     challenge: Mutex<Challenge>,
     tokens: Mutex<TokenCache>,
@@ -114,6 +116,7 @@ impl RegistryClient {
             http,
             opts,
             ping: tokio::sync::OnceCell::new(),
+            supports_signatures: std::sync::atomic::AtomicBool::new(false),
             challenge: Mutex::new(Challenge::None),
             tokens: Mutex::new(TokenCache::default()),
             creds: Mutex::new(HashMap::new()),
@@ -188,12 +191,14 @@ impl RegistryClient {
                 };
                 // When both fail, the plain attempt's failure is the one
                 // reported, as containers/image reports its last attempt.
-                let (base, challenge) = match (first, plain) {
+                let (base, challenge, extension) = match (first, plain) {
                     (Ok(found), _) | (Err(_), Some(Ok(found))) => found,
                     (Err(e), None) | (Err(_), Some(Err(e))) => return Err(self.ping_error(e)),
                 };
                 tracing::debug!(registry = %self.registry, scheme = base.scheme(), ?challenge, "pinged registry");
                 *self.challenge.lock().unwrap_or_else(|p| p.into_inner()) = challenge.unwrap_or(Challenge::None);
+                self.supports_signatures
+                    .store(extension, std::sync::atomic::Ordering::Relaxed);
                 Ok(base)
             })
             .await
@@ -206,9 +211,16 @@ impl RegistryClient {
         }
     }
 
-    /// `GET /v2/` over `scheme`: the base URL and challenge of a registry
-    /// that answers 2xx or 401, else why not.
-    async fn ping_scheme(&self, scheme: &str) -> Result<(Url, Option<Challenge>), String> {
+    /// Whether the registry keeps simple signatures itself, through the
+    /// signature API extension (then no lookaside is used, as upstream).
+    pub async fn supports_signatures(&self) -> Result<bool, RegistryError> {
+        self.ping().await?;
+        Ok(self.supports_signatures.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// `GET /v2/` over `scheme`: the base URL, challenge and signature
+    /// extension of a registry that answers 2xx or 401, else why not.
+    async fn ping_scheme(&self, scheme: &str) -> Result<(Url, Option<Challenge>, bool), String> {
         let host = endpoint_host(&self.registry);
         let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| e.to_string())?;
         let url = base.join("v2/").map_err(|e| e.to_string())?;
@@ -220,8 +232,12 @@ impl RegistryClient {
                     .get(WWW_AUTHENTICATE)
                     .and_then(|h| h.to_str().ok())
                     .and_then(parse_challenge);
+                let extension = resp
+                    .headers()
+                    .get("x-registry-supports-signatures")
+                    .is_some_and(|v| v.as_bytes() == b"1");
                 if status.is_success() || status == StatusCode::UNAUTHORIZED {
-                    Ok((base, challenge))
+                    Ok((base, challenge, extension))
                 } else {
                     Err(format!("{scheme}: unexpected HTTP status {}", status.as_u16()))
                 }

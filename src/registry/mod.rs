@@ -18,6 +18,7 @@ mod lists;
 mod manifests;
 mod referrers;
 mod response;
+mod signatures;
 pub mod tls;
 pub mod tls_details;
 mod token_auth;

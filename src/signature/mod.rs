@@ -15,6 +15,17 @@ pub(crate) mod strict_json;
 
 use crate::digest::Digest;
 
+/// A new name for a signature of `image` as OpenShift names them,
+/// `IMAGE@` and 32 random hex digits, not among `taken` (and added to it).
+pub fn fresh_signature_name(image: &str, taken: &mut std::collections::HashSet<String>) -> String {
+    loop {
+        let candidate = format!("{image}@{}", hex::encode(rand::random::<[u8; 16]>()));
+        if taken.insert(candidate.clone()) {
+            return candidate;
+        }
+    }
+}
+
 /// Why a signature could not be made, read or accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {

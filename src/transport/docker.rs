@@ -123,7 +123,15 @@ impl ImageSource for DockerSource {
         let Some(storage) = &self.signatures else {
             return Ok(vec![]);
         };
-        let mut out = storage.read(&self.reference, manifest).await?;
+        // A registry that keeps signatures itself is read instead of any
+        // lookaside, as containers/image reads it; attachments either way.
+        let mut out: Vec<Bytes> = if self.client.supports_signatures().await? {
+            let path = self.reference.path();
+            let simple = self.client.extension_signatures(path, manifest).await?;
+            simple.into_iter().map(Bytes::from).collect()
+        } else {
+            storage.read(&self.reference, manifest).await?
+        };
         if storage.config.use_sigstore_attachments(&self.reference) {
             let attached = super::docker_attachments::read(&self.client, self.reference.path(), manifest).await?;
             out.extend(attached.into_iter().map(|s| Signature::Sigstore(s).to_blob()));
@@ -375,6 +383,11 @@ impl ImageDestination for DockerDestination {
                 ));
             }
             super::docker_attachments::write(&self.client, self.reference.path(), &digest, &sigstore).await?;
+        }
+        if self.client.supports_signatures().await? {
+            let simple: Vec<&[u8]> = simple.iter().map(|s| s.as_ref()).collect();
+            let repo = self.reference.path();
+            return Ok(self.client.put_extension_signatures(repo, &digest, &simple).await?);
         }
         Ok(storage.write(&self.reference, &digest, &simple).await?)
     }

@@ -28,7 +28,8 @@ pub(crate) struct OpenShift {
     pub(crate) kubeconfig: std::path::PathBuf,
     /// Where the image API is served.
     pub(crate) prefix: &'static str,
-    _distribution: Registry,
+    /// The Distribution registry behind the front.
+    pub(crate) distribution: Registry,
 }
 
 fn openshift(t: &Setup, paths: Paths) -> OpenShift {
@@ -57,7 +58,7 @@ pub(crate) fn openshift_with(kubeconfig: &std::path::Path, paths: Paths, extra: 
             Paths::Group => "/apis/image.openshift.io/v1",
             Paths::LegacyOnly => "/oapi/v1",
         },
-        _distribution: distribution,
+        distribution,
     }
 }
 

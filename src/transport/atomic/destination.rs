@@ -10,7 +10,6 @@ use crate::transport::docker::DockerDestination;
 use crate::transport::{BlobInfo, BlobStream, ImageDestination, LayerCompression, RegistryLocation, TransportError};
 use async_trait::async_trait;
 use bytes::Bytes;
-use rand::RngCore as _;
 use std::collections::HashSet;
 
 /// An image stream tag being written.
@@ -103,15 +102,7 @@ impl ImageDestination for AtomicDestination {
             if existing.iter().any(|e| e.kind == "atomic" && e.content == sig.as_ref()) {
                 continue;
             }
-            // OpenShift names a signature IMAGE@RANDOM; a name taken is drawn again.
-            let signature_name = loop {
-                let mut random = [0u8; 16];
-                rand::thread_rng().fill_bytes(&mut random);
-                let candidate = format!("{image}@{}", hex::encode(random));
-                if names.insert(candidate.clone()) {
-                    break candidate;
-                }
-            };
+            let signature_name = crate::signature::fresh_signature_name(&image, &mut names);
             self.stream.api.add_signature(&signature_name, &sig).await?;
         }
         Ok(())

@@ -108,11 +108,31 @@ fn repository(path: &str) -> Option<(String, String, String, String)> {
 }
 
 async fn serve(front: Arc<Front>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+    let mut answer = serve_request(front, req).await?;
+    // OpenShift's registry advertises the extension on every answer.
+    answer.headers_mut().insert(
+        "x-registry-supports-signatures",
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    Ok(answer)
+}
+
+async fn serve_request(front: Arc<Front>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
     let user = presented_token(&req).and_then(|t| crate::http::authenticate_token(&front.shared, Some(&t)));
     let Some(user) = user else {
         return Ok(registry_error(401, "UNAUTHORIZED", "authentication required"));
     };
     let path = req.uri().path().to_string();
+    if let Some((ns, name, digest)) = crate::registry_signatures::parse(&path) {
+        if !may(&front.shared, &user, req.method(), &ns) {
+            return Ok(registry_error(
+                403,
+                "DENIED",
+                "requested access to the resource is denied",
+            ));
+        }
+        return Ok(signatures(&front, &user, req, &ns, &name, &digest).await);
+    }
     let repo = repository(&path);
     if let Some((ns, _, _, _)) = &repo
         && !may(&front.shared, &user, req.method(), ns)
@@ -132,6 +152,42 @@ async fn serve(front: Arc<Front>, req: Request<hyper::body::Incoming>) -> Result
     Ok(forward(&front, req, pushed_tag)
         .await
         .unwrap_or_else(|e| registry_error(502, "UNKNOWN", &e)))
+}
+
+/// The signature API extension (see [`crate::registry_signatures`]).
+async fn signatures(
+    front: &Front,
+    user: &User,
+    req: Request<hyper::body::Incoming>,
+    ns: &str,
+    name: &str,
+    digest: &str,
+) -> Response<Body> {
+    use crate::registry_signatures::{Answer, get, put};
+    let answer = match req.method().as_str() {
+        "GET" => get(&front.shared, user, ns, name, digest),
+        "PUT" => match req.into_body().collect().await {
+            Ok(body) => put(&front.shared, user, &body.to_bytes()),
+            Err(e) => Answer::Error(400, "SIGNATURE_INVALID", "invalid image signature", e.to_string()),
+        },
+        _ => return registry_error(405, "UNSUPPORTED", "The operation is unsupported."),
+    };
+    let reply = |code: u16, body: Bytes| {
+        Response::builder()
+            .status(code)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(Full::new(body).boxed_unsync())
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
+    };
+    match answer {
+        Answer::Ok(v) => reply(200, Bytes::from(v.to_string())),
+        Answer::Created => reply(201, Bytes::new()),
+        Answer::NotFound => reply(404, Bytes::new()),
+        Answer::Error(code, error, message, detail) => {
+            let body = json!({"errors": [{"code": error, "message": message, "detail": detail}]});
+            reply(code, Bytes::from(body.to_string()))
+        }
+    }
 }
 
 /// Whether `user` may pull (GET, HEAD) or push in namespace `ns`.

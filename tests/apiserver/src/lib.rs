@@ -16,6 +16,7 @@ mod http;
 pub mod integrated_registry;
 pub mod openshift;
 pub mod patch;
+mod registry_signatures;
 mod schema;
 pub mod select;
 mod store;

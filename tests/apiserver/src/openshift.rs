@@ -172,7 +172,7 @@ fn stream_names(stream: &Value, image: &str) -> bool {
         .any(|e| e.get("image").and_then(Value::as_str) == Some(image))
 }
 
-fn stream_image(state: &State, ns: &str, name: &str) -> Result<Value, ApiError> {
+pub(crate) fn stream_image(state: &State, ns: &str, name: &str) -> Result<Value, ApiError> {
     let Some((stream_name, image_name)) = name.split_once('@') else {
         return Err(ApiError::new(
             400,
@@ -274,7 +274,7 @@ pub fn map_image(
     Ok(())
 }
 
-fn add_signature(state: &mut State, body: &Value) -> Result<Value, ApiError> {
+pub(crate) fn add_signature(state: &mut State, body: &Value) -> Result<Value, ApiError> {
     let name = body
         .pointer("/metadata/name")
         .and_then(Value::as_str)

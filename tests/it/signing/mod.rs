@@ -120,6 +120,7 @@ pub(super) fn signature_files(dir: &Path) -> Vec<String> {
     v
 }
 
+mod extension;
 mod policy;
 mod registry;
 mod sigstore_keys;
