@@ -15,8 +15,9 @@ use super::image_sync::controller::reconcile_sync;
 use super::registry_credential::RegistryCredential;
 use super::registry_credential::controller::reconcile_credential;
 use super::registry_credential::render as credentials;
+use super::verify_keys::KeyObjects;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -25,14 +26,55 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 /// A Secret's metadata: Secrets are watched without their data.
 type SecretMeta = kube::core::PartialObjectMeta<Secret>;
 
+/// A ConfigMap's metadata: ConfigMaps are watched without their data.
+type ConfigMapMeta = kube::core::PartialObjectMeta<ConfigMap>;
+
+/// Changes of the objects of kind `K` in scope (Secrets, ConfigMaps), metadata only.
+fn metadata_changes<K>(
+    client: &Client,
+    ns: Option<&str>,
+) -> impl futures::Stream<Item = Result<kube::core::PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    kube::core::PartialObjectMeta<K>: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    watcher(
+        scoped::<kube::core::PartialObjectMeta<K>>(client, ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+}
+
 /// Changes of the Secrets in scope, metadata only.
 fn secret_changes(
     client: &Client,
     ns: Option<&str>,
 ) -> impl futures::Stream<Item = Result<SecretMeta, watcher::Error>> + Send + 'static {
-    watcher(scoped::<SecretMeta>(client, ns), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
+    metadata_changes::<Secret>(client, ns)
+}
+
+/// The objects in `store` that read keys from `kind` `name` of namespace `ns`.
+fn reading_keys_of<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    ns: Option<String>,
+    kind: &str,
+    name: &str,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + KeyObjects,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == ns && o.key_objects().iter().any(|(k, n)| *k == kind && n == name))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 use kube::{Api, Client, Resource, ResourceExt};
 use std::sync::Arc;
@@ -170,9 +212,10 @@ where
 }
 
 /// `controller` requeueing every object of its namespace when a Secret that
-/// a RegistryCredential there names, or a RegistryCredential, changes. The
-/// change is noted in the per-resource memory, so a failed run is retried
-/// at once rather than after its backoff.
+/// a RegistryCredential there names, or a RegistryCredential, changes, and
+/// the objects that read keys from a Secret or ConfigMap when it changes.
+/// The change is noted in the per-resource memory, so a failed run is
+/// retried at once rather than after its backoff.
 fn on_credentials<K>(
     controller: Controller<K>,
     client: &Client,
@@ -181,21 +224,40 @@ fn on_credentials<K>(
     ctx: &Arc<Context>,
 ) -> Controller<K>
 where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + KeyObjects
+        + Send
+        + Sync
+        + 'static,
 {
     let store = controller.store();
-    let (s1, s2) = (store.clone(), store);
-    let (n1, n2) = (ctx.clone(), ctx.clone());
+    let (s1, s2, s3) = (store.clone(), store.clone(), store);
+    let (n1, n2, n3) = (ctx.clone(), ctx.clone(), ctx.clone());
+    let changed =
+        |ctx: &Context, ns: &Option<String>| ctx.memory.credentials_changed(ns.as_deref().unwrap_or_default());
     controller
         .watches_stream(secret_changes(client, ns), move |s: SecretMeta| {
-            match naming(&creds, &s).next() {
-                Some(_) => {
-                    n1.memory
-                        .credentials_changed(s.namespace().as_deref().unwrap_or_default());
-                    all_in(&s1, s.namespace())
-                }
-                None => vec![],
+            let ns = s.namespace();
+            if naming(&creds, &s).next().is_some() {
+                changed(&n1, &ns);
+                return all_in(&s1, ns);
             }
+            let readers = reading_keys_of(&s1, ns.clone(), "Secret", &s.name_any());
+            if !readers.is_empty() {
+                changed(&n1, &ns);
+            }
+            readers
+        })
+        .watches_stream(metadata_changes::<ConfigMap>(client, ns), move |c: ConfigMapMeta| {
+            let ns = c.namespace();
+            let readers = reading_keys_of(&s3, ns.clone(), "ConfigMap", &c.name_any());
+            if !readers.is_empty() {
+                changed(&n3, &ns);
+            }
+            readers
         })
         .watches(
             scoped::<RegistryCredential>(client, ns),

@@ -44,6 +44,36 @@ impl CryptKeys {
     }
 }
 
+/// The Secrets and ConfigMaps a resource's copies read keys from, so that
+/// a change of one of them (a key created after the resource, or rotated)
+/// runs the resource again at once.
+pub trait KeyObjects {
+    /// (kind, name) of each: `Secret` or `ConfigMap`, in the resource's namespace.
+    fn key_objects(&self) -> Vec<(&'static str, String)>;
+}
+
+/// The objects `verify`, `sign`, `encryption` and `decryption` name.
+pub(crate) fn named_objects(
+    verify: Option<&crate::options::verify::VerifySettings>,
+    sign: Option<&crate::options::sign::SignSettings>,
+    encryption: Option<&crate::options::encryption::EncryptionSettings>,
+    decryption: Option<&crate::options::encryption::DecryptionSettings>,
+) -> Vec<(&'static str, String)> {
+    let selectors = verify.map(|v| v.keys.clone()).into_iter().chain(
+        encryption
+            .map(|e| &e.recipients)
+            .into_iter()
+            .chain(decryption.map(|d| &d.keys))
+            .flatten()
+            .filter_map(|s| s.selector()),
+    );
+    let mut out: Vec<(&'static str, String)> = selectors
+        .filter_map(|sel| sel.target().ok().map(|(kind, nk)| (kind, nk.name.clone())))
+        .collect();
+    out.extend(sign.map(|s| ("Secret", s.secret_name.clone())));
+    out
+}
+
 /// Every key `sources` read from a Secret or ConfigMap, through `find`.
 pub(crate) fn pick_all(
     label: &str,

@@ -34,10 +34,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# ConfigMaps: read the one an ImageCopy's verify.keys names (get only).
+# ConfigMaps: read the keys an ImageCopy or ImageSync names (verify,
+# encryption), and watch metadata only (which ConfigMaps changed).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

@@ -103,3 +103,15 @@ pub struct ImageCopyStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verified_by: Vec<String>,
 }
+
+impl crate::operator::verify_keys::KeyObjects for ImageCopy {
+    fn key_objects(&self) -> Vec<(&'static str, String)> {
+        let s = &self.spec;
+        crate::operator::verify_keys::named_objects(
+            s.verify.as_ref(),
+            s.sign.as_ref(),
+            s.encryption.as_ref(),
+            s.decryption.as_ref(),
+        )
+    }
+}

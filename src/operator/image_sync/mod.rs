@@ -157,3 +157,15 @@ pub struct ImageSyncStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<crate::operator::progress::SyncProgress>,
 }
+
+impl crate::operator::verify_keys::KeyObjects for ImageSync {
+    fn key_objects(&self) -> Vec<(&'static str, String)> {
+        let s = &self.spec;
+        crate::operator::verify_keys::named_objects(
+            s.verify.as_ref(),
+            s.sign.as_ref(),
+            s.encryption.as_ref(),
+            s.decryption.as_ref(),
+        )
+    }
+}
