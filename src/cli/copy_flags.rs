@@ -142,6 +142,8 @@ impl CopyFlags {
             format: self.format,
             preserve_digests: self.preserve_digests,
             remove_signatures: self.remove_signatures,
+            // The CLI says it with --remove-signatures and --include-referrers.
+            signatures: None,
             compression,
             retry: Some(self.retry.settings()),
             parallel_blobs,

@@ -19,6 +19,7 @@ pub mod platform;
 pub mod referrers;
 pub mod retry;
 pub mod sign;
+pub mod signatures;
 pub mod signing;
 pub mod verify;
 
@@ -38,6 +39,8 @@ pub enum OptionsError {
     Platform(#[from] PlatformError),
     #[error(transparent)]
     Compression(#[from] CompressionError),
+    #[error(transparent)]
+    Signatures(#[from] signatures::SignatureHandlingError),
 }
 
 /// How to copy an image: what an ImageCopy or ImageSync spec holds and what
@@ -61,9 +64,15 @@ pub struct CopySettings {
     /// Fail rather than change any digest (`--preserve-digests`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub preserve_digests: bool,
-    /// Do not copy signatures (`--remove-signatures`).
+    /// Do not copy signatures (`--remove-signatures`); the same as
+    /// `signatures: remove`, which says more.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remove_signatures: bool,
+    /// What to do with the source's signatures: `keep` (the default),
+    /// `remove`, or `referrers` (keep them and carry the image's signature
+    /// referrers, such as cosign v3 bundles, too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<signatures::SignatureHandling>,
     /// Layer compression changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<CompressionSettings>,
@@ -85,17 +94,19 @@ impl CopySettings {
     pub fn to_options(&self) -> Result<CopyOptions, OptionsError> {
         let compression = self.compression.clone().unwrap_or_default();
         compression.validate()?;
+        let (remove_signatures, referrers) =
+            signatures::resolve(self.signatures, self.remove_signatures, self.referrers.as_ref())?;
         Ok(CopyOptions {
             multi_arch: MultiArch::combine(self.all, self.multi_arch)?,
             platforms: self.platforms.iter().map(|p| p.0.clone()).collect(),
             format: self.format,
-            preserve_digests: self.preserve_digests || self.referrers.is_some(),
-            keep_reason: match (self.preserve_digests, &self.referrers) {
+            preserve_digests: self.preserve_digests || referrers.is_some(),
+            keep_reason: match (self.preserve_digests, &referrers) {
                 (false, Some(_)) => crate::copy::KeepReason::Referrers,
                 _ => crate::copy::KeepReason::PreserveDigests,
             },
-            referrers: self.referrers.clone(),
-            remove_signatures: self.remove_signatures,
+            referrers,
+            remove_signatures,
             parallel: self.parallel_blobs.map_or(0, |n| n.get()),
             retry: self.retry.as_ref().map(RetrySettings::options).unwrap_or_default(),
             compression,

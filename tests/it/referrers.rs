@@ -366,3 +366,63 @@ spec:
     assert_eq!(w.dst.digest(home, "op/app:1"), w.image);
     assert_eq!(listed(home, &w.dst, "op/app", &w.image), vec![w.attestation]);
 }
+
+#[test]
+fn signatures_referrers_carries_the_signature_referrers_and_remove_refuses_to_carry_them() {
+    let w = world();
+    let home = w.home.path();
+    // A cosign v3 signature: a sigstore bundle referring to the image.
+    let push = Push {
+        host: &w.src.host,
+        repo: "app",
+    };
+    let bundle = push.referrer(
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}"#,
+        (&w.image, w.image_size),
+    );
+    let yaml = format!(
+        r#"apiVersion: kopeo.dev/v1alpha1
+kind: RegistryCredential
+metadata: {{name: src, namespace: default}}
+spec: {{registry: "{src}", tls: {{insecure: true}}}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: RegistryCredential
+metadata: {{name: dst, namespace: default}}
+spec: {{registry: "{dst}", tls: {{insecure: true}}}}
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: ImageCopy
+metadata: {{name: signed, namespace: default}}
+spec:
+  source: docker://{src}/app:1
+  destination: docker://{dst}/sig/app:1
+  signatures: referrers
+---
+apiVersion: kopeo.dev/v1alpha1
+kind: ImageCopy
+metadata: {{name: contradicted, namespace: default}}
+spec:
+  source: docker://{src}/app:1
+  destination: docker://{dst}/none/app:1
+  signatures: remove
+  referrers: {{}}
+"#,
+        src = w.src.host,
+        dst = w.dst.host
+    );
+    let file = home.join("resources.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = crate::support::kopeo(home, &["run", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "one resource is refused\n{}\n{}", out.stdout, out.stderr);
+    // Only the signature referrer came along: not the SBOM, not the attestation.
+    assert_eq!(w.dst.digest(home, "sig/app:1"), w.image);
+    assert_eq!(listed(home, &w.dst, "sig/app", &w.image), vec![sha(&bundle)]);
+    let all = format!("{}\n{}", out.stdout, out.stderr);
+    assert!(
+        all.contains("signatures: remove contradicts referrers, which would carry signature referrers"),
+        "{all}"
+    );
+    assert!(w.dst.lacks(home, "none/app:1"));
+}
