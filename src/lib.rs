@@ -16,6 +16,7 @@ pub mod encryption;
 pub mod fuzzing;
 pub mod image_config;
 pub mod manifest;
+pub mod manifest_digest;
 pub mod operator;
 pub mod options;
 pub mod pem;

@@ -54,6 +54,9 @@ struct LayerData {
 struct Output {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
+    /// A schema1 manifest's own tag.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    tag: String,
     digest: Digest,
     repo_tags: Vec<String>,
     created: Option<String>,
@@ -121,22 +124,24 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         }
     };
     let (read, tags) = futures::join!(read_image(src.as_ref(), &args, global, &w, manifest_read), tags);
-    let (raw, image_and_config) = read?;
+    let (raw, view) = read?;
     let mut out = std::io::stdout().lock();
-    let Some((m, config_bytes)) = image_and_config else {
+    let Some(view) = view else {
         return out.write_all(&raw).map_err(|e| CliError::new(e.to_string()));
     };
     if args.config {
         if args.raw {
-            return out.write_all(&config_bytes).map_err(|e| CliError::new(e.to_string()));
+            return out
+                .write_all(&view.raw_config)
+                .map_err(|e| CliError::new(e.to_string()));
         }
         // skopeo prints the configuration as the OCI Image type reads it.
-        let oci = crate::image_config::OciImage::from_json(&config_bytes)
+        let oci = crate::image_config::OciImage::from_json(&view.config)
             .map_err(|e| CliError::new(format!("Error reading OCI-formatted configuration data: {e}")))?;
         return writeln!(out, "{}", print_json(&oci)?).map_err(|e| CliError::new(e.to_string()));
     }
     let config: Value =
-        serde_json::from_slice(&config_bytes).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
+        serde_json::from_slice(&view.fields).map_err(|e| CliError::new(format!("parsing image config: {e}")))?;
     let inner = config.get("config").cloned().unwrap_or(Value::Null);
     let (name, repo_tags) = match &image {
         ImageReference::Docker(r) => {
@@ -165,9 +170,13 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         _ => (None, vec![]),
     };
     let s = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let algorithm = args.manifest_digest.unwrap_or(view.algorithm);
+    let digest = crate::manifest_digest::manifest_digest_with(&raw, algorithm)
+        .map_err(|e| CliError::new(format!("computing manifest digest: {e}")))?;
     let output = Output {
         name,
-        digest: Digest::of(args.manifest_digest.unwrap_or(m.config.digest.algorithm()), &raw),
+        tag: view.tag,
+        digest,
         repo_tags,
         created: config.get("created").and_then(Value::as_str).map(str::to_string),
         docker_version: s("docker_version"),
@@ -175,17 +184,8 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
         architecture: s("architecture"),
         variant: s("variant"),
         os: s("os"),
-        layers: m.layers.iter().map(|l| l.digest.clone()).collect(),
-        layers_data: m
-            .layers
-            .iter()
-            .map(|l| LayerData {
-                mime_type: l.media_type.clone(),
-                digest: l.digest.clone(),
-                size: l.size,
-                annotations: l.annotations.clone(),
-            })
-            .collect(),
+        layers: view.layers.iter().map(|l| l.digest.clone()).collect(),
+        layers_data: view.layers,
         env: inner.get("Env").cloned().filter(|v| !v.is_null()),
     };
     let text = match template {
@@ -202,15 +202,64 @@ pub async fn run(args: InspectArgs, global: &Global) -> Result<(), CliError> {
     out.write_all(text.as_bytes()).map_err(|e| CliError::new(e.to_string()))
 }
 
-/// The top manifest as read, and (unless only it is wanted, `--raw`) the
-/// image manifest (a list's instance for the platform) and its config.
+/// What inspect reports of an image besides its top manifest.
+struct ImageView {
+    layers: Vec<LayerData>,
+    /// The config whose fields the output shows (a schema1 image's top
+    /// `v1Compatibility`, whose fields have the same names).
+    fields: Vec<u8>,
+    /// The config `--config` shows (a schema1 image's converted one).
+    config: Vec<u8>,
+    /// What `--raw --config` prints: the config blob (schema1 has none).
+    raw_config: Vec<u8>,
+    /// The manifest digest's algorithm unless asked: the config digest's.
+    algorithm: crate::digest::Algorithm,
+    tag: String,
+}
+
+/// A schema1 image as containers/image inspects it: layers bottom first
+/// without the empty ones, of unknown type and size; no config blob, and a
+/// converted config with unknown diff_ids.
+fn schema1_view(bytes: &[u8]) -> Result<ImageView, CliError> {
+    use crate::copy::schema1;
+    let bad = |e: crate::copy::CopyError| CliError::new(format!("parsing manifest: {e}"));
+    let (s1, v1s) = schema1::parse(bytes).map_err(bad)?;
+    let (history, blobs) = schema1::history_and_layers(&s1, &v1s);
+    let fields = serde_json::to_vec(&v1s[0]).map_err(|e| CliError::new(e.to_string()))?;
+    let unknown = blobs.iter().map(|_| Value::String(String::new())).collect();
+    let config = schema1::config(v1s, history, unknown).map_err(bad)?;
+    let layers = blobs
+        .into_iter()
+        .map(|digest| LayerData {
+            mime_type: String::new(),
+            digest,
+            size: -1,
+            annotations: None,
+        })
+        .collect();
+    let tag = serde_json::from_slice::<Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("tag").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    Ok(ImageView {
+        layers,
+        fields,
+        config,
+        raw_config: vec![],
+        algorithm: crate::digest::Algorithm::Sha256,
+        tag,
+    })
+}
+
+/// The top manifest as read, and (unless only it is wanted, `--raw`) what
+/// inspect shows of the image (a list's instance for the platform).
 async fn read_image(
     src: &dyn transport::ImageSource,
     args: &InspectArgs,
     global: &Global,
     w: &impl Fn(TransportError) -> CliError,
     manifest_read: tokio::sync::oneshot::Sender<()>,
-) -> Result<(bytes::Bytes, Option<(crate::manifest::ImageManifest, Vec<u8>)>), CliError> {
+) -> Result<(bytes::Bytes, Option<ImageView>), CliError> {
     let (raw, mime) = src.manifest(None).await.map_err(w)?;
     // Nobody listening (no tag list wanted) is fine.
     let _ = manifest_read.send(());
@@ -230,9 +279,30 @@ async fn read_image(
     } else {
         (raw.clone(), mime.clone())
     };
+    if img_mime == manifest::media::DOCKER_V2S1 || img_mime == manifest::media::DOCKER_V2S1_SIGNED {
+        return Ok((raw, Some(schema1_view(&img_bytes)?)));
+    }
     let Manifest::Image(m) = Manifest::parse(&img_bytes, &img_mime).map_err(|e| w(e.into()))? else {
         return Err(CliError::new("nested manifest list"));
     };
-    let config_bytes = crate::copy::read_config(src, &m.config).await.map_err(w)?;
-    Ok((raw, Some((m, config_bytes))))
+    let config = crate::copy::read_config(src, &m.config).await.map_err(w)?;
+    let layers = m
+        .layers
+        .iter()
+        .map(|l| LayerData {
+            mime_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
+            annotations: l.annotations.clone(),
+        })
+        .collect();
+    let view = ImageView {
+        layers,
+        fields: config.clone(),
+        raw_config: config.clone(),
+        config,
+        algorithm: m.config.digest.algorithm(),
+        tag: String::new(),
+    };
+    Ok((raw, Some(view)))
 }

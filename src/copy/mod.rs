@@ -15,7 +15,7 @@ pub mod plan;
 mod present;
 mod referrers;
 mod rewrite;
-mod schema1;
+pub(crate) mod schema1;
 pub(crate) use schema1::parse as parse_schema1;
 mod signatures;
 mod single;

@@ -108,26 +108,13 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Schema1, Vec<Map<String, Value>>), 
     Ok((s1, v1s))
 }
 
-/// Copy a schema1 image as schema2; returns the schema2 manifest to write.
-pub(super) async fn copy(
-    src: &dyn ImageSource,
-    dst: &dyn ImageDestination,
-    bytes: &[u8],
-    opts: &CopyOptions,
-    stats: &Stats,
-) -> Result<(Bytes, String), CopyError> {
-    if opts.preserve_digests {
-        return Err(CopyError::Schema1ChangesDigest {
-            image: src.describe(),
-            reason: opts.keep_reason,
-        });
-    }
-    let (s1, v1s) = parse(bytes)?;
-    // Schema1 lists the top layer first.
-    let mut layers = vec![];
+/// The history (bottom first, as schema2 has it) of a schema1 image, and
+/// the blobs of its non-empty layers, bottom first.
+pub(crate) fn history_and_layers(s1: &Schema1, v1s: &[Map<String, Value>]) -> (Vec<Value>, Vec<Digest>) {
     let mut history = vec![];
-    let mut diff_ids = vec![];
-    for (fs, v1) in s1.fs_layers.iter().zip(&v1s).rev() {
+    let mut blobs = vec![];
+    // Schema1 lists the top layer first.
+    for (fs, v1) in s1.fs_layers.iter().zip(v1s).rev() {
         let empty = v1.get("throwaway").and_then(Value::as_bool).unwrap_or(false);
         let created_by = v1
             .get("container_config")
@@ -144,16 +131,21 @@ pub(super) async fn copy(
         }
         if empty {
             entry["empty_layer"] = Value::Bool(true);
-            history.push(entry);
-            continue;
+        } else {
+            blobs.push(fs.blob_sum.clone());
         }
         history.push(entry);
-        let (size, diff_id) = copy_layer(src, dst, &fs.blob_sum).await?;
-        stats.copied.fetch_add(1, Ordering::Relaxed);
-        stats.bytes.fetch_add(size, Ordering::Relaxed);
-        layers.push(serde_json::json!({"mediaType": media::DOCKER_LAYER_GZIP, "size": size, "digest": fs.blob_sum}));
-        diff_ids.push(diff_id);
     }
+    (history, blobs)
+}
+
+/// The schema2 config of a schema1 image: its top `v1Compatibility` less
+/// the v1 fields, with `history` and these `diff_ids`.
+pub(crate) fn config(
+    v1s: Vec<Map<String, Value>>,
+    history: Vec<Value>,
+    diff_ids: Vec<Value>,
+) -> Result<Vec<u8>, CopyError> {
     let mut config = v1s.into_iter().next().ok_or(CopyError::Schema1Inconsistent)?;
     for k in ["id", "parent", "parent_id", "layer_id", "Size", "throwaway"] {
         config.remove(k);
@@ -163,7 +155,35 @@ pub(super) async fn copy(
         serde_json::json!({"type": "layers", "diff_ids": diff_ids}),
     );
     config.insert("history".into(), Value::Array(history));
-    let config = serde_json::to_vec(&Value::Object(config)).map_err(manifest::ManifestError::from)?;
+    Ok(serde_json::to_vec(&Value::Object(config)).map_err(manifest::ManifestError::from)?)
+}
+
+/// Copy a schema1 image as schema2; returns the schema2 manifest to write.
+pub(super) async fn copy(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    bytes: &[u8],
+    opts: &CopyOptions,
+    stats: &Stats,
+) -> Result<(Bytes, String), CopyError> {
+    if opts.preserve_digests {
+        return Err(CopyError::Schema1ChangesDigest {
+            image: src.describe(),
+            reason: opts.keep_reason,
+        });
+    }
+    let (s1, v1s) = parse(bytes)?;
+    let (history, blobs) = history_and_layers(&s1, &v1s);
+    let mut layers = vec![];
+    let mut diff_ids = vec![];
+    for blob in blobs {
+        let (size, diff_id) = copy_layer(src, dst, &blob).await?;
+        stats.copied.fetch_add(1, Ordering::Relaxed);
+        stats.bytes.fetch_add(size, Ordering::Relaxed);
+        layers.push(serde_json::json!({"mediaType": media::DOCKER_LAYER_GZIP, "size": size, "digest": blob}));
+        diff_ids.push(serde_json::json!(diff_id));
+    }
+    let config = config(v1s, history, diff_ids)?;
     let config_info = BlobInfo {
         digest: Digest::sha256_of(&config),
         size: Some(config.len() as u64),

@@ -6,7 +6,7 @@ use super::{CopyError, CopyOptions, KeepReason, ProgressEvent};
 use crate::digest::Digest;
 use crate::reference::{DockerReference, ImageReference};
 use crate::signature::policy::{self, Policy, PolicyImage, Requirement};
-use crate::transport::{ImageDestination, ImageSource};
+use crate::transport::{ImageDestination, ImageSource, TransportError};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -82,7 +82,9 @@ pub(super) async fn read(
     if opts.remove_signatures && !ctx.judges() {
         return Ok(vec![]);
     }
-    src.signatures(instance, &Digest::sha256_of(manifest))
+    // Signatures name the manifest digest (a signed schema1's is its payload's).
+    let digest = crate::manifest_digest::manifest_digest(manifest).map_err(TransportError::from)?;
+    src.signatures(instance, &digest)
         .await
         .map_err(CopyError::ReadingSignatures)
 }

@@ -41,14 +41,17 @@ impl RegistryClient {
             .unwrap_or_default();
         let body = read_limited(&op, resp, MAX_MANIFEST_SIZE).await?;
         if let Ok(d) = reference.parse::<Digest>()
-            && !d.matches(&body)
+            && !crate::manifest_digest::matches(&body, &d)
         {
-            let mut h = crate::digest::Hasher::new(d.algorithm());
-            h.update(&body);
+            let actual = crate::manifest_digest::manifest_digest_with(&body, d.algorithm()).unwrap_or_else(|_| {
+                let mut h = crate::digest::Hasher::new(d.algorithm());
+                h.update(&body);
+                h.finish()
+            });
             return Err(RegistryError::DigestMismatch {
                 op,
                 expected: d,
-                actual: h.finish(),
+                actual,
             });
         }
         let mime = if mime.is_empty() || mime == "application/json" || mime == "text/plain" {

@@ -61,17 +61,15 @@ pub enum SignatureError {
     DigestMismatch(String),
     #[error("{0}")]
     Reference(#[from] crate::reference::ReferenceError),
-    #[error("computing the digest of signed Docker schema1 manifests is not supported by kopeo")]
-    Schema1Digest,
+    /// A signed schema1 manifest whose payload cannot be found.
+    #[error("{0}")]
+    Schema1Payload(#[from] crate::manifest_digest::Schema1PayloadError),
 }
 
 /// The digest a signature names for `manifest`, as containers/image's
 /// `manifest.Digest` computes it.
 pub fn manifest_digest(manifest: &[u8]) -> Result<Digest, SignatureError> {
-    if crate::manifest::guess_mime_type(manifest) == crate::manifest::media::DOCKER_V2S1_SIGNED {
-        return Err(SignatureError::Schema1Digest);
-    }
-    Ok(Digest::sha256_of(manifest))
+    Ok(crate::manifest_digest::manifest_digest(manifest)?)
 }
 
 /// A signature over `manifest` for `reference`, made with gpg key `key`.

@@ -27,7 +27,7 @@ pub async fn delete(reference: &DockerReference, client: &RegistryClient) -> Res
                 .get_manifest(reference.path(), &reference.manifest_reference())
                 .await
                 .map_err(missing)?;
-            Digest::sha256_of(&bytes)
+            crate::manifest_digest::manifest_digest(&bytes)?
         }
     };
     client.delete_manifest(reference.path(), &digest).await.map_err(missing)
@@ -93,7 +93,7 @@ impl ImageSource for DockerSource {
             None => {
                 let (bytes, media_type) = self.manifest(None).await?;
                 Ok(Some(super::CurrentManifest {
-                    digest: Digest::sha256_of(&bytes),
+                    digest: crate::manifest_digest::manifest_digest(&bytes)?,
                     media_type,
                 }))
             }

@@ -15,6 +15,9 @@ pub enum TransportError {
     Storage(#[from] super::containers_storage::StorageError),
     #[error(transparent)]
     Sif(#[from] super::sif::SifError),
+    /// A signed schema1 manifest whose payload (hence digest) cannot be found.
+    #[error("computing manifest digest: {0}")]
+    ManifestDigest(#[from] crate::manifest_digest::Schema1PayloadError),
     #[error(transparent)]
     Atomic(#[from] super::atomic::AtomicError),
     #[error("{op} {path}: {source}")]

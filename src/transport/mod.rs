@@ -88,7 +88,7 @@ pub trait ImageSource: Send + Sync {
     async fn current_manifest(&self) -> Result<Option<CurrentManifest>, TransportError> {
         let (bytes, media_type) = self.manifest(None).await?;
         Ok(Some(CurrentManifest {
-            digest: Digest::sha256_of(&bytes),
+            digest: crate::manifest_digest::manifest_digest(&bytes)?,
             media_type,
         }))
     }

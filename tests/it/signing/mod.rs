@@ -123,6 +123,7 @@ pub(super) fn signature_files(dir: &Path) -> Vec<String> {
 mod extension;
 mod policy;
 mod registry;
+mod schema1;
 mod sigstore_keys;
 mod simple;
 

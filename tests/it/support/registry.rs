@@ -21,6 +21,10 @@ pub enum Mode {
     /// TLS (test CA) and htpasswd together, as most private registries run.
     TlsHtpasswd,
     Token,
+    /// Plain HTTP, with Distribution's schema1 compatibility on: it takes
+    /// signed schema1 pushes and serves schema2 images as schema1 (signed
+    /// with its own libtrust key) to clients that accept only that.
+    Schema1,
 }
 
 /// Test credentials accepted by the htpasswd and token modes.
@@ -167,8 +171,10 @@ impl Registry {
         let listen = "127.0.0.1:0";
         let mut token = None;
         let mut extra = String::new();
+        let mut top = String::new();
         match mode {
             Mode::Plain => {}
+            Mode::Schema1 => top.push_str("compatibility:\n  schema1:\n    enabled: true\n"),
             Mode::SelfSigned => {
                 self_signed(dir.path());
                 extra.push_str(&format!(
@@ -215,7 +221,7 @@ impl Registry {
             _ => String::new(),
         };
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: {listen}\n{extra}{auth}",
+            "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n{top}http:\n  addr: {listen}\n{extra}{auth}",
             root = dir.path().join("storage").display(),
         );
         let config_path = dir.path().join("config.yml");
