@@ -51,7 +51,8 @@ pub fn reference(data: &[u8]) {
 }
 
 /// A manifest of every type kopeo reads (and as a guessed type), converted
-/// the ways a copy converts it, and a schema1 manifest as its conversion reads it.
+/// the ways a copy converts it, a schema1 manifest as its conversion and
+/// inspect read it, and its digest.
 pub fn manifest(data: &[u8]) {
     let _ = crate::manifest::guess_mime_type(data);
     for mime in media::ALL_MANIFESTS.iter().copied().chain([""]) {
@@ -70,7 +71,13 @@ pub fn manifest(data: &[u8]) {
             Err(_) => {}
         }
     }
-    let _ = crate::copy::parse_schema1(data);
+    if let Ok((s1, v1s)) = crate::copy::parse_schema1(data) {
+        let (history, blobs) = crate::copy::schema1::history_and_layers(&s1, &v1s);
+        let unknown = blobs.iter().map(|_| serde_json::Value::String(String::new())).collect();
+        let _ = crate::copy::schema1::config(v1s, history, unknown);
+    }
+    // A signed schema1's digest is found in its JWS headers.
+    let _ = crate::manifest_digest::manifest_digest(data);
 }
 
 /// An image config, read as `inspect` and `inspect --config` read it.
