@@ -65,6 +65,9 @@ pub struct SyncArgs {
     /// SOURCE (--src docker) is REGISTRY[/PREFIX]: every repository in its catalog (kopeo)
     #[arg(long)]
     catalog: bool,
+    /// Delete destination tags of the synced repositories that the source no longer has (kopeo)
+    #[arg(long)]
+    prune: bool,
     /// Write a JSON report of every image to PATH (kopeo)
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
@@ -144,6 +147,7 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
         skip_existing: args.skip_existing,
         exclude_tags: exclude,
         keep_newest: args.keep_newest,
+        prune: args.prune,
         src,
         dest: dst,
         on_start: Some(Arc::new(|s: &sync::ImageStart<'_>| {
@@ -186,6 +190,21 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
             ),
         );
     }
+    for p in &report.pruned {
+        use crate::sync::prune::PruneAction;
+        let reason = p.reason.as_deref().unwrap_or("");
+        match p.action {
+            PruneAction::Pruned => log_line("info", &format!("Pruned \"{}\"", p.destination)),
+            PruneAction::Planned => log_line("info", &format!("Would have pruned \"{}\"", p.destination)),
+            PruneAction::Kept => log_line("warning", &format!("Not pruning \"{}\": {reason}", p.destination)),
+            PruneAction::Failed => log_line("error", &format!("Error pruning \"{}\": {reason}", p.destination)),
+        }
+    }
+    let prune_failed = report
+        .pruned
+        .iter()
+        .filter(|p| p.action == crate::sync::prune::PruneAction::Failed)
+        .count();
     let (copied, skipped, failed) = (
         report.count(Action::Copied),
         report.count(Action::Skipped),
@@ -212,6 +231,11 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
     if failed > 0 {
         return Err(CliError::new(format!(
             "Sync failed due to previous reported error(s) for one or more images ({failed} failed)"
+        )));
+    }
+    if prune_failed > 0 {
+        return Err(CliError::new(format!(
+            "Pruning failed for {prune_failed} destination tags"
         )));
     }
     Ok(())

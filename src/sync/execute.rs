@@ -43,6 +43,9 @@ pub struct ImageResult {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncReport {
     pub images: Vec<ImageResult>,
+    /// With `prune`: the destination tags the source no longer has.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned: Vec<super::prune::PruneResult>,
 }
 
 impl SyncReport {
@@ -239,7 +242,13 @@ pub async fn execute(plan: &Plan, opts: &SyncOptions) -> SyncReport {
         .await;
     let mut results = results;
     results.sort_by_key(|(i, _)| *i);
+    // Pruning depends on the source's listings only, not on the copies.
+    let pruned = match opts.prune {
+        true => super::prune::prune(plan, opts).await,
+        false => vec![],
+    };
     SyncReport {
         images: results.into_iter().map(|(_, r)| r).collect(),
+        pruned,
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 mod destination;
 mod execute;
 mod plan;
+pub mod prune;
 pub mod semver;
 
 pub use execute::{Action, ImageResult, SyncReport, execute};
@@ -40,6 +41,9 @@ pub struct SyncOptions {
     pub exclude_tags: Vec<regex::Regex>,
     /// Keep only the newest N semver tags of each repository.
     pub keep_newest: Option<usize>,
+    /// Delete destination tags of the synced repositories that the source
+    /// no longer has (see [`prune`]).
+    pub prune: bool,
     /// How to open sources (YAML settings override per registry).
     pub src: OpenOptions,
     /// How to open destinations.

@@ -42,18 +42,19 @@ pub struct TagFilter {
 }
 
 impl TagFilter {
+    /// Whether tag `t` passes the include, semver and exclude rules (keep-newest aside).
+    pub fn admits(&self, t: &str) -> bool {
+        self.include.as_ref().is_none_or(|r| r.is_match(t))
+            && self
+                .semver
+                .as_ref()
+                .is_none_or(|c| Version::parse(t).is_some_and(|v| c.matches(&v)))
+            && !self.exclude.iter().any(|r| r.is_match(t))
+    }
+
     /// The tags that pass, in their original order.
     pub fn apply(&self, tags: Vec<String>) -> Vec<String> {
-        let mut kept: Vec<String> = tags
-            .into_iter()
-            .filter(|t| self.include.as_ref().is_none_or(|r| r.is_match(t)))
-            .filter(|t| {
-                self.semver
-                    .as_ref()
-                    .is_none_or(|c| Version::parse(t).is_some_and(|v| c.matches(&v)))
-            })
-            .filter(|t| !self.exclude.iter().any(|r| r.is_match(t)))
-            .collect();
+        let mut kept: Vec<String> = tags.into_iter().filter(|t| self.admits(t)).collect();
         if let Some(n) = self.keep_newest {
             let mut versions: Vec<(Version, String)> = kept
                 .iter()
@@ -82,6 +83,8 @@ pub struct Plan {
     pub images: Vec<PlannedImage>,
     /// How many repositories or directories the images came from.
     pub sources: usize,
+    /// With `prune`: the listed source repositories and where they went.
+    pub prune_scopes: Vec<super::prune::PruneScope>,
 }
 
 fn compile(res: &[String]) -> Result<Vec<Regex>, SyncError> {
@@ -132,6 +135,16 @@ struct Planner<'a> {
 
 impl Planner<'_> {
     fn add_docker(&mut self, r: DockerReference, src: &Arc<OpenOptions>) -> Result<(), SyncError> {
+        let destination = self.destination_of(&r)?;
+        self.plan.images.push(PlannedImage {
+            source: ImageReference::Docker(r),
+            destination,
+            source_options: src.clone(),
+        });
+        Ok(())
+    }
+
+    fn destination_of(&self, r: &DockerReference) -> Result<ImageReference, SyncError> {
         // Into a registry, a port or IPv6 brackets in the source registry
         // cannot stand inside a repository path (skopeo fails there):
         // `host:5000` becomes `host_5000`. A directory keeps `host:5000`, as
@@ -143,13 +156,7 @@ impl Planner<'_> {
             }
             SyncDestination::Dir(_) => name,
         };
-        let destination = destination(self.dest, &suffix, self.opts)?;
-        self.plan.images.push(PlannedImage {
-            source: ImageReference::Docker(r),
-            destination,
-            source_options: src.clone(),
-        });
-        Ok(())
+        destination(self.dest, &suffix, self.opts)
     }
 
     /// Every tag of `repo` that passes `filter`.
@@ -165,6 +172,20 @@ impl Planner<'_> {
         self.plan.sources += 1;
         // Carrying referrers, the referrers tags (`sha256-HEX`) come with
         // their subjects: copied on their own they are indexes of artifacts.
+        if self.opts.prune {
+            let sample = repo
+                .with_tag(super::prune::SAMPLE_TAG)
+                .map_err(|source| SyncError::Tag {
+                    repository: repo.name(),
+                    tag: super::prune::SAMPLE_TAG.into(),
+                    source,
+                })?;
+            self.plan.prune_scopes.push(super::prune::PruneScope {
+                sample: self.destination_of(&sample)?,
+                filter: filter.clone(),
+                source_tags: tags.iter().cloned().collect(),
+            });
+        }
         let tags = match self.opts.copy.referrers {
             Some(_) => tags.into_iter().filter(|t| !is_referrers_tag(t)).collect(),
             None => tags,

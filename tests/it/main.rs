@@ -27,4 +27,5 @@ mod safety;
 mod sif;
 pub(crate) mod signing;
 mod sync;
+mod sync_prune;
 mod tarball;

@@ -101,6 +101,11 @@ pub struct ImageSyncSpec {
     /// Put the plan in status and copy nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Delete destination tags that the source no longer has, in the synced
+    /// repositories and among the tags the selection takes (a 1:1 mirror);
+    /// with `dryRun` they are listed in the plan instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prune: bool,
     /// Stop syncing (a running sync is cancelled).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
@@ -143,6 +148,9 @@ pub struct ImageSyncStatus {
     pub already_present: u64,
     #[serde(default)]
     pub failed: u64,
+    /// Destination tags deleted by `prune` in the last sync.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pruned: u64,
     /// The first failures (at most 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<SyncFailure>,
@@ -168,4 +176,8 @@ impl crate::operator::verify_keys::KeyObjects for ImageSync {
             s.decryption.as_ref(),
         )
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

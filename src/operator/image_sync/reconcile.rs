@@ -5,6 +5,7 @@ use crate::operator::condition::{Condition, set};
 use crate::operator::image_sync::{ImageSync, ImageSyncStatus, SyncFailure};
 use crate::operator::progress::SyncProgress;
 use crate::operator::registry_credential::render::Rendered;
+use crate::sync::prune::PruneAction;
 use crate::sync::{self, Action, SyncOptions};
 use std::collections::BTreeMap;
 
@@ -160,6 +161,7 @@ pub async fn reconcile(
         parallel_images: s.spec.concurrency.unwrap_or(0) as usize,
         keep_going: s.spec.keep_going,
         dry_run: s.spec.dry_run,
+        prune: s.spec.prune,
         src,
         dest,
         on_done,
@@ -183,24 +185,31 @@ pub async fn reconcile(
     st.seen = plan.images.len() as u64;
     st.copied = report.count(Action::Copied) as u64;
     st.already_present = report.count(Action::Skipped) as u64;
-    st.failed = report.count(Action::Failed) as u64;
+    let pruning = |a: PruneAction| report.pruned.iter().filter(move |p| p.action == a);
+    st.failed = report.count(Action::Failed) as u64 + pruning(PruneAction::Failed).count() as u64;
+    st.pruned = pruning(PruneAction::Pruned).count() as u64;
     st.failures = report
         .images
         .iter()
         .filter(|i| i.action == Action::Failed)
-        .take(20)
         .map(|i| SyncFailure {
             source: i.source.clone(),
             reason: i.error.clone().unwrap_or_default(),
         })
+        .chain(pruning(PruneAction::Failed).map(|p| SyncFailure {
+            source: p.destination.clone(),
+            reason: format!("pruning: {}", p.reason.clone().unwrap_or_default()),
+        }))
+        .take(20)
         .collect();
     st.plan = if s.spec.dry_run {
         report
             .images
             .iter()
             .filter(|i| i.action == Action::Planned)
-            .take(100)
             .map(|i| format!("{} -> {}", i.source, i.destination))
+            .chain(pruning(PruneAction::Planned).map(|p| format!("prune {}", p.destination)))
+            .take(100)
             .collect()
     } else {
         vec![]
@@ -219,11 +228,24 @@ pub async fn reconcile(
     } else if !ok {
         ("SyncFailed", format!("{} of {} images failed", st.failed, st.seen))
     } else if s.spec.dry_run {
-        ("Planned", format!("{} images would be copied", st.plan.len()))
+        let prunes = match pruning(PruneAction::Planned).count() {
+            0 => String::new(),
+            n => format!(", {n} tags would be pruned"),
+        };
+        (
+            "Planned",
+            format!("{} images would be copied{prunes}", report.count(Action::Planned)),
+        )
     } else {
         (
             "Synced",
-            format!("{} copied, {} already present", st.copied, st.already_present),
+            match st.pruned {
+                0 => format!("{} copied, {} already present", st.copied, st.already_present),
+                n => format!(
+                    "{} copied, {} already present, {n} pruned",
+                    st.copied, st.already_present
+                ),
+            },
         )
     };
     for (t, v) in [("Ready", ok), ("Progressing", false), ("Stalled", !ok)] {
