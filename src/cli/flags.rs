@@ -170,6 +170,7 @@ macro_rules! image_flags {
                         auth: AuthOptions { authfile: self.authfile.clone().or_else(|| authfile.clone()), explicit, no_creds: self.no_creds, inline: None, fallback: None },
                         tls: TlsOptions { verify: self.tls_verify, cert_dir: self.cert_dir.clone(), material: None },
                         retry,
+                        budgets: None,
                     },
                     shared_blob_dir: self.shared_blob_dir.clone(),
                     pool: None,

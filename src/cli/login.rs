@@ -164,6 +164,7 @@ pub async fn login(args: LoginArgs) -> Result<(), CliError> {
             material: None,
         },
         retry: Default::default(),
+        budgets: None,
     };
     let client = RegistryClient::new(&host, opts).map_err(|e| CliError::new(e.to_string()))?;
     client

@@ -169,6 +169,9 @@ struct OperatorArgs {
     /// paths relative to DIR/<namespace>/ (default: registries only)
     #[arg(long = "local-storage", value_name = "DIR")]
     local_storage: Option<std::path::PathBuf>,
+    /// A request budget for a registry host, HOST=REQUESTS_PER_SECOND[/CONCURRENT_BLOBS] (repeatable)
+    #[arg(long = "registry-rate-limit", value_name = "HOST=RPS[/BLOBS]")]
+    registry_rate_limits: Vec<crate::options::rate_limit::HostRateLimit>,
 }
 
 /// `kopeo run`.
@@ -446,6 +449,8 @@ async fn operator(client: kube::Client, a: OperatorArgs, global: &Global) -> Res
         },
         ..Default::default()
     };
+    opts.budgets
+        .set_limits("flags", a.registry_rate_limits.into_iter().map(|h| (h.host, h.limit)));
     // --registries.d configures signature storage as for copies; without
     // it, sigstore attachments (kept in the registries) are carried along.
     if global.registries_d.is_some() {

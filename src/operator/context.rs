@@ -52,6 +52,9 @@ pub struct OperatorOptions {
     /// The trust policy (policy.json) for ImageCopy and ImageSync without
     /// `spec.verify` (`--policy`, the chart's `policy`); none accepts anything.
     pub default_policy: Option<std::sync::Arc<crate::signature::policy::Policy>>,
+    /// Request budgets per registry host, across all the operator's work
+    /// (`--registry-rate-limit`, RegistryCredential `spec.rateLimit`).
+    pub budgets: Arc<crate::registry::budget::Budgets>,
 }
 
 impl Default for OperatorOptions {
@@ -66,6 +69,7 @@ impl Default for OperatorOptions {
             local: LocalAccess::RegistriesOnly,
             signatures: Arc::new(default_signature_storage()),
             default_policy: None,
+            budgets: Arc::default(),
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Context {
     pub(crate) signatures: Arc<crate::signature::lookaside::SignatureStorage>,
     /// The policy for resources without `spec.verify`.
     pub(crate) default_policy: Option<std::sync::Arc<crate::signature::policy::Policy>>,
+    /// Request budgets per registry host.
+    pub(crate) budgets: Arc<crate::registry::budget::Budgets>,
 }
 
 pub(crate) fn now() -> String {

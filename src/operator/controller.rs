@@ -184,7 +184,9 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         local: opts.local.clone(),
         signatures: opts.signatures.clone(),
         default_policy: opts.default_policy.clone(),
+        budgets: opts.budgets.clone(),
     });
+    opts.metrics.watch_budgets(opts.budgets.clone());
     // With watched namespaces, every watch is namespaced: a Role per
     // namespace is all the RBAC the operator needs.
     if opts.namespaces.is_empty() {

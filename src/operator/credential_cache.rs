@@ -48,9 +48,7 @@ pub(crate) async fn render_namespace(ctx: &Context, ns: &str, read: Read) -> Res
             secrets.push(s);
         }
     }
-    Ok(Rendered::new(&creds, |name| {
-        secrets.iter().find(|s| s.name_any() == name)
-    }))
+    Ok(Rendered::new(&creds, |name| secrets.iter().find(|s| s.name_any() == name)).with_budgets(ctx.budgets.clone()))
 }
 
 /// The RegistryCredentials of `ns`: from the credential controllers' caches

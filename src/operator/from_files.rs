@@ -210,6 +210,12 @@ fn parse_documents(p: &Path, text: &str, m: &mut Manifests) -> Result<(), FromFi
     Ok(())
 }
 
+/// The process's request budgets (one `kopeo run`, all its namespaces).
+fn budgets() -> std::sync::Arc<crate::registry::budget::Budgets> {
+    static BUDGETS: std::sync::OnceLock<std::sync::Arc<crate::registry::budget::Budgets>> = std::sync::OnceLock::new();
+    BUDGETS.get_or_init(Default::default).clone()
+}
+
 fn render(ns: &str, m: &Manifests, statuses: &mut Vec<(String, String, String, Value)>, now: &str) -> Rendered {
     let creds: Vec<&RegistryCredential> = m
         .creds
@@ -218,7 +224,7 @@ fn render(ns: &str, m: &Manifests, statuses: &mut Vec<(String, String, String, V
         .collect();
     // Credentials resolve only within their own namespace.
     let secret = |name: &str| m.secret(ns, name);
-    let rendered = Rendered::new(creds.iter().copied(), secret);
+    let rendered = Rendered::new(creds.iter().copied(), secret).with_budgets(budgets());
     for (c, (name, verdict)) in creds.iter().zip(&rendered.verdicts) {
         let generation = c.metadata.generation;
         let (status, reason, message) = match verdict {

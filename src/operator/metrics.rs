@@ -26,6 +26,14 @@ pub struct Reason {
     pub reason: String,
 }
 
+/// A label set: a registry host, and what slowed requests to it down.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Throttle {
+    pub host: String,
+    /// `budget` (the host's rate limit) or `retry-after` (its 429 answers).
+    pub cause: String,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -43,6 +51,9 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Set once the controllers run.
     pub ready: AtomicBool,
+    /// Requests held back per registry host, by cause.
+    throttled: Family<Throttle, Counter>,
+    budgets: std::sync::OnceLock<Arc<crate::registry::budget::Budgets>>,
 }
 
 impl Default for Metrics {
@@ -61,6 +72,12 @@ impl Default for Metrics {
         registry.register("runs_in_flight", "Copies and syncs running now", in_flight.clone());
         registry.register("reconcile_errors", "Reconcile errors by reason", errors.clone());
         registry.register("leader", "1 when this replica leads", leader.clone());
+        let throttled = Family::<Throttle, Counter>::default();
+        registry.register(
+            "registry_throttled",
+            "Requests to a registry host held back, by cause (budget, retry-after)",
+            throttled.clone(),
+        );
         Metrics {
             registry,
             runs,
@@ -70,6 +87,8 @@ impl Default for Metrics {
             errors,
             leader,
             ready: AtomicBool::new(false),
+            throttled,
+            budgets: std::sync::OnceLock::new(),
         }
     }
 }
@@ -86,7 +105,22 @@ impl Metrics {
         self.bytes.inc_by(bytes);
     }
 
+    /// Report `budgets`' throttling per host.
+    pub fn watch_budgets(&self, budgets: Arc<crate::registry::budget::Budgets>) {
+        let _ = self.budgets.set(budgets);
+    }
+
     fn render(&self) -> String {
+        // The budgets count; the counters catch up at each scrape.
+        for (host, waits, pauses) in self.budgets.get().map(|b| b.throttling()).unwrap_or_default() {
+            for (cause, n) in [("budget", waits), ("retry-after", pauses)] {
+                let c = self.throttled.get_or_create(&Throttle {
+                    host: host.clone(),
+                    cause: cause.into(),
+                });
+                c.inc_by(n.saturating_sub(c.get()));
+            }
+        }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out

@@ -16,6 +16,7 @@ pub mod compression;
 pub mod encryption;
 pub mod format;
 pub mod platform;
+pub mod rate_limit;
 pub mod referrers;
 pub mod retry;
 pub mod sign;

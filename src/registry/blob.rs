@@ -25,6 +25,8 @@ struct State {
     body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
     resumes: u32,
     done: bool,
+    /// The host budget's download permit, held while the stream lives.
+    permit: Option<Option<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl RegistryClient {
@@ -88,10 +90,14 @@ impl RegistryClient {
             body: None,
             resumes: 0,
             done: false,
+            permit: None,
         };
         futures::stream::unfold(state, |mut st| async move {
             if st.done {
                 return None;
+            }
+            if st.permit.is_none() {
+                st.permit = Some(st.client.transfer_permit(super::budget::Transfer::Download).await);
             }
             loop {
                 if st.body.is_none() {

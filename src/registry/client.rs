@@ -39,6 +39,8 @@ pub struct RegistryOptions {
     pub auth: AuthOptions,
     pub tls: TlsOptions,
     pub retry: RetryOptions,
+    /// The process's per-host request budgets, if it keeps any.
+    pub budgets: Option<Arc<super::budget::Budgets>>,
 }
 
 /// What a manifest HEAD reports.
@@ -83,6 +85,8 @@ pub struct RegistryClient {
     http: reqwest::Client,
     opts: RegistryOptions,
     ping: tokio::sync::OnceCell<Url>,
+    /// This host's request budget, shared with every other client of it.
+    budget: Option<Arc<super::budget::HostBudget>>,
     /// The ping announced the signature API extension (`X-Registry-Supports-Signatures: 1`).
     supports_signatures: std::sync::atomic::AtomicBool,
     /// The auth challenge: from the ping, updated when a later 401 names another.
@@ -111,11 +115,13 @@ impl RegistryClient {
     /// A client for `registry` (as written in references, e.g. `127.0.0.1:5000`).
     pub fn new(registry: &str, opts: RegistryOptions) -> Result<Self, RegistryError> {
         let http = build_client(endpoint_host(registry), &opts.tls, &super::user_agent())?;
+        let budget = opts.budgets.as_ref().map(|b| b.host(registry));
         Ok(RegistryClient {
             registry: registry.to_string(),
             http,
             opts,
             ping: tokio::sync::OnceCell::new(),
+            budget,
             supports_signatures: std::sync::atomic::AtomicBool::new(false),
             challenge: Mutex::new(Challenge::None),
             tokens: Mutex::new(TokenCache::default()),
@@ -161,6 +167,24 @@ impl RegistryClient {
             .or_default()
             .clone();
         lock.lock_owned().await
+    }
+
+    /// A permit for one blob transfer under the host's budget (none: unlimited).
+    pub(super) async fn transfer_permit(
+        &self,
+        kind: super::budget::Transfer,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.budget {
+            Some(b) => b.transfer(kind).await,
+            None => None,
+        }
+    }
+
+    /// Wait for the host's request budget.
+    async fn budgeted(&self) {
+        if let Some(b) = &self.budget {
+            b.request().await;
+        }
     }
 
     /// The registry name this client serves.
@@ -346,6 +370,7 @@ impl RegistryClient {
             let base = self.ping().await?;
             let auth = self.authorization_retried(op, repo, &scopes, &mut attempt).await?;
             let rb = Authorization::apply(auth, make(&self.http, base)?);
+            self.budgeted().await;
             let result = rb.send().await;
             let retryable = match &result {
                 Err(e) => super::error::transient_http(e),
@@ -354,8 +379,20 @@ impl RegistryClient {
                     s >= 500 || s == 429 || s == 408
                 }
             };
+            // A 429 slows the whole host down for its Retry-After (or the
+            // backoff), whether or not this request is tried again.
+            let asked = match &result {
+                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    let asked = super::budget::retry_after(r.headers());
+                    if let Some(b) = &self.budget {
+                        b.pause(asked.unwrap_or_else(|| self.opts.retry.delay_for(attempt)));
+                    }
+                    asked
+                }
+                _ => None,
+            };
             if retryable && attempt < self.opts.retry.times {
-                let delay = self.opts.retry.delay_for(attempt);
+                let delay = self.opts.retry.delay_for(attempt).max(asked.unwrap_or_default());
                 tracing::warn!(
                     op,
                     attempt = attempt + 1,
@@ -413,6 +450,7 @@ impl RegistryClient {
         rb: impl FnOnce(&reqwest::Client) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let auth = self.authorization_retried(op, repo, &scopes, &mut 0).await?;
+        self.budgeted().await;
         Authorization::apply(auth, rb(&self.http)).send().await.map_err(net(op))
     }
 

@@ -12,6 +12,7 @@
 //! of which `copy`, `sync` and `delete` need.
 
 mod blob;
+pub mod budget;
 mod client;
 mod error;
 mod lists;

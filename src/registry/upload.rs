@@ -84,6 +84,7 @@ impl RegistryClient {
         body: reqwest::Body,
     ) -> Result<(), RegistryError> {
         let op = format!("uploading blob {digest} to {}/{repo}", self.registry);
+        let _permit = self.transfer_permit(super::budget::Transfer::Upload).await;
         let mut url = upload;
         url.query_pairs_mut().append_pair("digest", &digest.to_string());
         let resp = self
@@ -110,6 +111,7 @@ impl RegistryClient {
         body: reqwest::Body,
         finish: impl FnOnce() -> Result<Digest, RegistryError>,
     ) -> Result<Digest, RegistryError> {
+        let _permit = self.transfer_permit(super::budget::Transfer::Upload).await;
         let upload = self.start_upload(repo).await?;
         let op = format!("uploading a blob to {}/{repo}", self.registry);
         let resp = self

@@ -20,6 +20,7 @@ mod local;
 mod oci_delete;
 mod operator;
 mod parity;
+mod rate_limit;
 mod referrers;
 mod registry_copy;
 mod retries;

@@ -61,6 +61,11 @@ pub struct RegistryCredentialSpec {
     pub secret_ref: Option<SecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSettings>,
+    /// A request budget for the registry host, honoured by all the
+    /// operator's work against it (with other limits for the host, the
+    /// tightest applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::options::rate_limit::RateLimitSettings>,
 }
 
 /// Whether the Secret was found and usable.

@@ -169,6 +169,10 @@ pub struct Rendered {
     pub verdicts: Vec<(String, Result<(), CredentialProblem>)>,
     /// Owner references to the credentials rendered (for the pull Secret).
     pub owners: Vec<Value>,
+    /// The credentials' namespace and the rate limits they set per host.
+    limits: (String, Vec<(String, crate::options::rate_limit::RateLimitSettings)>),
+    /// The process's request budgets, which copies opened here honour.
+    budgets: Option<std::sync::Arc<crate::registry::budget::Budgets>>,
 }
 
 impl Rendered {
@@ -182,7 +186,9 @@ impl Rendered {
         let mut tls: std::collections::HashMap<String, TlsMaterial> = Default::default();
         let mut verdicts = vec![];
         let mut owners = vec![];
+        let mut limits = (String::new(), vec![]);
         for c in creds {
+            limits.0 = c.namespace().unwrap_or_default();
             if let Some(uid) = &c.metadata.uid {
                 owners.push(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "name": c.name_any(), "uid": uid}));
             }
@@ -205,6 +211,9 @@ impl Rendered {
                 Err(p) => Err(p),
             };
             verdicts.push((c.name_any(), verdict));
+            if let Some(l) = c.spec.rate_limit {
+                limits.1.push((host.clone(), l));
+            }
             if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
                 insecure.push(host);
             }
@@ -220,7 +229,17 @@ impl Rendered {
             document,
             verdicts,
             owners,
+            limits,
+            budgets: None,
         }
+    }
+
+    /// Copies opened here honour `budgets`, which learn these credentials' limits.
+    pub fn with_budgets(mut self, budgets: std::sync::Arc<crate::registry::budget::Budgets>) -> Rendered {
+        let (ns, limits) = &self.limits;
+        budgets.set_limits(&format!("namespace/{ns}"), limits.iter().cloned());
+        self.budgets = Some(budgets);
+        self
     }
 
     /// Open options for one side of a copy whose reference is `reference`.
@@ -229,6 +248,7 @@ impl Rendered {
     pub fn side(&self, reference: &str) -> OpenOptions {
         let mut o = OpenOptions::default();
         o.registry.auth.inline = Some(self.auth.clone());
+        o.registry.budgets = self.budgets.clone();
         o.atomic = crate::transport::atomic::AtomicAccess::RegistryCredentials;
         if let Ok(ImageReference::Docker(d) | ImageReference::Atomic(d)) = reference.parse::<ImageReference>() {
             if self.insecure.iter().any(|h| h == d.domain()) {
