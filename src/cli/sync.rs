@@ -68,6 +68,10 @@ pub struct SyncArgs {
     /// Delete destination tags of the synced repositories that the source no longer has (kopeo)
     #[arg(long)]
     prune: bool,
+    /// Copy only shard INDEX of COUNT (repositories split by a hash of their name);
+    /// COUNT alone takes INDEX from $JOB_COMPLETION_INDEX (kopeo)
+    #[arg(long, value_name = "INDEX/COUNT")]
+    shard: Option<String>,
     /// Write a JSON report of every image to PATH (kopeo)
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
@@ -148,6 +152,13 @@ pub async fn run(args: SyncArgs, global: &Global) -> Result<(), CliError> {
         exclude_tags: exclude,
         keep_newest: args.keep_newest,
         prune: args.prune,
+        shard: match &args.shard {
+            Some(s) => Some(
+                sync::shard::Shard::parse(s, std::env::var("JOB_COMPLETION_INDEX").ok().as_deref())
+                    .map_err(|e| CliError::new(e.to_string()))?,
+            ),
+            None => None,
+        },
         src,
         dest: dst,
         on_start: Some(Arc::new(|s: &sync::ImageStart<'_>| {

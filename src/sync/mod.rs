@@ -9,6 +9,7 @@ mod execute;
 mod plan;
 pub mod prune;
 pub mod semver;
+pub mod shard;
 
 pub use execute::{Action, ImageResult, SyncReport, execute};
 pub use plan::{Plan, PlannedImage, SyncDestination, SyncSource, TagFilter, plan};
@@ -44,6 +45,8 @@ pub struct SyncOptions {
     /// Delete destination tags of the synced repositories that the source
     /// no longer has (see [`prune`]).
     pub prune: bool,
+    /// Run only this shard's part of the plan (see [`shard`]).
+    pub shard: Option<shard::Shard>,
     /// How to open sources (YAML settings override per registry).
     pub src: OpenOptions,
     /// How to open destinations.

@@ -182,6 +182,7 @@ impl Planner<'_> {
                 })?;
             self.plan.prune_scopes.push(super::prune::PruneScope {
                 sample: self.destination_of(&sample)?,
+                source: ImageReference::Docker(sample.clone()),
                 filter: filter.clone(),
                 source_tags: tags.iter().cloned().collect(),
             });
@@ -400,6 +401,9 @@ pub async fn plan(source: &SyncSource, dest: &SyncDestination, opts: &SyncOption
                 p.add_yaml_registry(registry, r).await?;
             }
         }
+    }
+    if let Some(s) = opts.shard {
+        s.apply(&mut p.plan);
     }
     Ok(p.plan)
 }

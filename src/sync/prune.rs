@@ -42,6 +42,8 @@ pub struct PruneResult {
 /// A source repository whose tags were listed, and where they went.
 #[derive(Debug, Clone)]
 pub struct PruneScope {
+    /// The source repository.
+    pub(super) source: ImageReference,
     /// Where a tag `SAMPLE_TAG` of it would go.
     pub(super) sample: ImageReference,
     pub(super) filter: TagFilter,
@@ -290,6 +292,7 @@ mod tests {
         assert!(is_companion_tag(&format!("sha256-{hex}.sig")));
         assert!(!is_companion_tag("sha256-abc"));
         let scope = PruneScope {
+            source: "docker://src/app:x".parse().unwrap(),
             sample: "docker://h:5000/m/app:kopeo-prune-scope-m".parse().unwrap(),
             filter: TagFilter {
                 exclude: vec![regex::Regex::new("^dev").unwrap()],

@@ -29,4 +29,5 @@ mod sif;
 pub(crate) mod signing;
 mod sync;
 mod sync_prune;
+mod sync_shard;
 mod tarball;
