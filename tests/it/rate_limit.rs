@@ -7,7 +7,7 @@
 use crate::support::image::{Spec, build};
 use crate::support::registry::{Mode, Registry};
 use crate::support::standin::{Reply, fake_registry};
-use crate::support::{kopeo, tempdir};
+use crate::support::{insecure_credential, kopeo, kopeo_run, tempdir};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,18 +81,8 @@ fn a_rate_limit_bounds_requests_and_downloads_and_a_429_pauses_the_host() {
     seen.most.store(0, Ordering::SeqCst);
     seen.at.lock().unwrap().clear();
     seen.refuse_next.store(true, Ordering::SeqCst);
-    let yaml = format!(
+    let copy = format!(
         r#"apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: src, namespace: default}}
-spec: {{registry: "{src}", tls: {{insecure: true}}, rateLimit: {{requestsPerSecond: 4, concurrentBlobs: 2}}}}
----
-apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: dst, namespace: default}}
-spec: {{registry: "{dst}", tls: {{insecure: true}}}}
----
-apiVersion: kopeo.dev/v1alpha1
 kind: ImageCopy
 metadata: {{name: budgeted, namespace: default}}
 spec:
@@ -103,9 +93,12 @@ spec:
         src = fake.host,
         dst = dst.host
     );
-    let file = h.join("resources.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = kopeo(h, &["run", "-f", file.to_str().unwrap()]);
+    let budget = ", rateLimit: {requestsPerSecond: 4, concurrentBlobs: 2}";
+    let creds = [
+        insecure_credential("src", &fake.host, budget),
+        insecure_credential("dst", &dst.host, ""),
+    ];
+    let out = kopeo_run(h, &[creds[0].clone(), creds[1].clone(), copy]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(dst.digest(h, "app:1"), digest);
     assert!(seen.most.load(Ordering::SeqCst) <= 2, "at most two downloads at once");

@@ -205,6 +205,16 @@ fn mirror(w: &World, to: &str) {
     kopeo(w.home.path(), &["copy", "-q", "--include-referrers", &from, to]).ok();
 }
 
+/// `kopeo run` on `resources` with credentials reaching both registries.
+fn run_with_credentials(w: &World, resources: String) -> Run {
+    use crate::support::{insecure_credential, kopeo_run};
+    let creds = [
+        insecure_credential("src", &w.src.host, ""),
+        insecure_credential("dst", &w.dst.host, ""),
+    ];
+    kopeo_run(w.home.path(), &[creds[0].clone(), creds[1].clone(), resources])
+}
+
 /// These digests, sorted (as `listed` gives them).
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
@@ -336,18 +346,8 @@ fn referrers_are_refused_where_they_cannot_be_kept_or_would_dangle() {
 fn an_imagecopy_with_spec_referrers_carries_them_through_kopeo_run() {
     let w = world();
     let home = w.home.path();
-    let yaml = format!(
+    let copy = format!(
         r#"apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: src, namespace: default}}
-spec: {{registry: "{src}", tls: {{insecure: true}}}}
----
-apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: dst, namespace: default}}
-spec: {{registry: "{dst}", tls: {{insecure: true}}}}
----
-apiVersion: kopeo.dev/v1alpha1
 kind: ImageCopy
 metadata: {{name: mirror, namespace: default}}
 spec:
@@ -358,9 +358,7 @@ spec:
         src = w.src.host,
         dst = w.dst.host
     );
-    let file = home.join("resources.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = crate::support::kopeo(home, &["run", "-f", file.to_str().unwrap()]);
+    let out = run_with_credentials(&w, copy);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("Ready"), "{}", out.stdout);
     assert_eq!(w.dst.digest(home, "op/app:1"), w.image);
@@ -381,18 +379,8 @@ fn signatures_referrers_carries_the_signature_referrers_and_remove_refuses_to_ca
         br#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}"#,
         (&w.image, w.image_size),
     );
-    let yaml = format!(
+    let copies = format!(
         r#"apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: src, namespace: default}}
-spec: {{registry: "{src}", tls: {{insecure: true}}}}
----
-apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: dst, namespace: default}}
-spec: {{registry: "{dst}", tls: {{insecure: true}}}}
----
-apiVersion: kopeo.dev/v1alpha1
 kind: ImageCopy
 metadata: {{name: signed, namespace: default}}
 spec:
@@ -412,9 +400,7 @@ spec:
         src = w.src.host,
         dst = w.dst.host
     );
-    let file = home.join("resources.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = crate::support::kopeo(home, &["run", "-f", file.to_str().unwrap()]);
+    let out = run_with_credentials(&w, copies);
     assert_eq!(out.code, 1, "one resource is refused\n{}\n{}", out.stdout, out.stderr);
     // Only the signature referrer came along: not the SBOM, not the attestation.
     assert_eq!(w.dst.digest(home, "sig/app:1"), w.image);

@@ -6,7 +6,7 @@
 use crate::registry_copy::seed;
 use crate::support::image::Spec;
 use crate::support::registry::{Mode, Registry};
-use crate::support::{kopeo, tempdir};
+use crate::support::{insecure_credential, kopeo, kopeo_run, tempdir};
 
 fn spec(seed: u64) -> Spec {
     Spec {
@@ -137,18 +137,8 @@ fn an_imagesync_with_prune_counts_what_it_pruned() {
     seed(&src, h, "app:1", &spec(1));
     seed(&dst, h, "mirror/app:0", &spec(2));
     seed(&dst, h, "dry/app:0", &spec(2));
-    let yaml = format!(
+    let syncs = format!(
         r#"apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: src, namespace: default}}
-spec: {{registry: "{src}", tls: {{insecure: true}}}}
----
-apiVersion: kopeo.dev/v1alpha1
-kind: RegistryCredential
-metadata: {{name: dst, namespace: default}}
-spec: {{registry: "{dst}", tls: {{insecure: true}}}}
----
-apiVersion: kopeo.dev/v1alpha1
 kind: ImageSync
 metadata: {{name: mirror, namespace: default}}
 spec:
@@ -170,9 +160,11 @@ spec:
         src = src.host,
         dst = dst.host
     );
-    let file = h.join("resources.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = kopeo(h, &["run", "-f", file.to_str().unwrap()]);
+    let creds = [
+        insecure_credential("src", &src.host, ""),
+        insecure_credential("dst", &dst.host, ""),
+    ];
+    let out = kopeo_run(h, &[creds[0].clone(), creds[1].clone(), syncs]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(dst.tags(h, "mirror/app"), ["1"]);
     assert!(out.stdout.contains("  pruned: 1\n"), "{}", out.stdout);

@@ -195,3 +195,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A RegistryCredential manifest for `host` reached without TLS checks,
+/// with `extra` spec fields (`, rateLimit: {...}`), for `kopeo run`.
+pub fn insecure_credential(name: &str, host: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: {name}, namespace: default}}\nspec: {{registry: \"{host}\", tls: {{insecure: true}}{extra}}}\n"
+    )
+}
+
+/// `kopeo run` on these manifests, written to `resources.yaml` in `home`.
+pub fn kopeo_run(home: &Path, docs: &[String]) -> Run {
+    let file = home.join("resources.yaml");
+    std::fs::write(&file, docs.join("---\n")).expect("writing manifests");
+    kopeo(home, &["run", "-f", &file.display().to_string()])
+}
