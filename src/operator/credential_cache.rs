@@ -48,7 +48,10 @@ pub(crate) async fn render_namespace(ctx: &Context, ns: &str, read: Read) -> Res
             secrets.push(s);
         }
     }
-    Ok(Rendered::new(&creds, |name| secrets.iter().find(|s| s.name_any() == name)).with_budgets(ctx.budgets.clone()))
+    Ok(
+        Rendered::new(&creds, |name| secrets.iter().find(|s| s.name_any() == name))
+            .with_budgets(ctx.budgets.clone(), ns),
+    )
 }
 
 /// The RegistryCredentials of `ns`: from the credential controllers' caches

@@ -224,7 +224,7 @@ fn render(ns: &str, m: &Manifests, statuses: &mut Vec<(String, String, String, V
         .collect();
     // Credentials resolve only within their own namespace.
     let secret = |name: &str| m.secret(ns, name);
-    let rendered = Rendered::new(creds.iter().copied(), secret).with_budgets(budgets());
+    let rendered = Rendered::new(creds.iter().copied(), secret).with_budgets(budgets(), ns);
     for (c, (name, verdict)) in creds.iter().zip(&rendered.verdicts) {
         let generation = c.metadata.generation;
         let (status, reason, message) = match verdict {

@@ -134,18 +134,26 @@ fn failed(destination: String, why: impl std::fmt::Display) -> PruneResult {
     }
 }
 
-/// The manifest digest tag `t` of `repo` names.
-async fn tag_digest(client: &crate::registry::RegistryClient, repo: &str, t: &str) -> Result<Digest, String> {
-    if let Some(d) = client
-        .head_manifest(repo, t)
-        .await
-        .map_err(|e| e.to_string())?
-        .and_then(|h| h.digest)
+/// The manifest digest tag `t` of `repo` names, and whether it is a list.
+async fn tag_digest(client: &crate::registry::RegistryClient, repo: &str, t: &str) -> Result<(Digest, bool), String> {
+    let head = client.head_manifest(repo, t).await.map_err(|e| e.to_string())?;
+    if let Some(h) = head
+        && let Some(d) = h.digest
     {
-        return Ok(d);
+        return Ok((d, crate::manifest::is_list_type(&h.media_type)));
     }
-    let (bytes, _) = client.get_manifest(repo, t).await.map_err(|e| e.to_string())?;
-    crate::manifest_digest::manifest_digest(&bytes).map_err(|e| e.to_string())
+    let (bytes, mime) = client.get_manifest(repo, t).await.map_err(|e| e.to_string())?;
+    let d = crate::manifest_digest::manifest_digest(&bytes).map_err(|e| e.to_string())?;
+    Ok((d, crate::manifest::is_list_type(&mime)))
+}
+
+/// The manifests list `t` of `repo` names (deleting one would break it).
+async fn list_members(client: &crate::registry::RegistryClient, repo: &str, t: &str) -> Result<Vec<Digest>, String> {
+    let (bytes, mime) = client.get_manifest(repo, t).await.map_err(|e| e.to_string())?;
+    match crate::manifest::Manifest::parse(&bytes, &mime).map_err(|e| e.to_string())? {
+        crate::manifest::Manifest::Index(i) => Ok(i.manifests.into_iter().map(|m| m.digest).collect()),
+        crate::manifest::Manifest::Image(_) => Ok(vec![]),
+    }
 }
 
 async fn in_registry(name: &str, suffix: &str, group: &Group<'_>, opts: &SyncOptions) -> Vec<PruneResult> {
@@ -169,12 +177,24 @@ async fn in_registry(name: &str, suffix: &str, group: &Group<'_>, opts: &SyncOpt
     // Which tags name each manifest: a deletion takes them all.
     let mut by_digest: HashMap<Digest, Vec<String>> = HashMap::new();
     let mut digest_of: HashMap<String, Digest> = HashMap::new();
+    // Manifests that lists which stay name, by the list's tag.
+    let mut in_kept_list: HashMap<Digest, String> = HashMap::new();
+    let mut unreadable_kept = false;
     let mut out = vec![];
     for t in tags.iter().filter(|t| !is_companion_tag(t)) {
         match tag_digest(&client, repo.path(), t).await {
-            Ok(d) => {
+            Ok((d, list)) => {
                 by_digest.entry(d.clone()).or_default().push(t.clone());
                 digest_of.insert(t.clone(), d);
+                if list && !gone.contains(&t) {
+                    match list_members(&client, repo.path(), t).await {
+                        Ok(members) => in_kept_list.extend(members.into_iter().map(|m| (m, t.clone()))),
+                        Err(e) => {
+                            tracing::warn!(tag = %t, repository = %name, error = %e, "reading a kept list");
+                            unreadable_kept = true;
+                        }
+                    }
+                }
             }
             Err(e) if gone.contains(&t) => out.push(failed(format!("docker://{name}:{t}"), e)),
             // A kept tag that cannot be read: no manifest may be deleted
@@ -182,7 +202,7 @@ async fn in_registry(name: &str, suffix: &str, group: &Group<'_>, opts: &SyncOpt
             Err(e) => tracing::warn!(tag = %t, repository = %name, error = %e, "reading a kept tag"),
         }
     }
-    let unreadable_kept = tags
+    unreadable_kept |= tags
         .iter()
         .any(|t| !is_companion_tag(t) && !gone.contains(&t) && !digest_of.contains_key(t));
     let mut deleted: HashMap<Digest, Result<(), String>> = HashMap::new();
@@ -192,6 +212,10 @@ async fn in_registry(name: &str, suffix: &str, group: &Group<'_>, opts: &SyncOpt
         let sharing: Vec<&String> = by_digest[d].iter().filter(|o| !group.gone(o, suffix)).collect();
         let reason = match (sharing.first(), unreadable_kept) {
             (Some(other), _) => Some(format!("its manifest is also tagged {other:?}, which stays")),
+            (None, _) if in_kept_list.contains_key(d) => Some(format!(
+                "the list tagged {:?}, which stays, names its manifest",
+                in_kept_list[d]
+            )),
             (None, true) => Some("a tag that stays could not be read: it might name the same manifest".into()),
             (None, false) => None,
         };

@@ -65,6 +65,23 @@ fn prune_deletes_only_the_tags_the_source_lost_within_the_scope() {
     seed(&dst, h, "mirror/app:keep-me", &spec(5));
     copy(h, &dst.image("mirror/app:keep-me"), &dst.image("mirror/app:0.8"));
     copy(h, &dst.image("mirror/app:2.0"), &dst.image("mirror/app:0.7"));
+    // A list outside the scope, and an in-scope tag naming one of its images.
+    seed(
+        &dst,
+        h,
+        "mirror/app:keep-list",
+        &Spec {
+            archs: vec!["amd64", "arm64"],
+            ..spec(6)
+        },
+    );
+    let index: serde_json::Value = serde_json::from_str(&dst.raw_manifest(h, "mirror/app:keep-list")).unwrap();
+    let member = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    copy(
+        h,
+        &format!("{}@{member}", dst.image("mirror/app")),
+        &dst.image("mirror/app:0.6"),
+    );
     // The source loses 1.0.
     kopeo(h, &["delete", "--tls-verify=false", &src.image("app:1.0")]).ok();
 
@@ -79,9 +96,14 @@ fn prune_deletes_only_the_tags_the_source_lost_within_the_scope() {
         planned.stderr
     );
     assert!(planned.stderr.contains("also tagged \\\"2.0\\\""), "{}", planned.stderr);
+    assert!(
+        planned.stderr.contains("the list tagged \\\"keep-list\\\""),
+        "{}",
+        planned.stderr
+    );
     assert_eq!(
         dst.tags(h, "mirror/app"),
-        ["0.7", "0.8", "0.9", "1.0", "2.0", "keep-me"],
+        ["0.6", "0.7", "0.8", "0.9", "1.0", "2.0", "keep-list", "keep-me"],
         "a dry run deletes nothing"
     );
 
@@ -89,13 +111,16 @@ fn prune_deletes_only_the_tags_the_source_lost_within_the_scope() {
     assert!(out.stderr.contains("Pruned"), "{}", out.stderr);
     assert_eq!(
         dst.tags(h, "mirror/app"),
-        ["0.7", "0.8", "2.0", "keep-me"],
+        ["0.6", "0.7", "0.8", "2.0", "keep-list", "keep-me"],
         "{}",
         out.stderr
     );
     // Without --prune a sync deletes nothing (the source lost 0.7 and 0.8 too).
     sync(&[]).ok();
-    assert_eq!(dst.tags(h, "mirror/app"), ["0.7", "0.8", "2.0", "keep-me"]);
+    assert_eq!(
+        dst.tags(h, "mirror/app"),
+        ["0.6", "0.7", "0.8", "2.0", "keep-list", "keep-me"]
+    );
 
     // Into directories: the lost tag's image goes, others stay.
     let dir = h.join("dirs");

@@ -169,8 +169,8 @@ pub struct Rendered {
     pub verdicts: Vec<(String, Result<(), CredentialProblem>)>,
     /// Owner references to the credentials rendered (for the pull Secret).
     pub owners: Vec<Value>,
-    /// The credentials' namespace and the rate limits they set per host.
-    limits: (String, Vec<(String, crate::options::rate_limit::RateLimitSettings)>),
+    /// The rate limits the credentials set per host.
+    limits: Vec<(String, crate::options::rate_limit::RateLimitSettings)>,
     /// The process's request budgets, which copies opened here honour.
     budgets: Option<std::sync::Arc<crate::registry::budget::Budgets>>,
 }
@@ -186,9 +186,8 @@ impl Rendered {
         let mut tls: std::collections::HashMap<String, TlsMaterial> = Default::default();
         let mut verdicts = vec![];
         let mut owners = vec![];
-        let mut limits = (String::new(), vec![]);
+        let mut limits = vec![];
         for c in creds {
-            limits.0 = c.namespace().unwrap_or_default();
             if let Some(uid) = &c.metadata.uid {
                 owners.push(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential", "name": c.name_any(), "uid": uid}));
             }
@@ -212,7 +211,7 @@ impl Rendered {
             };
             verdicts.push((c.name_any(), verdict));
             if let Some(l) = c.spec.rate_limit {
-                limits.1.push((host.clone(), l));
+                limits.push((host.clone(), l));
             }
             if c.spec.tls.as_ref().is_some_and(|t| t.insecure) {
                 insecure.push(host);
@@ -234,10 +233,10 @@ impl Rendered {
         }
     }
 
-    /// Copies opened here honour `budgets`, which learn these credentials' limits.
-    pub fn with_budgets(mut self, budgets: std::sync::Arc<crate::registry::budget::Budgets>) -> Rendered {
-        let (ns, limits) = &self.limits;
-        budgets.set_limits(&format!("namespace/{ns}"), limits.iter().cloned());
+    /// Copies opened here honour `budgets`, which learn the limits these
+    /// credentials (all of namespace `ns`: a namespace without any sets none) set.
+    pub fn with_budgets(mut self, budgets: std::sync::Arc<crate::registry::budget::Budgets>, ns: &str) -> Rendered {
+        budgets.set_limits(&format!("namespace/{ns}"), self.limits.iter().cloned());
         self.budgets = Some(budgets);
         self
     }
