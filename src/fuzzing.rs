@@ -319,7 +319,8 @@ pub fn registries_d(data: &[u8]) {
     }
 }
 
-/// A signature: its payload read alone, the bytes read as a key ring and as
+/// A signature: its payload read alone, as a registry's signature-extension
+/// list, the bytes read as a key ring and as
 /// PEM public keys, as a stored blob (a sigstore one verified with the P-256
 /// key in `fuzz/testdata`), and as an OpenPGP message verified with the
 /// OpenPGP key there, as a policy's signedBy does.
@@ -328,6 +329,8 @@ pub fn signature(data: &[u8]) {
     static KEYS: OnceLock<Option<TrustedKeys>> = OnceLock::new();
     static SIGSTORE: OnceLock<Vec<sigstore::PublicKey>> = OnceLock::new();
     let _ = Payload::parse(data);
+    // A registry's signature extension answer.
+    let _ = crate::registry::signatures::simple_signatures_of(data);
     let _ = TrustedKeys::parse(data);
     let _ = sigstore::parse_public_keys(data);
     // Private keys as a Secret holds them (spec.sign): OpenPGP and cosign's.

@@ -19,7 +19,7 @@ mod lists;
 mod manifests;
 mod referrers;
 mod response;
-mod signatures;
+pub(crate) mod signatures;
 pub mod tls;
 pub mod tls_details;
 mod token_auth;

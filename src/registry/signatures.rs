@@ -53,6 +53,27 @@ mod base64_bytes {
     }
 }
 
+/// The entries of a signature list as the extension answers it.
+fn parse_list(body: &[u8]) -> Result<Vec<Entry>, String> {
+    let list: List = serde_json::from_slice(body).map_err(|e| format!("the signature list is not valid JSON: {e}"))?;
+    Ok(list.signatures)
+}
+
+/// The simple signing signatures among `entries` (entries of another schema
+/// or type are left out, as upstream does).
+fn simple(entries: Vec<Entry>) -> Vec<Vec<u8>> {
+    entries
+        .into_iter()
+        .filter(|e| e.version == SCHEMA_VERSION && e.kind == TYPE_ATOMIC)
+        .map(|e| e.content)
+        .collect()
+}
+
+/// The simple signatures of an extension answer, for the fuzzer.
+pub(crate) fn simple_signatures_of(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    Ok(simple(parse_list(body)?))
+}
+
 impl RegistryClient {
     fn extension_path(repo: &str, digest: &Digest) -> String {
         format!("extensions/v2/{repo}/signatures/{digest}")
@@ -71,23 +92,12 @@ impl RegistryClient {
             return Err(error_from(&op, resp).await);
         }
         let body = read_limited(&op, resp, MAX_LIST_SIZE).await?;
-        let list: List = serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
-            op,
-            reason: format!("the signature list is not valid JSON: {e}"),
-        })?;
-        Ok(list.signatures)
+        parse_list(&body).map_err(|reason| RegistryError::Protocol { op, reason })
     }
 
-    /// The simple signing signatures the extension holds for `digest`
-    /// (entries of another schema or type are left out, as upstream does).
+    /// The simple signing signatures the extension holds for `digest`.
     pub async fn extension_signatures(&self, repo: &str, digest: &Digest) -> Result<Vec<Vec<u8>>, RegistryError> {
-        Ok(self
-            .extension_list(repo, digest, false)
-            .await?
-            .into_iter()
-            .filter(|e| e.version == SCHEMA_VERSION && e.kind == TYPE_ATOMIC)
-            .map(|e| e.content)
-            .collect())
+        Ok(simple(self.extension_list(repo, digest, false).await?))
     }
 
     /// Add `signatures` of `digest` through the extension: each unless an
