@@ -58,8 +58,15 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
             "symlink" => std::fs::read_link(&p).unwrap().display().to_string(),
             _ => String::new(),
         };
-        // A directory's mtime is its own only where the tar names it.
-        let mtime = if kind == "dir" { 0 } else { m.mtime() };
+        // A directory's mtime is its own only where the tar names it; a
+        // whiteout (0:0 device) carries the time it was made, by either
+        // writer (containers/storage does not apply the header's): only its
+        // presence compares, not the second it was made in.
+        let mtime = if kind == "dir" || (kind == "char" && m.rdev() == 0) {
+            0
+        } else {
+            m.mtime()
+        };
         let line = format!(
             "{kind} {:04o} {}:{} rdev={} nlink={} mtime={mtime} {content} {}",
             m.mode() & 0o7777,
