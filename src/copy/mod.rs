@@ -261,11 +261,13 @@ pub async fn copy(
             // An image that is there may still lack the source's signatures
             // (copied before they were made, or with --remove-signatures):
             // then the copy goes on, reusing every blob, to store them.
-            let signed = || async {
-                let found = src.signatures(None, &d).await;
-                found.map(|s| !s.is_empty()).map_err(CopyError::ReadingSignatures)
-            };
-            if opts.remove_signatures || !signed().await? {
+            if opts.remove_signatures
+                || src
+                    .signatures(None, &d)
+                    .await
+                    .map_err(CopyError::ReadingSignatures)?
+                    .is_empty()
+            {
                 return Ok(CopyReport::unchanged(d));
             }
             shortcut = false;
