@@ -162,3 +162,84 @@ fn chart_lints_renders_and_applies() {
     );
     assert!(ok && out == "kopeo", "{out}{err}");
 }
+
+/// The README's `helm install` against an API server, then an upgrade and an
+/// uninstall, as helm does them (its release records are protobuf-written
+/// Secrets).
+#[test]
+fn helm_install_upgrade_uninstall() {
+    let helm = crate::support::tool("HELM", "helm");
+    let server = ApiServer::start(Options::default());
+    let home = tempdir();
+    let kc = server.write_kubeconfig(&home.path().join("kubeconfig"));
+    let kc = kc.to_str().unwrap();
+    let helm_in = |args: &[&str]| {
+        let (ok, out, err) = run(&helm, &[&["--kubeconfig", kc], args].concat());
+        assert!(ok, "helm {args:?}: {out}{err}");
+        out
+    };
+    let kubectl = |args: &[&str]| crate::kubectl::kubectl(std::path::Path::new(kc), args);
+    let releases = || {
+        let (ok, text) = kubectl(&[
+            "get",
+            "secrets",
+            "-n",
+            "kopeo",
+            "-l",
+            "owner=helm,name=kopeo",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.status} {end}",
+        ]);
+        assert!(ok, "{text}");
+        text.trim().to_string()
+    };
+    helm_in(&[
+        "install",
+        "kopeo",
+        "charts/kopeo",
+        "--namespace",
+        "kopeo",
+        "--create-namespace",
+    ]);
+    assert_eq!(releases(), "sh.helm.release.v1.kopeo.v1=deployed");
+    let (ok, text) = kubectl(&["get", "deployment,serviceaccount,crd", "-A"]);
+    assert!(
+        ok && text.contains("deployment.apps/kopeo") && text.contains("imagecopies.kopeo.dev"),
+        "{text}"
+    );
+    let listed = helm_in(&["list", "-n", "kopeo"]);
+    assert!(listed.contains("deployed"), "{listed}");
+
+    helm_in(&[
+        "upgrade",
+        "kopeo",
+        "charts/kopeo",
+        "--namespace",
+        "kopeo",
+        "--set",
+        "concurrency=3",
+    ]);
+    assert_eq!(
+        releases(),
+        "sh.helm.release.v1.kopeo.v1=superseded sh.helm.release.v1.kopeo.v2=deployed"
+    );
+    let (ok, args) = kubectl(&[
+        "get",
+        "deployment",
+        "kopeo",
+        "-n",
+        "kopeo",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].args}",
+    ]);
+    assert!(ok && args.contains("--concurrency=3"), "{args}");
+
+    let out = helm_in(&["uninstall", "kopeo", "--namespace", "kopeo"]);
+    assert!(out.contains("uninstalled"), "{out}");
+    assert_eq!(releases(), "");
+    let (ok, text) = kubectl(&["get", "deployment,serviceaccount,service", "-n", "kopeo", "-o", "name"]);
+    assert!(ok && !text.contains("kopeo"), "the release's objects are gone: {text}");
+    // helm leaves the CRDs of crds/ in place (and so the users' resources).
+    let (ok, text) = kubectl(&["get", "crd", "-o", "name"]);
+    assert!(ok && text.contains("imagecopies.kopeo.dev"), "{text}");
+}

@@ -16,6 +16,7 @@ mod fuzz_corpora;
 mod helm;
 mod hostile;
 mod interop;
+mod kubectl;
 mod local;
 mod oci_delete;
 mod operator;

@@ -315,6 +315,14 @@ async fn serve(
         if b.is_empty() {
             return Ok(Value::Null);
         }
+        if crate::protobuf::is_protobuf(&ctype) {
+            return crate::protobuf::decode(b).map_err(|r| match r {
+                crate::protobuf::Refusal::Malformed(e) => {
+                    ApiError::new(400, "BadRequest", format!("the body could not be decoded: {e}"))
+                }
+                crate::protobuf::Refusal::Unsupported(e) => ApiError::new(415, "UnsupportedMediaType", e),
+            });
+        }
         serde_json::from_slice(b)
             .or_else(|_| serde_yaml_ng::from_slice::<Value>(b))
             .map_err(|e| ApiError::new(400, "BadRequest", format!("the body could not be decoded: {e}")))
@@ -636,8 +644,5 @@ fn watch(shared: Arc<Shared>, t: Target, q: HashMap<String, String>, accept: &st
 }
 
 fn present(rt: &ResourceType, o: &Value) -> Value {
-    let mut o = o.clone();
-    o["apiVersion"] = Value::String(rt.api_version());
-    o["kind"] = Value::String(rt.kind.clone());
-    o
+    rt.present(o)
 }

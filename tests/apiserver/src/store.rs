@@ -66,7 +66,8 @@ fn invalid(rt: &ResourceType, name: &str, errs: &[String]) -> ApiError {
     let causes: Vec<Value> = errs
         .iter()
         .map(|e| {
-            let field = e.split(':').next().unwrap_or("");
+            // A cause carries the path apart from what is wrong with it.
+            let (field, message) = e.split_once(": ").unwrap_or(("", e));
             let reason = if e.contains("Required value") {
                 "FieldValueRequired"
             } else if e.contains("Unsupported value") {
@@ -74,7 +75,7 @@ fn invalid(rt: &ResourceType, name: &str, errs: &[String]) -> ApiError {
             } else {
                 "FieldValueInvalid"
             };
-            json!({"reason": reason, "message": e, "field": field})
+            json!({"reason": reason, "message": message, "field": field})
         })
         .collect();
     let mut err = ApiError::new(422, "Invalid", format!("{what} \"{name}\" is invalid: {msg}"));
@@ -297,10 +298,7 @@ impl State {
 
     /// An object as served for `rt` (its apiVersion is the requested version).
     fn present(rt: &ResourceType, o: &Value) -> Value {
-        let mut o = o.clone();
-        o["apiVersion"] = Value::String(rt.api_version());
-        o["kind"] = Value::String(rt.kind.clone());
-        o
+        rt.present(o)
     }
 
     fn key(rt: &ResourceType, ns: &str, name: &str) -> (String, String, String) {
@@ -422,10 +420,11 @@ impl State {
     }
 
     /// Create an object.
-    pub fn create(&mut self, rt: &ResourceType, ns: &str, mut o: Value, opts: &WriteOpts) -> Result<Value, ApiError> {
+    pub fn create(&mut self, rt: &ResourceType, ns: &str, o: Value, opts: &WriteOpts) -> Result<Value, ApiError> {
         if !o.is_object() {
             return Err(ApiError::new(400, "BadRequest", "the body is not an object"));
         }
+        let mut o = rt.to_storage(o);
         let mut name = meta_str(&o, "name");
         if name.is_empty() {
             let prefix = meta_str(&o, "generateName");
@@ -476,7 +475,9 @@ impl State {
         let uid = self.next_uid();
         set_meta(&mut o, "uid", Value::String(uid));
         set_meta(&mut o, "creationTimestamp", Value::String(time::now()));
-        set_meta(&mut o, "generation", json!(1));
+        if rt.has_generation() {
+            set_meta(&mut o, "generation", json!(1));
+        }
         if let Some(m) = &opts.field_manager {
             set_meta(
                 &mut o,
@@ -492,10 +493,9 @@ impl State {
         if rt.plural == "customresourcedefinitions" {
             self.register_crd(&mut o);
         }
-        let stored = Self::present(rt, &o);
-        self.objects.insert(key, stored.clone());
-        self.emit("ADDED", rt, stored.clone());
-        Ok(stored)
+        self.objects.insert(key, o.clone());
+        self.emit("ADDED", rt, o.clone());
+        Ok(Self::present(rt, &o))
     }
 
     /// Serve a CRD's versions and report it established.
@@ -544,7 +544,7 @@ impl State {
         if !rv.is_empty() && rv != meta_str(&old, "resourceVersion") {
             return Err(conflict(rt, name));
         }
-        let o = isolate(rt, &old, o, status);
+        let o = isolate(rt, &old, rt.to_storage(o), status);
         self.write(rt, ns, name, o, &old, opts)
     }
 
@@ -600,7 +600,7 @@ impl State {
             set_meta(&mut o, "finalizers", Value::Null);
         }
         self.admit(rt, name, &mut o, Some(old), opts.strict)?;
-        if spec_part(&o) != spec_part(old) {
+        if rt.has_generation() && spec_part(&o) != spec_part(old) {
             let g = meta(old, "generation").and_then(Value::as_i64).unwrap_or(1);
             set_meta(&mut o, "generation", json!(g + 1));
         }
@@ -678,7 +678,8 @@ impl State {
             }
             None => return Err(not_found(rt, name)),
         };
-        let mut new = old.clone();
+        // A patch applies to the object as the requested version shows it.
+        let mut new = rt.present(&old);
         match kind {
             "merge" => patch::merge(&mut new, body),
             "strategic" => patch::strategic(&mut new, body),
@@ -701,7 +702,7 @@ impl State {
             return Err(conflict(rt, name));
         }
         set_meta(&mut new, "resourceVersion", Value::Null);
-        let mut new = isolate(rt, &old, new, status);
+        let mut new = isolate(rt, &old, rt.to_storage(new), status);
         if kind == "apply" {
             record_apply(&mut new, body, opts, rt);
         }

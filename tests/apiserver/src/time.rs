@@ -6,6 +6,11 @@ pub fn now() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    format(secs)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format(secs: u64) -> String {
     let (days, rem) = (secs / 86400, secs % 86400);
     // Howard Hinnant's civil-from-days.
     let z = days as i64 + 719_468;
@@ -45,24 +50,67 @@ pub fn parse(ts: &str) -> Option<i64> {
     Some(days * 86400 + n(11..13)? * 3600 + n(14..16)? * 60 + n(17..19)?)
 }
 
-/// A kubectl-style age (`5s`, `3m`, `2h`, `4d`) of a timestamp.
+/// The age of a timestamp as the API server's table convertor prints it
+/// (apimachinery's `duration.HumanDuration`: `5s`, `3m20s`, `2h5m`, `4d`).
 pub fn age(ts: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let Some(t) = parse(ts) else { return "<unknown>".into() };
-    let s = (now - t).max(0);
-    match s {
+    human_duration(now - t)
+}
+
+fn human_duration(s: i64) -> String {
+    // Two seconds of clock skew still count as now.
+    if s < -1 {
+        return "<invalid>".into();
+    }
+    let two = |big: i64, unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{small}{small_unit}")
+        }
+    };
+    let (m, h) = (s / 60, s / 3600);
+    match s.max(0) {
         s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s if s < 172_800 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+        _ if m < 10 => two(m, "m", s % 60, "s"),
+        _ if m < 180 => format!("{m}m"),
+        _ if h < 8 => two(h, "h", m % 60, "m"),
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 24 * 8 => two(h / 24, "d", h % 24, "h"),
+        _ if h < 24 * 365 * 2 => format!("{}d", h / 24),
+        _ if h < 24 * 365 * 8 => two(h / 24 / 365, "y", (h / 24) % 365, "d"),
+        _ => format!("{}y", h / 24 / 365),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ages_as_kubernetes_prints_them() {
+        let cases = [
+            (-5, "<invalid>"),
+            (-1, "0s"),
+            (5, "5s"),
+            (119, "119s"),
+            (200, "3m20s"),
+            (240, "4m"),
+            (700, "11m"),
+            (3 * 3600 + 120, "3h2m"),
+            (10 * 3600, "10h"),
+            (3 * 86400 + 7200, "3d2h"),
+            (30 * 86400, "30d"),
+            (3 * 365 * 86400 + 86400, "3y1d"),
+            (9 * 365 * 86400, "9y"),
+        ];
+        for (s, want) in cases {
+            assert_eq!(super::human_duration(s), want, "{s}");
+        }
+    }
+
     #[test]
     fn parses_what_it_writes() {
         let now = super::now();
