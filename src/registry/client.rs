@@ -187,6 +187,19 @@ impl RegistryClient {
         }
     }
 
+    /// Wait for the request budget of a token realm's host (the registry's
+    /// own when the registry issues its tokens itself).
+    async fn realm_budgeted(&self, realm: &str) {
+        let Some(budgets) = &self.opts.budgets else { return };
+        let Ok(url) = Url::parse(realm) else { return };
+        let Some(host) = url.host_str() else { return };
+        let host = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        budgets.host(&host).request().await;
+    }
+
     /// The registry name this client serves.
     pub fn registry(&self) -> &str {
         &self.registry
@@ -248,6 +261,8 @@ impl RegistryClient {
         let host = endpoint_host(&self.registry);
         let base = Url::parse(&format!("{scheme}://{host}/")).map_err(|e| e.to_string())?;
         let url = base.join("v2/").map_err(|e| e.to_string())?;
+        // The ping is a request to the host like any other: it waits its turn.
+        self.budgeted().await;
         match self.http.get(url).send().await {
             Ok(resp) => {
                 let status = resp.status();
@@ -311,6 +326,7 @@ impl RegistryClient {
                 let token = match cached {
                     Some(t) => t,
                     None => {
+                        self.realm_budgeted(realm).await;
                         let (t, life) = fetch_token(&self.http, op, realm, service.as_deref(), scopes, &creds).await?;
                         self.tokens
                             .lock()

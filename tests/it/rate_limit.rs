@@ -179,3 +179,66 @@ fn the_operators_flag_sets_a_budget_and_metrics_show_the_throttling() {
     });
     assert_eq!(dst.digest(h, "app:1"), digest);
 }
+
+#[test]
+fn pings_and_token_requests_spend_the_same_budget() {
+    let home = tempdir();
+    let h = home.path();
+    let built = build(
+        &h.join("layout"),
+        "app",
+        &Spec {
+            layers: vec![3_000; 2],
+            ..Spec::default()
+        },
+    );
+    let at: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let seen = at.clone();
+    let host = Arc::new(Mutex::new(String::new()));
+    let realm_host = host.clone();
+    let fake = fake_registry(&h.join("layout"), "app", vec!["1"], move |req, _| {
+        seen.lock()
+            .unwrap()
+            .push((Instant::now(), format!("{} {}", req.method, req.path())));
+        let challenge = format!(
+            "Bearer realm=\"http://{}/token\",service=\"stand-in\"",
+            realm_host.lock().unwrap()
+        );
+        if req.path() == "/token" {
+            return Some(Reply::json(200, serde_json::json!({"token": "t0k", "expires_in": 300})));
+        }
+        if req.header("authorization") != Some("Bearer t0k") {
+            let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": "token needed"}]});
+            return Some(Reply::json(401, body).with("WWW-Authenticate", &challenge));
+        }
+        None
+    });
+    *host.lock().unwrap() = fake.host.clone();
+    let dst = Registry::start(Mode::Plain);
+    let copy = format!(
+        "apiVersion: kopeo.dev/v1alpha1\nkind: ImageCopy\nmetadata: {{name: budgeted, namespace: default}}\n\
+         spec: {{source: 'docker://{}/app:1', destination: 'docker://{}/app:1'}}\n",
+        fake.host, dst.host
+    );
+    let creds = [
+        insecure_credential("src", &fake.host, ", rateLimit: {requestsPerSecond: 1}"),
+        insecure_credential("dst", &dst.host, ""),
+    ];
+    let out = kopeo_run(h, &[creds[0].clone(), creds[1].clone(), copy]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(dst.digest(h, "app:1"), built.digest);
+    let at = at.lock().unwrap().clone();
+    assert!(
+        at.iter().any(|(_, r)| r == "GET /v2/") && at.iter().any(|(_, r)| r == "GET /token"),
+        "{at:?}"
+    );
+    // One a second, a second's worth in a burst: no second sees more than
+    // two, the ping and the token request included.
+    for (i, (t, _)) in at.iter().enumerate() {
+        let within = at[i..]
+            .iter()
+            .take_while(|(u, _)| *u < *t + Duration::from_secs(1))
+            .count();
+        assert!(within <= 2, "{within} requests within a second from #{i}: {at:?}");
+    }
+}
