@@ -11,10 +11,14 @@
 mod audit;
 pub mod authz;
 mod cel;
+mod controllers;
 mod discovery;
 mod events;
 mod http;
 pub mod integrated_registry;
+mod jobs;
+pub mod node;
+mod node_files;
 pub mod openshift;
 pub mod patch;
 mod protobuf;
@@ -25,6 +29,7 @@ mod store;
 mod table;
 mod time;
 mod types;
+mod workloads;
 
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -53,6 +58,12 @@ pub struct Options {
     pub rbac: bool,
     /// Serve OpenShift's image API (`image.openshift.io/v1`) too.
     pub openshift: Option<openshift::ImageApi>,
+    /// Also serve HTTPS on another loopback port with this certificate
+    /// and key (PEM files), as pods reach a real API server.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Run the job, ServiceAccount and root CA controllers, as
+    /// kube-controller-manager does beside a real API server.
+    pub controllers: bool,
 }
 
 /// A failure the server answers with instead of serving a request, for
@@ -85,6 +96,9 @@ impl Fault {
 /// A running server; it stops when dropped.
 pub struct ApiServer {
     pub addr: SocketAddr,
+    /// The HTTPS address, when [`Options::tls`] was given.
+    pub tls_addr: Option<SocketAddr>,
+    ca: Option<String>,
     token: Option<String>,
     shared: Arc<http::Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -107,7 +121,7 @@ impl ApiServer {
             openshift: opts.openshift.clone(),
             state: Mutex::new(state),
             token: opts.token.clone(),
-            users: opts.users.clone(),
+            users: Mutex::new(opts.users.clone()),
             rbac: opts.rbac,
             faults: Mutex::new(vec![]),
             audit: opts
@@ -115,6 +129,16 @@ impl ApiServer {
                 .as_deref()
                 .map(|p| audit::AuditLog::open(p).expect("opening the audit log")),
         });
+        let tls = opts.tls.as_ref().map(|(cert, key)| {
+            let l = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("binding the TLS port");
+            l.set_nonblocking(true).expect("nonblocking listener");
+            let ca = std::fs::read_to_string(cert).expect("reading the TLS certificate");
+            (l, tls_config(cert, key), ca)
+        });
+        let tls_addr = tls.as_ref().and_then(|(l, _, _)| l.local_addr().ok());
+        let ca = tls.as_ref().map(|(_, _, ca)| ca.clone());
+        let controllers = opts.controllers;
+        let ca_for_controllers = ca.clone();
         let kept = shared.clone();
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
@@ -125,6 +149,12 @@ impl ApiServer {
                 .build()
                 .expect("runtime");
             let _ = handle_tx.send(rt.handle().clone());
+            if controllers {
+                rt.spawn(controllers::run(shared.clone(), ca_for_controllers));
+            }
+            if let Some((l, config, _)) = tls {
+                rt.spawn(serve_tls(l, config, shared.clone()));
+            }
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("tokio listener");
                 loop {
@@ -144,6 +174,8 @@ impl ApiServer {
         });
         ApiServer {
             addr,
+            tls_addr,
+            ca,
             runtime: handle_rx.recv().expect("the server's runtime"),
             token: opts.token,
             shared: kept,
@@ -163,6 +195,15 @@ impl ApiServer {
     pub fn integrated_registry(&self, upstream: &str) -> integrated_registry::IntegratedRegistry {
         let api = self.shared.openshift.clone().expect("the image API is served");
         integrated_registry::start(self.shared.clone(), api, upstream, &self.runtime)
+    }
+
+    /// Run a node that starts pods as local processes (see [`node`]); its
+    /// pods reach this server over HTTPS when it serves it.
+    pub fn start_node(&self, mut opts: node::NodeOptions) -> node::Node {
+        if let (Some(a), Some(ca)) = (self.tls_addr, &self.ca) {
+            opts.api = Some((a, ca.clone()));
+        }
+        node::start(self.shared.clone(), opts, &self.runtime)
     }
 
     /// Answer requests matching `fault` with its failure from now on.
@@ -214,5 +255,43 @@ impl Drop for ApiServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .expect("reading the TLS certificate")
+        .collect::<Result<_, _>>()
+        .expect("parsing the TLS certificate");
+    let key = PrivateKeyDer::from_pem_file(key).expect("reading the TLS key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("the TLS certificate and key");
+    Arc::new(config)
+}
+
+async fn serve_tls(l: std::net::TcpListener, config: Arc<rustls::ServerConfig>, shared: Arc<http::Shared>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(l) else {
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, shared) = (acceptor.clone(), shared.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else { return };
+            let svc = hyper::service::service_fn(move |req| http::handle(shared.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+        });
     }
 }

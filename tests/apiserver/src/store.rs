@@ -411,6 +411,22 @@ impl State {
                     }
                 }
             }
+            ("batch", "jobs") => crate::workloads::job(o, old).map_err(|errs| invalid(rt, name, &errs))?,
+            ("", "pods") if old.is_none() => {
+                let ns = meta_str(o, "namespace");
+                let suffix = format!("{:05x}", (self.rv * 104_729 + self.uid) % 0xfffff);
+                let sa_rt = self.find("", "v1", "serviceaccounts").cloned();
+                let account = |sa: &str| match sa_rt.as_ref().map(|t| self.get(t, &ns, sa)) {
+                    Some(Ok(a)) => crate::workloads::Account::Found {
+                        automount: a.get("automountServiceAccountToken").and_then(Value::as_bool),
+                    },
+                    _ => crate::workloads::Account::Missing,
+                };
+                crate::workloads::pod(o, &ns, account, &suffix).map_err(|(code, msg)| match code {
+                    403 => ApiError::new(403, "Forbidden", msg),
+                    _ => invalid(rt, name, &[msg]),
+                })?;
+            }
             ("", "namespaces") if o.pointer("/status/phase").is_none() => {
                 o["status"] = json!({"phase": "Active"});
             }
@@ -473,6 +489,9 @@ impl State {
         }
         self.admit(rt, &name, &mut o, None, opts.strict)?;
         let uid = self.next_uid();
+        if rt.group == "batch" && rt.plural == "jobs" {
+            crate::workloads::job_selector(&mut o, &uid, &name);
+        }
         set_meta(&mut o, "uid", Value::String(uid));
         set_meta(&mut o, "creationTimestamp", Value::String(time::now()));
         if rt.has_generation() {
