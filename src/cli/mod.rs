@@ -13,6 +13,7 @@ mod progress;
 mod signing;
 mod sync;
 pub mod template;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal as _;
@@ -128,6 +129,8 @@ enum Command {
     Operator(OperatorArgs),
     /// Reconcile ImageCopy/ImageSync/RegistryCredential manifests once, without a cluster
     Run(RunArgs),
+    /// Do work the operator hands to the pods of its Jobs
+    Worker(worker::WorkerArgs),
     /// Logout of a container registry
     Logout(login::LogoutArgs),
     /// Create a signature using local files
@@ -172,6 +175,23 @@ struct OperatorArgs {
     /// A request budget for a registry host, HOST=REQUESTS_PER_SECOND[/CONCURRENT_BLOBS] (repeatable)
     #[arg(long = "registry-rate-limit", value_name = "HOST=RPS[/BLOBS]")]
     registry_rate_limits: Vec<crate::options::rate_limit::HostRateLimit>,
+    /// The image worker pods run (ImageSync spec.workers); usually the operator's own
+    #[arg(long = "worker-image", value_name = "IMAGE", env = "KOPEO_WORKER_IMAGE")]
+    worker_image: Option<String>,
+    /// The ServiceAccount made for worker pods in each namespace
+    #[arg(long = "worker-service-account", default_value = "kopeo-worker")]
+    worker_service_account: String,
+    /// The ClusterRole that account is bound to (the chart's worker role)
+    #[arg(long = "worker-cluster-role", default_value = "kopeo-worker")]
+    worker_cluster_role: String,
+    /// Pod settings for every worker, as JSON (ImageSync workerPod's fields:
+    /// resources, nodeSelector, tolerations, priorityClassName, serviceAccountName)
+    #[arg(long = "worker-pod", value_name = "JSON", value_parser = parse_worker_pod)]
+    worker_pod: Option<crate::operator::image_sync::workers::WorkerPod>,
+}
+
+fn parse_worker_pod(s: &str) -> Result<crate::operator::image_sync::workers::WorkerPod, String> {
+    serde_json::from_str(s).map_err(|e| format!("invalid --worker-pod: {e}"))
 }
 
 /// `kopeo run`.
@@ -426,6 +446,7 @@ async fn run(command: Command, global: &Global) -> Result<(), CliError> {
                 .map_err(|e| CliError::new(format!("connecting to the cluster: {e}")))?;
             operator(client, a, global).await
         }
+        Command::Worker(a) => worker::run(a).await,
         Command::Crd => {
             let yaml = crate::operator::crd_yaml().map_err(|e| CliError::new(format!("rendering the CRDs: {e}")))?;
             print!("{yaml}");
@@ -446,6 +467,13 @@ async fn operator(client: kube::Client, a: OperatorArgs, global: &Global) -> Res
         local: match a.local_storage {
             Some(dir) => crate::operator::local_access::LocalAccess::Under(dir),
             None => crate::operator::local_access::LocalAccess::RegistriesOnly,
+        },
+        workers: crate::operator::image_sync::workers::WorkerSettings {
+            image: a.worker_image,
+            service_account: a.worker_service_account,
+            cluster_role: a.worker_cluster_role,
+            report_interval: a.progress_interval,
+            pod: a.worker_pod.unwrap_or_default(),
         },
         ..Default::default()
     };

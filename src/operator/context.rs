@@ -21,6 +21,8 @@ pub enum Error {
     RenderCredentials(#[source] serde_json::Error),
     #[error("encoding a status: {0}")]
     EncodeStatus(#[source] serde_json::Error),
+    #[error("building the worker Job or its account: {0}")]
+    BuildWorkerObject(#[source] serde_json::Error),
 }
 
 /// Where the leader-election Lease lives.
@@ -55,6 +57,8 @@ pub struct OperatorOptions {
     /// Request budgets per registry host, across all the operator's work
     /// (`--registry-rate-limit`, RegistryCredential `spec.rateLimit`).
     pub budgets: Arc<crate::registry::budget::Budgets>,
+    /// How ImageSyncs with `spec.workers` get their Jobs (`--worker-image`).
+    pub workers: crate::operator::image_sync::workers::WorkerSettings,
 }
 
 impl Default for OperatorOptions {
@@ -70,6 +74,7 @@ impl Default for OperatorOptions {
             signatures: Arc::new(default_signature_storage()),
             default_policy: None,
             budgets: Arc::default(),
+            workers: Default::default(),
         }
     }
 }
@@ -108,6 +113,8 @@ pub struct Context {
     pub(crate) default_policy: Option<std::sync::Arc<crate::signature::policy::Policy>>,
     /// Request budgets per registry host.
     pub(crate) budgets: Arc<crate::registry::budget::Budgets>,
+    /// How ImageSyncs with `spec.workers` get their Jobs.
+    pub(crate) workers: crate::operator::image_sync::workers::WorkerSettings,
 }
 
 pub(crate) fn now() -> String {
@@ -120,6 +127,7 @@ pub(crate) fn error_policy<K>(_: Arc<K>, e: &Error, ctx: Arc<Context>) -> Action
         Error::Kube(_) => "KubernetesApi",
         Error::RenderCredentials(_) => "CredentialRendering",
         Error::EncodeStatus(_) => "StatusEncoding",
+        Error::BuildWorkerObject(_) => "WorkerObjectEncoding",
     };
     ctx.metrics
         .errors

@@ -185,6 +185,7 @@ async fn controllers(client: Client, opts: OperatorOptions) {
         signatures: opts.signatures.clone(),
         default_policy: opts.default_policy.clone(),
         budgets: opts.budgets.clone(),
+        workers: opts.workers.clone(),
     });
     opts.metrics.watch_budgets(opts.budgets.clone());
     // With watched namespaces, every watch is namespaced: a Role per
@@ -329,7 +330,13 @@ async fn controllers_in(client: Client, ctx: Arc<Context>, ns: Option<String>, c
                 tracing::debug!(error = %e, "imagecopy controller");
             }
         });
-    let syncs = Controller::new(scoped::<ImageSync>(&client, ns), watcher::Config::default()).with_config(config);
+    // Worker Jobs report their state here (sharded syncs, see image_sync::workers).
+    let syncs = Controller::new(scoped::<ImageSync>(&client, ns), watcher::Config::default())
+        .with_config(config)
+        .owns(
+            scoped::<k8s_openapi::api::batch::v1::Job>(&client, ns),
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=kopeo"),
+        );
     let syncs = on_credentials(syncs, &client, ns, c4, &ctx)
         .run(reconcile_sync, error_policy, ctx.clone())
         .for_each(|r| async move {

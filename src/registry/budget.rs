@@ -46,6 +46,14 @@ impl Budgets {
         }
     }
 
+    /// The tightest limit set for `host` by any source.
+    pub fn limit(&self, host: &str) -> RateLimitSettings {
+        let all = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+        all.values()
+            .filter_map(|m| m.get(host).copied())
+            .fold(RateLimitSettings::default(), RateLimitSettings::tightest)
+    }
+
     /// The budget of `host` (made on first use, unlimited until configured).
     pub fn host(&self, host: &str) -> Arc<HostBudget> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());

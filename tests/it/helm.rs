@@ -57,6 +57,7 @@ fn chart_lints_renders_and_applies() {
         kinds(&default),
         [
             "ClusterRole",
+            "ClusterRole",
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "CustomResourceDefinition",
@@ -102,7 +103,17 @@ fn chart_lints_renders_and_applies() {
     );
     assert!(ok, "{err}");
     let k = kinds(&custom);
-    assert!(!k.contains(&"ClusterRole".to_string()), "namespaced RBAC only: {k:?}");
+    // The operator's own RBAC is namespaced; the worker ClusterRole grants
+    // nothing until the operator binds it in a namespace (RoleBinding).
+    assert!(
+        !k.contains(&"ClusterRoleBinding".to_string()),
+        "namespaced RBAC only: {k:?}"
+    );
+    assert_eq!(
+        k.iter().filter(|x| *x == "ClusterRole").count(),
+        1,
+        "only the worker role: {k:?}"
+    );
     assert_eq!(
         k.iter().filter(|x| *x == "Role").count(),
         3,
@@ -242,4 +253,76 @@ fn helm_install_upgrade_uninstall() {
     // helm leaves the CRDs of crds/ in place (and so the users' resources).
     let (ok, text) = kubectl(&["get", "crd", "-o", "name"]);
     assert!(ok && text.contains("imagecopies.kopeo.dev"), "{text}");
+}
+
+#[test]
+fn worker_pods_get_least_privilege_and_the_charts_pod_settings() {
+    use crate::support::cluster::{container, helm_template};
+    let docs = helm_template(&[
+        "--set",
+        "workers.pod.nodeSelector.pool=mirror",
+        "--set",
+        "workers.pod.priorityClassName=batch-low",
+    ]);
+    let find = |kind: &str, name: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    // A worker reads its ImageSync and reports its shard; nothing else.
+    let worker = find("ClusterRole", "kopeo-worker");
+    assert_eq!(
+        worker["rules"],
+        serde_json::json!([
+            {"apiGroups": ["kopeo.dev"], "resources": ["imagesyncs"], "verbs": ["get"]},
+            {"apiGroups": ["kopeo.dev"], "resources": ["imagesyncs/status"], "verbs": ["patch"]}
+        ])
+    );
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["kind"].as_str().is_some_and(|k| k.ends_with("Binding"))
+                && d["roleRef"]["name"] == "kopeo-worker"),
+        "the chart binds the worker role nowhere itself"
+    );
+    // The operator may run Jobs and give their pods that account, and no more.
+    let operator = find("ClusterRole", "kopeo");
+    let rule = |group: &str, resource: &str| {
+        operator["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["apiGroups"][0] == group && r["resources"].as_array().unwrap().iter().any(|x| x == resource))
+            .map(|r| r["verbs"].clone())
+    };
+    assert_eq!(
+        rule("batch", "jobs"),
+        Some(serde_json::json!(["get", "list", "watch", "create", "patch", "delete"]))
+    );
+    assert_eq!(rule("", "serviceaccounts"), Some(serde_json::json!(["create"])));
+    assert_eq!(
+        rule("rbac.authorization.k8s.io", "rolebindings"),
+        Some(serde_json::json!(["create"]))
+    );
+    let deploy = find("Deployment", "kopeo");
+    let args: Vec<String> =
+        serde_json::from_value(container(&deploy["spec"]["template"]["spec"], "operator")["args"].clone()).unwrap();
+    let arg = |flag: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("{flag}=")))
+            .unwrap_or_else(|| panic!("no {flag}: {args:?}"))
+            .to_string()
+    };
+    assert!(arg("--worker-image").starts_with("kopeo:"), "the operator's own image");
+    assert_eq!(arg("--worker-cluster-role"), "kopeo-worker");
+    assert_eq!(arg("--worker-service-account"), "kopeo-worker");
+    let pod: serde_json::Value = serde_json::from_str(&arg("--worker-pod")).unwrap();
+    assert_eq!(pod["nodeSelector"]["pool"], "mirror");
+    assert_eq!(pod["priorityClassName"], "batch-low");
+    assert_eq!(pod["resources"]["limits"]["memory"], "256Mi");
+    // The operator accepts what the chart passes.
+    let home = crate::support::tempdir();
+    let out = crate::support::kopeo(home.path(), &["operator", "--help"]);
+    assert!(out.stdout.contains("--worker-pod"), "{}", out.stdout);
 }

@@ -42,4 +42,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# ImageSync spec.workers: run the sync as an Indexed Job (create, watch,
+# suspend with a patch, delete when the spec changes), and give its pods
+# their account: a ServiceAccount bound to the worker ClusterRole.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["create"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/* What a worker pod may do: read its ImageSync and report its shard. */}}
+{{- define "kopeo.workerRules" -}}
+- apiGroups: ["kopeo.dev"]
+  resources: ["imagesyncs"]
+  verbs: ["get"]
+- apiGroups: ["kopeo.dev"]
+  resources: ["imagesyncs/status"]
+  verbs: ["patch"]
 {{- end -}}

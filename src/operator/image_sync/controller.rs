@@ -25,32 +25,17 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         .as_deref()
         .and_then(|i| crate::duration::parse_duration(i).ok())
         .unwrap_or(Duration::from_secs(3600));
+    let key = format!("ImageSync/{ns}/{name}");
+    let generation = s.meta().generation;
+    let sharded = s.spec.workers.is_some() || s.status.as_ref().is_some_and(|st| st.job.is_some());
+    if sharded {
+        let due = due_in(&s, &ctx, &ns, &key, interval);
+        return crate::operator::image_sync::workers::reconcile(s, ctx, interval, due).await;
+    }
     if s.spec.suspend {
         return Ok(Action::await_change());
     }
-    // Level-triggered, but a sync is expensive: run it when the spec changed,
-    // when a failed run's backoff has passed, or when the interval has
-    // passed since the last run — as this process remembers it (a
-    // reconcile may see an object older than its own last status write),
-    // else as the status says.
-    let key = format!("ImageSync/{ns}/{name}");
-    let generation = s.meta().generation;
-    let st = s.status.clone().unwrap_or_default();
-    let synced_here = remembered(&ctx, &*s);
-    let from_status = (st.observed_generation == generation)
-        .then(|| st.last_sync_time.as_deref().and_then(crate::timestamp::parse_rfc3339))
-        .flatten()
-        .map(|last| Duration::from_secs((crate::timestamp::now_unix() - last).max(0) as u64));
-    let wait = if let Some(left) = failure_wait(&ctx, &ns, &key, generation) {
-        Some(left)
-    } else if let Some(since) = synced_here {
-        interval.checked_sub(since)
-    } else if st.observed_generation == generation && !is_true(&st.conditions, "Ready") {
-        // It failed before this process started: try again now.
-        None
-    } else {
-        from_status.and_then(|since| interval.checked_sub(since))
-    };
+    let wait = due_in(&s, &ctx, &ns, &key, interval);
     if let Some(left) = wait.filter(|w| !w.is_zero()) {
         return Ok(Action::requeue(left.max(Duration::from_secs(1))));
     }
@@ -116,4 +101,29 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         return Ok(Action::requeue(wait.min(interval)));
     }
     Ok(Action::requeue(interval))
+}
+
+/// How long until `s` is due to sync (`None` or zero: now). Level-triggered,
+/// but a sync is expensive: run it when the spec changed, when a failed
+/// run's backoff has passed, or when the interval has passed since the last
+/// run — as this process remembers it (a reconcile may see an object older
+/// than its own last status write), else as the status says.
+fn due_in(s: &ImageSync, ctx: &Context, ns: &str, key: &str, interval: Duration) -> Option<Duration> {
+    let generation = s.meta().generation;
+    let st = s.status.clone().unwrap_or_default();
+    let synced_here = remembered(ctx, s);
+    let from_status = (st.observed_generation == generation)
+        .then(|| st.last_sync_time.as_deref().and_then(crate::timestamp::parse_rfc3339))
+        .flatten()
+        .map(|last| Duration::from_secs((crate::timestamp::now_unix() - last).max(0) as u64));
+    if let Some(left) = failure_wait(ctx, ns, key, generation) {
+        Some(left)
+    } else if let Some(since) = synced_here {
+        interval.checked_sub(since)
+    } else if st.observed_generation == generation && !is_true(&st.conditions, "Ready") {
+        // It failed before this process started: try again now.
+        None
+    } else {
+        from_status.and_then(|since| interval.checked_sub(since))
+    }
 }

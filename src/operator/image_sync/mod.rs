@@ -2,6 +2,8 @@
 
 pub(crate) mod controller;
 pub mod reconcile;
+pub mod worker;
+pub mod workers;
 
 use crate::operator::condition::Condition;
 use crate::options::CopySettings;
@@ -123,6 +125,19 @@ pub struct ImageSyncSpec {
     /// Decrypt encrypted layers with these keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decryption: Option<crate::options::encryption::DecryptionSettings>,
+    /// Run the sync as an Indexed Job of this many worker pods, each
+    /// copying its shard of the plan (source repositories split by a hash
+    /// of their names); absent: the operator's own pod copies everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub workers: Option<u32>,
+    /// Worker pods running at once (default: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub worker_parallelism: Option<u32>,
+    /// How the worker pods are scheduled and sized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_pod: Option<workers::WorkerPod>,
 }
 
 /// One image that failed in the last sync.
@@ -164,6 +179,15 @@ pub struct ImageSyncStatus {
     /// How far the running sync has got; absent when no sync runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<crate::operator::progress::SyncProgress>,
+    /// With `workers`: the Job running the sync now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// With `workers`: the Job that ran the last sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_job: Option<String>,
+    /// With `workers`: what each shard (by index) reported for its Job.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shards: BTreeMap<String, workers::ShardStatus>,
 }
 
 impl crate::operator::verify_keys::KeyObjects for ImageSync {

@@ -27,53 +27,24 @@ pub fn syncing(s: &ImageSync, now: &str, progress: SyncProgress) -> ImageSyncSta
     st
 }
 
-/// Run one sync for `s` (or plan it, with `dryRun`) and return its new
-/// status; `on_done` is told each image's result.
-pub async fn reconcile(
+/// A sync made ready to plan: its source, destination and options.
+pub struct Prepared {
+    pub source: sync::SyncSource,
+    pub destination: sync::SyncDestination,
+    pub opts: SyncOptions,
+}
+
+/// Turn `s`'s spec into a sync to plan; `Err((reason, message))` when the
+/// spec or its keys cannot be used.
+pub fn prepare(
     s: &ImageSync,
     r: &Rendered,
     sig: &crate::operator::verify_keys::SignatureEnv,
-    now: &str,
     on_done: Option<sync::OnDone>,
-) -> ImageSyncStatus {
-    let generation = s.metadata.generation;
-    let mut st = ImageSyncStatus {
-        observed_generation: generation,
-        progress: None,
-        ..s.status.clone().unwrap_or_default()
-    };
-    let fail = |st: &mut ImageSyncStatus, reason: &str, msg: String| {
-        set(
-            &mut st.conditions,
-            Condition {
-                type_: "Ready".into(),
-                status: "False".into(),
-                reason: reason.into(),
-                message: msg.clone(),
-                observed_generation: generation,
-                last_transition_time: now.into(),
-            },
-        );
-        set(
-            &mut st.conditions,
-            Condition {
-                type_: "Stalled".into(),
-                status: "True".into(),
-                reason: reason.into(),
-                message: msg,
-                observed_generation: generation,
-                last_transition_time: now.into(),
-            },
-        );
-    };
+) -> Result<Prepared, (&'static str, String)> {
     let sel = &s.spec.selection;
     if sel.is_empty() {
-        fail(
-            &mut st,
-            "InvalidSpec",
-            crate::operator::image_sync::SELECT_SOMETHING.into(),
-        );
-        return st;
+        return Err(("InvalidSpec", crate::operator::image_sync::SELECT_SOMETHING.into()));
     }
     let cfg = sync::config::RegistryConfig {
         images: sel
@@ -88,63 +59,36 @@ pub async fn reconcile(
         catalog: sel.catalog.clone(),
         ..Default::default()
     };
-    let mut copy = match s.spec.copy.to_options() {
-        Ok(c) => c,
-        Err(e) => {
-            fail(&mut st, "InvalidSpec", e.to_string());
-            return st;
-        }
-    };
+    let mut copy = s.spec.copy.to_options().map_err(|e| ("InvalidSpec", e.to_string()))?;
     if s.spec.verify.is_none() {
         copy.policy = sig.default_policy.clone();
     }
     if let Some(v) = &s.spec.verify {
-        match sig
+        let keys = sig
             .verify_keys
             .clone()
             .unwrap_or_else(|| Err("verify.keys were not looked up".into()))
-        {
-            Err(why) => {
-                fail(&mut st, "VerifyKeysNotFound", why);
-                return st;
-            }
-            Ok(keys) => match v.policy(&keys) {
-                Ok(p) => copy.policy = Some(std::sync::Arc::new(p)),
-                Err(e) => {
-                    fail(&mut st, "InvalidSpec", e);
-                    return st;
-                }
-            },
-        }
+            .map_err(|why| ("VerifyKeysNotFound", why))?;
+        let p = v.policy(&keys).map_err(|e| ("InvalidSpec", e))?;
+        copy.policy = Some(std::sync::Arc::new(p));
     }
     if let Some(sign) = &s.spec.sign {
         let found = sig
             .sign_key
             .clone()
             .unwrap_or_else(|| Err("sign: the key was not looked up".into()));
-        match found.and_then(|(k, p)| sign.options(&k, &p)) {
-            Ok(signing) => {
-                copy.signing = crate::options::signing::SigningOptions {
-                    identity: None,
-                    ..signing
-                }
-            }
-            Err(why) => {
-                fail(&mut st, "SigningKeyInvalid", why);
-                return st;
-            }
-        }
+        let signing = found
+            .and_then(|(k, p)| sign.options(&k, &p))
+            .map_err(|why| ("SigningKeyInvalid", why))?;
+        copy.signing = crate::options::signing::SigningOptions {
+            identity: None,
+            ..signing
+        };
     }
-    match sig
+    (copy.encryption, copy.decryption) = sig
         .crypt
         .options(s.spec.encryption.as_ref(), s.spec.decryption.as_ref())
-    {
-        Ok((enc, dec)) => (copy.encryption, copy.decryption) = (enc, dec),
-        Err(why) => {
-            fail(&mut st, "EncryptionKeysInvalid", why);
-            return st;
-        }
-    }
+        .map_err(|why| ("EncryptionKeysInvalid", why))?;
     let mut src = r.side(&format!("docker://{}/x", s.spec.registry));
     src.pool = Some(Default::default());
     src.signature_storage = sig.storage.clone();
@@ -167,21 +111,72 @@ pub async fn reconcile(
         on_done,
         ..SyncOptions::default()
     };
-    let source = sync::SyncSource::Yaml(BTreeMap::from([(s.spec.registry.clone(), cfg)]));
-    let plan = match sync::plan(
-        &source,
-        &sync::SyncDestination::Docker(s.spec.destination.clone()),
-        &opts,
-    )
-    .await
-    {
+    Ok(Prepared {
+        source: sync::SyncSource::Yaml(BTreeMap::from([(s.spec.registry.clone(), cfg)])),
+        destination: sync::SyncDestination::Docker(s.spec.destination.clone()),
+        opts,
+    })
+}
+
+/// Set Ready and Stalled false for a sync that could not run.
+pub fn fail(st: &mut ImageSyncStatus, generation: Option<i64>, now: &str, reason: &str, msg: String) {
+    for (t, v) in [("Ready", "False"), ("Stalled", "True")] {
+        set(
+            &mut st.conditions,
+            Condition {
+                type_: t.into(),
+                status: v.into(),
+                reason: reason.into(),
+                message: msg.clone(),
+                observed_generation: generation,
+                last_transition_time: now.into(),
+            },
+        );
+    }
+}
+
+/// Run one sync for `s` (or plan it, with `dryRun`) and return its new
+/// status; `on_done` is told each image's result.
+pub async fn reconcile(
+    s: &ImageSync,
+    r: &Rendered,
+    sig: &crate::operator::verify_keys::SignatureEnv,
+    now: &str,
+    on_done: Option<sync::OnDone>,
+) -> ImageSyncStatus {
+    let generation = s.metadata.generation;
+    let mut st = ImageSyncStatus {
+        observed_generation: generation,
+        progress: None,
+        ..s.status.clone().unwrap_or_default()
+    };
+    let Prepared {
+        source,
+        destination,
+        opts,
+    } = match prepare(s, r, sig, on_done) {
+        Ok(p) => p,
+        Err((reason, msg)) => {
+            fail(&mut st, generation, now, reason, msg);
+            return st;
+        }
+    };
+    let plan = match sync::plan(&source, &destination, &opts).await {
         Ok(p) => p,
         Err(e) => {
-            fail(&mut st, "PlanFailed", e.to_string());
+            fail(&mut st, generation, now, "PlanFailed", e.to_string());
             return st;
         }
     };
     let report = sync::execute(&plan, &opts).await;
+    tally(&mut st, &plan, &report, s.spec.dry_run);
+    st.last_sync_time = Some(now.to_string());
+    conclude(&mut st, Outcome::of(&report), s.spec.dry_run, generation, now);
+    st
+}
+
+/// Counts, failures and the dry-run plan of one sync's report.
+pub fn tally(st: &mut ImageSyncStatus, plan: &sync::Plan, report: &sync::SyncReport, dry_run: bool) {
     st.seen = plan.images.len() as u64;
     st.copied = report.count(Action::Copied) as u64;
     st.already_present = report.count(Action::Skipped) as u64;
@@ -202,7 +197,7 @@ pub async fn reconcile(
         }))
         .take(20)
         .collect();
-    st.plan = if s.spec.dry_run {
+    st.plan = if dry_run {
         report
             .images
             .iter()
@@ -214,9 +209,37 @@ pub async fn reconcile(
     } else {
         vec![]
     };
-    st.last_sync_time = Some(now.to_string());
+}
+
+/// What a report says beyond its counts, for the conditions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    /// Images refused by spec.verify.
+    pub rejected: u64,
+    /// With dryRun: images that would be copied and tags that would be pruned.
+    pub planned: u64,
+    pub planned_prunes: u64,
+}
+
+impl Outcome {
+    /// The outcome of one report.
+    pub fn of(report: &sync::SyncReport) -> Outcome {
+        Outcome {
+            rejected: report.images.iter().filter(|i| i.rejected).count() as u64,
+            planned: report.count(Action::Planned) as u64,
+            planned_prunes: report
+                .pruned
+                .iter()
+                .filter(|p| p.action == PruneAction::Planned)
+                .count() as u64,
+        }
+    }
+}
+
+/// Ready, Progressing and Stalled from the counts in `st` and `outcome`.
+pub fn conclude(st: &mut ImageSyncStatus, outcome: Outcome, dry_run: bool, generation: Option<i64>, now: &str) {
     let ok = st.failed == 0;
-    let rejected = report.images.iter().filter(|i| i.rejected).count();
+    let rejected = outcome.rejected;
     let (reason, msg) = if !ok && rejected > 0 {
         (
             "SignatureRejected",
@@ -227,15 +250,12 @@ pub async fn reconcile(
         )
     } else if !ok {
         ("SyncFailed", format!("{} of {} images failed", st.failed, st.seen))
-    } else if s.spec.dry_run {
-        let prunes = match pruning(PruneAction::Planned).count() {
+    } else if dry_run {
+        let prunes = match outcome.planned_prunes {
             0 => String::new(),
             n => format!(", {n} tags would be pruned"),
         };
-        (
-            "Planned",
-            format!("{} images would be copied{prunes}", report.count(Action::Planned)),
-        )
+        ("Planned", format!("{} images would be copied{prunes}", outcome.planned))
     } else {
         (
             "Synced",
@@ -261,5 +281,4 @@ pub async fn reconcile(
             },
         );
     }
-    st
 }

@@ -15,6 +15,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
 
+/// The namespace's rendered auth.json (what worker pods mount).
+pub const PULL_SECRET: &str = "kopeo-registry-auth";
+
 pub(crate) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = c.namespace().unwrap_or_else(|| "default".into());
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -63,16 +66,12 @@ pub(crate) async fn reconcile_credential(c: Arc<RegistryCredential>, ctx: Arc<Co
     // the last one, and never while one is left.
     let pull = json!({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
-        "metadata": {"name": "kopeo-registry-auth", "labels": {"app.kubernetes.io/managed-by": "kopeo"},
+        "metadata": {"name": PULL_SECRET, "labels": {"app.kubernetes.io/managed-by": "kopeo"},
                      "ownerReferences": rendered.owners},
         "stringData": {".dockerconfigjson": body},
     });
     secrets
-        .patch(
-            "kopeo-registry-auth",
-            &PatchParams::apply("kopeo").force(),
-            &Patch::Apply(pull),
-        )
+        .patch(PULL_SECRET, &PatchParams::apply("kopeo").force(), &Patch::Apply(pull))
         .await?;
     Ok(Action::await_change())
 }

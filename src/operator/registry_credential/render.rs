@@ -241,6 +241,40 @@ impl Rendered {
         self
     }
 
+    /// Credentials for a worker pod: the auth.json it was given (the pull
+    /// Secret, mounted), the registries to reach without TLS checks, and
+    /// the request budgets its share of the hosts' limits is set in.
+    pub fn for_worker(
+        document: Value,
+        insecure: Vec<String>,
+        budgets: std::sync::Arc<crate::registry::budget::Budgets>,
+    ) -> Rendered {
+        Rendered {
+            auth: std::sync::Arc::new(crate::auth::AuthFile::from_document(
+                "the mounted pull Secret",
+                document.clone(),
+            )),
+            insecure,
+            tls: Default::default(),
+            document,
+            verdicts: vec![],
+            owners: vec![],
+            limits: vec![],
+            budgets: Some(budgets),
+        }
+    }
+
+    /// The registries these credentials reach without TLS checks.
+    pub fn insecure_hosts(&self) -> &[String] {
+        &self.insecure
+    }
+
+    /// Whether any credential carries CA or client certificates (which a
+    /// pull Secret cannot hold).
+    pub fn has_tls_material(&self) -> bool {
+        !self.tls.is_empty()
+    }
+
     /// Open options for one side of a copy whose reference is `reference`.
     /// `atomic:` goes to OpenShift's image API with the token of the
     /// RegistryCredential for its host, never with the operator's own.

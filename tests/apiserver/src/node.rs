@@ -8,8 +8,8 @@
 //! `KUBERNETES_SERVICE_HOST`/`PORT`) and its volume mounts at their paths:
 //! in private mount and UTS namespaces (`unshare`, as root; the hostname
 //! is the pod's), where /run,
-//! /tmp and the home directory are the pod's own (mounts go under /run,
-//! /var/run or /root). Pod phases and container
+//! /tmp and the home directory are the pod's own (mounts go at /tmp, or
+//! under /run, /var/run or /root). Pod phases and container
 //! states are reported as the kubelet does; a deleted pod's processes get
 //! SIGTERM, then SIGKILL after the grace period; `restartPolicy: Always`
 //! and `OnFailure` containers are restarted.
@@ -402,8 +402,16 @@ impl Agent {
             sh_quote(Path::new(&host)),
             sh_quote(&home)
         );
+        let mut tmp = tmp;
         for m in c["volumeMounts"].as_array().into_iter().flatten() {
             let target = s(m, "/mountPath");
+            if target == "/tmp" {
+                // The pod's /tmp is this volume.
+                if let Some(v) = vols.get(s(m, "/name")) {
+                    tmp = v.clone();
+                }
+                continue;
+            }
             let under = ["/run/", "/var/run/", "/root/"];
             if !under.iter().any(|u| target.starts_with(u)) {
                 return Err((

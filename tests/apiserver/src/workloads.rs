@@ -249,7 +249,8 @@ mod tests {
         job(&mut j, None).unwrap();
         assert_eq!(j["spec"]["backoffLimit"], MAX_INT32);
         assert_eq!(j["spec"]["parallelism"], 1);
-        let mut bad = json!({"spec": {"completionMode": "Indexed", "parallelism": 2, "template": {"spec": {"containers": []}}}});
+        let mut bad =
+            json!({"spec": {"completionMode": "Indexed", "parallelism": 2, "template": {"spec": {"containers": []}}}});
         let errs = job(&mut bad, None).unwrap_err();
         assert!(
             errs.iter().any(|e| e.starts_with("spec.completions: Required value")),

@@ -15,3 +15,4 @@ mod run_from_files;
 mod running_copies;
 mod safety;
 mod signatures;
+mod workers;

@@ -1,0 +1,168 @@
+//! One shard of a sharded ImageSync, in a worker pod (`kopeo worker
+//! image-sync`): read the ImageSync, plan its shard (the same split every
+//! shard computes from the spec), copy what is not at the destination yet,
+//! and report through the API — `status.shards.<index>` of the ImageSync,
+//! at most once per report interval and once at the end.
+
+use crate::operator::image_sync::reconcile::{Outcome, Prepared, prepare, tally};
+use crate::operator::image_sync::workers::ShardStatus;
+use crate::operator::image_sync::{ImageSync, ImageSyncStatus};
+use crate::operator::progress::SyncTally;
+use crate::sync::shard::Shard;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a worker is told by its Job.
+#[derive(Debug, Clone)]
+pub struct WorkerJob {
+    pub namespace: String,
+    pub name: String,
+    /// The hash of the spec the Job was made for (`workers::spec_hash`).
+    pub spec_hash: String,
+    pub job: String,
+    pub shard: Shard,
+    /// The mounted pull Secret's `.dockerconfigjson` (absent: no credentials).
+    pub authfile: Option<std::path::PathBuf>,
+    /// Registries to reach without TLS checks.
+    pub insecure: Vec<String>,
+    /// This worker's share of the hosts' request budgets.
+    pub limits: Vec<crate::options::rate_limit::HostRateLimit>,
+    pub report_interval: Duration,
+}
+
+/// Why a worker could not do its shard.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("reading ImageSync {0}: {1}")]
+    Read(String, #[source] kube::Error),
+    #[error("ImageSync {name} changed since Job {job} was made for it")]
+    Changed { name: String, job: String },
+    #[error("reading the credentials {path}: {why}")]
+    AuthFile { path: String, why: String },
+    #[error("{0}: {1}")]
+    Spec(&'static str, String),
+    #[error("planning the shard: {0}")]
+    Plan(String),
+    #[error("reporting to ImageSync {0}: {1}")]
+    Report(String, #[source] kube::Error),
+}
+
+fn auth_document(path: Option<&std::path::Path>) -> Result<serde_json::Value, WorkerError> {
+    let Some(path) = path else {
+        return Ok(json!({"auths": {}}));
+    };
+    match std::fs::read(path) {
+        // The Secret is optional: a namespace without RegistryCredentials has none.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(json!({"auths": {}})),
+        Err(e) => Err(WorkerError::AuthFile {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        }),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| WorkerError::AuthFile {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        }),
+    }
+}
+
+async fn report(api: &Api<ImageSync>, w: &WorkerJob, status: &ShardStatus) -> Result<(), WorkerError> {
+    let patch = json!({"status": {"shards": {w.shard.index.to_string(): status}}});
+    api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| WorkerError::Report(w.name.clone(), e))
+}
+
+/// Run the shard; `Ok(true)` when every image of it was copied or present.
+pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
+    let api: Api<ImageSync> = Api::namespaced(client, &w.namespace);
+    let s = api
+        .get(&w.name)
+        .await
+        .map_err(|e| WorkerError::Read(w.name.clone(), e))?;
+    if crate::operator::image_sync::workers::spec_hash(&s.spec) != w.spec_hash {
+        return Err(WorkerError::Changed {
+            name: w.name.clone(),
+            job: w.job.clone(),
+        });
+    }
+    let budgets = Arc::new(crate::registry::budget::Budgets::default());
+    budgets.set_limits("controller", w.limits.iter().map(|l| (l.host.clone(), l.limit)));
+    let rendered = crate::operator::registry_credential::render::Rendered::for_worker(
+        auth_document(w.authfile.as_deref())?,
+        w.insecure.clone(),
+        budgets,
+    );
+    let sig = crate::operator::verify_keys::SignatureEnv {
+        storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
+        ..Default::default()
+    };
+    let progress = Arc::new(SyncTally::default());
+    let counter = progress.clone();
+    let on_done: crate::sync::OnDone =
+        Arc::new(move |r: &crate::sync::ImageResult, total: usize| counter.done(r, total));
+    let Prepared {
+        source,
+        destination,
+        mut opts,
+    } = prepare(&s, &rendered, &sig, Some(on_done)).map_err(|(reason, msg)| WorkerError::Spec(reason, msg))?;
+    opts.shard = Some(w.shard);
+    let running = |p: Option<crate::operator::progress::SyncProgress>| {
+        let p = p.unwrap_or_default();
+        ShardStatus {
+            job: w.job.clone(),
+            state: "Running".into(),
+            seen: p.images_total,
+            done: p.images_done,
+            copied: p.copied,
+            failed: p.failed,
+            ..Default::default()
+        }
+    };
+    report(&api, &w, &running(None)).await?;
+    let plan = crate::sync::plan(&source, &destination, &opts)
+        .await
+        .map_err(|e| WorkerError::Plan(e.to_string()))?;
+    tracing::info!(
+        shard = w.shard.index,
+        of = w.shard.count,
+        images = plan.images.len(),
+        "shard planned"
+    );
+    let work = crate::sync::execute(&plan, &opts);
+    tokio::pin!(work);
+    let mut last = running(None);
+    let report = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = tokio::time::sleep(w.report_interval) => {
+                let now = running(progress.snapshot());
+                // A failed progress write is not the shard's failure: the final one counts.
+                if now != last && self::report(&api, &w, &now).await.is_ok() {
+                    last = now;
+                }
+            }
+        }
+    };
+    let mut st = ImageSyncStatus::default();
+    tally(&mut st, &plan, &report, false);
+    let outcome = Outcome::of(&report);
+    let ok = st.failed == 0;
+    let done = ShardStatus {
+        job: w.job.clone(),
+        state: if ok { "Succeeded" } else { "Failed" }.into(),
+        seen: st.seen,
+        done: report.images.len() as u64,
+        copied: st.copied,
+        already_present: st.already_present,
+        failed: st.failed,
+        pruned: st.pruned,
+        rejected: outcome.rejected,
+        failures: st.failures.into_iter().take(5).collect(),
+    };
+    self::report(&api, &w, &done).await?;
+    Ok(ok)
+}

@@ -1,0 +1,289 @@
+//! ImageSync with `spec.workers`: the sync runs as an Indexed Job whose
+//! pods are real `kopeo worker` processes (started by the test API
+//! server's node, reaching the API over HTTPS as their ServiceAccount,
+//! authorized by RBAC), one shard of the repositories each.
+
+use crate::registry_copy::seed;
+use crate::support::cluster::{cluster, insecure_credentials, post, runtime};
+use crate::support::image::Spec;
+use crate::support::registry::{Mode, Registry};
+use crate::support::tempdir;
+use kopeo_test_apiserver::node::NodeOptions;
+use kopeo_test_apiserver::{ApiServer, Options};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// A certificate for the API server's HTTPS port (127.0.0.1), as a
+/// cluster's serving certificate: an EC key, not a CA.
+fn serving_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=kube-apiserver", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl is required (apt-get install openssl)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (crt, key)
+}
+
+async fn get(server: &ApiServer, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", server.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn patch(server: &ApiServer, path: &str, body: Value) -> u16 {
+    reqwest::Client::new()
+        .patch(format!("{}{path}", server.url()))
+        .header("content-type", "application/merge-patch+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, secs: u64, mut f: impl FnMut() -> F) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ready(o: &Value) -> Option<&str> {
+    o["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")?["status"]
+        .as_str()
+}
+
+/// What a failed wait shows: the ImageSyncs, Jobs and pods, and the workers' logs.
+async fn dump(server: &ApiServer, node: &kopeo_test_apiserver::node::Node) -> String {
+    let mut out = String::new();
+    for path in [
+        SYNCS,
+        "/apis/batch/v1/namespaces/default/jobs",
+        "/api/v1/namespaces/default/pods",
+    ] {
+        for o in get(server, path).await["items"].as_array().into_iter().flatten() {
+            out.push_str(&format!("{} {}: {}\n", o["kind"], o["metadata"]["name"], o["status"]));
+        }
+    }
+    for e in std::fs::read_dir(&node.dir).into_iter().flatten().flatten() {
+        let log = std::fs::read_to_string(e.path().join("worker.log")).unwrap_or_default();
+        out.push_str(&format!("--- {}\n{log}", e.file_name().to_string_lossy()));
+    }
+    out
+}
+
+const SYNCS: &str = "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs";
+
+#[test]
+fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_what_is_missing() {
+    let home = tempdir();
+    let h = home.path();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let repos = 40;
+    for r in 0..repos {
+        let spec = Spec {
+            layers: vec![400_000],
+            seed: 500 + r,
+            ..Spec::default()
+        };
+        seed(&src, h, &format!("team/r{r}:v1"), &spec);
+    }
+    // 16 KiB per 10 ms and connection: a shard takes seconds, long enough to kill one mid-way.
+    let slow = crate::support::proxy::slow(&src.host, Duration::from_millis(10));
+    let (crt, key) = serving_cert(h);
+    let server = ApiServer::start(Options {
+        tls: Some((crt, key)),
+        controllers: true,
+        rbac: true,
+        ..Default::default()
+    });
+    let node = server.start_node(NodeOptions {
+        name: "node-1".into(),
+        dir: h.join("node"),
+        images: vec![("registry.example/kopeo".into(), env!("CARGO_BIN_EXE_kopeo").into())],
+        api: None,
+    });
+    let rt = runtime();
+    rt.block_on(async {
+        let client = cluster(&server).await;
+        // The chart's worker role, as `helm template` renders it: the pods can do only that.
+        let role = crate::support::cluster::helm_template(&[])
+            .into_iter()
+            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kopeo-worker")
+            .expect("the chart's worker ClusterRole");
+        post(&server, "/apis/rbac.authorization.k8s.io/v1/clusterroles", &role).await;
+        insecure_credentials(&server, &[&slow, &dst.host]).await;
+        let mut opts = crate::support::cluster::operator_options();
+        opts.workers.image = Some("registry.example/kopeo:test".into());
+        opts.workers.report_interval = Duration::from_millis(200);
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
+        let images: serde_json::Map<String, Value> = (0..repos).map(|r| (format!("team/r{r}"), json!([]))).collect();
+        post(
+            &server,
+            SYNCS,
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "estate"},
+            "spec": {"registry": slow, "images": images, "destination": format!("{}/mirror", dst.host),
+                     "workers": 4, "concurrency": 2, "interval": "24h"}}),
+        )
+        .await;
+
+        // Kill shard 1's pod once it has copied some of its images but not all.
+        let end = Instant::now() + Duration::from_secs(120);
+        let killed = loop {
+            if Instant::now() > end {
+                panic!(
+                    "timed out waiting for shard 1 to be part-way:\n{}",
+                    dump(&server, &node).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let s = get(&server, &format!("{SYNCS}/estate")).await;
+            let shard = &s["status"]["shards"]["1"];
+            let (done, seen) = (shard["done"].as_u64().unwrap_or(0), shard["seen"].as_u64().unwrap_or(0));
+            if shard["state"] != "Running" || done == 0 || done >= seen {
+                continue;
+            }
+            let pods = get(
+                &server,
+                "/api/v1/namespaces/default/pods?labelSelector=batch.kubernetes.io/job-completion-index%3D1",
+            )
+            .await;
+            let Some(pod) = pods["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["status"]["phase"] == "Running")
+            else {
+                continue;
+            };
+            let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+            let Some(pid) = node.pid("default", &name) else {
+                continue;
+            };
+            let ok = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            break name;
+        };
+
+        wait_for("the ImageSync to be Ready", 180, || {
+            let server = &server;
+            async move {
+                let s = get(server, &format!("{SYNCS}/estate")).await;
+                ready(&s).is_some() && s["status"].get("job").is_none()
+            }
+        })
+        .await;
+        let s = get(&server, &format!("{SYNCS}/estate")).await;
+        let st = &s["status"];
+        assert_eq!(ready(&s), Some("True"), "{st}");
+        assert_eq!(st["seen"], repos, "{st}");
+        assert_eq!(st["failed"], 0, "{st}");
+        let shards = st["shards"].as_object().unwrap();
+        assert_eq!(shards.len(), 4, "{st}");
+        assert!(shards.values().all(|x| x["state"] == "Succeeded"), "{st}");
+        // The retried shard copied only what the killed try had not.
+        let copied = st["copied"].as_u64().unwrap();
+        let present = st["already_present"]
+            .as_u64()
+            .or(st["alreadyPresent"].as_u64())
+            .unwrap();
+        assert_eq!(copied + present, repos, "{st}");
+        assert!(present >= 1, "the retry found the killed try's images in place: {st}");
+        let job_name = st["lastJob"].as_str().unwrap();
+        let job = get(&server, &format!("/apis/batch/v1/namespaces/default/jobs/{job_name}")).await;
+        assert_eq!(job["spec"]["completionMode"], "Indexed");
+        assert_eq!(job["status"]["completedIndexes"], "0-3", "{job}");
+        assert_eq!(job["status"]["failed"], 1, "the killed pod, retried: {job}");
+        let pod = get(&server, &format!("/api/v1/namespaces/default/pods/{killed}")).await;
+        assert_eq!(pod["status"]["phase"], "Failed");
+        assert_eq!(
+            pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+            137
+        );
+        assert_eq!(pod["spec"]["serviceAccountName"], "kopeo-worker");
+
+        // Every image is at the destination as at the source, each manifest written once.
+        for r in 0..repos {
+            // As skopeo sync names them (without `scoped`): the last path component.
+            let tag = format!("team/r{r}:v1");
+            assert_eq!(dst.digest(h, &format!("mirror/r{r}:v1")), src.digest(h, &tag), "{tag}");
+        }
+        assert_eq!(
+            dst.requests("PUT", "/manifests/"),
+            repos as usize,
+            "one manifest PUT per image"
+        );
+
+        // Suspending a running sharded sync suspends its Job; deleting the ImageSync deletes the Job.
+        post(
+            &server,
+            SYNCS,
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "again"},
+            "spec": {"registry": slow, "images": images, "destination": format!("{}/again", dst.host),
+                     "workers": 4, "workerParallelism": 1, "concurrency": 1, "interval": "24h"}}),
+        )
+        .await;
+        let end = Instant::now() + Duration::from_secs(60);
+        let job = loop {
+            assert!(Instant::now() < end, "timed out waiting for the second Job");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(j) = get(&server, &format!("{SYNCS}/again")).await["status"]["job"].as_str() {
+                break j.to_string();
+            }
+        };
+        assert_eq!(
+            patch(&server, &format!("{SYNCS}/again"), json!({"spec": {"suspend": true}})).await,
+            200
+        );
+        wait_for("the Job to be suspended", 60, || {
+            let (server, job) = (&server, &job);
+            async move {
+                let j = get(server, &format!("/apis/batch/v1/namespaces/default/jobs/{job}")).await;
+                j["spec"]["suspend"] == true && j["status"].get("active").is_none()
+            }
+        })
+        .await;
+        let del = reqwest::Client::new()
+            .delete(format!("{}{SYNCS}/again", server.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(del.status().as_u16(), 200);
+        wait_for("the Job to be collected", 60, || {
+            let (server, job) = (&server, &job);
+            async move {
+                let j = get(server, &format!("/apis/batch/v1/namespaces/default/jobs/{job}")).await;
+                j["code"] == 404
+            }
+        })
+        .await;
+        operator.abort();
+    });
+}
