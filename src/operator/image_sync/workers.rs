@@ -335,17 +335,7 @@ pub(crate) async fn reconcile(
                 let failed = st.failed > 0;
                 ctx.metrics
                     .record("ImageSync", if failed { "failed" } else { "synced" }, 0.0, 0);
-                crate::operator::supervise::finish(
-                    &ctx,
-                    &api,
-                    &*s,
-                    s.status.as_ref(),
-                    &st,
-                    |x| &x.conditions,
-                    &["progress", "job"],
-                    "Sync",
-                )
-                .await?;
+                settle(&ctx, &api, &s, &st, &["progress", "job"]).await?;
                 crate::operator::memory::remember(&ctx, &*s, !failed);
                 let key = format!("ImageSync/{ns}/{name}");
                 if let Some(wait) = crate::operator::memory::backoff(&ctx, &key, generation, failed) {
@@ -366,17 +356,7 @@ pub(crate) async fn reconcile(
         let mut st = old.clone();
         st.job = None;
         st.progress = None;
-        crate::operator::supervise::finish(
-            &ctx,
-            &api,
-            &*s,
-            s.status.as_ref(),
-            &st,
-            |x| &x.conditions,
-            &["job", "progress"],
-            "Sync",
-        )
-        .await?;
+        settle(&ctx, &api, &s, &st, &["job", "progress"]).await?;
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
     if s.spec.suspend || s.spec.workers.is_none() {
@@ -394,17 +374,7 @@ pub(crate) async fn reconcile(
             ..old.clone()
         };
         crate::operator::image_sync::reconcile::fail(&mut st, generation, &now(), "InvalidSpec", why);
-        crate::operator::supervise::finish(
-            &ctx,
-            &api,
-            &*s,
-            s.status.as_ref(),
-            &st,
-            |x| &x.conditions,
-            &["progress"],
-            "Sync",
-        )
-        .await?;
+        settle(&ctx, &api, &s, &st, &["progress"]).await?;
         return Ok(Action::await_change());
     }
     let account = match s.spec.worker_pod.as_ref().and_then(|p| p.service_account_name.clone()) {
@@ -438,15 +408,48 @@ pub(crate) async fn reconcile(
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
-/// Patch the status from `old` to `new` when they differ.
+/// The status without the shards' reports: the controller never writes
+/// those (its copy may be older than a worker's last write).
+fn without_shards(st: &ImageSyncStatus) -> ImageSyncStatus {
+    ImageSyncStatus {
+        shards: BTreeMap::new(),
+        ..st.clone()
+    }
+}
+
+/// Patch the status from `old` to `new` when they differ (shards aside).
 async fn write(api: &Api<ImageSync>, name: &str, old: &ImageSyncStatus, new: &ImageSyncStatus) -> Result<(), Error> {
+    let (old, new) = (without_shards(old), without_shards(new));
     if old == new {
         return Ok(());
     }
-    let patch = crate::operator::supervise::status_patch(Some(old), new, &[])?;
+    let patch = crate::operator::supervise::status_patch(Some(&old), &new, &[])?;
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(patch))
         .await?;
     Ok(())
+}
+
+/// Write a concluding status (shards aside, `clear`ed fields removed) and
+/// announce a changed Ready condition.
+async fn settle(
+    ctx: &Context,
+    api: &Api<ImageSync>,
+    s: &ImageSync,
+    st: &ImageSyncStatus,
+    clear: &[&str],
+) -> Result<(), Error> {
+    let old = s.status.as_ref().map(without_shards);
+    crate::operator::supervise::finish(
+        ctx,
+        api,
+        s,
+        old.as_ref(),
+        &without_shards(st),
+        |x| &x.conditions,
+        clear,
+        "Sync",
+    )
+    .await
 }
 
 /// The worker ServiceAccount of `ns` and its RoleBinding to the worker ClusterRole.
@@ -487,13 +490,13 @@ fn created<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
 }
 
 /// The hosts a sync reaches and each worker's share of their budgets.
-fn budget_args(s: &ImageSync, ctx: &Context, shards: u32) -> Vec<String> {
+fn budget_args(s: &ImageSync, budgets: &crate::registry::budget::Budgets, shards: u32) -> Vec<String> {
     let dest_host = s.spec.destination.split('/').next().unwrap_or_default().to_string();
     let mut hosts = vec![s.spec.registry.clone(), dest_host];
     hosts.dedup();
     let mut out = vec![];
     for h in hosts {
-        let l = ctx.budgets.limit(&h);
+        let l = budgets.limit(&h);
         let share = |n: Option<u32>| n.map(|n| (n / shards).max(1).to_string()).unwrap_or_default();
         if l.requests_per_second.is_some() || l.concurrent_blobs.is_some() {
             out.push("--registry-rate-limit".into());
@@ -545,7 +548,7 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
         args.push("--insecure-registry".into());
         args.push(h.clone());
     }
-    args.extend(budget_args(s, ctx, shards));
+    args.extend(budget_args(s, &ctx.budgets, shards));
     let pod = s.spec.worker_pod.clone().unwrap_or_default().over(&ctx.workers.pod);
     let owner = s
         .controller_owner_ref(&())
@@ -607,6 +610,37 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_split_the_hosts_budgets_among_themselves() {
+        let s: ImageSync = serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync",
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {"registry": "src:5000", "images": {"a": []}, "destination": "dst:5000/mirror", "workers": 4}}))
+        .unwrap();
+        let budgets = crate::registry::budget::Budgets::default();
+        let limit = |rps, blobs| crate::options::rate_limit::RateLimitSettings {
+            requests_per_second: Some(rps),
+            concurrent_blobs: blobs,
+        };
+        budgets.set_limits(
+            "flags",
+            [
+                ("src:5000".to_string(), limit(10, Some(8))),
+                ("dst:5000".to_string(), limit(2, None)),
+            ],
+        );
+        assert_eq!(
+            budget_args(&s, &budgets, 4),
+            [
+                "--registry-rate-limit",
+                "src:5000=2/2",
+                "--registry-rate-limit",
+                "dst:5000=1/"
+            ]
+        );
+        let unlimited = crate::registry::budget::Budgets::default();
+        assert!(budget_args(&s, &unlimited, 4).is_empty());
+    }
 
     #[test]
     fn shard_reports_add_up_for_their_own_job_only() {

@@ -112,6 +112,18 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
         };
         seed(&src, h, &format!("team/r{r}:v1"), &spec);
     }
+    // A tag the source does not have, in a synced repository: prune deletes it.
+    seed(
+        &dst,
+        h,
+        "mirror/r0:old",
+        &Spec {
+            layers: vec![1_000],
+            seed: 499,
+            ..Spec::default()
+        },
+    );
+    let seeding_puts = dst.requests("PUT", "/manifests/");
     // 16 KiB per 10 ms and connection: a shard takes seconds, long enough to kill one mid-way.
     let slow = crate::support::proxy::slow(&src.host, Duration::from_millis(10));
     let (crt, key) = serving_cert(h);
@@ -147,7 +159,7 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
             SYNCS,
             &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "estate"},
             "spec": {"registry": slow, "images": images, "destination": format!("{}/mirror", dst.host),
-                     "workers": 4, "concurrency": 2, "interval": "24h"}}),
+                     "workers": 4, "concurrency": 2, "interval": "24h", "prune": true}}),
         )
         .await;
 
@@ -202,6 +214,15 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
         .await;
         let s = get(&server, &format!("{SYNCS}/estate")).await;
         let st = &s["status"];
+        assert!(
+            st["shards"]
+                .as_object()
+                .unwrap()
+                .values()
+                .all(|x| x["state"] == "Succeeded"),
+            "{st}\n{}",
+            dump(&server, &node).await
+        );
         assert_eq!(ready(&s), Some("True"), "{st}");
         assert_eq!(st["seen"], repos, "{st}");
         assert_eq!(st["failed"], 0, "{st}");
@@ -236,10 +257,12 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
             assert_eq!(dst.digest(h, &format!("mirror/r{r}:v1")), src.digest(h, &tag), "{tag}");
         }
         assert_eq!(
-            dst.requests("PUT", "/manifests/"),
+            dst.requests("PUT", "/manifests/") - seeding_puts,
             repos as usize,
             "one manifest PUT per image"
         );
+        assert_eq!(dst.tags(h, "mirror/r0"), ["v1"], "pruned by the shard that synced r0");
+        assert_eq!(st["pruned"], 1, "{st}");
 
         // Suspending a running sharded sync suspends its Job; deleting the ImageSync deletes the Job.
         post(
