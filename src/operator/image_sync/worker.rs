@@ -70,10 +70,7 @@ fn auth_document(path: Option<&std::path::Path>) -> Result<serde_json::Value, Wo
 
 async fn report(api: &Api<ImageSync>, w: &WorkerJob, status: &ShardStatus) -> Result<(), WorkerError> {
     let patch = json!({"status": {"shards": {w.shard.index.to_string(): status}}});
-    eprintln!(
-        "DEBUG report {} {} {}/{}",
-        w.shard.index, status.state, status.done, status.seen
-    );
+    tracing::debug!(shard = w.shard.index, state = %status.state, done = status.done, of = status.seen, "shard reported");
     api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map(|_| ())
