@@ -326,3 +326,130 @@ fn worker_pods_get_least_privilege_and_the_charts_pod_settings() {
     let out = crate::support::kopeo(home.path(), &["operator", "--help"]);
     assert!(out.stdout.contains("--worker-pod"), "{}", out.stdout);
 }
+
+/// A user's first day, as close as this machine gets: `helm install` of the
+/// chart, the test node starting the chart's operator pod (the real binary
+/// with the chart's args, env and volumes, as the chart's ServiceAccount, so
+/// the chart's RBAC is what it may do), `kubectl apply` of an ImageCopy, and
+/// the copy Ready at the destination.
+#[test]
+fn the_charts_operator_pod_runs_and_copies_an_image() {
+    use crate::support::registry::{Mode, Registry};
+    let helm = crate::support::tool("HELM", "helm");
+    let home = tempdir();
+    let h = home.path();
+    let (crt, key) = crate::support::cluster::serving_cert(h);
+    let server = ApiServer::start(Options {
+        tls: Some((crt, key)),
+        controllers: true,
+        rbac: true,
+        ..Default::default()
+    });
+    let _node = server.start_node(kopeo_test_apiserver::node::NodeOptions {
+        name: "node-1".into(),
+        dir: h.join("node"),
+        images: vec![("kopeo".into(), env!("CARGO_BIN_EXE_kopeo").into())],
+        api: None,
+    });
+    let kc = server.write_kubeconfig(&h.join("kubeconfig"));
+    let kubectl = |args: &[&str]| crate::kubectl::kubectl(&kc, args);
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    crate::registry_copy::seed(&src, h, "app:1", &crate::support::image::Spec::default());
+    // The pod listens on the loopback (a free port), not on every address.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let (ok, out, err) = run(
+        &helm,
+        &[
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "install",
+            "kopeo",
+            "charts/kopeo",
+            "--namespace",
+            "kopeo",
+            "--create-namespace",
+            "--set",
+            "metrics.bindAddress=127.0.0.1",
+            "--set",
+            &format!("metrics.port={port}"),
+            "--wait",
+            "--timeout",
+            "120s",
+        ],
+    );
+    let pods = kubectl(&["get", "pods", "-n", "kopeo", "-o", "wide"]).1;
+    assert!(ok, "helm install --wait: {out}{err}\n{pods}");
+    let (ok, text) = kubectl(&[
+        "get",
+        "deployment",
+        "kopeo",
+        "-n",
+        "kopeo",
+        "-o",
+        "jsonpath={.status.readyReplicas}",
+    ]);
+    assert!(ok && text == "1", "{text}\n{pods}");
+
+    let manifests = h.join("copy.yaml");
+    std::fs::write(
+        &manifests,
+        format!(
+            "apiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: src}}\nspec: {{registry: \"{s}\", tls: {{insecure: true}}}}\n---\n\
+             apiVersion: kopeo.dev/v1alpha1\nkind: RegistryCredential\nmetadata: {{name: dst}}\nspec: {{registry: \"{d}\", tls: {{insecure: true}}}}\n---\n\
+             apiVersion: kopeo.dev/v1alpha1\nkind: ImageCopy\nmetadata: {{name: first-day}}\nspec: {{source: \"docker://{s}/app:1\", destination: \"docker://{d}/mirror/app:1\"}}\n",
+            s = src.host,
+            d = dst.host
+        ),
+    )
+    .unwrap();
+    let (ok, text) = kubectl(&["apply", "-f", manifests.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let (ok, text) = kubectl(&["wait", "--for=condition=Ready", "imagecopy/first-day", "--timeout=90s"]);
+    let logs = std::fs::read_dir(h.join("node"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path().join("operator.log")).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(ok, "{text}\n{logs}");
+    assert_eq!(dst.digest(h, "mirror/app:1"), src.digest(h, "app:1"));
+    let (ok, sa) = kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "kopeo",
+        "-o",
+        "jsonpath={.items[0].spec.serviceAccountName}",
+    ]);
+    assert!(ok && sa == "kopeo", "{sa}");
+
+    // Uninstalling stops the operator: its pod goes, and with it the process.
+    let (ok, out, err) = run(
+        &helm,
+        &[
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+            "uninstall",
+            "kopeo",
+            "-n",
+            "kopeo",
+            "--wait",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, text) = kubectl(&["get", "pods", "-n", "kopeo", "-o", "name"]);
+        if text.trim().is_empty() || text.contains("No resources") {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "pods left: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

@@ -1,5 +1,6 @@
 //! The controllers of kube-controller-manager this server runs when asked
-//! ([`crate::Options::controllers`]): the job controller, the ServiceAccount
+//! ([`crate::Options::controllers`]): the job, Deployment and ReplicaSet
+//! controllers, the ServiceAccount
 //! controller's `default` account in every namespace, and the root CA
 //! publisher's `kube-root-ca.crt` ConfigMap (when the server serves TLS).
 
@@ -18,6 +19,7 @@ pub async fn run(shared: Arc<Shared>, ca: Option<String>) {
             let mut st = lock(&shared);
             namespaces(&mut st, ca.as_deref());
             jobs.sync_all(&mut st);
+            crate::deployments::sync_all(&mut st);
         }
         // Wake on any change, and at least twice a second for backoffs.
         let _ = tokio::time::timeout(Duration::from_millis(500), rx.recv()).await;

@@ -12,6 +12,7 @@ mod audit;
 pub mod authz;
 mod cel;
 mod controllers;
+mod deployments;
 mod discovery;
 mod events;
 mod http;

@@ -14,9 +14,12 @@
 //! SIGTERM, then SIGKILL after the grace period; `restartPolicy: Always`
 //! and `OnFailure` containers are restarted.
 //!
-//! Not done: init containers and probes (pods with them fail, saying so),
-//! resource limits, networking (everything is the host's loopback), images
-//! (an image not given to the node fails to pull).
+//! `httpGet` readiness probes gate a container's readiness.
+//!
+//! Not done: init containers (a pod with them waits, saying so), liveness
+//! and startup probes, resource limits, users (everything runs as root),
+//! networking (everything is the host's loopback), images (an image not
+//! given to the node fails to pull).
 
 use crate::http::{Shared, lock};
 use crate::store::State;
@@ -213,7 +216,7 @@ impl Agent {
                 match r.child.try_wait() {
                     Ok(None) => {
                         statuses.push(
-                            json!({"name": cname, "image": c["image"], "ready": true, "started": true,
+                            json!({"name": cname, "image": c["image"], "ready": !deleting && probe_ok(c), "started": true,
                             "restartCount": r.restarts, "state": {"running": {"startedAt": r.started}}}),
                         );
                         exits.push(None);
@@ -234,7 +237,7 @@ impl Agent {
                                 }
                                 Err(e) => tracing_free_log(&self.dir_for(o, ns, name), &e),
                             }
-                            statuses.push(json!({"name": cname, "image": c["image"], "ready": true, "started": true,
+                            statuses.push(json!({"name": cname, "image": c["image"], "ready": c.get("readinessProbe").is_none(), "started": true,
                                 "restartCount": restarts, "lastState": {"terminated": terminated}, "state": {"running": {"startedAt": crate::time::now()}}}));
                             exits.push(None);
                         } else {
@@ -271,7 +274,7 @@ impl Agent {
             match self.spawn(shared, st, p, c, o) {
                 Ok(r) => {
                     statuses.push(
-                        json!({"name": cname, "image": c["image"], "ready": true, "started": true,
+                        json!({"name": cname, "image": c["image"], "ready": c.get("readinessProbe").is_none(), "started": true,
                         "restartCount": 0, "state": {"running": {"startedAt": r.started}}}),
                     );
                     self.started.insert(format!("{uid}/{cname}"));
@@ -481,6 +484,41 @@ impl Agent {
             stopping: None,
         })
     }
+}
+
+/// A container's readiness probe, as the kubelet runs an `httpGet` one (on
+/// the pod's address, here the loopback); exec and TCP probes count as passing.
+fn probe_ok(c: &Value) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Some(get) = c.pointer("/readinessProbe/httpGet") else {
+        return true;
+    };
+    let port = match &get["port"] {
+        Value::Number(n) => n.as_u64(),
+        Value::String(name) => c["ports"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name.as_str()))
+            .and_then(|p| p["containerPort"].as_u64()),
+        _ => None,
+    };
+    let Some(port) = port else { return false };
+    let path = get["path"].as_str().unwrap_or("/");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port as u16));
+    let Ok(mut conn) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: kube-probe/1.33\r\n\r\n");
+    if conn.write_all(req.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    if conn.read_exact(&mut head).is_err() {
+        return false;
+    }
+    // "HTTP/1.x NNN": 200 to 399 passes.
+    let code: u16 = String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0);
+    (200..400).contains(&code)
 }
 
 fn tracing_free_log(dir: &Path, e: &(&str, String)) {

@@ -135,6 +135,7 @@ pub fn builtins() -> Vec<ResourceType> {
         ResourceType::builtin("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false),
         ResourceType::builtin("", "v1", "Service", "services", true, &["svc"], true),
         ResourceType::builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"], true),
+        ResourceType::builtin("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true),
         ResourceType::builtin("", "v1", "Pod", "pods", true, &["po"], true),
         ResourceType::builtin("batch", "v1", "Job", "jobs", true, &[], true),
         ResourceType::builtin("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[], false),

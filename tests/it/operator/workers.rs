@@ -4,7 +4,7 @@
 //! authorized by RBAC), one shard of the repositories each.
 
 use crate::registry_copy::seed;
-use crate::support::cluster::{cluster, insecure_credentials, post, runtime};
+use crate::support::cluster::{cluster, insecure_credentials, post, runtime, serving_cert};
 use crate::support::image::Spec;
 use crate::support::registry::{Mode, Registry};
 use crate::support::tempdir;
@@ -12,33 +12,6 @@ use kopeo_test_apiserver::node::NodeOptions;
 use kopeo_test_apiserver::{ApiServer, Options};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-/// A certificate for the API server's HTTPS port (127.0.0.1), as a
-/// cluster's serving certificate: an EC key, not a CA.
-fn serving_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-        ])
-        .args(["-subj", "/CN=kube-apiserver", "-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl is required (apt-get install openssl)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (crt, key)
-}
 
 async fn get(server: &ApiServer, path: &str) -> Value {
     reqwest::get(format!("{}{path}", server.url()))

@@ -344,3 +344,30 @@ pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
         .and_then(|cs| cs.iter().find(|c| c["name"] == name))
         .unwrap_or_else(|| panic!("no container {name} in {pod}"))
 }
+
+/// A certificate for the API server's HTTPS port (127.0.0.1), as a
+/// cluster's serving certificate: an EC key, not a CA.
+pub fn serving_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=kube-apiserver", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl is required (apt-get install openssl)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (crt, key)
+}
