@@ -67,17 +67,7 @@ fn put_status(st: &mut State, rt: &ResourceType, o: &Value, status: Value) {
     }
     let mut next = o.clone();
     next["status"] = status;
-    if let Some(m) = next["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-    }
-    let _ = st.update(
-        rt,
-        s(o, "/metadata/namespace"),
-        s(o, "/metadata/name"),
-        next,
-        true,
-        &Default::default(),
-    );
+    let _ = st.put(rt, next, true);
 }
 
 /// One pass of both controllers.
@@ -150,10 +140,7 @@ fn deployment(st: &mut State, d_rt: &ResourceType, rs_rt: &ResourceType, d: &Val
         if r.pointer("/spec/replicas").and_then(Value::as_i64) != Some(want) {
             let mut next = r.clone();
             next["spec"]["replicas"] = json!(want);
-            if let Some(m) = next["metadata"].as_object_mut() {
-                m.remove("resourceVersion");
-            }
-            let _ = st.update(rs_rt, &ns, s(r, "/metadata/name"), next, false, &Default::default());
+            let _ = st.put(rs_rt, next, false);
         }
     }
     let sets: Vec<Value> = owned_by(&st.list(rs_rt, Some(&ns)), s(d, "/metadata/uid"))

@@ -159,11 +159,7 @@ impl JobController {
     }
 
     fn sync_job(&mut self, st: &mut State, job_rt: &ResourceType, pod_rt: &ResourceType, j: &Value, pods: &[&Value]) {
-        let (ns, name, uid) = (
-            s(j, "/metadata/namespace"),
-            s(j, "/metadata/name"),
-            s(j, "/metadata/uid"),
-        );
+        let (ns, uid) = (s(j, "/metadata/namespace"), s(j, "/metadata/uid"));
         let spec = &j["spec"];
         let indexed = spec["completionMode"] == "Indexed";
         let completions = spec["completions"].as_i64();
@@ -362,10 +358,7 @@ impl JobController {
         if status != before {
             let mut next = j.clone();
             next["status"] = status;
-            if let Some(m) = next["metadata"].as_object_mut() {
-                m.remove("resourceVersion");
-            }
-            let _ = st.update(job_rt, ns, name, next, true, &Default::default());
+            let _ = st.put(job_rt, next, true);
         }
     }
 }
@@ -396,17 +389,7 @@ fn release(st: &mut State, pod_rt: &ResourceType, p: &Value) {
     if let Some(f) = next["metadata"]["finalizers"].as_array_mut() {
         f.retain(|x| x != TRACKING);
     }
-    if let Some(m) = next["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-    }
-    let _ = st.update(
-        pod_rt,
-        s(p, "/metadata/namespace"),
-        s(p, "/metadata/name"),
-        next,
-        false,
-        &Default::default(),
-    );
+    let _ = st.put(pod_rt, next, false);
 }
 
 /// A pod for index `index` from the Job's template.

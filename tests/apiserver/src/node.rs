@@ -131,17 +131,7 @@ fn pod_status_update(st: &mut State, pod: &Value, status: Value) {
     }
     let mut next = pod.clone();
     next["status"] = status;
-    if let Some(m) = next["metadata"].as_object_mut() {
-        m.remove("resourceVersion");
-    }
-    let _ = st.update(
-        &rt,
-        s(pod, "/metadata/namespace"),
-        s(pod, "/metadata/name"),
-        next,
-        true,
-        &Default::default(),
-    );
+    let _ = st.put(&rt, next, true);
 }
 
 impl Agent {
@@ -169,11 +159,7 @@ impl Agent {
             if node.is_empty() && p.pointer("/metadata/deletionTimestamp").is_none() {
                 let mut bound = p.clone();
                 bound["spec"]["nodeName"] = json!(o.name);
-                if let Some(m) = bound["metadata"].as_object_mut() {
-                    m.remove("resourceVersion");
-                }
-                let (ns, name) = (s(&p, "/metadata/namespace"), s(&p, "/metadata/name"));
-                let _ = st.update(&pod_rt, ns, name, bound, false, &Default::default());
+                let _ = st.put(&pod_rt, bound, false);
                 continue;
             }
             if node != o.name {

@@ -668,6 +668,17 @@ impl State {
         Ok(Self::present(rt, &o))
     }
 
+    /// Write back `o` (an object as read, then changed), as a controller
+    /// writes its latest read: no resourceVersion precondition; through the
+    /// status subresource when `status`.
+    pub fn put(&mut self, rt: &ResourceType, mut o: Value, status: bool) -> Result<Value, ApiError> {
+        let (ns, name) = (meta_str(&o, "namespace"), meta_str(&o, "name"));
+        if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        self.update(rt, &ns, &name, o, status, &WriteOpts::default())
+    }
+
     /// Patch an object (merge, JSON patch, strategic merge, or apply).
     pub fn patch(
         &mut self,
