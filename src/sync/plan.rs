@@ -166,6 +166,15 @@ impl Planner<'_> {
         filter: &TagFilter,
         src: &Arc<OpenOptions>,
     ) -> Result<(), SyncError> {
+        // A shard lists only its own repositories' tags (the split is by
+        // repository): N shards list the source once between them, not N times.
+        if self
+            .opts
+            .shard
+            .is_some_and(|s| !s.owns(&super::shard::repository_key(&ImageReference::Docker(repo.clone()))))
+        {
+            return Ok(());
+        }
         let client = src.client(repo.domain())?;
         let tags = client.list_tags(repo.path()).await?;
         tracing::info!(repository = %repo.name(), tags = tags.len(), "listed tags");

@@ -32,6 +32,7 @@ fn shards_of_a_sync_copy_every_image_once_with_repositories_whole() {
     let dest = format!("{}/mirror", dst.host);
     // Shards 0 and 1 by INDEX/COUNT, shard 2 by COUNT and the Job's index.
     let mut copied_by: BTreeMap<String, usize> = BTreeMap::new();
+    let listed_before = src.requests("GET", "/tags/list");
     for (i, shard, env) in [(0, "0/3", None), (1, "1/3", None), (2, "3", Some("2"))] {
         let report = h.join(format!("report-{i}.json"));
         let mut args = vec![
@@ -57,6 +58,8 @@ fn shards_of_a_sync_copy_every_image_once_with_repositories_whole() {
         }
     }
     assert_eq!(copied_by.len(), 12, "every image once: {copied_by:?}");
+    // Each shard listed only its own repositories: the source once between them.
+    assert_eq!(src.requests("GET", "/tags/list") - listed_before, 6);
     // A repository's two tags went with the same shard.
     for r in &all {
         let shards: BTreeSet<usize> = copied_by
