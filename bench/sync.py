@@ -6,7 +6,9 @@
 unique), synced to a destination registry under a fresh prefix per tool and
 repetition; then the same sync again (nothing to do). skopeo runs both ways
 people use it: one `--src docker` run per repository, and one `--src yaml`
-run. kopeo syncs the same YAML in one run (4 images in flight).
+run. kopeo syncs the same YAML in one run (4 images in flight), and as
+4 shards in 4 processes at once (`sync --shard I/4`, what a sharded
+ImageSync's worker pods run).
 
 Beside them, in the same rounds: the floor (../shared/bench/floorcopy.py, an
 ideal client: 4 images in flight, mounts, nothing but the requests every
@@ -16,7 +18,7 @@ sends to each registry are counted from the registries' logs.
 
 Usage: python3 bench/sync.py [--reps N] [--out FILE]
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, shlex, shutil, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run import BASELINE, BOLT, KOPEO, start_registry, timed  # noqa: E402
@@ -94,6 +96,12 @@ def main():
             if tool in ("kopeo", "before"):
                 binary = KOPEO if tool == "kopeo" else BASELINE
                 return [[binary, "--policy", policy, "sync", "-q", "--src", "yaml", "--dest", "docker"] + tls + [yaml, f"{dst}/{prefix}"]]
+            if tool == "kopeo-4-shards":
+                # What a sharded ImageSync's 4 worker pods run (sync --shard
+                # I/4, as `kopeo worker image-sync` plans), side by side on this machine.
+                one = " ".join(shlex.quote(x) for x in [KOPEO, "--policy", policy, "sync", "-q", "--src", "yaml", "--dest", "docker"]
+                               + tls + ["--shard", "SHARD", yaml, f"{dst}/{prefix}"]).replace("SHARD", "$i/4")
+                return [["bash", "-c", f"for i in 0 1 2 3; do {one} & done; for j in 1 2 3 4; do wait -n || exit 1; done"]]
             if tool == "floor":
                 return [["python3", FLOOR, src, dst, "--repos", "--mount", "--image-threads", "4"]
                         + [f"bench/repo{r:02d}={prefix}/repo{r:02d}" for r in range(REPOS)]]
@@ -104,7 +112,7 @@ def main():
 
         if not os.path.exists(FLOOR):
             sys.exit(f"missing the floor: {FLOOR} (set KOPEO_FLOOR)")
-        tools = ["kopeo", "floor", "skopeo-per-repo", "skopeo-yaml"] + (["before"] if BASELINE else [])
+        tools = ["kopeo", "kopeo-4-shards", "floor", "skopeo-per-repo", "skopeo-yaml"] + (["before"] if BASELINE else [])
         results = {(t, phase): [] for t in tools for phase in ("first", "no-op")}
         counts = {(t, phase): [] for t in tools for phase in ("first", "no-op")}
         for i in range(a.reps):
@@ -143,6 +151,11 @@ def main():
                 b = med["before"]
                 row += f" {b:.2f} s | {b / f:.2f} |" if f else f" {b:.2f} s | – |"
             lines.append(row)
+        for phase in ("first", "no-op"):
+            k = statistics.median(x[0] for x in results[("kopeo", phase)])
+            sh = statistics.median(x[0] for x in results[("kopeo-4-shards", phase)])
+            cpu = statistics.median(x[1] for x in results[("kopeo-4-shards", phase)])
+            lines.append(f"| {phase}: 4 shards (sync --shard, 4 processes) | {sh:.2f} s | cpu {cpu:.2f} s | ÷ one process **{sh / k:.2f}** |")
         lines += ["", "| requests per image (median run) | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]
         for phase in ("first", "no-op"):
             for side, k in (("source", 0), ("destination", 1)):
