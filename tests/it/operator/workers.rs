@@ -125,6 +125,12 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
         let mut opts = crate::support::cluster::operator_options();
         opts.workers.image = Some("registry.example/kopeo:test".into());
         opts.workers.report_interval = Duration::from_millis(200);
+        // A budget for the destination: each of the 4 workers gets a quarter.
+        let generous = kopeo::options::rate_limit::RateLimitSettings {
+            requests_per_second: Some(1000),
+            concurrent_blobs: Some(8),
+        };
+        opts.budgets.set_limits("flags", [(dst.host.clone(), generous)]);
         let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
         let images: serde_json::Map<String, Value> = (0..repos).map(|r| (format!("team/r{r}"), json!([]))).collect();
         post(
@@ -213,6 +219,14 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
         let job_name = st["lastJob"].as_str().unwrap();
         let job = get(&server, &format!("/apis/batch/v1/namespaces/default/jobs/{job_name}")).await;
         assert_eq!(job["spec"]["completionMode"], "Indexed");
+        let args: Vec<String> =
+            serde_json::from_value(job["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap();
+        let share = format!("{}=250/2", dst.host);
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--registry-rate-limit" && w[1] == share),
+            "{args:?}"
+        );
         assert_eq!(job["status"]["completedIndexes"], "0-3", "{job}");
         assert_eq!(job["status"]["failed"], 1, "the killed pod, retried: {job}");
         let pod = get(&server, &format!("/api/v1/namespaces/default/pods/{killed}")).await;
