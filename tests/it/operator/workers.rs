@@ -297,3 +297,95 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
         operator.abort();
     });
 }
+
+#[test]
+fn sharded_workers_keep_a_source_host_within_its_budget_between_them() {
+    let home = tempdir();
+    let h = home.path();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    let repos = 8;
+    for r in 0..repos {
+        let spec = Spec {
+            layers: vec![2_000, 3_000],
+            seed: 900 + r,
+            ..Spec::default()
+        };
+        seed(&src, h, &format!("team/b{r}:v1"), &spec);
+    }
+    let (counted, times) = crate::support::proxy::counting(&src.host);
+    let (crt, key) = serving_cert(h);
+    let server = ApiServer::start(Options {
+        tls: Some((crt, key)),
+        controllers: true,
+        rbac: true,
+        ..Default::default()
+    });
+    let node = server.start_node(NodeOptions {
+        name: "node-1".into(),
+        dir: h.join("node"),
+        images: vec![("registry.example/kopeo".into(), env!("CARGO_BIN_EXE_kopeo").into())],
+        api: None,
+    });
+    let rt = runtime();
+    rt.block_on(async {
+        let client = cluster(&server).await;
+        let role = crate::support::cluster::helm_template(&[])
+            .into_iter()
+            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kopeo-worker")
+            .expect("the chart's worker ClusterRole");
+        post(&server, "/apis/rbac.authorization.k8s.io/v1/clusterroles", &role).await;
+        insecure_credentials(&server, &[&counted, &dst.host]).await;
+        let mut opts = crate::support::cluster::operator_options();
+        opts.workers.image = Some("registry.example/kopeo:test".into());
+        // 4 requests a second to the source for the whole sync: 2 for each of the 2 workers.
+        let budget = kopeo::options::rate_limit::RateLimitSettings {
+            requests_per_second: Some(4),
+            concurrent_blobs: None,
+        };
+        opts.budgets.set_limits("flags", [(counted.clone(), budget)]);
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
+        let images: serde_json::Map<String, Value> = (0..repos).map(|r| (format!("team/b{r}"), json!([]))).collect();
+        post(
+            &server,
+            SYNCS,
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "budget"},
+            "spec": {"registry": counted, "images": images, "destination": format!("{}/budget", dst.host),
+                     "workers": 2, "interval": "24h"}}),
+        )
+        .await;
+        let end = Instant::now() + Duration::from_secs(120);
+        loop {
+            let s = get(&server, &format!("{SYNCS}/budget")).await;
+            if ready(&s).is_some() && s["status"].get("job").is_none() {
+                assert_eq!(ready(&s), Some("True"), "{}", dump(&server, &node).await);
+                break;
+            }
+            if Instant::now() > end {
+                panic!("timed out:\n{}", dump(&server, &node).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        operator.abort();
+    });
+    // Every request in a second's window, across both workers: each may
+    // spend its 2-request burst and then 2 a second; without the budget the
+    // sync sends them all within a fraction of a second.
+    let t = times.lock().unwrap().clone();
+    assert!(t.len() > 30, "{} requests", t.len());
+    let most = t
+        .iter()
+        .map(|a| {
+            t.iter()
+                .filter(|b| **b >= *a && b.duration_since(*a) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most <= 8, "{most} requests within one second (of {})", t.len());
+    for r in 0..repos {
+        assert_eq!(
+            dst.digest(h, &format!("budget/b{r}:v1")),
+            src.digest(h, &format!("team/b{r}:v1"))
+        );
+    }
+}

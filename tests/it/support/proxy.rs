@@ -119,3 +119,55 @@ pub fn slow(upstream: &str, pause: std::time::Duration) -> String {
     });
     host
 }
+
+/// A loopback proxy that notes when each request passes it (for requests
+/// without bodies: GET and HEAD, what a copy sends a source); its address
+/// and the times.
+pub fn counting(upstream: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding proxy");
+    let host = listener.local_addr().expect("addr").to_string();
+    let upstream = upstream.to_string();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let times = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut c_read, mut s_write) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+            let times = times.clone();
+            std::thread::spawn(move || {
+                // A request starts at the connection's start and after each
+                // blank line ending a header block.
+                let (mut at_start, mut tail) = (true, [0u8; 4]);
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = c_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    for &b in &buf[..n] {
+                        if at_start && !b.is_ascii_whitespace() {
+                            times.lock().unwrap().push(std::time::Instant::now());
+                            at_start = false;
+                        }
+                        tail = [tail[1], tail[2], tail[3], b];
+                        if &tail == b"\r\n\r\n" {
+                            at_start = true;
+                        }
+                    }
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_write.shutdown(Shutdown::Write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+                let _ = c_write.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (host, seen)
+}
