@@ -277,7 +277,11 @@ pub(crate) async fn reconcile(
                     .await?;
                 }
                 let Some(ok) = finished(&job) else {
-                    let mut st = old.clone();
+                    // A suspend or resume is this spec, seen and acted on.
+                    let mut st = ImageSyncStatus {
+                        observed_generation: generation,
+                        ..old.clone()
+                    };
                     let (_, progress, reported) = aggregate(&mut st, &job_name);
                     st.progress = Some(progress);
                     let shards = s.spec.workers.unwrap_or(1);
@@ -298,7 +302,9 @@ pub(crate) async fn reconcile(
                     ..old.clone()
                 };
                 let (outcome, _, reported) = aggregate(&mut st, &job_name);
-                let pending = st.shards.values().any(|x| x.job == job_name && x.state == "Running");
+                let shards = s.spec.workers.unwrap_or(1) as usize;
+                let pending =
+                    reported < shards || st.shards.values().any(|x| x.job == job_name && x.state == "Running");
                 let finished_for = job
                     .status
                     .as_ref()
@@ -315,7 +321,7 @@ pub(crate) async fn reconcile(
                 ));
                 st.last_job = Some(job_name.clone());
                 st.job = None;
-                let shards = s.spec.workers.unwrap_or(1) as usize;
+                st.observed_generation = generation;
                 if !ok && st.failed == 0 {
                     // The Job gave up on shards that never said why.
                     let failed_indexes = job
@@ -388,8 +394,33 @@ pub(crate) async fn reconcile(
     let job_name = job.name_any();
     match jobs.create(&PostParams::default(), &job).await {
         Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            // This run's Job exists: made by a reconcile whose status write
+            // this one does not see yet, or made just before a crash. Adopt
+            // it if it is this ImageSync's for this spec.
+            let theirs = jobs.get_opt(&job_name).await?;
+            let ours = theirs.as_ref().is_some_and(|j| {
+                j.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == s.metadata.uid.as_ref())
+                    && j.annotations().get(SPEC_HASH) == Some(&spec_hash(&s.spec))
+            });
+            if !ours {
+                return Err(Error::Kube(kube::Error::Api(e)));
+            }
+            if old.job.as_deref() == Some(job_name.as_str()) {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            }
+        }
         Err(e) => return Err(e.into()),
+    }
+    // The previous run's Job goes when the next one starts (its pods with it).
+    if let Some(previous) = old.last_job.as_deref().filter(|p| *p != job_name) {
+        let dp = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let _ = jobs.delete(previous, &dp).await;
     }
     tracing::info!(namespace = %ns, name = %name, job = %job_name, shards = s.spec.workers, "sync started as a Job");
     let mut st = ImageSyncStatus {
@@ -510,6 +541,20 @@ fn budget_args(s: &ImageSync, budgets: &crate::registry::budget::Budgets, shards
     out
 }
 
+/// The next run's id, from the spec and the last run's Job: a reconcile
+/// that sees a stale status makes the same name and finds it taken, so one
+/// run never gets two Jobs.
+fn run_id(s: &ImageSync, hash: &str) -> String {
+    use sha2::Digest as _;
+    let last = s.status.as_ref().and_then(|st| st.last_job.clone()).unwrap_or_default();
+    let seed = format!("{}/{hash}/{last}", s.metadata.uid.clone().unwrap_or_default());
+    sha2::Sha256::digest(seed.as_bytes())
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The Indexed Job running `s` in `spec.workers` shards.
 fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> Result<Job, serde_json::Error> {
     let ns = s.namespace().unwrap_or_else(|| "default".into());
@@ -518,11 +563,7 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
     let hash = spec_hash(&s.spec);
     // Short enough for the job-name label (63) with the pods' suffixes.
     let stem: String = name.chars().take(40).collect();
-    let job_name = format!(
-        "{}-sync-{:x}",
-        stem.trim_end_matches('-'),
-        crate::timestamp::now_unix() % 0xff_ffff
-    );
+    let job_name = format!("{}-sync-{}", stem.trim_end_matches('-'), run_id(s, &hash));
     let mut args: Vec<String> = [
         "worker",
         "image-sync",
@@ -640,6 +681,24 @@ mod tests {
         );
         let unlimited = crate::registry::budget::Budgets::default();
         assert!(budget_args(&s, &unlimited, 4).is_empty());
+    }
+
+    #[test]
+    fn a_run_has_one_job_name_whoever_computes_it() {
+        let mut s: ImageSync = serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync",
+            "metadata": {"name": "m", "namespace": "ns", "uid": "u-1"},
+            "spec": {"registry": "src:5000", "images": {"a": []}, "destination": "dst:5000/mirror", "workers": 4}}))
+        .unwrap();
+        let hash = spec_hash(&s.spec);
+        let first = run_id(&s, &hash);
+        assert_eq!(first, run_id(&s, &hash), "a stale reconcile names the same Job");
+        s.spec.suspend = true;
+        assert_eq!(spec_hash(&s.spec), hash, "suspending is the same run");
+        s.status = Some(ImageSyncStatus {
+            last_job: Some(format!("m-sync-{first}")),
+            ..Default::default()
+        });
+        assert_ne!(run_id(&s, &hash), first, "the next run is another Job");
     }
 
     #[test]

@@ -267,8 +267,8 @@ fn the_operator_needs_exactly_the_rbac_the_chart_grants() {
     let rbac = rbac_objects(&String::from_utf8_lossy(&render.stdout));
     assert_eq!(
         rbac.len(),
-        4,
-        "ClusterRole, ClusterRoleBinding, leader Role and RoleBinding"
+        5,
+        "ClusterRole, ClusterRoleBinding, leader Role and RoleBinding, the worker ClusterRole"
     );
     let home = tempdir();
     let audit = home.path().join("audit.log");
@@ -374,7 +374,14 @@ fn the_operator_needs_exactly_the_rbac_the_chart_grants() {
             home.path(),
             &kubeconfig,
             "kopeo-0",
-            &["--lease-namespace", "kopeo", "--lease-name", "kopeo-leader"],
+            &[
+                "--lease-namespace",
+                "kopeo",
+                "--lease-name",
+                "kopeo-leader",
+                "--worker-image",
+                "registry.example/kopeo:test",
+            ],
             &[("POD_NAMESPACE", "kopeo")],
         );
         post(
@@ -424,6 +431,46 @@ fn the_operator_needs_exactly_the_rbac_the_chart_grants() {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // A sharded sync: its Job, the workers' account and binding made;
+        // suspended (the Job patched); its spec changed (the Job deleted).
+        // No node runs here: the Job's pods are never started.
+        post(
+            format!("{ns}/imagesyncs"),
+            json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "sharded"},
+            "spec": {"registry": slow, "destination": format!("{}/sharded", dst.host), "images": {"team/app": []}, "workers": 2}}),
+        )
+        .await;
+        let jobs: kube::Api<k8s_openapi::api::batch::v1::Job> = kube::Api::namespaced(admin.clone(), "default");
+        let mut job = None;
+        for _ in 0..400 {
+            job = syncs.get("sharded").await.unwrap().data["status"]["job"].as_str().map(str::to_string);
+            if job.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let job = job.expect("the sharded sync's Job");
+        let merge = |v: Value| kube::api::Patch::Merge(v);
+        syncs.patch("sharded", &Default::default(), &merge(json!({"spec": {"suspend": true}}))).await.unwrap();
+        let mut suspended = false;
+        for _ in 0..400 {
+            suspended = jobs.get(&job).await.unwrap().spec.and_then(|s| s.suspend) == Some(true);
+            if suspended {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(suspended, "the Job is suspended with its ImageSync");
+        syncs.patch("sharded", &Default::default(), &merge(json!({"spec": {"concurrency": 3}}))).await.unwrap();
+        let mut gone = false;
+        for _ in 0..400 {
+            gone = jobs.get_opt(&job).await.unwrap().is_none();
+            if gone {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(gone, "a changed spec replaces the Job");
         let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(admin.clone(), "default");
         secrets
             .patch(

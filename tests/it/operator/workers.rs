@@ -79,7 +79,7 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
     let repos = 40;
     for r in 0..repos {
         let spec = Spec {
-            layers: vec![400_000],
+            layers: vec![1_000_000],
             seed: 500 + r,
             ..Spec::default()
         };
@@ -155,7 +155,8 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
             let s = get(&server, &format!("{SYNCS}/estate")).await;
             let shard = &s["status"]["shards"]["1"];
             let (done, seen) = (shard["done"].as_u64().unwrap_or(0), shard["seen"].as_u64().unwrap_or(0));
-            if shard["state"] != "Running" || done == 0 || done >= seen {
+            // Early enough that the pod is still copying when the kill lands.
+            if shard["state"] != "Running" || done == 0 || done * 2 > seen {
                 continue;
             }
             let pods = get(
