@@ -338,19 +338,7 @@ fn the_charts_operator_pod_runs_and_copies_an_image() {
     let helm = crate::support::tool("HELM", "helm");
     let home = tempdir();
     let h = home.path();
-    let (crt, key) = crate::support::cluster::serving_cert(h);
-    let server = ApiServer::start(Options {
-        tls: Some((crt, key)),
-        controllers: true,
-        rbac: true,
-        ..Default::default()
-    });
-    let _node = server.start_node(kopeo_test_apiserver::node::NodeOptions {
-        name: "node-1".into(),
-        dir: h.join("node"),
-        images: vec![("kopeo".into(), env!("CARGO_BIN_EXE_kopeo").into())],
-        api: None,
-    });
+    let (server, _node) = crate::support::cluster::node_cluster(h, "kopeo");
     let kc = server.write_kubeconfig(&h.join("kubeconfig"));
     let kubectl = |args: &[&str]| crate::kubectl::kubectl(&kc, args);
     let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));

@@ -4,12 +4,11 @@
 //! authorized by RBAC), one shard of the repositories each.
 
 use crate::registry_copy::seed;
-use crate::support::cluster::{cluster, insecure_credentials, post, runtime, serving_cert};
+use crate::support::cluster::{chart_worker_role, cluster, insecure_credentials, node_cluster, post, runtime};
 use crate::support::image::Spec;
 use crate::support::registry::{Mode, Registry};
 use crate::support::tempdir;
-use kopeo_test_apiserver::node::NodeOptions;
-use kopeo_test_apiserver::{ApiServer, Options};
+use kopeo_test_apiserver::ApiServer;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -99,28 +98,17 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
     let seeding_puts = dst.requests("PUT", "/manifests/");
     // 16 KiB per 10 ms and connection: a shard takes seconds, long enough to kill one mid-way.
     let slow = crate::support::proxy::slow(&src.host, Duration::from_millis(10));
-    let (crt, key) = serving_cert(h);
-    let server = ApiServer::start(Options {
-        tls: Some((crt, key)),
-        controllers: true,
-        rbac: true,
-        ..Default::default()
-    });
-    let node = server.start_node(NodeOptions {
-        name: "node-1".into(),
-        dir: h.join("node"),
-        images: vec![("registry.example/kopeo".into(), env!("CARGO_BIN_EXE_kopeo").into())],
-        api: None,
-    });
+    let (server, node) = node_cluster(h, "registry.example/kopeo");
     let rt = runtime();
     rt.block_on(async {
         let client = cluster(&server).await;
-        // The chart's worker role, as `helm template` renders it: the pods can do only that.
-        let role = crate::support::cluster::helm_template(&[])
-            .into_iter()
-            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kopeo-worker")
-            .expect("the chart's worker ClusterRole");
-        post(&server, "/apis/rbac.authorization.k8s.io/v1/clusterroles", &role).await;
+        // The chart's worker role: the pods can do only that.
+        post(
+            &server,
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            &chart_worker_role(),
+        )
+        .await;
         insecure_credentials(&server, &[&slow, &dst.host]).await;
         let mut opts = crate::support::cluster::operator_options();
         opts.workers.image = Some("registry.example/kopeo:test".into());
@@ -314,27 +302,16 @@ fn sharded_workers_keep_a_source_host_within_its_budget_between_them() {
         seed(&src, h, &format!("team/b{r}:v1"), &spec);
     }
     let (counted, times) = crate::support::proxy::counting(&src.host);
-    let (crt, key) = serving_cert(h);
-    let server = ApiServer::start(Options {
-        tls: Some((crt, key)),
-        controllers: true,
-        rbac: true,
-        ..Default::default()
-    });
-    let node = server.start_node(NodeOptions {
-        name: "node-1".into(),
-        dir: h.join("node"),
-        images: vec![("registry.example/kopeo".into(), env!("CARGO_BIN_EXE_kopeo").into())],
-        api: None,
-    });
+    let (server, node) = node_cluster(h, "registry.example/kopeo");
     let rt = runtime();
     rt.block_on(async {
         let client = cluster(&server).await;
-        let role = crate::support::cluster::helm_template(&[])
-            .into_iter()
-            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kopeo-worker")
-            .expect("the chart's worker ClusterRole");
-        post(&server, "/apis/rbac.authorization.k8s.io/v1/clusterroles", &role).await;
+        post(
+            &server,
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            &chart_worker_role(),
+        )
+        .await;
         insecure_credentials(&server, &[&counted, &dst.host]).await;
         let mut opts = crate::support::cluster::operator_options();
         opts.workers.image = Some("registry.example/kopeo:test".into());

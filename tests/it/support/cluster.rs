@@ -371,3 +371,30 @@ pub fn serving_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::Pa
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (crt, key)
 }
+
+/// The test API server as a small cluster: HTTPS for pods, the controllers,
+/// RBAC on, and a node running the kopeo binary as image `image`.
+pub fn node_cluster(h: &std::path::Path, image: &str) -> (ApiServer, kopeo_test_apiserver::node::Node) {
+    let (crt, key) = serving_cert(h);
+    let server = ApiServer::start(kopeo_test_apiserver::Options {
+        tls: Some((crt, key)),
+        controllers: true,
+        rbac: true,
+        ..Default::default()
+    });
+    let node = server.start_node(kopeo_test_apiserver::node::NodeOptions {
+        name: "node-1".into(),
+        dir: h.join("node"),
+        images: vec![(image.into(), env!("CARGO_BIN_EXE_kopeo").into())],
+        api: None,
+    });
+    (server, node)
+}
+
+/// The chart's worker ClusterRole, as `helm template` renders it.
+pub fn chart_worker_role() -> Value {
+    helm_template(&[])
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "kopeo-worker")
+        .expect("the chart's worker ClusterRole")
+}
