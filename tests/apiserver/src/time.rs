@@ -61,6 +61,19 @@ pub fn age(ts: &str) -> String {
     human_duration(now - t)
 }
 
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A span of seconds as kubectl prints one (`65s`, `3m2s`, `5h`).
+pub fn duration(secs: i64) -> String {
+    human_duration(secs)
+}
+
 fn human_duration(s: i64) -> String {
     // Two seconds of clock skew still count as now.
     if s < -1 {
