@@ -342,6 +342,18 @@ pub(crate) async fn reconcile(
                 ctx.metrics
                     .record("ImageSync", if failed { "failed" } else { "synced" }, 0.0, 0);
                 settle(&ctx, &api, &s, &st, &["progress", "job"]).await?;
+                // Reports of earlier runs' shards go now that this run's are all in.
+                let stale: serde_json::Map<String, Value> = st
+                    .shards
+                    .iter()
+                    .filter(|(_, x)| x.job != job_name)
+                    .map(|(k, _)| (k.clone(), Value::Null))
+                    .collect();
+                if !stale.is_empty() {
+                    let patch = json!({"status": {"shards": stale}});
+                    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await?;
+                }
                 crate::operator::memory::remember(&ctx, &*s, !failed);
                 let key = format!("ImageSync/{ns}/{name}");
                 if let Some(wait) = crate::operator::memory::backoff(&ctx, &key, generation, failed) {
@@ -426,16 +438,13 @@ pub(crate) async fn reconcile(
     let mut st = ImageSyncStatus {
         observed_generation: generation,
         job: Some(job_name.clone()),
-        shards: BTreeMap::new(),
         progress: Some(SyncProgress::default()),
         ..old.clone()
     };
     progressing(&mut st, &s, format!("Job {job_name} started"));
-    // The old run's shard reports go (a merge patch keeps what it does not mention).
-    let mut patch = crate::operator::supervise::status_patch(Some(&old), &st, &[])?;
-    patch["status"]["shards"] = Value::Null;
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await?;
+    // The shards' reports are left alone: this run's workers may have written
+    // theirs already (an earlier run's go when this one ends).
+    write(&api, &name, &old, &st).await?;
     Ok(Action::requeue(Duration::from_secs(60)))
 }
 
