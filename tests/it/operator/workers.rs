@@ -68,6 +68,26 @@ async fn dump(server: &ApiServer, node: &kopeo_test_apiserver::node::Node) -> St
     out
 }
 
+/// The CRDs, the chart's worker role (the pods can do only that), insecure
+/// credentials for `hosts`; a client and the options of an operator whose
+/// worker image the node runs.
+async fn worker_operator(
+    server: &ApiServer,
+    hosts: &[&String],
+) -> (kube::Client, kopeo::operator::controller::OperatorOptions) {
+    let client = cluster(server).await;
+    post(
+        server,
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        &chart_worker_role(),
+    )
+    .await;
+    insecure_credentials(server, hosts).await;
+    let mut opts = crate::support::cluster::operator_options();
+    opts.workers.image = Some("registry.example/kopeo:test".into());
+    (client, opts)
+}
+
 const SYNCS: &str = "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs";
 
 #[test]
@@ -101,17 +121,7 @@ fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_wha
     let (server, node) = node_cluster(h, "registry.example/kopeo");
     let rt = runtime();
     rt.block_on(async {
-        let client = cluster(&server).await;
-        // The chart's worker role: the pods can do only that.
-        post(
-            &server,
-            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-            &chart_worker_role(),
-        )
-        .await;
-        insecure_credentials(&server, &[&slow, &dst.host]).await;
-        let mut opts = crate::support::cluster::operator_options();
-        opts.workers.image = Some("registry.example/kopeo:test".into());
+        let (client, mut opts) = worker_operator(&server, &[&slow, &dst.host]).await;
         opts.workers.report_interval = Duration::from_millis(200);
         // A budget for the destination: each of the 4 workers gets a quarter.
         let generous = kopeo::options::rate_limit::RateLimitSettings {
@@ -305,16 +315,7 @@ fn sharded_workers_keep_a_source_host_within_its_budget_between_them() {
     let (server, node) = node_cluster(h, "registry.example/kopeo");
     let rt = runtime();
     rt.block_on(async {
-        let client = cluster(&server).await;
-        post(
-            &server,
-            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-            &chart_worker_role(),
-        )
-        .await;
-        insecure_credentials(&server, &[&counted, &dst.host]).await;
-        let mut opts = crate::support::cluster::operator_options();
-        opts.workers.image = Some("registry.example/kopeo:test".into());
+        let (client, opts) = worker_operator(&server, &[&counted, &dst.host]).await;
         // 4 requests a second to the source for the whole sync: 2 for each of the 2 workers.
         let budget = kopeo::options::rate_limit::RateLimitSettings {
             requests_per_second: Some(4),

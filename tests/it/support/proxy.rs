@@ -87,9 +87,13 @@ impl DropProxy {
     }
 }
 
-/// A loopback proxy that passes responses on slowly (one 16 KiB chunk per
-/// `pause`), so that a copy through it takes a while; returns its address.
-pub fn slow(upstream: &str, pause: std::time::Duration) -> String {
+/// What a relay does with each chunk before passing it on (one per connection and direction).
+type Tap = Box<dyn FnMut(&[u8]) + Send>;
+
+/// A loopback proxy to `upstream` that passes each connection's bytes on
+/// chunk by chunk, showing what the client sends to a tap from `up` and
+/// what the server answers to one from `down`; its address.
+fn relay(upstream: &str, up: impl Fn() -> Tap + Send + 'static, down: impl Fn() -> Tap + Send + 'static) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding proxy");
     let host = listener.local_addr().expect("addr").to_string();
     let upstream = upstream.to_string();
@@ -99,75 +103,66 @@ pub fn slow(upstream: &str, pause: std::time::Duration) -> String {
             let Ok(server) = TcpStream::connect(&upstream) else {
                 continue;
             };
-            let (mut c_read, mut s_write) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut c_read, &mut s_write);
-                let _ = s_write.shutdown(Shutdown::Write);
-            });
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 16384];
-                while let Ok(n) = s_read.read(&mut buf) {
-                    if n == 0 || c_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(pause);
-                }
-                let _ = c_write.shutdown(Shutdown::Write);
-            });
+            pipe(
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+                up(),
+            );
+            pipe(server, client, down());
         }
     });
     host
 }
 
+fn pipe(mut from: TcpStream, mut to: TcpStream, mut tap: Tap) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            tap(&buf[..n]);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+/// A loopback proxy that passes responses on slowly (one 16 KiB chunk per
+/// `pause`), so that a copy through it takes a while; returns its address.
+pub fn slow(upstream: &str, pause: std::time::Duration) -> String {
+    relay(
+        upstream,
+        || Box::new(|_| {}),
+        move || Box::new(move |_| std::thread::sleep(pause)),
+    )
+}
+
 /// A loopback proxy that notes when each request passes it (for requests
 /// without bodies: GET and HEAD, what a copy sends a source); its address
 /// and the times.
-pub fn counting(upstream: &str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding proxy");
-    let host = listener.local_addr().expect("addr").to_string();
-    let upstream = upstream.to_string();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+pub fn counting(upstream: &str) -> (String, Arc<std::sync::Mutex<Vec<std::time::Instant>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let times = seen.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { continue };
-            let Ok(server) = TcpStream::connect(&upstream) else {
-                continue;
-            };
-            let (mut c_read, mut s_write) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
-            let times = times.clone();
-            std::thread::spawn(move || {
-                // A request starts at the connection's start and after each
-                // blank line ending a header block.
-                let (mut at_start, mut tail) = (true, [0u8; 4]);
-                let mut buf = [0u8; 16384];
-                while let Ok(n) = c_read.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    for &b in &buf[..n] {
-                        if at_start && !b.is_ascii_whitespace() {
-                            times.lock().unwrap().push(std::time::Instant::now());
-                            at_start = false;
-                        }
-                        tail = [tail[1], tail[2], tail[3], b];
-                        if &tail == b"\r\n\r\n" {
-                            at_start = true;
-                        }
-                    }
-                    if s_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
+    let up = move || -> Tap {
+        let times = times.clone();
+        // A request starts at the connection's start and after each blank
+        // line ending a header block.
+        let (mut at_start, mut tail) = (true, [0u8; 4]);
+        Box::new(move |chunk: &[u8]| {
+            for &b in chunk {
+                if at_start && !b.is_ascii_whitespace() {
+                    times.lock().unwrap().push(std::time::Instant::now());
+                    at_start = false;
                 }
-                let _ = s_write.shutdown(Shutdown::Write);
-            });
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s_read, &mut c_write);
-                let _ = c_write.shutdown(Shutdown::Write);
-            });
-        }
-    });
-    (host, seen)
+                tail = [tail[1], tail[2], tail[3], b];
+                if &tail == b"\r\n\r\n" {
+                    at_start = true;
+                }
+            }
+        })
+    };
+    (relay(upstream, up, || Box::new(|_| {})), seen)
 }
