@@ -30,6 +30,9 @@ struct ImageSyncArgs {
     /// The Job running this shard (its reports are tagged with it)
     #[arg(long)]
     job: String,
+    /// This pod's name, for its reports
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pod: String,
     /// How many shards the sync is split into
     #[arg(long)]
     shards: usize,
@@ -68,6 +71,7 @@ pub async fn run(a: WorkerArgs) -> Result<(), CliError> {
         name: a.name,
         spec_hash: a.spec_hash,
         job: a.job,
+        pod: a.pod,
         shard,
         authfile: a.authfile,
         insecure: a.insecure,

@@ -34,6 +34,10 @@ pub struct Throttle {
     pub cause: String,
 }
 
+/// Where a throttling count comes from ("" for this process, else a
+/// shard), its host and its cause.
+type CountKey = (String, String, String);
+
 /// The operator's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +58,10 @@ pub struct Metrics {
     /// Requests held back per registry host, by cause.
     throttled: Family<Throttle, Counter>,
     budgets: std::sync::OnceLock<Arc<crate::registry::budget::Budgets>>,
+    /// The last throttling count seen from each source (this process, or
+    /// a shard of a sharded sync) per host and cause, and the pod that
+    /// counted it: the counter grows by what is new since.
+    counted: std::sync::Mutex<std::collections::HashMap<CountKey, (String, u64)>>,
 }
 
 impl Default for Metrics {
@@ -89,6 +97,7 @@ impl Default for Metrics {
             ready: AtomicBool::new(false),
             throttled,
             budgets: std::sync::OnceLock::new(),
+            counted: Default::default(),
         }
     }
 }
@@ -110,16 +119,44 @@ impl Metrics {
         let _ = self.budgets.set(budgets);
     }
 
-    fn render(&self) -> String {
+    /// Count what a shard's pod reported of its throttling (`source` names
+    /// the shard: its ImageSync and index; a new pod's counts start afresh).
+    pub fn shard_throttling(
+        &self,
+        source: &str,
+        pod: &str,
+        counts: &[crate::operator::image_sync::throttle::HostThrottling],
+    ) {
+        for t in counts {
+            self.count(source, pod, &t.host, "budget", t.budget);
+            self.count(source, pod, &t.host, "retry-after", t.retry_after);
+        }
+    }
+
+    fn count(&self, source: &str, pod: &str, host: &str, cause: &str, total: u64) {
+        let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (source.to_string(), host.to_string(), cause.to_string());
+        let last = counted.entry(key).or_insert_with(|| (pod.to_string(), 0));
+        if last.0 != pod {
+            *last = (pod.to_string(), 0);
+        }
+        if total > last.1 {
+            self.throttled
+                .get_or_create(&Throttle {
+                    host: host.into(),
+                    cause: cause.into(),
+                })
+                .inc_by(total - last.1);
+            last.1 = total;
+        }
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn render(&self) -> String {
         // The budgets count; the counters catch up at each scrape.
         for (host, waits, pauses) in self.budgets.get().map(|b| b.throttling()).unwrap_or_default() {
-            for (cause, n) in [("budget", waits), ("retry-after", pauses)] {
-                let c = self.throttled.get_or_create(&Throttle {
-                    host: host.clone(),
-                    cause: cause.into(),
-                });
-                c.inc_by(n.saturating_sub(c.get()));
-            }
+            self.count("", "", &host, "budget", waits);
+            self.count("", "", &host, "retry-after", pauses);
         }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -163,5 +200,44 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::image_sync::throttle::HostThrottling;
+
+    fn line(m: &Metrics, host: &str, cause: &str) -> Option<u64> {
+        let want = format!("kopeo_registry_throttled_total{{host=\"{host}\",cause=\"{cause}\"}} ");
+        m.render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&want).and_then(|n| n.parse().ok()))
+    }
+
+    #[test]
+    fn throttling_adds_this_process_and_every_shards_pods() {
+        let m = Metrics::default();
+        let budgets = Arc::new(crate::registry::budget::Budgets::default());
+        m.watch_budgets(budgets.clone());
+        budgets.host("r").pause(std::time::Duration::from_secs(1));
+        let t = |budget, retry_after| {
+            vec![HostThrottling {
+                host: "r".into(),
+                budget,
+                retry_after,
+            }]
+        };
+        m.shard_throttling("ns/s/0", "pod-a", &t(4, 1));
+        m.shard_throttling("ns/s/1", "pod-b", &t(2, 0));
+        assert_eq!(line(&m, "r", "retry-after"), Some(2));
+        assert_eq!(line(&m, "r", "budget"), Some(6));
+        // A later report of the same pod adds what is new; a shard's next
+        // pod counts from zero; counters never go down.
+        m.shard_throttling("ns/s/0", "pod-a", &t(5, 1));
+        m.shard_throttling("ns/s/1", "pod-c", &t(1, 0));
+        m.shard_throttling("ns/s/1", "pod-c", &t(1, 0));
+        assert_eq!(line(&m, "r", "budget"), Some(8));
+        assert_eq!(line(&m, "r", "retry-after"), Some(2));
     }
 }

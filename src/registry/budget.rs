@@ -63,6 +63,22 @@ impl Budgets {
             .clone()
     }
 
+    /// The hosts a 429 to this process paused and that are paused still,
+    /// with when each pause ends (pauses held for others left out).
+    pub fn pauses(&self) -> Vec<(String, Instant)> {
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let mut v: Vec<_> = hosts
+            .values()
+            .filter_map(|b| {
+                let st = b.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.told_until.filter(|t| *t > now).map(|t| (b.host.clone(), t))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Every host's throttling so far: (host, waits for the budget, 429 pauses).
     pub fn throttling(&self) -> Vec<(String, u64, u64)> {
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
@@ -98,6 +114,8 @@ struct State {
     tokens: f64,
     refilled: Instant,
     paused_until: Option<Instant>,
+    /// The end of the last pause a 429 to this process asked for.
+    told_until: Option<Instant>,
     downloads: Option<Arc<Semaphore>>,
     uploads: Option<Arc<Semaphore>>,
 }
@@ -118,6 +136,7 @@ impl HostBudget {
                 tokens: 0.0,
                 refilled: Instant::now(),
                 paused_until: None,
+                told_until: None,
                 downloads: None,
                 uploads: None,
             }),
@@ -199,13 +218,31 @@ impl HostBudget {
 
     /// The registry asked to slow down: no request to the host for `d`.
     pub fn pause(&self, d: Duration) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let until = Instant::now() + d;
-        if st.paused_until.is_none_or(|t| t < until) {
-            st.paused_until = Some(until);
+        self.hold_until(until);
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.told_until.is_none_or(|t| t < until) {
+                st.told_until = Some(until);
+            }
         }
         self.pauses.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(host = %self.host, pause = ?d, "the registry asked to slow down (429): pausing every request to it");
+    }
+
+    /// No request to the host before `until` (a pause another process
+    /// sharing the host was told of; not counted as this one's 429).
+    pub fn hold_until(&self, until: Instant) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.paused_until.is_none_or(|t| t < until) {
+            st.paused_until = Some(until);
+        }
+    }
+
+    /// When the host's pause ends, if it is paused now.
+    pub fn paused_until(&self) -> Option<Instant> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.paused_until.filter(|t| *t > Instant::now())
     }
 }
 
@@ -251,6 +288,19 @@ mod tests {
         drop(first);
         assert!(h.transfer(Transfer::Download).await.is_some());
         assert_eq!(b.throttling(), vec![("r".to_string(), 6, 1)]);
+        // Another process's pause holds requests too, but is not counted here.
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        b.host("other").hold_until(until);
+        assert_eq!(b.host("other").paused_until(), Some(until));
+        assert!(b.pauses().is_empty(), "only this process's own 429s are its pauses");
+        b.host("r").pause(Duration::from_secs(1));
+        assert_eq!(b.pauses().len(), 1);
+        let held = tokio::time::Instant::now();
+        b.host("other").request().await;
+        assert_eq!(held.elapsed().as_secs(), 5);
+        assert!(b.pauses().is_empty(), "the pause is over");
+        assert_eq!(b.throttling()[0], ("other".to_string(), 1, 0));
+        assert_eq!(b.throttling()[1], ("r".to_string(), 6, 2));
         let mut hm = reqwest::header::HeaderMap::new();
         hm.insert("retry-after", "7".parse().unwrap());
         assert_eq!(retry_after(&hm), Some(Duration::from_secs(7)));

@@ -275,7 +275,7 @@ fn worker_pods_get_least_privilege_and_the_charts_pod_settings() {
     assert_eq!(
         worker["rules"],
         serde_json::json!([
-            {"apiGroups": ["kopeo.dev"], "resources": ["imagesyncs"], "verbs": ["get"]},
+            {"apiGroups": ["kopeo.dev"], "resources": ["imagesyncs"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": ["kopeo.dev"], "resources": ["imagesyncs/status"], "verbs": ["patch"]}
         ])
     );

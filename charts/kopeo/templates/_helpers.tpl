@@ -56,11 +56,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   verbs: ["create"]
 {{- end -}}
 
-{{/* What a worker pod may do: read its ImageSync and report its shard. */}}
+{{/* What a worker pod may do: read and watch its ImageSync (the other
+shards' 429 pauses) and report its shard. */}}
 {{- define "kopeo.workerRules" -}}
 - apiGroups: ["kopeo.dev"]
   resources: ["imagesyncs"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["kopeo.dev"]
   resources: ["imagesyncs/status"]
   verbs: ["patch"]

@@ -2,6 +2,7 @@
 
 pub(crate) mod controller;
 pub mod reconcile;
+pub mod throttle;
 pub mod worker;
 pub mod workers;
 
@@ -185,6 +186,10 @@ pub struct ImageSyncStatus {
     /// With `workers`: the Job that ran the last sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_job: Option<String>,
+    /// With `workers`: what held the shards' requests back, per registry
+    /// host (the current or last Job's pods, added up).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled: Vec<throttle::HostThrottling>,
     /// With `workers`: what each shard (by index) reported for its Job.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shards: BTreeMap<String, workers::ShardStatus>,

@@ -5,6 +5,7 @@
 //! at most once per report interval and once at the end.
 
 use crate::operator::image_sync::reconcile::{Outcome, Prepared, prepare, tally};
+use crate::operator::image_sync::throttle;
 use crate::operator::image_sync::workers::ShardStatus;
 use crate::operator::image_sync::{ImageSync, ImageSyncStatus};
 use crate::operator::progress::SyncTally;
@@ -15,6 +16,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How often the worker looks for a new 429 pause to tell the other shards of.
+const PAUSE_CHECK: Duration = Duration::from_millis(200);
+
 /// What a worker is told by its Job.
 #[derive(Debug, Clone)]
 pub struct WorkerJob {
@@ -23,6 +27,8 @@ pub struct WorkerJob {
     /// The hash of the spec the Job was made for (`workers::spec_hash`).
     pub spec_hash: String,
     pub job: String,
+    /// This pod's name (its reports carry it).
+    pub pod: String,
     pub shard: Shard,
     /// The mounted pull Secret's `.dockerconfigjson` (absent: no credentials).
     pub authfile: Option<std::path::PathBuf>,
@@ -68,8 +74,22 @@ fn auth_document(path: Option<&std::path::Path>) -> Result<serde_json::Value, Wo
     }
 }
 
+/// The merge patch writing `status` as shard `index`'s report. A merge
+/// patch keeps what it leaves out, so the lists and the pod a report may
+/// omit are cleared by name: a retried shard's report must not keep its
+/// previous pod's failures or pauses.
+fn report_patch(index: usize, status: &ShardStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        for k in ["failures", "pod", "throttled", "paused"] {
+            o.entry(k).or_insert(serde_json::Value::Null);
+        }
+    }
+    json!({"status": {"shards": {index.to_string(): v}}})
+}
+
 async fn report(api: &Api<ImageSync>, w: &WorkerJob, status: &ShardStatus) -> Result<(), WorkerError> {
-    let patch = json!({"status": {"shards": {w.shard.index.to_string(): status}}});
+    let patch = report_patch(w.shard.index, status);
     tracing::debug!(shard = w.shard.index, state = %status.state, done = status.done, of = status.seen, "shard reported");
     api.patch_status(&w.name, &PatchParams::default(), &Patch::Merge(patch))
         .await
@@ -95,8 +115,16 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
     let rendered = crate::operator::registry_credential::render::Rendered::for_worker(
         auth_document(w.authfile.as_deref())?,
         w.insecure.clone(),
-        budgets,
+        budgets.clone(),
     );
+    // The other shards' 429 pauses hold this one's requests too.
+    let _follow = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(throttle::follow(
+        api.clone(),
+        w.name.clone(),
+        w.shard.index.to_string(),
+        w.job.clone(),
+        budgets.clone(),
+    )));
     let sig = crate::operator::verify_keys::SignatureEnv {
         storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
         ..Default::default()
@@ -120,6 +148,9 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
             done: p.images_done,
             copied: p.copied,
             failed: p.failed,
+            pod: w.pod.clone(),
+            throttled: throttle::counts(&budgets),
+            paused: throttle::pauses(&budgets),
             ..Default::default()
         }
     };
@@ -136,14 +167,21 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
     let work = crate::sync::execute(&plan, &opts);
     tokio::pin!(work);
     let mut last = running(None);
+    let mut written = tokio::time::Instant::now();
     let report = loop {
         tokio::select! {
             r = &mut work => break r,
-            _ = tokio::time::sleep(w.report_interval) => {
+            _ = tokio::time::sleep(PAUSE_CHECK) => {
                 let now = running(progress.snapshot());
+                // Progress at the report interval; a new 429 pause at once
+                // (the other shards wait on it), at most once a second.
+                let since = written.elapsed();
+                let due = since >= w.report_interval
+                    || (now.paused != last.paused && !now.paused.is_empty() && since >= Duration::from_secs(1));
                 // A failed progress write is not the shard's failure: the final one counts.
-                if now != last && self::report(&api, &w, &now).await.is_ok() {
+                if due && now != last && self::report(&api, &w, &now).await.is_ok() {
                     last = now;
+                    written = tokio::time::Instant::now();
                 }
             }
         }
@@ -163,7 +201,32 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
         pruned: st.pruned,
         rejected: outcome.rejected,
         failures: st.failures.into_iter().take(5).collect(),
+        pod: w.pod.clone(),
+        throttled: throttle::counts(&budgets),
+        paused: vec![],
     };
     self::report(&api, &w, &done).await?;
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_clears_what_the_shards_last_pod_said_and_this_one_does_not() {
+        let p = report_patch(
+            2,
+            &ShardStatus {
+                job: "j".into(),
+                state: "Succeeded".into(),
+                ..Default::default()
+            },
+        );
+        let shard = &p["status"]["shards"]["2"];
+        assert_eq!(shard["state"], "Succeeded");
+        for k in ["failures", "pod", "throttled", "paused"] {
+            assert!(shard.get(k).is_some_and(|v| v.is_null()), "{k}: {p}");
+        }
+    }
 }

@@ -10,6 +10,7 @@
 use crate::operator::condition::{Condition, set};
 use crate::operator::context::{Context, Error, now};
 use crate::operator::image_sync::reconcile::{Outcome, conclude};
+use crate::operator::image_sync::throttle::{HostPause, HostThrottling};
 use crate::operator::image_sync::{ImageSync, ImageSyncStatus, SyncFailure};
 use crate::operator::progress::SyncProgress;
 use k8s_openapi::api::batch::v1::Job;
@@ -119,6 +120,16 @@ pub struct ShardStatus {
     /// The first failures (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<SyncFailure>,
+    /// The pod that reported (a retried shard's next pod counts afresh).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    /// What held this pod's requests back, per registry host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub throttled: Vec<HostThrottling>,
+    /// Hosts a 429 told this pod to leave alone, and until when: the
+    /// other shards hold their requests to them as well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<HostPause>,
 }
 
 /// The operator's settings for worker Jobs.
@@ -186,6 +197,7 @@ fn aggregate(st: &mut ImageSyncStatus, job: &str) -> (Outcome, SyncProgress, usi
     );
     let failures: Vec<SyncFailure> = mine.iter().flat_map(|s| s.failures.clone()).take(20).collect();
     let reported = mine.len();
+    st.throttled = crate::operator::image_sync::throttle::sum(mine.iter().map(|s| &s.throttled[..]));
     st.seen = seen;
     st.copied = copied;
     st.already_present = present;
@@ -193,6 +205,14 @@ fn aggregate(st: &mut ImageSyncStatus, job: &str) -> (Outcome, SyncProgress, usi
     st.pruned = pruned;
     st.failures = failures;
     (outcome, progress, reported)
+}
+
+/// Count the throttling `job`'s shards reported in the operator's metrics.
+fn count_throttling(ctx: &Context, sync: &str, st: &ImageSyncStatus, job: &str) {
+    for (index, s) in st.shards.iter().filter(|(_, s)| s.job == job) {
+        ctx.metrics
+            .shard_throttling(&format!("{sync}/{index}"), &s.pod, &s.throttled);
+    }
 }
 
 fn progressing(st: &mut ImageSyncStatus, s: &ImageSync, message: String) {
@@ -283,6 +303,7 @@ pub(crate) async fn reconcile(
                         ..old.clone()
                     };
                     let (_, progress, reported) = aggregate(&mut st, &job_name);
+                    count_throttling(&ctx, &format!("{ns}/{name}"), &st, &job_name);
                     st.progress = Some(progress);
                     let shards = s.spec.workers.unwrap_or(1);
                     let msg = match s.spec.suspend {
@@ -302,6 +323,7 @@ pub(crate) async fn reconcile(
                     ..old.clone()
                 };
                 let (outcome, _, reported) = aggregate(&mut st, &job_name);
+                count_throttling(&ctx, &format!("{ns}/{name}"), &st, &job_name);
                 let shards = s.spec.workers.unwrap_or(1) as usize;
                 let pending =
                     reported < shards || st.shards.values().any(|x| x.job == job_name && x.state == "Running");
@@ -608,6 +630,8 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
         "name": "worker",
         "image": ctx.workers.image.clone().unwrap_or_default(),
         "args": args,
+        // Its reports name the pod: a retried shard's new pod counts afresh.
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "volumeMounts": [{"name": "auth", "mountPath": AUTH_MOUNT, "readOnly": true},
                          {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,

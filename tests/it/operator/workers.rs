@@ -368,3 +368,132 @@ fn sharded_workers_keep_a_source_host_within_its_budget_between_them() {
         );
     }
 }
+
+#[test]
+fn a_429_to_one_worker_pauses_the_host_for_every_worker() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let home = tempdir();
+    let h = home.path();
+    // Six repositories of different images, three for each of two shards
+    // (chosen by the shards' own split once the stand-in's host is known).
+    let repos = Arc::new(Mutex::new(std::collections::BTreeMap::new()));
+    let at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let refused_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let blob_gets = Arc::new(AtomicUsize::new(0));
+    let (a, r, n) = (at.clone(), refused_at.clone(), blob_gets.clone());
+    let fake = crate::support::standin::fake_registry_of(repos.clone(), vec!["v1"], move |req, _| {
+        a.lock().unwrap().push(Instant::now());
+        if req.method != "GET" || !req.path().contains("/blobs/") {
+            return None;
+        }
+        // The fourth blob download: both workers are copying by then.
+        if n.fetch_add(1, Ordering::SeqCst) == 3 {
+            *r.lock().unwrap() = Some(Instant::now());
+            let body = json!({"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]});
+            return Some(crate::support::standin::Reply::json(429, body).with("Retry-After", "4"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        None
+    });
+    let shard = |i| kopeo::sync::shard::Shard::parse(&format!("{i}/2"), None).unwrap();
+    let mut names = vec![];
+    let (mut per, mut k) = ([0; 2], 0);
+    while names.len() < 6 {
+        let name = format!("team/c{k}");
+        let i = usize::from(!shard(0).owns(&format!("{}/{name}", fake.host)));
+        if per[i] < 3 {
+            per[i] += 1;
+            let spec = Spec {
+                layers: vec![2_000, 3_000, 4_000],
+                seed: 700 + k,
+                ..Spec::default()
+            };
+            let built = crate::support::image::build(&h.join(format!("layout{k}")), &name, &spec);
+            repos.lock().unwrap().insert(name.clone(), h.join(format!("layout{k}")));
+            names.push((name, built.digest));
+        }
+        k += 1;
+    }
+    let dst = Registry::start(Mode::Plain);
+    let (server, node) = node_cluster(h, "registry.example/kopeo");
+    let rt = runtime();
+    let (status, metrics) = rt.block_on(async {
+        let (client, opts) = worker_operator(&server, &[&fake.host, &dst.host]).await;
+        // 4 requests a second to the source: 2 for each worker.
+        let budget = kopeo::options::rate_limit::RateLimitSettings {
+            requests_per_second: Some(4),
+            concurrent_blobs: None,
+        };
+        opts.budgets.set_limits("flags", [(fake.host.clone(), budget)]);
+        let metrics = opts.metrics.clone();
+        let operator = tokio::spawn(kopeo::operator::controller::run(client.clone(), opts));
+        let images: serde_json::Map<String, Value> = names.iter().map(|(n, _)| (n.clone(), json!([]))).collect();
+        post(
+            &server,
+            SYNCS,
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "told"},
+            "spec": {"registry": fake.host, "images": images, "destination": format!("{}/told", dst.host),
+                     "workers": 2, "interval": "24h", "retry": {"times": 3}}}),
+        )
+        .await;
+        let end = Instant::now() + Duration::from_secs(120);
+        let s = loop {
+            let s = get(&server, &format!("{SYNCS}/told")).await;
+            if ready(&s).is_some() && s["status"].get("job").is_none() {
+                assert_eq!(ready(&s), Some("True"), "{}", dump(&server, &node).await);
+                break s;
+            }
+            if Instant::now() > end {
+                panic!("timed out:\n{}", dump(&server, &node).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        operator.abort();
+        (s, metrics.render())
+    });
+    let refused = refused_at.lock().unwrap().expect("the 429 was given");
+    let t = at.lock().unwrap().clone();
+    // The worker told to wait stops at once; the other hears of it through
+    // the API (a status write, a watch event) within a second, and then
+    // waits out the 4 s too. Requests after the pause show both had work left.
+    let during: Vec<Duration> = t
+        .iter()
+        .filter(|x| **x > refused + Duration::from_secs(1) && **x < refused + Duration::from_secs(4))
+        .map(|x| x.duration_since(refused))
+        .collect();
+    assert!(
+        during.is_empty(),
+        "requests during the pause, at {during:?} after the 429"
+    );
+    let after = t.iter().filter(|x| **x >= refused + Duration::from_secs(4)).count();
+    assert!(after >= 4, "{after} requests after the pause");
+    // Between the two workers the host also stayed within its budget.
+    let most = t
+        .iter()
+        .map(|a| {
+            t.iter()
+                .filter(|b| **b >= *a && b.duration_since(*a) < Duration::from_secs(1))
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(most <= 8, "{most} requests within one second");
+    for (name, digest) in &names {
+        let repo = name.trim_start_matches("team/");
+        assert_eq!(&dst.digest(h, &format!("told/{repo}:v1")), digest);
+    }
+    // The status and the operator's metrics count the shards' throttling.
+    let throttled = status["status"]["throttled"].as_array().cloned().unwrap_or_default();
+    let host = throttled
+        .iter()
+        .find(|x| x["host"] == fake.host.as_str())
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(host["retryAfter"], 1, "{status}");
+    assert!(host["budget"].as_u64().unwrap() > 0, "{status}");
+    let line = format!(
+        "kopeo_registry_throttled_total{{host=\"{}\",cause=\"retry-after\"}} 1",
+        fake.host
+    );
+    assert!(metrics.lines().any(|l| l == line), "{metrics}");
+}

@@ -235,30 +235,47 @@ pub fn fake_registry(
     tags: Vec<&'static str>,
     intercept: impl Fn(&Request, &str) -> Option<Reply> + Send + Sync + 'static,
 ) -> StandIn {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let top = index["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let layout = layout.to_path_buf();
-    let read = move |hex: &str| std::fs::read(layout.join("blobs/sha256").join(hex)).ok();
+    let repos = Arc::new(Mutex::new([(repo.to_string(), layout.to_path_buf())].into()));
+    fake_registry_of(repos, tags, intercept)
+}
+
+/// As [`fake_registry`], serving each repository of `repos` (name → its
+/// single-image OCI layout), which may be filled in after the start.
+pub fn fake_registry_of(
+    repos: Arc<Mutex<std::collections::BTreeMap<String, std::path::PathBuf>>>,
+    tags: Vec<&'static str>,
+    intercept: impl Fn(&Request, &str) -> Option<Reply> + Send + Sync + 'static,
+) -> StandIn {
     StandIn::start(move |req, me| {
         if let Some(r) = intercept(req, me) {
             return r;
         }
         let path = req.path().to_string();
-        let prefix = format!("/v2/{repo}/");
         if path == "/v2/" {
             return Reply::json(200, serde_json::json!({}));
         }
-        let Some(rest) = path.strip_prefix(&prefix) else {
+        let found = repos.lock().unwrap().iter().find_map(|(repo, layout)| {
+            let rest = path.strip_prefix(&format!("/v2/{repo}/"))?;
+            Some((repo.clone(), layout.clone(), rest.to_string()))
+        });
+        let Some((repo, layout, rest)) = found else {
             return Reply::json(
                 404,
                 serde_json::json!({"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]}),
             );
         };
+        let read = |hex: &str| std::fs::read(layout.join("blobs/sha256").join(hex)).ok();
         if rest == "tags/list" {
             return Reply::json(200, serde_json::json!({"name": repo, "tags": tags}));
         }
         if let Some(r) = rest.strip_prefix("manifests/") {
-            let d = if tags.contains(&r) { top.clone() } else { r.to_string() };
+            let d = if tags.contains(&r) {
+                let index: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+                index["manifests"][0]["digest"].as_str().unwrap().to_string()
+            } else {
+                r.to_string()
+            };
             if let Some(body) = read(d.trim_start_matches("sha256:")) {
                 return Reply::bytes(200, body)
                     .with("Content-Type", "application/vnd.oci.image.manifest.v1+json")
