@@ -85,19 +85,14 @@ impl Manifests {
             Option<&crate::options::encryption::DecryptionSettings>,
         ),
     ) -> crate::operator::verify_keys::SignatureEnv {
-        use crate::operator::verify_keys::{CryptKeys, SignatureEnv, pick, pick_all, sign_key};
-        let find =
-            |sel: &crate::options::verify::KeySelector| pick(sel, |n| self.secret(ns, n), |n| self.config_map(ns, n));
-        SignatureEnv {
-            crypt: CryptKeys {
-                recipients: crypt.0.map(|e| pick_all("encryption.recipients", &e.recipients, find)),
-                private: crypt.1.map(|d| pick_all("decryption.keys", &d.keys, find)),
-            },
-            verify_keys: verify.map(|v| pick(&v.keys, |n| self.secret(ns, n), |n| self.config_map(ns, n))),
-            sign_key: sign.map(|k| sign_key(k, self.secret(ns, &k.secret_name))),
-            storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
-            default_policy: None,
-        }
+        crate::operator::verify_keys::env_from(
+            |n| self.secret(ns, n),
+            |n| self.config_map(ns, n),
+            verify,
+            sign,
+            crypt,
+            Arc::new(crate::operator::context::default_signature_storage()),
+        )
     }
     /// ConfigMap `name` of namespace `ns`.
     fn config_map(&self, ns: &str, name: &str) -> Option<&k8s_openapi::api::core::v1::ConfigMap> {

@@ -123,6 +123,90 @@ pub(crate) fn pick<'a>(
     }
 }
 
+/// The keys `verify`, `sign` and `crypt` name, found through `secret` and
+/// `config_map` (the namespace's objects by name), with `storage` for signatures.
+pub(crate) fn env_from<'a>(
+    secret: impl Fn(&str) -> Option<&'a Secret> + Copy,
+    config_map: impl Fn(&str) -> Option<&'a ConfigMap> + Copy,
+    verify: Option<&crate::options::verify::VerifySettings>,
+    sign: Option<&crate::options::sign::SignSettings>,
+    crypt: (
+        Option<&crate::options::encryption::EncryptionSettings>,
+        Option<&crate::options::encryption::DecryptionSettings>,
+    ),
+    storage: std::sync::Arc<crate::signature::lookaside::SignatureStorage>,
+) -> SignatureEnv {
+    let find = |sel: &KeySelector| pick(sel, secret, config_map);
+    SignatureEnv {
+        crypt: CryptKeys {
+            recipients: crypt.0.map(|e| pick_all("encryption.recipients", &e.recipients, find)),
+            private: crypt.1.map(|d| pick_all("decryption.keys", &d.keys, find)),
+        },
+        verify_keys: verify.map(|v| pick(&v.keys, secret, config_map)),
+        sign_key: sign.map(|k| sign_key(k, secret(&k.secret_name))),
+        storage: Some(storage),
+        default_policy: None,
+    }
+}
+
+/// Where a worker pod finds the Secrets and ConfigMaps its sync reads keys
+/// from: `DIR/secret/NAME/KEY` and `DIR/configmap/NAME/KEY`, as Secret and
+/// ConfigMap volumes lay them out.
+pub fn mount_path(dir: &str, kind: &str, name: &str) -> String {
+    let kind = if kind == "Secret" { "secret" } else { "configmap" };
+    format!("{dir}/{kind}/{name}")
+}
+
+/// The objects `named` as mounted under `dir` ([`mount_path`]); an object
+/// whose directory is missing or empty (an optional volume of an object
+/// that does not exist) is not found.
+pub fn read_mounted(
+    dir: &std::path::Path,
+    named: &[(&'static str, String)],
+) -> Result<(Vec<Secret>, Vec<ConfigMap>), String> {
+    let (mut secrets, mut config_maps) = (vec![], vec![]);
+    for (kind, name) in named {
+        let at = std::path::PathBuf::from(mount_path(&dir.to_string_lossy(), kind, name));
+        let entries = match std::fs::read_dir(&at) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("reading {}: {e}", at.display())),
+            Ok(e) => e,
+        };
+        let mut data = std::collections::BTreeMap::new();
+        for e in entries {
+            let e = e.map_err(|e| format!("reading {}: {e}", at.display()))?;
+            let key = e.file_name().to_string_lossy().into_owned();
+            // The kubelet's `..data` and timestamped directories hold the same keys.
+            if key.starts_with("..") || !e.path().is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(e.path()).map_err(|err| format!("reading {}: {err}", e.path().display()))?;
+            data.insert(key, k8s_openapi::ByteString(bytes));
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let metadata = kube::api::ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        if *kind == "Secret" {
+            secrets.push(Secret {
+                metadata,
+                data: Some(data),
+                ..Default::default()
+            });
+        } else {
+            config_maps.push(ConfigMap {
+                metadata,
+                binary_data: Some(data),
+                ..Default::default()
+            });
+        }
+    }
+    Ok((secrets, config_maps))
+}
+
 /// Look `sel` up in namespace `ns` through the API.
 pub(crate) async fn lookup(client: &kube::Client, ns: &str, sel: &KeySelector) -> Result<Vec<u8>, String> {
     let (kind, nk) = sel.target()?;

@@ -220,6 +220,11 @@ impl SignatureStorage {
         }
     }
 
+    /// The registries.d configuration this storage follows.
+    pub fn config(&self) -> &RegistriesD {
+        &self.config
+    }
+
     /// The signatures of `r`'s manifest `digest` in its lookaside.
     pub async fn read(&self, r: &DockerReference, digest: &Digest) -> Result<Vec<Bytes>, LookasideError> {
         read_all(&self.config.lookaside_base(r, false)?, digest, &self.http).await

@@ -27,7 +27,8 @@ pub(crate) async fn reconcile_sync(s: Arc<ImageSync>, ctx: Arc<Context>) -> Resu
         .unwrap_or(Duration::from_secs(3600));
     let key = format!("ImageSync/{ns}/{name}");
     let generation = s.meta().generation;
-    let sharded = s.spec.workers.is_some() || s.status.as_ref().is_some_and(|st| st.job.is_some());
+    // A dry run only plans: the controller does that itself, workers or not.
+    let sharded = (s.spec.workers.is_some() && !s.spec.dry_run) || s.status.as_ref().is_some_and(|st| st.job.is_some());
     if sharded {
         let due = due_in(&s, &ctx, &ns, &key, interval);
         return crate::operator::image_sync::workers::reconcile(s, ctx, interval, due).await;

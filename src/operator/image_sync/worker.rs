@@ -32,6 +32,8 @@ pub struct WorkerJob {
     pub shard: Shard,
     /// The mounted pull Secret's `.dockerconfigjson` (absent: no credentials).
     pub authfile: Option<std::path::PathBuf>,
+    /// Where the Secrets and ConfigMaps of the sync's keys are mounted.
+    pub keys_dir: Option<std::path::PathBuf>,
     /// Registries to reach without TLS checks.
     pub insecure: Vec<String>,
     /// This worker's share of the hosts' request budgets.
@@ -48,6 +50,8 @@ pub enum WorkerError {
     Changed { name: String, job: String },
     #[error("reading the credentials {path}: {why}")]
     AuthFile { path: String, why: String },
+    #[error("reading the mounted keys: {0}")]
+    Keys(String),
     #[error("{0}: {1}")]
     Spec(&'static str, String),
     #[error("planning the shard: {0}")]
@@ -125,10 +129,21 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
         w.job.clone(),
         budgets.clone(),
     )));
-    let sig = crate::operator::verify_keys::SignatureEnv {
-        storage: Some(Arc::new(crate::operator::context::default_signature_storage())),
-        ..Default::default()
+    // The keys, from the Secrets and ConfigMaps the Job mounted, found as
+    // the in-process sync finds them through the API.
+    let named = crate::operator::verify_keys::KeyObjects::key_objects(&s);
+    let (secrets, config_maps) = match &w.keys_dir {
+        Some(dir) => crate::operator::verify_keys::read_mounted(dir, &named).map_err(WorkerError::Keys)?,
+        None => Default::default(),
     };
+    let sig = crate::operator::verify_keys::env_from(
+        |n| secrets.iter().find(|o| o.metadata.name.as_deref() == Some(n)),
+        |n| config_maps.iter().find(|o| o.metadata.name.as_deref() == Some(n)),
+        s.spec.verify.as_ref(),
+        s.spec.sign.as_ref(),
+        (s.spec.encryption.as_ref(), s.spec.decryption.as_ref()),
+        Arc::new(crate::operator::context::default_signature_storage()),
+    );
     let progress = Arc::new(SyncTally::default());
     let counter = progress.clone();
     let on_done: crate::sync::OnDone =
@@ -137,7 +152,25 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
         source,
         destination,
         mut opts,
-    } = prepare(&s, &rendered, &sig, Some(on_done)).map_err(|(reason, msg)| WorkerError::Spec(reason, msg))?;
+    } = match prepare(&s, &rendered, &sig, Some(on_done)) {
+        Ok(p) => p,
+        Err((reason, msg)) => {
+            // Said in the status, where the in-process sync would say it.
+            let failed = ShardStatus {
+                job: w.job.clone(),
+                state: "Failed".into(),
+                failed: 1,
+                pod: w.pod.clone(),
+                failures: vec![crate::operator::image_sync::SyncFailure {
+                    source: format!("ImageSync {} ({reason})", w.name),
+                    reason: msg.clone(),
+                }],
+                ..Default::default()
+            };
+            let _ = report(&api, &w, &failed).await;
+            return Err(WorkerError::Spec(reason, msg));
+        }
+    };
     opts.shard = Some(w.shard);
     let running = |p: Option<crate::operator::progress::SyncProgress>| {
         let p = p.unwrap_or_default();

@@ -28,6 +28,9 @@ use std::time::Duration;
 
 /// Where a worker pod finds the namespace's pull Secret.
 pub const AUTH_MOUNT: &str = "/var/run/kopeo/auth";
+/// Where a worker pod finds the Secrets and ConfigMaps its keys are in
+/// (`verify_keys::mount_path`).
+pub const KEYS_MOUNT: &str = "/var/run/kopeo/keys";
 /// The annotation holding the hash of the spec a Job runs ([`spec_hash`]).
 pub const SPEC_HASH: &str = "kopeo.dev/spec-hash";
 
@@ -239,21 +242,27 @@ fn refusal(
     if ctx.workers.image.is_none() {
         return Some("spec.workers: the operator was started without --worker-image".into());
     }
-    let unsupported = [
-        (sp.verify.is_some(), "verify"),
-        (sp.sign.is_some(), "sign"),
-        (sp.encryption.is_some(), "encryption"),
-        (sp.decryption.is_some(), "decryption"),
-        (sp.dry_run, "dryRun"),
+    // Key providers are the operator pod's commands and sidecars, which a
+    // worker pod does not have.
+    let providers = [
+        ("encryption.recipients", sp.encryption.as_ref().map(|e| &e.recipients)),
+        ("decryption.keys", sp.decryption.as_ref().map(|d| &d.keys)),
     ];
-    if let Some((_, what)) = unsupported.iter().find(|(on, _)| *on) {
-        return Some(format!(
-            "spec.workers cannot be combined with spec.{what} (worker pods get no keys)"
-        ));
+    for (field, sources) in providers {
+        if sources.into_iter().flatten().any(|k| k.provider.is_some()) {
+            return Some(format!(
+                "spec.workers cannot be combined with key providers in spec.{field} (they run beside the operator, not in worker pods)"
+            ));
+        }
     }
     if ctx.default_policy.is_some() {
         return Some(
             "spec.workers: the operator's --policy is not given to worker pods; use the in-process sync".into(),
+        );
+    }
+    if ctx.signatures.config() != crate::operator::context::default_signature_storage().config() {
+        return Some(
+            "spec.workers: the operator's --registries.d is not given to worker pods; use the in-process sync".into(),
         );
     }
     if rendered.has_tls_material() {
@@ -621,6 +630,34 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
         args.push(h.clone());
     }
     args.extend(budget_args(s, &ctx.budgets, shards));
+    // The Secrets and ConfigMaps of verify, sign, encryption and decryption
+    // keys, mounted read-only (optional: a missing one is the worker's
+    // error to report, as it is the in-process sync's).
+    let mut named = crate::operator::verify_keys::KeyObjects::key_objects(s);
+    named.sort();
+    named.dedup();
+    let (mut mounts, mut volumes) = (
+        vec![
+            json!({"name": "auth", "mountPath": AUTH_MOUNT, "readOnly": true}),
+            json!({"name": "tmp", "mountPath": "/tmp"}),
+        ],
+        vec![
+            json!({"name": "auth", "secret": {"secretName": crate::operator::registry_credential::controller::PULL_SECRET, "optional": true}}),
+            json!({"name": "tmp", "emptyDir": {}}),
+        ],
+    );
+    for (i, (kind, object)) in named.iter().enumerate() {
+        let volume = format!("key-{i}");
+        let path = crate::operator::verify_keys::mount_path(KEYS_MOUNT, kind, object);
+        mounts.push(json!({"name": volume, "mountPath": path, "readOnly": true}));
+        volumes.push(match *kind {
+            "Secret" => json!({"name": volume, "secret": {"secretName": object, "optional": true}}),
+            _ => json!({"name": volume, "configMap": {"name": object, "optional": true}}),
+        });
+    }
+    if !named.is_empty() {
+        args.extend(["--keys-dir".to_string(), KEYS_MOUNT.to_string()]);
+    }
     let pod = s.spec.worker_pod.clone().unwrap_or_default().over(&ctx.workers.pod);
     let owner = s
         .controller_owner_ref(&())
@@ -632,8 +669,7 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
         "args": args,
         // Its reports name the pod: a retried shard's new pod counts afresh.
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "volumeMounts": [{"name": "auth", "mountPath": AUTH_MOUNT, "readOnly": true},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
                             "capabilities": {"drop": ["ALL"]}},
     });
@@ -647,8 +683,7 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
         "securityContext": {"runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [{"name": "auth", "secret": {"secretName": crate::operator::registry_credential::controller::PULL_SECRET, "optional": true}},
-                    {"name": "tmp", "emptyDir": {}}],
+        "volumes": volumes,
     });
     if !pod.node_selector.is_empty() {
         spec["nodeSelector"] = json!(pod.node_selector);

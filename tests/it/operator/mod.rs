@@ -15,4 +15,5 @@ mod run_from_files;
 mod running_copies;
 mod safety;
 mod signatures;
+mod worker_keys;
 mod workers;

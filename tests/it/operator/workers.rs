@@ -12,7 +12,7 @@ use kopeo_test_apiserver::ApiServer;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-async fn get(server: &ApiServer, path: &str) -> Value {
+pub(super) async fn get(server: &ApiServer, path: &str) -> Value {
     reqwest::get(format!("{}{path}", server.url()))
         .await
         .unwrap()
@@ -41,7 +41,7 @@ async fn wait_for<F: std::future::Future<Output = bool>>(what: &str, secs: u64, 
     }
 }
 
-fn ready(o: &Value) -> Option<&str> {
+pub(super) fn ready(o: &Value) -> Option<&str> {
     o["status"]["conditions"]
         .as_array()?
         .iter()
@@ -50,7 +50,7 @@ fn ready(o: &Value) -> Option<&str> {
 }
 
 /// What a failed wait shows: the ImageSyncs, Jobs and pods, and the workers' logs.
-async fn dump(server: &ApiServer, node: &kopeo_test_apiserver::node::Node) -> String {
+pub(super) async fn dump(server: &ApiServer, node: &kopeo_test_apiserver::node::Node) -> String {
     let mut out = String::new();
     for path in [
         SYNCS,
@@ -71,7 +71,7 @@ async fn dump(server: &ApiServer, node: &kopeo_test_apiserver::node::Node) -> St
 /// The CRDs, the chart's worker role (the pods can do only that), insecure
 /// credentials for `hosts`; a client and the options of an operator whose
 /// worker image the node runs.
-async fn worker_operator(
+pub(super) async fn worker_operator(
     server: &ApiServer,
     hosts: &[&String],
 ) -> (kube::Client, kopeo::operator::controller::OperatorOptions) {
@@ -88,7 +88,7 @@ async fn worker_operator(
     (client, opts)
 }
 
-const SYNCS: &str = "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs";
+pub(super) const SYNCS: &str = "/apis/kopeo.dev/v1alpha1/namespaces/default/imagesyncs";
 
 #[test]
 fn a_sharded_imagesync_runs_as_an_indexed_job_and_a_killed_shard_copies_only_what_is_missing() {
