@@ -45,6 +45,9 @@ struct ImageSyncArgs {
     /// Where the Secrets and ConfigMaps holding the sync's keys are mounted (DIR/secret/NAME, DIR/configmap/NAME)
     #[arg(long = "keys-dir", value_name = "DIR")]
     keys_dir: Option<PathBuf>,
+    /// Where the registries' CA and client certificates are (DIR/HOST/ca-N.crt, client.cert, client.key)
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    certs_dir: Option<PathBuf>,
     /// A registry to reach without TLS verification (repeatable)
     #[arg(long = "insecure-registry", value_name = "HOST")]
     insecure: Vec<String>,
@@ -78,6 +81,7 @@ pub async fn run(a: WorkerArgs) -> Result<(), CliError> {
         shard,
         authfile: a.authfile,
         keys_dir: a.keys_dir,
+        certs_dir: a.certs_dir,
         insecure: a.insecure,
         limits: a.limits,
         report_interval: a.report_interval,

@@ -34,6 +34,8 @@ pub struct WorkerJob {
     pub authfile: Option<std::path::PathBuf>,
     /// Where the Secrets and ConfigMaps of the sync's keys are mounted.
     pub keys_dir: Option<std::path::PathBuf>,
+    /// Where the registries' CA and client certificates are (`HOST/FILE`).
+    pub certs_dir: Option<std::path::PathBuf>,
     /// Registries to reach without TLS checks.
     pub insecure: Vec<String>,
     /// This worker's share of the hosts' request budgets.
@@ -52,6 +54,8 @@ pub enum WorkerError {
     AuthFile { path: String, why: String },
     #[error("reading the mounted keys: {0}")]
     Keys(String),
+    #[error("reading the mounted certificates: {0}")]
+    Certs(String),
     #[error("{0}: {1}")]
     Spec(&'static str, String),
     #[error("planning the shard: {0}")]
@@ -119,6 +123,10 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
     let rendered = crate::operator::registry_credential::render::Rendered::for_worker(
         auth_document(w.authfile.as_deref())?,
         w.insecure.clone(),
+        match &w.certs_dir {
+            Some(dir) => crate::operator::registry_credential::render::read_tls_dir(dir).map_err(WorkerError::Certs)?,
+            None => Default::default(),
+        },
         budgets.clone(),
     );
     // The other shards' 429 pauses hold this one's requests too.

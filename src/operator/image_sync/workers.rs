@@ -28,6 +28,8 @@ use std::time::Duration;
 
 /// Where a worker pod finds the namespace's pull Secret.
 pub const AUTH_MOUNT: &str = "/var/run/kopeo/auth";
+/// Where a worker pod finds its registries' CA and client certificates.
+pub const CERTS_MOUNT: &str = "/var/run/kopeo/certs";
 /// Where a worker pod finds the Secrets and ConfigMaps its keys are in
 /// (`verify_keys::mount_path`).
 pub const KEYS_MOUNT: &str = "/var/run/kopeo/keys";
@@ -233,11 +235,7 @@ fn progressing(st: &mut ImageSyncStatus, s: &ImageSync, message: String) {
 }
 
 /// Why `s` cannot run in workers (with this operator), if it cannot.
-fn refusal(
-    s: &ImageSync,
-    ctx: &Context,
-    rendered: &crate::operator::registry_credential::render::Rendered,
-) -> Option<String> {
+fn refusal(s: &ImageSync, ctx: &Context) -> Option<String> {
     let sp = &s.spec;
     if ctx.workers.image.is_none() {
         return Some("spec.workers: the operator was started without --worker-image".into());
@@ -263,12 +261,6 @@ fn refusal(
     if ctx.signatures.config() != crate::operator::context::default_signature_storage().config() {
         return Some(
             "spec.workers: the operator's --registries.d is not given to worker pods; use the in-process sync".into(),
-        );
-    }
-    if rendered.has_tls_material() {
-        return Some(
-            "spec.workers: a RegistryCredential of this namespace has CA or client certificates, which worker pods do not get"
-                .into(),
         );
     }
     None
@@ -417,7 +409,7 @@ pub(crate) async fn reconcile(
     let rendered =
         crate::operator::credential_cache::render_namespace(&ctx, &ns, crate::operator::credential_cache::Read::Cached)
             .await?;
-    if let Some(why) = refusal(&s, &ctx, &rendered) {
+    if let Some(why) = refusal(&s, &ctx) {
         let mut st = ImageSyncStatus {
             observed_generation: generation,
             ..old.clone()
@@ -433,7 +425,7 @@ pub(crate) async fn reconcile(
             ctx.workers.service_account.clone()
         }
     };
-    let job = job_for(&s, &ctx, &account, rendered.insecure_hosts()).map_err(Error::BuildWorkerObject)?;
+    let job = job_for(&s, &ctx, &account, &rendered).map_err(Error::BuildWorkerObject)?;
     let job_name = job.name_any();
     match jobs.create(&PostParams::default(), &job).await {
         Ok(_) => {}
@@ -596,7 +588,13 @@ fn run_id(s: &ImageSync, hash: &str) -> String {
 }
 
 /// The Indexed Job running `s` in `spec.workers` shards.
-fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> Result<Job, serde_json::Error> {
+fn job_for(
+    s: &ImageSync,
+    ctx: &Context,
+    account: &str,
+    rendered: &crate::operator::registry_credential::render::Rendered,
+) -> Result<Job, serde_json::Error> {
+    let insecure = rendered.insecure_hosts();
     let ns = s.namespace().unwrap_or_else(|| "default".into());
     let name = s.name_any();
     let shards = s.spec.workers.unwrap_or(1);
@@ -657,6 +655,25 @@ fn job_for(s: &ImageSync, ctx: &Context, account: &str, insecure: &[String]) -> 
     }
     if !named.is_empty() {
         args.extend(["--keys-dir".to_string(), KEYS_MOUNT.to_string()]);
+    }
+    // The credentials' CA and client certificates, from their Secrets, as
+    // one directory of HOST/FILE (a projected volume: several Secrets).
+    let files = rendered.tls_files();
+    if !files.is_empty() {
+        let mut by_secret: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for f in files {
+            by_secret
+                .entry(&f.secret)
+                .or_default()
+                .push(json!({"key": f.key, "path": format!("{}/{}", f.host, f.file)}));
+        }
+        let sources: Vec<Value> = by_secret
+            .into_iter()
+            .map(|(name, items)| json!({"secret": {"name": name, "items": items}}))
+            .collect();
+        volumes.push(json!({"name": "certs", "projected": {"sources": sources}}));
+        mounts.push(json!({"name": "certs", "mountPath": CERTS_MOUNT, "readOnly": true}));
+        args.extend(["--certs-dir".to_string(), CERTS_MOUNT.to_string()]);
     }
     let pod = s.spec.worker_pod.clone().unwrap_or_default().over(&ctx.workers.pod);
     let owner = s

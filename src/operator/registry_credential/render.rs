@@ -141,6 +141,78 @@ pub fn tls_material<'a>(
     Ok((m != TlsMaterial::default()).then_some(m))
 }
 
+/// One Secret key of a host's TLS material, and the file a worker pod
+/// finds it in under its certificates directory (`HOST/FILE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFile {
+    pub host: String,
+    pub secret: String,
+    pub key: String,
+    pub file: String,
+}
+
+/// Add `cred`'s TLS Secret keys for `host` to `files`: every CA, and the
+/// last client pair named (as the material itself keeps the last).
+fn tls_files_of(files: &mut Vec<TlsFile>, host: &str, cred: &RegistryCredential) {
+    let Some(tls) = &cred.spec.tls else {
+        return;
+    };
+    let file = |secret: &str, key: &str, file: String| TlsFile {
+        host: host.to_string(),
+        secret: secret.to_string(),
+        key: key.to_string(),
+        file,
+    };
+    if let Some(r) = &tls.ca_secret_ref {
+        let n = files.iter().filter(|f| f.host == host && f.key == "ca.crt").count();
+        files.push(file(&r.name, "ca.crt", format!("ca-{n}.crt")));
+    }
+    if let Some(r) = &tls.client_cert_secret_ref {
+        files.retain(|f| !(f.host == host && f.file.starts_with("client.")));
+        files.push(file(&r.name, "tls.crt", "client.cert".into()));
+        files.push(file(&r.name, "tls.key", "client.key".into()));
+    }
+}
+
+/// The TLS material of each host in a certificates directory laid out
+/// as [`Rendered::tls_files`] says: `*.crt` are CAs, `client.cert` and
+/// `client.key` the client pair.
+pub fn read_tls_dir(
+    dir: &std::path::Path,
+) -> Result<std::collections::HashMap<String, std::sync::Arc<TlsMaterial>>, String> {
+    let fail = |p: &std::path::Path, e: std::io::Error| format!("reading {}: {e}", p.display());
+    let mut out = std::collections::HashMap::new();
+    let hosts = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        r => r.map_err(|e| fail(dir, e))?,
+    };
+    for h in hosts {
+        let h = h.map_err(|e| fail(dir, e))?;
+        let host = h.file_name().to_string_lossy().into_owned();
+        if host.starts_with("..") || !h.path().is_dir() {
+            continue;
+        }
+        let mut m = TlsMaterial::default();
+        let mut names: Vec<_> = std::fs::read_dir(h.path())
+            .map_err(|e| fail(&h.path(), e))?
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        for n in names.iter().filter(|n| n.ends_with(".crt")) {
+            let p = h.path().join(n);
+            m.roots.push(std::fs::read(&p).map_err(|e| fail(&p, e))?);
+        }
+        let (cert, key) = (h.path().join("client.cert"), h.path().join("client.key"));
+        if cert.exists() || key.exists() {
+            let c = std::fs::read(&cert).map_err(|e| fail(&cert, e))?;
+            let k = std::fs::read(&key).map_err(|e| fail(&key, e))?;
+            m.client = Some((c, k));
+        }
+        out.insert(host, std::sync::Arc::new(m));
+    }
+    Ok(out)
+}
+
 /// Whether `cred` can be used: its Secrets exist and are well-formed.
 pub fn verdict<'a>(
     cred: &RegistryCredential,
@@ -163,6 +235,8 @@ pub struct Rendered {
     auth: std::sync::Arc<crate::auth::AuthFile>,
     insecure: Vec<String>,
     tls: std::collections::HashMap<String, std::sync::Arc<TlsMaterial>>,
+    /// Where that material is, Secret key by key (what worker pods mount).
+    tls_files: Vec<TlsFile>,
     /// The merged auth.json document (also kept as a pull Secret).
     pub document: Value,
     /// Each credential's verdict, by name.
@@ -184,6 +258,7 @@ impl Rendered {
         let mut all = Map::new();
         let mut insecure = vec![];
         let mut tls: std::collections::HashMap<String, TlsMaterial> = Default::default();
+        let mut tls_files: Vec<TlsFile> = vec![];
         let mut verdicts = vec![];
         let mut owners = vec![];
         let mut limits = vec![];
@@ -204,6 +279,7 @@ impl Rendered {
                         if m.client.is_some() {
                             t.client = m.client;
                         }
+                        tls_files_of(&mut tls_files, &host, c);
                     }
                     Ok(())
                 }
@@ -225,6 +301,7 @@ impl Rendered {
             )),
             insecure,
             tls: tls.into_iter().map(|(h, m)| (h, std::sync::Arc::new(m))).collect(),
+            tls_files,
             document,
             verdicts,
             owners,
@@ -247,6 +324,7 @@ impl Rendered {
     pub fn for_worker(
         document: Value,
         insecure: Vec<String>,
+        tls: std::collections::HashMap<String, std::sync::Arc<TlsMaterial>>,
         budgets: std::sync::Arc<crate::registry::budget::Budgets>,
     ) -> Rendered {
         Rendered {
@@ -255,7 +333,8 @@ impl Rendered {
                 document.clone(),
             )),
             insecure,
-            tls: Default::default(),
+            tls,
+            tls_files: vec![],
             document,
             verdicts: vec![],
             owners: vec![],
@@ -269,10 +348,11 @@ impl Rendered {
         &self.insecure
     }
 
-    /// Whether any credential carries CA or client certificates (which a
-    /// pull Secret cannot hold).
-    pub fn has_tls_material(&self) -> bool {
-        !self.tls.is_empty()
+    /// The Secret keys holding the credentials' CA and client
+    /// certificates, and where under a certificates directory a worker
+    /// pod finds each (`HOST/ca-N.crt`, `HOST/client.cert`, `HOST/client.key`).
+    pub fn tls_files(&self) -> &[TlsFile] {
+        &self.tls_files
     }
 
     /// Open options for one side of a copy whose reference is `reference`.
@@ -332,5 +412,62 @@ mod tests {
         }
         let other = entries(&credential("docker.io"), Some(&docker_registry_secret("quay.io")));
         assert_eq!(other.unwrap_err().reason, "SecretMalformed");
+    }
+
+    #[test]
+    fn worker_pods_find_every_ca_and_the_last_client_pair_of_a_host() {
+        let cred = |name: &str, ca: &str, client: &str| -> RegistryCredential {
+            serde_json::from_value(json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "RegistryCredential",
+                "metadata": {"name": name, "namespace": "ns"},
+                "spec": {"registry": "reg:5000/team", "tls": {"caSecretRef": {"name": ca}, "clientCertSecretRef": {"name": client}}}}))
+            .unwrap()
+        };
+        let secret = |name: &str, data: Value| -> Secret {
+            serde_json::from_value(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data}),
+            )
+            .unwrap()
+        };
+        let b = |s: &str| B64.encode(s);
+        let secrets = [
+            secret("ca1", json!({"ca.crt": b("CA1")})),
+            secret("ca2", json!({"ca.crt": b("CA2")})),
+            secret("c1", json!({"tls.crt": b("C1"), "tls.key": b("K1")})),
+            secret("c2", json!({"tls.crt": b("C2"), "tls.key": b("K2")})),
+        ];
+        let creds = [cred("a", "ca1", "c1"), cred("b", "ca2", "c2")];
+        let r = Rendered::new(&creds, |n| {
+            secrets.iter().find(|s| s.metadata.name.as_deref() == Some(n))
+        });
+        let files: Vec<(&str, &str, &str)> = r
+            .tls_files()
+            .iter()
+            .map(|f| (f.secret.as_str(), f.key.as_str(), f.file.as_str()))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("ca1", "ca.crt", "ca-0.crt"),
+                ("ca2", "ca.crt", "ca-1.crt"),
+                ("c2", "tls.crt", "client.cert"),
+                ("c2", "tls.key", "client.key")
+            ]
+        );
+        // Laid out as a pod's projected volume would be, they read back as the material.
+        let dir = std::env::temp_dir().join(format!("kopeo-certs-{}", std::process::id()));
+        for f in r.tls_files() {
+            let s = secrets
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(&f.secret))
+                .unwrap();
+            let at = dir.join(&f.host).join(&f.file);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::fs::write(at, &s.data.as_ref().unwrap()[&f.key].0).unwrap();
+        }
+        let read = read_tls_dir(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(read.len(), 1);
+        assert_eq!(*read["reg:5000"], *r.tls["reg:5000"]);
+        assert_eq!(read["reg:5000"].roots, [b"CA1".to_vec(), b"CA2".to_vec()]);
     }
 }

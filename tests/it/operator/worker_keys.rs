@@ -1,8 +1,10 @@
-//! Sharded ImageSyncs with keys: the Job mounts the Secrets and ConfigMaps
-//! that `verify`, `sign`, `encryption` and `decryption` name, and the
-//! worker pods find their keys there as the in-process sync finds them
-//! through the API — a signed source verified and re-signed, an unsigned
-//! one refused, a mirror encrypted and decrypted back, all in worker pods.
+//! Sharded ImageSyncs with keys and certificates: the Job mounts the
+//! Secrets and ConfigMaps that `verify`, `sign`, `encryption` and
+//! `decryption` name, and those of the RegistryCredentials' CA and client
+//! certificates; the worker pods find them there as the in-process sync
+//! finds them through the API — a signed source verified and re-signed, an
+//! unsigned one refused, a mirror encrypted and decrypted back, a registry
+//! that wants a client certificate reached, all in worker pods.
 
 use super::workers::{SYNCS, dump, get, ready, worker_operator};
 use crate::encryption::Keys;
@@ -227,4 +229,59 @@ fn worker_pods_encrypt_and_decrypt_with_keys_from_the_namespace() {
         );
     }
     assert!(reg.lacks(k.home.path(), "nokey/a:1"));
+}
+
+#[test]
+fn worker_pods_reach_a_registry_with_the_credentials_ca_and_client_certificate() {
+    let home = crate::support::tempdir();
+    let h = home.path();
+    let (src, dst) = (Registry::start(Mode::MutualTls), Registry::start(Mode::Plain));
+    let mut digests = vec![];
+    for r in 0..4 {
+        let spec = Spec {
+            seed: 600 + r,
+            ..Spec::default()
+        };
+        digests.push(crate::registry_copy::seed(&src, h, &format!("team/m{r}:v1"), &spec).digest);
+    }
+    let pem = |f: &str| std::fs::read_to_string(src.client_cert_dir().join(f)).unwrap();
+    let (server, node) = node_cluster(h, "registry.example/kopeo");
+    let st = runtime().block_on(async {
+        let (client, opts) = worker_operator(&server, &[&dst.host]).await;
+        let operator = tokio::spawn(kopeo::operator::controller::run(client, opts));
+        post(
+            &server,
+            "/api/v1/namespaces/default/secrets",
+            &json!({"metadata": {"name": "reg-ca"}, "stringData": {"ca.crt": pem("ca.crt")}}),
+        )
+        .await;
+        post(
+            &server,
+            "/api/v1/namespaces/default/secrets",
+            &json!({"metadata": {"name": "reg-client"}, "type": "kubernetes.io/tls",
+                    "stringData": {"tls.crt": pem("client.cert"), "tls.key": pem("client.key")}}),
+        )
+        .await;
+        post(
+            &server,
+            "/apis/kopeo.dev/v1alpha1/namespaces/default/registrycredentials",
+            &json!({"metadata": {"name": "mtls"}, "spec": {"registry": src.host,
+                    "tls": {"caSecretRef": {"name": "reg-ca"}, "clientCertSecretRef": {"name": "reg-client"}}}}),
+        )
+        .await;
+        let images: serde_json::Map<String, Value> = (0..4).map(|r| (format!("team/m{r}"), json!([]))).collect();
+        let spec = json!({"registry": src.host, "images": images, "destination": format!("{}/mtls", dst.host),
+            "workers": 2, "interval": "24h"});
+        let st = sync(&server, &node, "mtls", spec).await;
+        operator.abort();
+        st
+    });
+    assert_eq!(
+        (st["copied"].as_u64(), st["failed"].as_u64()),
+        (Some(4), Some(0)),
+        "{st}"
+    );
+    for (r, d) in digests.iter().enumerate() {
+        assert_eq!(&dst.digest(h, &format!("mtls/m{r}:v1")), d);
+    }
 }

@@ -497,3 +497,49 @@ fn a_429_to_one_worker_pauses_the_host_for_every_worker() {
     );
     assert!(metrics.lines().any(|l| l == line), "{metrics}");
 }
+
+#[test]
+fn a_sharded_dry_run_is_planned_by_the_controller_without_a_job() {
+    let home = tempdir();
+    let h = home.path();
+    let (src, dst) = (Registry::start(Mode::Plain), Registry::start(Mode::Plain));
+    for r in 0..3 {
+        let spec = Spec {
+            seed: 500 + r,
+            ..Spec::default()
+        };
+        seed(&src, h, &format!("team/d{r}:v1"), &spec);
+    }
+    let (server, node) = node_cluster(h, "registry.example/kopeo");
+    runtime().block_on(async {
+        let (client, opts) = worker_operator(&server, &[&src.host, &dst.host]).await;
+        let operator = tokio::spawn(kopeo::operator::controller::run(client, opts));
+        let images: serde_json::Map<String, Value> = (0..3).map(|r| (format!("team/d{r}"), json!([]))).collect();
+        post(
+            &server,
+            SYNCS,
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "plan"},
+            "spec": {"registry": src.host, "images": images, "destination": format!("{}/plan", dst.host),
+                     "workers": 3, "dryRun": true, "interval": "24h"}}),
+        )
+        .await;
+        let end = Instant::now() + Duration::from_secs(60);
+        let s = loop {
+            let s = get(&server, &format!("{SYNCS}/plan")).await;
+            if s["status"]["plan"].as_array().is_some_and(|p| !p.is_empty()) {
+                break s;
+            }
+            if Instant::now() > end {
+                panic!("timed out:\n{}", dump(&server, &node).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(s["status"]["plan"].as_array().unwrap().len(), 3, "{s}");
+        let jobs = get(&server, "/apis/batch/v1/namespaces/default/jobs").await;
+        assert_eq!(jobs["items"].as_array().map(Vec::len), Some(0), "{jobs}");
+        operator.abort();
+    });
+    for r in 0..3 {
+        assert!(dst.lacks(h, &format!("plan/d{r}:v1")), "a dry run copied d{r}");
+    }
+}
