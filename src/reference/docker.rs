@@ -160,13 +160,19 @@ impl DockerReference {
         }
     }
     /// The short form users type: `alpine:3` for `docker.io/library/alpine:3`.
+    /// A Docker Hub path whose first component reads as a host
+    /// (`docker.io/foo.com/app`) keeps its domain: distribution's short
+    /// form, `foo.com/app`, would name another registry.
     pub fn familiar(&self) -> String {
-        let mut name = if self.domain == DEFAULT_DOMAIN {
-            self.path
-                .strip_prefix(OFFICIAL_REPO_PREFIX)
-                .filter(|p| !p.contains('/'))
-                .unwrap_or(&self.path)
-                .to_string()
+        let short = self
+            .path
+            .strip_prefix(OFFICIAL_REPO_PREFIX)
+            .filter(|p| !p.contains('/'))
+            .unwrap_or(&self.path);
+        let mut name = if self.domain == DEFAULT_DOMAIN
+            && split_docker_domain(short) == (DEFAULT_DOMAIN.to_string(), self.path.clone())
+        {
+            short.to_string()
         } else {
             self.name()
         };
@@ -324,6 +330,26 @@ mod tests {
         assert_eq!(norm("index.docker.io/alpine"), "docker.io/library/alpine");
         assert_eq!(norm("localhost/app"), "localhost/app");
         assert_eq!(norm("foo:5000"), "docker.io/library/foo:5000");
+    }
+
+    #[test]
+    fn short_forms_name_the_same_image() {
+        let short = |s: &str| DockerReference::parse_normalized(s).unwrap().familiar();
+        assert_eq!(short("docker.io/library/alpine:3"), "alpine:3");
+        assert_eq!(short("docker.io/user/app"), "user/app");
+        // Shortened, these would name the registry foo.com, localhost, or
+        // (index.docker.io) library/app.
+        for full in [
+            "docker.io/foo.com/app:1",
+            "docker.io/localhost/app",
+            "docker.io/index.docker.io/app",
+        ] {
+            assert_eq!(short(full), full);
+            assert_eq!(
+                DockerReference::parse_normalized(&short(full)).unwrap().to_string(),
+                full
+            );
+        }
     }
 
     #[test]
