@@ -249,7 +249,12 @@ pub fn conclude(st: &mut ImageSyncStatus, outcome: Outcome, dry_run: bool, gener
             ),
         )
     } else if !ok {
-        ("SyncFailed", format!("{} of {} images failed", st.failed, st.seen))
+        let msg = match st.failures.first() {
+            // A failure before any image (a plan, a shard that never ran).
+            Some(f) if st.failed > st.seen => format!("{}: {}", f.source, f.reason),
+            _ => format!("{} of {} images failed", st.failed, st.seen),
+        };
+        ("SyncFailed", msg)
     } else if dry_run {
         let prunes = match outcome.planned_prunes {
             0 => String::new(),
@@ -280,5 +285,41 @@ pub fn conclude(st: &mut ImageSyncStatus, outcome: Outcome, dry_run: bool, gener
                 last_transition_time: now.into(),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_before_any_image_is_the_message() {
+        let ready = |st: &ImageSyncStatus| {
+            st.conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.message.clone())
+        };
+        let mut st = ImageSyncStatus {
+            failed: 1,
+            failures: vec![SyncFailure {
+                source: "planning shard 0".into(),
+                reason: "pinging container registry r: connection refused".into(),
+            }],
+            ..Default::default()
+        };
+        let outcome = || Outcome {
+            rejected: 0,
+            planned: 0,
+            planned_prunes: 0,
+        };
+        conclude(&mut st, outcome(), false, None, "t");
+        assert_eq!(
+            ready(&st).as_deref(),
+            Some("planning shard 0: pinging container registry r: connection refused")
+        );
+        st.seen = 4;
+        conclude(&mut st, outcome(), false, None, "t");
+        assert_eq!(ready(&st).as_deref(), Some("1 of 4 images failed"));
     }
 }

@@ -105,6 +105,22 @@ async fn report(api: &Api<ImageSync>, w: &WorkerJob, status: &ShardStatus) -> Re
         .map_err(|e| WorkerError::Report(w.name.clone(), e))
 }
 
+/// The report of a shard that could not start copying, saying why (in the
+/// status, where the in-process sync would say it).
+fn failed(w: &WorkerJob, source: String, reason: &str) -> ShardStatus {
+    ShardStatus {
+        job: w.job.clone(),
+        state: "Failed".into(),
+        failed: 1,
+        pod: w.pod.clone(),
+        failures: vec![crate::operator::image_sync::SyncFailure {
+            source,
+            reason: reason.to_string(),
+        }],
+        ..Default::default()
+    }
+}
+
 /// Run the shard; `Ok(true)` when every image of it was copied or present.
 pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
     let api: Api<ImageSync> = Api::namespaced(client, &w.namespace);
@@ -163,19 +179,7 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
     } = match prepare(&s, &rendered, &sig, Some(on_done)) {
         Ok(p) => p,
         Err((reason, msg)) => {
-            // Said in the status, where the in-process sync would say it.
-            let failed = ShardStatus {
-                job: w.job.clone(),
-                state: "Failed".into(),
-                failed: 1,
-                pod: w.pod.clone(),
-                failures: vec![crate::operator::image_sync::SyncFailure {
-                    source: format!("ImageSync {} ({reason})", w.name),
-                    reason: msg.clone(),
-                }],
-                ..Default::default()
-            };
-            let _ = report(&api, &w, &failed).await;
+            let _ = report(&api, &w, &failed(&w, format!("ImageSync {} ({reason})", w.name), &msg)).await;
             return Err(WorkerError::Spec(reason, msg));
         }
     };
@@ -196,9 +200,14 @@ pub async fn run(client: Client, w: WorkerJob) -> Result<bool, WorkerError> {
         }
     };
     report(&api, &w, &running(None)).await?;
-    let plan = crate::sync::plan(&source, &destination, &opts)
-        .await
-        .map_err(|e| WorkerError::Plan(e.to_string()))?;
+    let plan = match crate::sync::plan(&source, &destination, &opts).await {
+        Ok(p) => p,
+        Err(e) => {
+            let why = e.to_string();
+            let _ = report(&api, &w, &failed(&w, format!("planning shard {}", w.shard.index), &why)).await;
+            return Err(WorkerError::Plan(why));
+        }
+    };
     tracing::info!(
         shard = w.shard.index,
         of = w.shard.count,

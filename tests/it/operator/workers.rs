@@ -543,3 +543,44 @@ fn a_sharded_dry_run_is_planned_by_the_controller_without_a_job() {
         assert!(dst.lacks(h, &format!("plan/d{r}:v1")), "a dry run copied d{r}");
     }
 }
+
+#[test]
+fn a_shard_that_cannot_plan_says_why_in_its_report() {
+    let home = tempdir();
+    let h = home.path();
+    let dst = Registry::start(Mode::Plain);
+    // A loopback port nothing listens on: the shard's tag list cannot be read.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (server, node) = node_cluster(h, "registry.example/kopeo");
+    runtime().block_on(async {
+        let (client, opts) = worker_operator(&server, &[&gone, &dst.host]).await;
+        let operator = tokio::spawn(kopeo::operator::controller::run(client, opts));
+        post(
+            &server,
+            SYNCS,
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "gone"},
+            "spec": {"registry": gone, "images": {"team/x": []}, "destination": format!("{}/gone", dst.host),
+                     "workers": 1, "interval": "24h"}}),
+        )
+        .await;
+        let end = Instant::now() + Duration::from_secs(60);
+        let shard = loop {
+            let s = get(&server, &format!("{SYNCS}/gone")).await;
+            if s["status"]["shards"]["0"]["state"] == "Failed" {
+                break s["status"]["shards"]["0"].clone();
+            }
+            if Instant::now() > end {
+                panic!("timed out:\n{}", dump(&server, &node).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let f = &shard["failures"][0];
+        assert_eq!(f["source"], "planning shard 0", "{shard}");
+        assert!(f["reason"].as_str().unwrap().contains(&gone), "{shard}");
+        operator.abort();
+    });
+}
