@@ -21,17 +21,10 @@ import argparse, collections, concurrent.futures, json, os, shutil, subprocess, 
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import BOLT, KOPEO, ROOT, free_port, put, start_registry  # noqa: E402
+from run import BOLT, KOPEO, ROOT, api, free_port, put, start_registry  # noqa: E402
 
 APISERVER = os.path.join(ROOT, "target", "release", "kopeo-test-apiserver")
 IMAGES = 10
-
-
-def api(base, method, path, body=None):
-    req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return json.load(r)
 
 
 def make_layout(layout):

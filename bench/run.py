@@ -17,6 +17,7 @@ where it has the scenario; bench/floor_push.py is the floor for
 oci:→registry (floorcopy.py has none) and curl stands for its inspect.
 """
 import argparse, gzip, hashlib, json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KOPEO = os.environ.get("KOPEO_BIN", os.path.join(ROOT, "target", "release", "kopeo"))
@@ -55,6 +56,14 @@ def start_registry(base, name, log_level="warn"):
         except OSError:
             time.sleep(0.05)
     return p, f"127.0.0.1:{port}"
+
+
+def api(base, method, path, body=None):
+    """One JSON request to the test API server (as the administrator)."""
+    req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
 
 
 def put(layout, data):

@@ -57,6 +57,18 @@ def build(layout):
         json.dump({"schemaVersion": 2, "manifests": entries}, f)
 
 
+def seed(layout, src, env):
+    """Push the layout's images to `src` as bench/repoNN:v1.T.0."""
+    print("seeding the source registry ...", flush=True)
+    # Parallel across repositories only: concurrent pushes into one
+    # repository race in Distribution's storage (see RegistryClient::blob_lock).
+    for t in range(TAGS):
+        wave = [subprocess.Popen([KOPEO, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:repo{r:02d}-{t}",
+                                  f"docker://{src}/bench/repo{r:02d}:v1.{t}.0"], env=env) for r in range(REPOS)]
+        if any(p.wait() != 0 for p in wave):
+            sys.exit("seeding failed")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=2)
@@ -76,14 +88,7 @@ def main():
         layout = os.path.join(base, "layout")
         build(layout)
         env = dict(os.environ, HOME=base, XDG_RUNTIME_DIR=os.path.join(base, "run"))
-        print("seeding the source registry ...", flush=True)
-        # Parallel across repositories only: concurrent pushes into one
-        # repository race in Distribution's storage (see RegistryClient::blob_lock).
-        for t in range(TAGS):
-            wave = [subprocess.Popen([KOPEO, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:repo{r:02d}-{t}",
-                                      f"docker://{src}/bench/repo{r:02d}:v1.{t}.0"], env=env) for r in range(REPOS)]
-            if any(p.wait() != 0 for p in wave):
-                sys.exit("seeding failed")
+        seed(layout, src, env)
         yaml = os.path.join(base, "sync.yaml")
         with open(yaml, "w") as f:
             f.write(f"{src}:\n  tls-verify: false\n  images:\n" + "".join(f"    bench/repo{r:02d}: []\n" for r in range(REPOS)))

@@ -21,18 +21,11 @@ import argparse, json, os, statistics, subprocess, sys, tempfile, time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import KOPEO, ROOT, free_port, start_registry  # noqa: E402
-from sync import REPOS, TAGS, build  # noqa: E402
+from run import KOPEO, ROOT, api, free_port, start_registry  # noqa: E402
+from sync import REPOS, TAGS, build, seed  # noqa: E402
 
 APISERVER = os.path.join(ROOT, "target", "release", "kopeo-test-apiserver")
 IMAGE = "registry.example/kopeo"
-
-
-def api(base, method, path, body=None):
-    req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req) as r:
-        return json.load(r)
 
 
 def ready(o):
@@ -67,12 +60,7 @@ def main():
         os.makedirs(env["XDG_RUNTIME_DIR"])
         layout = os.path.join(base, "layout")
         build(layout)
-        print("seeding the source registry ...", flush=True)
-        for t in range(TAGS):
-            wave = [subprocess.Popen([KOPEO, "copy", "-q", "--dest-tls-verify=false", f"oci:{layout}:repo{r:02d}-{t}",
-                                      f"docker://{src}/bench/repo{r:02d}:v1.{t}.0"], env=env) for r in range(REPOS)]
-            if any(p.wait() != 0 for p in wave):
-                sys.exit("seeding failed")
+        seed(layout, src, env)
 
         crt, key = os.path.join(base, "apiserver.crt"), os.path.join(base, "apiserver.key")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
