@@ -97,6 +97,12 @@ pub async fn run(a: WorkerArgs) -> Result<(), CliError> {
             tracing::warn!(shard = %shard_text, "some images failed (see the ImageSync's status)");
             Ok(())
         }
+        // The spec changed under the Job: the controller replaces it, and a
+        // retry of this pod would only find the same.
+        Err(e @ crate::operator::image_sync::worker::WorkerError::Changed { .. }) => {
+            tracing::warn!(shard = %shard_text, reason = %e, "not copying");
+            Ok(())
+        }
         Err(e) => Err(CliError::new(format!("{shard_text}: {e}"))),
     }
 }

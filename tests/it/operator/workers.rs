@@ -582,3 +582,41 @@ fn a_shard_that_cannot_plan_says_why_in_its_report() {
         operator.abort();
     });
 }
+
+#[test]
+fn a_worker_of_a_changed_spec_stops_without_asking_for_a_retry() {
+    let home = tempdir();
+    let h = home.path();
+    let server = ApiServer::start(kopeo_test_apiserver::Options::default());
+    runtime().block_on(async {
+        cluster(&server).await;
+        post(
+            &server,
+            SYNCS,
+            &json!({"apiVersion": "kopeo.dev/v1alpha1", "kind": "ImageSync", "metadata": {"name": "moved"},
+            "spec": {"registry": "127.0.0.1:1", "images": {"team/x": []}, "destination": "127.0.0.1:1/y", "workers": 1}}),
+        )
+        .await;
+    });
+    let kubeconfig = h.join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig);
+    let args = [
+        "worker",
+        "image-sync",
+        "--namespace",
+        "default",
+        "--name",
+        "moved",
+        "--spec-hash",
+        "not-this-spec",
+        "--job",
+        "moved-sync-1",
+        "--shards",
+        "1",
+        "--index",
+        "0",
+    ];
+    let out = crate::support::kopeo_env(h, &args, None, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("changed since Job moved-sync-1"), "{}", out.stderr);
+}
