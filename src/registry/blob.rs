@@ -30,12 +30,13 @@ struct State {
 }
 
 impl RegistryClient {
-    /// HEAD a blob; its size when present.
-    pub async fn head_blob(&self, repo: &str, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+    /// HEAD a blob; its size when present. Before an upload, ask with push
+    /// access (`for_push`: one token for the lookups and the uploads).
+    pub async fn head_blob(&self, repo: &str, digest: &Digest, for_push: bool) -> Result<Option<u64>, RegistryError> {
         let op = format!("checking blob {digest} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/blobs/{digest}");
         let resp = self
-            .send(&op, repo, Self::scopes(repo, false), |c, base| {
+            .send(&op, repo, Self::scopes(repo, for_push), |c, base| {
                 Ok(c.head(self.url(base, &path)?))
             })
             .await?;

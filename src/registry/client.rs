@@ -92,6 +92,9 @@ pub struct RegistryClient {
     /// The auth challenge: from the ping, updated when a later 401 names another.
     challenge: Mutex<Challenge>,
     tokens: Mutex<TokenCache>,
+    /// One fetch at a time per scope set: concurrent first requests (a
+    /// copy's blobs at once) wait for one token instead of each asking.
+    token_fetches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     creds: Mutex<HashMap<String, Credentials>>,
     /// One lock per (repository, blob) being made present, see [`RegistryClient::blob_lock`].
     blob_locks: Mutex<HashMap<(String, Digest), BlobLock>>,
@@ -125,6 +128,7 @@ impl RegistryClient {
             supports_signatures: std::sync::atomic::AtomicBool::new(false),
             challenge: Mutex::new(Challenge::None),
             tokens: Mutex::new(TokenCache::default()),
+            token_fetches: Mutex::new(HashMap::new()),
             creds: Mutex::new(HashMap::new()),
             blob_locks: Mutex::new(HashMap::new()),
             known_blobs: Mutex::new(std::collections::HashSet::new()),
@@ -322,8 +326,20 @@ impl RegistryClient {
             (Challenge::Basic, _) => None,
             (Challenge::Bearer { realm, service, .. }, _) => {
                 let key = scope_key(scopes);
-                let cached = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
-                let token = match cached {
+                let cached = || self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key);
+                if let Some(t) = cached() {
+                    return Ok(Some(Authorization::Bearer(t)));
+                }
+                let gate = self
+                    .token_fetches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(key.clone())
+                    .or_default()
+                    .clone();
+                let _fetching = gate.lock().await;
+                // Fetched by whoever held the gate before, or fetched now.
+                let token = match cached() {
                     Some(t) => t,
                     None => {
                         self.realm_budgeted(realm).await;
@@ -331,10 +347,14 @@ impl RegistryClient {
                         self.tokens
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .put(key, t.clone(), life);
+                            .put(key.clone(), t.clone(), life);
                         t
                     }
                 };
+                self.token_fetches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
                 Some(Authorization::Bearer(token))
             }
         })

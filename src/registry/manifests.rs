@@ -62,12 +62,19 @@ impl RegistryClient {
         Ok((body, mime))
     }
 
-    /// HEAD a manifest; `None` when it does not exist.
-    pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<ManifestHead>, RegistryError> {
+    /// HEAD a manifest; `None` when it does not exist. A destination asks
+    /// with push access (`for_push`), as every request of upstream's
+    /// destination does: the copy's uploads then reuse the same token.
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        for_push: bool,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
         let op = format!("checking manifest {reference} in {}/{repo}", self.registry);
         let path = format!("v2/{repo}/manifests/{reference}");
         let resp = self
-            .send(&op, repo, Self::scopes(repo, false), |c, base| {
+            .send(&op, repo, Self::scopes(repo, for_push), |c, base| {
                 Ok(c.head(self.url(base, &path)?)
                     .header(ACCEPT, media::ALL_MANIFESTS.join(", ")))
             })

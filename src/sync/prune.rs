@@ -136,7 +136,7 @@ fn failed(destination: String, why: impl std::fmt::Display) -> PruneResult {
 
 /// The manifest digest tag `t` of `repo` names, and whether it is a list.
 async fn tag_digest(client: &crate::registry::RegistryClient, repo: &str, t: &str) -> Result<(Digest, bool), String> {
-    let head = client.head_manifest(repo, t).await.map_err(|e| e.to_string())?;
+    let head = client.head_manifest(repo, t, false).await.map_err(|e| e.to_string())?;
     if let Some(h) = head
         && let Some(d) = h.digest
     {

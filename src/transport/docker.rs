@@ -81,7 +81,7 @@ impl ImageSource for DockerSource {
     async fn current_manifest(&self) -> Result<Option<super::CurrentManifest>, TransportError> {
         let head = self
             .client
-            .head_manifest(self.reference.path(), &self.reference.manifest_reference())
+            .head_manifest(self.reference.path(), &self.reference.manifest_reference(), false)
             .await?;
         match head {
             Some(h) => Ok(h.digest.map(|digest| super::CurrentManifest {
@@ -208,7 +208,7 @@ impl ImageDestination for DockerDestination {
     async fn current_digest(&self) -> Result<Option<Digest>, TransportError> {
         let head = self
             .client
-            .head_manifest(self.reference.path(), &self.reference.manifest_reference())
+            .head_manifest(self.reference.path(), &self.reference.manifest_reference(), true)
             .await?;
         Ok(head.and_then(|h| h.digest))
     }
@@ -235,7 +235,7 @@ impl ImageDestination for DockerDestination {
                 MountOutcome::NotMounted(url) => {
                     // Present anyway (not mountable from there, say): the
                     // upload session the registry opened is left to expire.
-                    if self.client.head_blob(repo, &info.digest).await?.is_some() {
+                    if self.client.head_blob(repo, &info.digest, true).await?.is_some() {
                         return present();
                     }
                     if let Some(url) = url {
@@ -246,7 +246,7 @@ impl ImageDestination for DockerDestination {
                     }
                 }
             }
-        } else if self.client.head_blob(repo, &info.digest).await?.is_some() {
+        } else if self.client.head_blob(repo, &info.digest, true).await?.is_some() {
             return present();
         }
         self.held

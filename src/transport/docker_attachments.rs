@@ -96,7 +96,7 @@ async fn put_small(
     media_type: &str,
 ) -> Result<serde_json::Value, RegistryError> {
     let digest = Digest::sha256_of(data);
-    if client.head_blob(repo, &digest).await?.is_none() {
+    if client.head_blob(repo, &digest, true).await?.is_none() {
         let upload = client.start_upload(repo).await?;
         client
             .put_blob(

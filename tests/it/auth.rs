@@ -625,3 +625,72 @@ fn a_rejected_token_is_replaced_once_and_the_request_retried() {
     assert_eq!(out.stdout.trim(), built.digest);
     assert_eq!(token.seen().len() - before, 2, "one useless token, then a fresh one");
 }
+
+#[test]
+fn a_push_of_many_layers_asks_for_one_token_per_scope_not_one_per_blob() {
+    let home = tempdir();
+    let reg = Registry::start(Mode::Token);
+    let built = build(
+        &home.path().join("l"),
+        "x",
+        &Spec {
+            layers: vec![3_000; 8],
+            ..Spec::default()
+        },
+    );
+    let token = reg.token.as_ref().unwrap();
+    let creds = format!("--dest-creds={USER}:{PASSWORD}");
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &creds,
+            &built.reference(),
+            &reg.image("team/app:1"),
+        ],
+    )
+    .ok();
+    // Nine blobs looked up and uploaded at once, six at a time: the first
+    // requests of all of them wait for the one token their scope needs.
+    let asked = token.seen();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    // Within the registry, to another repository: one token at the source
+    // (pull), one at the destination (pull and push), and one for the
+    // mounts (push here, pull where the blobs are), each asked once.
+    let before = token.seen().len();
+    kopeo(
+        home.path(),
+        &[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &format!("--src-creds={USER}:{PASSWORD}"),
+            &creds,
+            &reg.image("team/app:1"),
+            &reg.image("other/app:1"),
+        ],
+    )
+    .ok();
+    let asked: Vec<_> = token.seen().into_iter().skip(before).collect();
+    let scopes: Vec<Vec<&str>> = asked
+        .iter()
+        .map(|r| {
+            r.params
+                .iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.as_str())
+                .collect()
+        })
+        .collect();
+    assert_eq!(scopes.len(), 3, "{asked:?}");
+    for want in [
+        vec!["repository:team/app:pull"],
+        vec!["repository:other/app:pull,push"],
+        vec!["repository:other/app:pull,push", "repository:team/app:pull"],
+    ] {
+        assert!(scopes.contains(&want), "{want:?} not in {scopes:?}");
+    }
+}
