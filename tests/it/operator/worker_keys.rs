@@ -222,6 +222,27 @@ fn worker_pods_encrypt_and_decrypt_with_keys_from_the_namespace() {
             .iter()
             .all(|l| l["mediaType"].as_str().unwrap().ends_with("+encrypted"));
         assert!(encrypted, "{m}");
+        // skopeo, an independent reader of the JWE envelopes the workers
+        // wrote, decrypts each layer back to the source's.
+        let out = format!("skopeo-{repo}");
+        let from = reg.image(&format!("enc/{repo}:1"));
+        let key = k.s("ec.pem");
+        k.skopeo(&[
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--decryption-key",
+            &key,
+            &from,
+            &k.oci(&out),
+        ])
+        .ok();
+        let source: Value = serde_json::from_str(&reg.raw_manifest(k.home.path(), &format!("team/{repo}:1"))).unwrap();
+        assert_eq!(
+            crate::encryption::layers(&crate::encryption::manifest(&k.path(&out)).1),
+            crate::encryption::layers(&source),
+            "{repo}"
+        );
         assert_eq!(
             reg.digest(k.home.path(), &format!("dec/{repo}:1")),
             reg.digest(k.home.path(), &format!("team/{repo}:1")),
