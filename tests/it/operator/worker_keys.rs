@@ -125,11 +125,20 @@ fn worker_pods_verify_and_sign_with_keys_from_the_namespace() {
             t.home.path(),
             &format!("mirror/{repo}:{}.sig", digest.replace(':', "-")),
         );
-        let layers = serde_json::from_str::<Value>(&raw).unwrap()["layers"]
+        let sigs = serde_json::from_str::<Value>(&raw).unwrap()["layers"]
             .as_array()
             .unwrap()
-            .len();
-        assert_eq!(layers, 2, "{raw}");
+            .clone();
+        assert_eq!(sigs.len(), 2, "{raw}");
+        // Independently of kopeo: openssl verifies the worker's signature
+        // with the mirror's public key, over a payload naming the mirror.
+        let payload = t.openssl_verifies(&host, &format!("mirror/{repo}"), &sigs[1], "mirror.pub");
+        let payload: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            payload["critical"]["identity"]["docker-reference"],
+            format!("{host}/mirror/{repo}:signed"),
+            "{payload}"
+        );
         t.kopeo(&[
             "--registries.d",
             &regd,
